@@ -1,0 +1,177 @@
+"""The ``splitnet`` command: parses arguments and calls the library; nothing else.
+
+Exit codes (see ``splitnet.errors``): 0 success, 1 runtime failure, 2 bad configuration or usage,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from splitnet import catalog
+from splitnet.errors import (
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    ConfigError,
+    SplitnetError,
+    Violation,
+)
+
+if TYPE_CHECKING:
+    from splitnet.plan import Plan
+
+__all__ = ["build_parser", "main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors exit with the configuration code."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {message}\n")
+
+
+def _add_env_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env-file", type=Path, default=None, metavar="F",
+                        help="env file to read (default: ./.env if present)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with every subcommand."""
+    parser = _Parser(prog="splitnet", description="Split-learning orchestration.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    validate = sub.add_parser("validate", help="check settings and plan; print a summary")
+    _add_env_file(validate)
+    validate.set_defaults(handler=_cmd_validate)
+
+    plan = sub.add_parser("plan", help="show the placement and schedules, or --generate lists")
+    _add_env_file(plan)
+    plan.add_argument("--format", choices=("text", "json"), default="text")
+    plan.add_argument("--generate", action="store_true",
+                      help="write a valid SIMULATION_STAGES_CLIENTS instead of reading one")
+    plan.add_argument("--clients", type=int, metavar="N", help="with --generate: clients")
+    plan.add_argument("--partitions", type=int, metavar="P", help="with --generate: partitions")
+    plan.add_argument("--model", choices=catalog.model_names(),
+                      help="with --generate: take P from this model")
+    plan.add_argument("--bert-model", choices=sorted(catalog.BERT_LAYERS), default="tiny")
+    plan.add_argument("--owners", metavar="LIST",
+                      help="with --generate: data owners, e.g. 1,2,3 (default: every client)")
+    plan.add_argument("--offload", action="append", default=[], metavar="SPEC",
+                      help="with --generate: OWNER:PARTITIONS=RUNNER, e.g. 1:2-3=4 (repeatable)")
+    plan.set_defaults(handler=_cmd_plan)
+    return parser
+
+
+def _env_path(args: argparse.Namespace) -> tuple[Path, bool]:
+    if args.env_file is not None:
+        return args.env_file, True
+    return Path(".env"), False
+
+
+def _load(args: argparse.Namespace) -> Plan:
+    from splitnet.plan import load_plan
+
+    path, required = _env_path(args)
+    plan = load_plan(path, env_file_required=required)
+    for warning in plan.settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return plan
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    plan = _load(args)
+    print(plan.summary())
+    return EXIT_OK
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from splitnet import planview
+
+    if args.generate:
+        return _generate(args)
+    plan = _load(args)
+    if args.format == "json":
+        print(json.dumps(planview.plan_as_json(plan), indent=2))
+    else:
+        print(planview.plan_as_text(plan))
+    return EXIT_OK
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from splitnet.generate import generate_lists, parse_offload
+    from splitnet.rules import check_placement
+
+    usage: list[Violation] = []
+    if args.clients is None or args.clients < 1:
+        usage.append(Violation("usage", "--generate needs --clients N (a positive integer)"))
+    if (args.partitions is None) == (args.model is None):
+        usage.append(Violation("usage", "--generate needs exactly one of --partitions P or "
+                                        "--model NAME"))
+    elif args.partitions is not None and args.partitions < 1:
+        usage.append(Violation("usage", "--partitions must be a positive integer"))
+    owners = None
+    if args.owners:
+        try:
+            owners = [int(x) for x in args.owners.split(",") if x.strip()]
+        except ValueError:
+            usage.append(Violation("usage", f"--owners {args.owners!r}: expected client "
+                                            "numbers separated by commas, e.g. 1,2,3"))
+    offload: dict[tuple[int, int], int] = {}
+    for spec in args.offload:
+        try:
+            offload.update(parse_offload(spec))
+        except ValueError as exc:
+            usage.append(Violation("usage", str(exc)))
+    if usage:
+        raise ConfigError(usage, "the command line")
+    model = args.model or "CNN"
+    p = args.partitions or catalog.num_partitions(model, args.bert_model)
+    if owners is not None and any(not 1 <= o <= args.clients for o in owners):
+        raise ConfigError(Violation("usage", f"--owners {args.owners}: expected clients 1.."
+                                             f"{args.clients}"), "the command line")
+    try:
+        lists = generate_lists(args.clients, p, owners, offload)
+    except ValueError as exc:
+        raise ConfigError(Violation("usage", str(exc)), "the command line") from None
+    _, violations = check_placement(lists, args.clients, p, model if args.model else f"P={p}")
+    if violations:
+        raise ConfigError(violations, "the generated plan")
+    if args.format == "json":
+        print(json.dumps(lists))
+    else:
+        print("SIMULATION_STAGES_CLIENTS=" + json.dumps(lists, separators=(",", ":")))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except SplitnetError as exc:
+        print(f"splitnet {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"splitnet {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if os.environ.get("SPLITNET_DEBUG"):
+            traceback.print_exc()
+        print(f"splitnet {args.command}: internal error: {type(exc).__name__}: {exc} "
+              "(set SPLITNET_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

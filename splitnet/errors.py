@@ -1,0 +1,73 @@
+"""The splitnet exception tree, and the CLI exit codes that go with it.
+
+::
+
+    SplitnetError                 base of everything splitnet raises on purpose (exit 1)
+    ├── ConfigError               settings or plan break a rule; carries every violation (exit 2)
+    └── RuntimeFailure            training could not go on: a peer, a transfer, a step (exit 1)
+
+CLI exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_RUNTIME",
+    "ConfigError",
+    "RuntimeFailure",
+    "SplitnetError",
+    "Violation",
+]
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+
+
+class SplitnetError(Exception):
+    """Base of every error splitnet raises on purpose."""
+
+    exit_code = EXIT_RUNTIME
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: which rule, and a sentence naming the input (key, task, client)."""
+
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.rule}] {self.message}"
+
+
+class ConfigError(SplitnetError):
+    """Settings or the plan break one or more rules; all of them are listed at once."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, violations: list[Violation] | Violation, source: str = "",
+                 warnings: tuple[str, ...] = ()) -> None:
+        self.violations = [violations] if isinstance(violations, Violation) else list(violations)
+        self.source = source
+        self.warnings = warnings
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """Return the bulleted list a user sees."""
+        where = f" in {self.source}" if self.source else ""
+        n = len(self.violations)
+        head = f"{n} configuration error{'s' if n != 1 else ''}{where}:"
+        lines = [head, *(f"  - {v}" for v in self.violations)]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+class RuntimeFailure(SplitnetError):
+    """Training could not go on (a peer stopped answering, a transfer failed, a step raised)."""

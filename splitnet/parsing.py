@@ -1,0 +1,153 @@
+"""Value parsers for settings: each takes a string and returns a value or raises ``ValueError``.
+
+The ``ValueError`` message states the rule (``"expected a positive integer"``); the caller adds
+the key and the value. ``parse_literal`` reads JSON or a Python literal as data: nothing is ever
+imported, evaluated or executed.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "MAX_LITERAL_CHARS",
+    "bandwidth",
+    "boolean",
+    "choice",
+    "integer",
+    "parse_literal",
+    "percent",
+    "positive_float",
+    "show",
+    "text",
+    "time_value",
+]
+
+MAX_LITERAL_CHARS = 1_000_000
+_BANDWIDTH_RE = re.compile(r"[0-9]+(\.[0-9]+)?(bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps|tbps)")
+_TIME_RE = re.compile(r"[0-9]+(\.[0-9]+)?(us|ms|s)")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def show(value: str, limit: int = 60) -> str:
+    """Return ``value`` quoted and shortened for an error message."""
+    shown = value if len(value) <= limit else value[: limit - 3] + "..."
+    return repr(shown)
+
+
+def text(value: str) -> str:
+    """Return the string stripped of surrounding whitespace."""
+    return value.strip()
+
+
+def integer(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int]:
+    """Return a parser for an integer within ``[minimum, maximum]``."""
+    if maximum is not None:
+        rule = f"expected an integer from {minimum} to {maximum}"
+    elif minimum == 1:
+        rule = "expected a positive integer"
+    else:
+        rule = f"expected an integer ≥ {minimum}"
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise ValueError(rule) from None
+        if number < minimum or (maximum is not None and number > maximum):
+            raise ValueError(rule)
+        return number
+
+    return parse
+
+
+def positive_float(value: str) -> float:
+    """Parse a finite number greater than zero."""
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ValueError("expected a positive number, e.g. 0.01") from None
+    if not (number > 0 and number != float("inf")):
+        raise ValueError("expected a positive number, e.g. 0.01")
+    return number
+
+
+def boolean(value: str) -> bool:
+    """Parse true/false, yes/no, on/off, 1/0 (empty means false)."""
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("expected true or false")
+
+
+def choice(*options: str) -> Callable[[str], str]:
+    """Return a parser accepting one of ``options``, case-insensitively; returns the option."""
+    by_fold = {option.casefold(): option for option in options}
+
+    def parse(value: str) -> str:
+        found = by_fold.get(value.strip().casefold())
+        if found is None:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return found
+
+    return parse
+
+
+def bandwidth(value: str) -> str:
+    """Parse a tc rate such as ``100mbit`` or ``12.5mbps``."""
+    cleaned = value.strip().lower()
+    if not _BANDWIDTH_RE.fullmatch(cleaned):
+        raise ValueError("expected a rate with a tc unit, e.g. 100mbit, 512kbit or 10mbps")
+    return cleaned
+
+
+def time_value(value: str) -> str:
+    """Parse a tc time such as ``20ms``."""
+    cleaned = value.strip().lower()
+    if not _TIME_RE.fullmatch(cleaned):
+        raise ValueError("expected a time with a unit, e.g. 20ms, 500us or 1s")
+    return cleaned
+
+
+def percent(value: str) -> str:
+    """Parse a percentage such as ``0.5%`` (0 to 100)."""
+    cleaned = value.strip().rstrip("%")
+    try:
+        number = float(cleaned)
+    except ValueError:
+        raise ValueError("expected a percentage from 0 to 100, e.g. 0.5%") from None
+    if not 0 <= number <= 100:
+        raise ValueError("expected a percentage from 0 to 100, e.g. 0.5%")
+    return f"{cleaned}%"
+
+
+def parse_literal(value: str) -> Any:
+    """Read JSON or a Python literal as plain data; raise ``ValueError`` with the reason."""
+    if len(value) > MAX_LITERAL_CHARS:
+        raise ValueError(f"is {len(value)} characters long; the limit is {MAX_LITERAL_CHARS}")
+    if "\x00" in value:
+        raise ValueError("contains a NUL byte; expected text")
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("is empty; expected a list of lists, e.g. [['1_1', '1_2'], ['2_1']]")
+    try:
+        return json.loads(stripped)
+    except (ValueError, RecursionError):
+        pass
+    try:
+        return ast.literal_eval(stripped)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
+        reason = getattr(exc, "msg", None) or (
+            "only literals are allowed: strings, numbers, lists"
+            if isinstance(exc, (ValueError, TypeError)) else type(exc).__name__)
+        raise ValueError(
+            f"is not valid JSON or a Python literal ({reason}); "
+            "expected a list of lists, e.g. [['1_1', '1_2'], ['2_1']]"
+        ) from None
