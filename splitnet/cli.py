@@ -69,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--offload", action="append", default=[], metavar="SPEC",
                       help="with --generate: OWNER:PARTITIONS=RUNNER, e.g. 1:2-3=4 (repeatable)")
     plan.set_defaults(handler=_cmd_plan)
+
+    run = sub.add_parser("run", help="run one client (what a container runs)")
+    _add_env_file(run)
+    run.set_defaults(handler=_cmd_run)
+
+    local = sub.add_parser("local", help="run every client as a process on loopback")
+    _add_env_file(local)
+    local.set_defaults(handler=_cmd_local)
+
+    baseline = sub.add_parser("baseline", help="train the same model centrally, one process")
+    _add_env_file(baseline)
+    baseline.set_defaults(handler=_cmd_baseline)
     return parser
 
 
@@ -104,6 +116,74 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(json.dumps(planview.plan_as_json(plan), indent=2))
     else:
         print(planview.plan_as_text(plan))
+    return EXIT_OK
+
+
+def _setup_logging(name: str) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format=f"%(asctime)s {name} %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+
+def _print_summary(summary: dict[str, object], where: Path) -> None:
+    print(f"test accuracy {summary['test_accuracy']:.4f}, macro F1 {summary['f1_macro']:.4f}, "
+          f"test loss {summary['test_loss']:.4f}; {summary['samples_per_second']} samples/s; "
+          f"{summary['total_seconds']}s in all; results in {where}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    import torch
+
+    from splitnet.cluster import peer_addresses, resolve_token
+    from splitnet.coordinator import Node, NodeOptions
+
+    plan = _load(args)
+    s = plan.settings
+    if s.client_number is None:
+        raise ConfigError(Violation("setting", "CLIENT_NUMBER is not set: each client needs its "
+                                               f"number, 1..{s.num_clients}"), s.source)
+    token = resolve_token(s)
+    addresses = peer_addresses(s)
+    _setup_logging(f"client{s.client_number}")
+    if s.torch_threads:
+        torch.set_num_threads(s.torch_threads)
+    node = Node(plan, NodeOptions(s.client_number, addresses, token, s.listen_host,
+                                  Path(s.results_dir)))
+
+    async def main() -> dict[str, object]:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, node.stop, "stopped by SIGTERM")
+        return await node.run()
+
+    summary = asyncio.run(main())
+    if "test_accuracy" in summary:
+        _print_summary(summary, Path(s.results_dir))
+    return EXIT_OK
+
+
+def _cmd_local(args: argparse.Namespace) -> int:
+    from splitnet.local import run_local
+
+    plan = _load(args)
+    path, _ = _env_path(args)
+    results = Path(plan.settings.results_dir)
+    print(plan.summary(), flush=True)
+    run_local(plan, path if path.exists() else None, results)
+    summary = json.loads((results / "summary.json").read_text())
+    _print_summary(summary, results)
+    return EXIT_OK
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from splitnet.baseline import run_baseline
+
+    plan = _load(args)
+    results = Path(plan.settings.results_dir) / "baseline"
+    _print_summary(run_baseline(plan, results), results)
     return EXIT_OK
 
 

@@ -93,6 +93,9 @@ FIELDS: tuple[Field, ...] = (
     Field("DIRICHLET_ALPHA", "dirichlet_alpha", positive_float, 0.5, "label skew (dirichlet)"),
     Field("PEERS", "peers", text, None, "comma-separated host:port of clients 1..N"),
     Field("GRPC_PORT", "grpc_port", integer(1, 65535), 50051, "gRPC port"),
+    Field("LISTEN_HOST", "listen_host", text, "0.0.0.0", "address the gRPC server binds"),
+    Field("TORCH_THREADS", "torch_threads", integer(0, 1024), 0,
+          "torch intra-op threads per client (0: torch's default)"),
     Field("SPLITNET_TOKEN", "token", text, None, "cluster credential"),
     Field("SPLITNET_TOKEN_FILE", "token_file", text, None, "file holding the credential"),
     Field("JOIN_TIMEOUT", "join_timeout", positive_float, 120.0, "seconds to wait for peers"),
@@ -135,6 +138,8 @@ class Settings:
     dirichlet_alpha: float = 0.5
     peers: str | None = None
     grpc_port: int = 50051
+    listen_host: str = "0.0.0.0"
+    torch_threads: int = 0
     token: str | None = None
     token_file: str | None = None
     join_timeout: float = 120.0

@@ -4,7 +4,10 @@
 
     SplitnetError                 base of everything splitnet raises on purpose (exit 1)
     ├── ConfigError               settings or plan break a rule; carries every violation (exit 2)
+    ├── ProtocolError             a peer sent a malformed message (gRPC INVALID_ARGUMENT)
     └── RuntimeFailure            training could not go on: a peer, a transfer, a step (exit 1)
+        ├── PlanMismatch          a peer's plan fingerprint differs (gRPC FAILED_PRECONDITION)
+        └── PeerUnavailable       a peer stopped answering or cannot be reached
 
 CLI exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage, 130 interrupted.
 """
@@ -19,6 +22,9 @@ __all__ = [
     "EXIT_OK",
     "EXIT_RUNTIME",
     "ConfigError",
+    "PeerUnavailable",
+    "PlanMismatch",
+    "ProtocolError",
     "RuntimeFailure",
     "SplitnetError",
     "Violation",
@@ -71,3 +77,15 @@ class ConfigError(SplitnetError):
 
 class RuntimeFailure(SplitnetError):
     """Training could not go on (a peer stopped answering, a transfer failed, a step raised)."""
+
+
+class ProtocolError(SplitnetError):
+    """A peer sent a malformed or unexpected message; it is rejected and the client goes on."""
+
+
+class PlanMismatch(RuntimeFailure):
+    """A peer's plan differs from ours; the message says which client and in what."""
+
+
+class PeerUnavailable(RuntimeFailure):
+    """A peer could not be reached, or stopped answering for longer than ``PEER_TIMEOUT``."""

@@ -20,7 +20,7 @@ from splitnet.rules import check_placement
 from splitnet.schedule import DryRun, dry_run
 from splitnet.task import Task, partition_of, stage_of
 
-__all__ = ["Plan", "build_plan", "load_plan"]
+__all__ = ["Plan", "build_plan", "describe_difference", "load_plan"]
 
 
 @dataclass(frozen=True)
@@ -193,3 +193,20 @@ def _offload_ranges(offloads: list[tuple[int, int, int]]) -> list[str]:
         f"owner {o}'s partition{'s' if a != b else ''} {a if a == b else f'{a}-{b}'} → client {r}"
         for o, a, b, r in groups
     ]
+
+
+def describe_difference(ours: dict[str, Any], theirs: dict[str, Any], me: int,
+                        other: int) -> str:
+    """Say in which facts two clients' plans differ, e.g. "seed (client 1: 42, client 2: 7)"."""
+    parts = []
+    for key in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(key), theirs.get(key)
+        if a == b:
+            continue
+        if key == "tasks" and isinstance(a, list) and isinstance(b, list):
+            differing = [str(i + 1) for i in range(max(len(a), len(b)))
+                         if (a[i] if i < len(a) else None) != (b[i] if i < len(b) else None)]
+            parts.append(f"task lists (client(s) {', '.join(differing)})")
+        else:
+            parts.append(f"{key} (client {me}: {a}, client {other}: {b})")
+    return "; ".join(parts) or "fingerprint only"

@@ -1,0 +1,397 @@
+"""One client end to end: join, rounds, aggregation (on ``SERVER_NUMBER``), heartbeats, shutdown.
+
+Round r on every client: its owner (if it is one) trains its shard through the pipeline; it tells
+the aggregator it is done; the aggregator, once every client is done, pulls every replica's
+state, averages each partition (sample-weighted FedAvg), evaluates the averaged model on the
+test set, writes the round's results and sends the averaged partitions to every client, which
+loads them into its replicas and enters round r+1. After the last round the aggregator sends
+``Finish``. A client that fails tells its peers (``Abort``); a peer that stops answering for
+``PEER_TIMEOUT`` seconds makes the others stop with an error naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from splitnet.averaging import fedavg
+from splitnet.data import dataset_spec, load_dataset, owner_data
+from splitnet.errors import PeerUnavailable, PlanMismatch, RuntimeFailure
+from splitnet.evaluation import evaluate
+from splitnet.models import build_partitions, compose
+from splitnet.plan import Plan, describe_difference
+from splitnet.results import ResultsWriter
+from splitnet.runtime import TaskRunner
+from splitnet.transport.client import PeerClient
+from splitnet.transport.messages import Blob, TaskMessage
+from splitnet.transport.server import start_server
+
+__all__ = ["Node", "NodeOptions"]
+
+log = logging.getLogger("splitnet.node")
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    """How one client reaches its peers."""
+
+    me: int
+    addresses: Sequence[str]  # addresses[k-1] is client k's host:port
+    token: str
+    listen_host: str = "0.0.0.0"
+    results_dir: Path = Path("results")
+
+
+class Node:
+    """One client: serves peers, runs its tasks, and (on the aggregator) averages rounds."""
+
+    def __init__(self, plan: Plan, options: NodeOptions) -> None:
+        self.plan = plan
+        self.opt = options
+        self.me = options.me
+        self.settings = plan.settings
+        self.is_server = self.me == self.settings.server_number
+        self.sent_bytes = 0
+        self.received_bytes = 0
+        self.rejected = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self) -> dict[str, Any]:
+        """Train to the end; return the summary (aggregator) or this client's facts."""
+        loop = asyncio.get_running_loop()
+        self.failure: asyncio.Future[BaseException] = loop.create_future()
+        self.finished: asyncio.Future[None] = loop.create_future()
+        self._model_loaded: dict[int, asyncio.Future[None]] = defaultdict(loop.create_future)
+        self._round_done: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
+        self._joined: set[int] = set()
+        s = self.settings
+        parts = build_partitions(s.model, dataset_spec(s), s.seed, s.bert_model)
+        self.runner = TaskRunner(self.plan, self.me, parts, self._send_tensor)
+        self.peers = {k: PeerClient(k, address, self.opt.token, self.me, s.peer_timeout)
+                      for k, address in enumerate(self.opt.addresses, 1) if k != self.me}
+        port = int(self.opt.addresses[self.me - 1].rsplit(":", 1)[1])
+        self.server, _ = await start_server(self, self.opt.listen_host, port, self.opt.token,
+                                            on_reject=self._on_reject)
+        self.results = ResultsWriter(self.opt.results_dir)
+        background: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(self.runner.compute_loop())]
+        main = asyncio.ensure_future(self._main(background))
+        watch: list[asyncio.Future[Any]] = [main, self.failure, self.runner.failure, *background]
+        try:
+            await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
+            error = self._first_error(main)
+            if error is not None:
+                await self._broadcast_abort(str(error))
+                raise error
+            return main.result()
+        finally:
+            for task in [main, *background]:
+                task.cancel()
+            self.results.write_timeline(self.me, self.runner.timeline)
+            self.runner.close()
+            await self.server.stop(grace=0.5)
+            for peer in self.peers.values():
+                await peer.aclose()
+
+    def _first_error(self, main: asyncio.Future[Any]) -> BaseException | None:
+        for future in (self.failure, self.runner.failure):
+            if future.done():
+                return future.result()
+        if main.done() and not main.cancelled() and main.exception() is not None:
+            return main.exception()
+        return None
+
+    def stop(self, reason: str) -> None:
+        """Stop now (a signal): peers are told, results written."""
+        if hasattr(self, "failure"):
+            self._fail(RuntimeFailure(f"client {self.me} {reason}"))
+
+    def _fail(self, error: BaseException) -> None:
+        if not self.failure.done():
+            self.failure.set_result(error)
+
+    async def _main(self, background: list[asyncio.Future[Any]]) -> dict[str, Any]:
+        s = self.settings
+        start = time.time()
+        await self._join_all()
+        background.append(asyncio.ensure_future(self._heartbeat()))
+        if self.is_server:
+            self._prepare_aggregator()
+        data = None
+        if self.me in self.plan.owners:
+            dataset = load_dataset(s)
+            data = owner_data(dataset, self.plan.shard_of(self.me), s, self.plan.num_shards)
+        for round_ in range(s.num_rounds):
+            self.runner.start_round(round_)
+            stats = []
+            if data is not None:
+                stats.append((await self.runner.train_owner(self.me, data, round_)).as_dict())
+            await self._report_round(round_, stats)
+            await self._model_loaded[round_]
+        if self.is_server:
+            return await self._finish(time.time() - start)
+        await self.finished
+        return {"client": self.me}
+
+    # -- join and liveness ---------------------------------------------------------------------
+
+    async def _join_all(self) -> None:
+        await asyncio.gather(*(self._join(peer) for peer in self.peers.values()))
+        log.info("client %d joined %d peer(s); plan %s", self.me, len(self.peers),
+                 self.plan.fingerprint)
+
+    async def _join(self, peer: PeerClient) -> None:
+        deadline = time.monotonic() + self.settings.join_timeout
+        delay = 0.05
+        while True:
+            try:
+                fingerprint, facts = await peer.join(self.plan.fingerprint, self.plan.facts(),
+                                                     timeout=5.0)
+                break
+            except PeerUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise PeerUnavailable(
+                        f"client {peer.number} ({peer.address}) did not answer within "
+                        f"JOIN_TIMEOUT={self.settings.join_timeout:g}s: {exc}") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        if fingerprint != self.plan.fingerprint:
+            raise PlanMismatch(self._mismatch(peer.number, facts))
+        self._joined.add(peer.number)
+
+    def _mismatch(self, other: int, facts: dict[str, Any]) -> str:
+        return (f"client {other}'s plan differs from client {self.me}'s in: "
+                f"{describe_difference(self.plan.facts(), facts, self.me, other)}")
+
+    async def _heartbeat(self) -> None:
+        timeout = self.settings.peer_timeout
+        interval = min(1.0, timeout / 4)
+        last_ok = {k: time.monotonic() for k in self.peers}
+
+        async def ping(k: int, peer: PeerClient) -> None:
+            with contextlib.suppress(PeerUnavailable, RuntimeFailure):
+                await peer.ping(timeout=interval)
+                last_ok[k] = time.monotonic()
+
+        while not self.finished.done():
+            await asyncio.gather(*(ping(k, p) for k, p in self.peers.items()))
+            now = time.monotonic()
+            for k, seen in last_ok.items():
+                if now - seen > timeout and not self.finished.done():
+                    self._fail(PeerUnavailable(
+                        f"client {k} ({self.peers[k].address}) stopped answering: no reply for "
+                        f"{now - seen:.1f}s (PEER_TIMEOUT={timeout:g}s)"))
+                    return
+            await asyncio.sleep(interval)
+
+    def _on_reject(self, method: str) -> None:
+        self.rejected += 1
+        log.warning("client %d rejected a call to %s without the cluster token", self.me, method)
+
+    async def _broadcast_abort(self, reason: str) -> None:
+        async def tell(peer: PeerClient) -> None:
+            with contextlib.suppress(Exception):
+                await peer.abort(f"{reason.splitlines()[0]}")
+
+        await asyncio.wait_for(asyncio.gather(*(tell(p) for p in self.peers.values())), 6.0)
+
+    # -- PeerHandler ---------------------------------------------------------------------------
+
+    async def join(self, client: int, fingerprint: str, facts: dict[str, Any]) -> tuple[
+            str, dict[str, Any]]:
+        """Accept a joining peer; refuse it (and stop) if its plan differs."""
+        if fingerprint != self.plan.fingerprint:
+            error = PlanMismatch(self._mismatch(client, facts))
+            self._fail(error)
+            raise error
+        return self.plan.fingerprint, self.plan.facts()
+
+    async def ping(self, client: int) -> int:
+        """Answer a liveness check with the current round."""
+        return self.runner.round
+
+    async def tensor(self, msg: TaskMessage) -> None:
+        """Queue a peer's activation or gradient (ProtocolError if it does not fit the plan)."""
+        try:
+            self.runner.accept(msg)
+        except Exception:
+            self.rejected += 1
+            raise
+        self.received_bytes += msg.tensor.numel() * msg.tensor.element_size()
+
+    async def _send_tensor(self, runner: int, msg: TaskMessage) -> None:
+        start = time.time()
+        await self.peers[runner].send_tensor(msg)
+        self.sent_bytes += msg.tensor.numel() * msg.tensor.element_size()
+        self.runner.timeline.append((self.me, msg.owner, msg.stage, msg.batch, msg.round,
+                                     f"{start:.6f}", f"{time.time():.6f}", "transfer"))
+
+    async def round_done(self, client: int, round_: int, stats: dict[str, Any]) -> None:
+        """Record that a client finished ``round_`` (aggregator); average once all have."""
+        if not self.is_server:
+            raise RuntimeFailure(f"client {self.me} is not the aggregator")
+        self._round_done[round_][client] = stats
+        if len(self._round_done[round_]) == self.plan.num_clients:
+            task = asyncio.ensure_future(self._aggregate(round_))
+            task.add_done_callback(self._check_aggregation)
+
+    def _check_aggregation(self, task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self._fail(error)
+
+    async def get_states(self, round_: int) -> Blob:
+        """Return this client's replica states and counters."""
+        loop = asyncio.get_running_loop()
+        data = await loop.run_in_executor(None, save_safetensors, self.runner.states())
+        meta = {"sent": self.sent_bytes, "received": self.received_bytes,
+                "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "rejected": self.rejected}
+        self.sent_bytes += len(data)
+        return Blob("states", round_, self.me, data, meta)
+
+    async def put_model(self, blob: Blob) -> None:
+        """Load the averaged partitions of a round and move on to the next round."""
+        self.received_bytes += len(blob.data)
+        averaged = load_safetensors(blob.data)
+        self.runner.load_average(averaged)
+        future = self._model_loaded[blob.round]
+        if not future.done():
+            future.set_result(None)
+
+    async def finish(self, client: int, reason: str) -> None:
+        """End this client: the aggregator says training is over."""
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    async def abort(self, client: int, reason: str) -> None:
+        """Stop too, naming the peer that stopped because of an error."""
+        self._fail(RuntimeFailure(f"client {client} stopped: {reason}"))
+
+    # -- aggregation (SERVER_NUMBER only) ------------------------------------------------------
+
+    def _prepare_aggregator(self) -> None:
+        s = self.settings
+        self.dataset = load_dataset(s)
+        self.eval_parts = build_partitions(s.model, dataset_spec(s), s.seed, s.bert_model)
+        self.results.start_metrics()
+        self.rounds: list[dict[str, Any]] = []
+        self.round_started = time.time()
+        self._counters: dict[int, dict[str, int]] = {}
+
+    async def _report_round(self, round_: int, stats: list[dict[str, Any]]) -> None:
+        if self.is_server:
+            await self.round_done(self.me, round_, {"owners": stats})
+        else:
+            await self.peers[self.settings.server_number].round_done(round_, {"owners": stats})
+
+    async def _aggregate(self, round_: int) -> None:
+        loop = asyncio.get_running_loop()
+        blobs = await asyncio.gather(*(
+            self.get_states(round_) if k == self.me else self.peers[k].get_states(round_)
+            for k in range(1, self.plan.num_clients + 1)))
+        owners = [o for stats in self._round_done[round_].values() for o in stats["owners"]]
+        averaged = await loop.run_in_executor(None, self._average, blobs, owners)
+        metrics = await loop.run_in_executor(None, self._evaluate, averaged)
+        self._record_round(round_, blobs, owners, metrics, averaged)
+        data = await loop.run_in_executor(None, save_safetensors, averaged)
+        model = Blob("model", round_, self.me, data)
+        await asyncio.gather(*(
+            self.put_model(model) if k == self.me else self._push(k, model)
+            for k in range(1, self.plan.num_clients + 1)))
+        self.round_started = time.time()
+
+    async def _push(self, k: int, model: Blob) -> None:
+        await self.peers[k].put_model(model)
+        self.sent_bytes += len(model.data)
+
+    def _average(self, blobs: Sequence[Blob],
+                 owners: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        weight = {o["owner"]: float(o["samples"]) for o in owners}
+        per_partition: dict[int, dict[int, dict[str, torch.Tensor]]] = defaultdict(
+            lambda: defaultdict(dict))
+        for blob in blobs:
+            for key, value in load_safetensors(blob.data).items():
+                owner_key, partition_key, name = key.split("/", 2)
+                per_partition[int(partition_key)][int(owner_key)][name] = value
+        averaged: dict[str, torch.Tensor] = {}
+        for partition, states in sorted(per_partition.items()):
+            avg = fedavg([(state, weight[owner]) for owner, state in sorted(states.items())])
+            averaged.update({f"{partition}/{k}": v for k, v in avg.items()})
+        return averaged
+
+    def _evaluate(self, averaged: dict[str, torch.Tensor]) -> dict[str, float]:
+        for p, part in enumerate(self.eval_parts, 1):
+            prefix = f"{p}/"
+            part.load_state_dict({k[len(prefix):]: v for k, v in averaged.items()
+                                  if k.startswith(prefix)})
+        return evaluate(compose(self.eval_parts), self.dataset.test_x, self.dataset.test_y)
+
+    def _record_round(self, round_: int, blobs: Sequence[Blob], owners: list[dict[str, Any]],
+                      metrics: dict[str, float], averaged: dict[str, torch.Tensor]) -> None:
+        sent = sum(int(b.meta.get("sent", 0)) for b in blobs)
+        received = sum(int(b.meta.get("received", 0)) for b in blobs)
+        previous = self._counters.get(round_ - 1, {"sent": 0, "received": 0})
+        self._counters[round_] = {"sent": sent, "received": received}
+        batches = sum(o["batches"] for o in owners)
+        row = {
+            "round": round_ + 1,
+            "test_accuracy": round(metrics["accuracy"], 6),
+            "f1_macro": round(metrics["f1_macro"], 6),
+            "test_loss": round(metrics["loss"], 6),
+            "train_loss": round(sum(o["loss_sum"] for o in owners) / max(batches, 1), 6),
+            "round_seconds": round(time.time() - self.round_started, 3),
+            "bytes_sent": sent - previous["sent"],
+            "bytes_received": received - previous["received"],
+            "samples": sum(o["samples"] for o in owners),
+        }
+        self.results.add_round(row)
+        self.rounds.append(row)
+        self.peak_rss = {b.sender: int(b.meta.get("peak_rss_kib", 0)) for b in blobs}
+        self.model_path = self.results.save_model(round_ + 1, averaged)
+        log.info("round %d/%d: test accuracy %.4f, macro F1 %.4f, train loss %.4f, %.1fs",
+                 round_ + 1, self.settings.num_rounds, row["test_accuracy"], row["f1_macro"],
+                 row["train_loss"], row["round_seconds"])
+
+    async def _finish(self, seconds: float) -> dict[str, Any]:
+        async def tell(peer: PeerClient) -> None:
+            with contextlib.suppress(Exception):
+                await peer.finish("training complete")
+
+        self.finished.set_result(None)
+        await asyncio.gather(*(tell(p) for p in self.peers.values()))
+        last = self.rounds[-1]
+        samples = sum(r["samples"] for r in self.rounds)
+        train_seconds = sum(r["round_seconds"] for r in self.rounds)
+        summary = {
+            "fingerprint": self.plan.fingerprint,
+            "model": self.settings.model,
+            "dataset": self.settings.dataset,
+            "clients": self.plan.num_clients,
+            "rounds": len(self.rounds),
+            "test_accuracy": last["test_accuracy"],
+            "f1_macro": last["f1_macro"],
+            "test_loss": last["test_loss"],
+            "train_loss": last["train_loss"],
+            "total_seconds": round(seconds, 3),
+            "train_seconds": round(train_seconds, 3),
+            "samples_per_second": round(samples / max(train_seconds, 1e-9), 2),
+            "bytes_sent": sum(r["bytes_sent"] for r in self.rounds),
+            "model_bytes_on_disk": self.model_path.stat().st_size,
+            "peak_rss_mib": {str(k): round(kib / 1024, 1)
+                             for k, kib in sorted(self.peak_rss.items())},
+        }
+        self.results.write_summary(summary)
+        return summary

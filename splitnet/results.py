@@ -1,0 +1,77 @@
+"""Result files: ``metrics.csv`` per round, ``summary.json``, ``timeline.csv`` and models.
+
+Layout of ``RESULTS_DIR``: ``metrics.csv``, ``summary.json``, ``timeline.csv`` (one row per
+executed task of every client; each client writes ``timeline-client{n}.csv`` and ``splitnet
+local`` merges them), ``models/round{r}.safetensors`` (the averaged model after round r).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+__all__ = ["METRIC_COLUMNS", "TIMELINE_COLUMNS", "ResultsWriter", "merge_timelines"]
+
+METRIC_COLUMNS = ["round", "test_accuracy", "f1_macro", "test_loss", "train_loss",
+                  "round_seconds", "bytes_sent", "bytes_received", "samples"]
+TIMELINE_COLUMNS = ["client", "owner", "stage", "batch", "round", "start", "end", "kind"]
+
+
+class ResultsWriter:
+    """Writes one run's result files under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._metrics = root / "metrics.csv"
+
+    def start_metrics(self) -> None:
+        """Start ``metrics.csv`` with its header (truncating an earlier run's)."""
+        with self._metrics.open("w", newline="") as handle:
+            csv.writer(handle).writerow(METRIC_COLUMNS)
+
+    def add_round(self, row: Mapping[str, Any]) -> None:
+        """Append one round's metrics."""
+        with self._metrics.open("a", newline="") as handle:
+            csv.writer(handle).writerow([row.get(c, "") for c in METRIC_COLUMNS])
+
+    def save_model(self, round_: int, state: Mapping[str, torch.Tensor]) -> Path:
+        """Write the averaged model of ``round_`` as safetensors; return its path."""
+        path = self.root / "models" / f"round{round_}.safetensors"
+        path.parent.mkdir(exist_ok=True)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+        return path
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        """Write ``summary.json``."""
+        (self.root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    def write_timeline(self, client: int, rows: Iterable[Iterable[Any]]) -> None:
+        """Write this client's executed tasks."""
+        with (self.root / f"timeline-client{client}.csv").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(TIMELINE_COLUMNS)
+            writer.writerows(rows)
+
+
+def merge_timelines(root: Path) -> Path:
+    """Merge every ``timeline-client*.csv`` into ``timeline.csv`` sorted by start time."""
+    rows: list[list[str]] = []
+    for path in sorted(root.glob("timeline-client*.csv")):
+        with path.open(newline="") as handle:
+            reader = csv.reader(handle)
+            next(reader, None)
+            rows.extend(reader)
+    rows.sort(key=lambda r: float(r[5]))
+    target = root / "timeline.csv"
+    with target.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(TIMELINE_COLUMNS)
+        writer.writerows(rows)
+    return target

@@ -1,0 +1,232 @@
+"""The runtime interprets the plan: it feeds replicas from an inbox and hands results on.
+
+One client's runtime keeps a replica for every (owner, partition) it runs, an inbox per task, and
+one compute worker. Whenever tasks have input waiting, the worker runs the earliest of them in
+the client's list (``splitnet.schedule.pick``; Note: readiness scheduling). Results go to the
+runner of the next stage through ``send`` (the network) or straight into the local inbox.
+
+Note: one batch in flight per owner. An owner feeds batch b+1 only when batch b has finished its
+last backward stage, so every replica has applied batch b before it sees batch b+1: the result
+equals plain SGD on the owner's model wherever the partitions run. Owners run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from splitnet.data import OwnerData
+from splitnet.errors import ProtocolError, RuntimeFailure
+from splitnet.executor import Replica
+from splitnet.plan import Plan
+from splitnet.schedule import pick
+from splitnet.task import Task, partition_of
+from splitnet.transport.messages import TaskMessage
+
+__all__ = ["OwnerStats", "TaskRunner"]
+
+log = logging.getLogger("splitnet.runtime")
+Send = Callable[[int, TaskMessage], Awaitable[None]]
+
+
+@dataclass
+class OwnerStats:
+    """What one owner did in one round."""
+
+    owner: int
+    samples: int = 0
+    batches: int = 0
+    loss_sum: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the stats as JSON data."""
+        return {"owner": self.owner, "samples": self.samples, "batches": self.batches,
+                "loss_sum": self.loss_sum}
+
+
+@dataclass
+class _Pending:
+    batch: int
+    round: int
+    tensor: torch.Tensor
+    received: float = field(default_factory=time.time)
+
+
+class TaskRunner:
+    """Runs one client's tasks for every owner it serves."""
+
+    def __init__(self, plan: Plan, me: int, parts: list[nn.Module], send: Send) -> None:
+        self.plan = plan
+        self.me = me
+        self.order = plan.tasks_of(me)
+        self._send = send
+        s = plan.settings
+        self.replicas = {
+            (owner, p): Replica(owner, p, copy.deepcopy(parts[p - 1]), s.optimizer,
+                                s.learning_rate, needs_input_grad=p > 1)
+            for owner, p in plan.replicas_of(me)
+        }
+        self.round = 0
+        self.timeline: list[tuple[Any, ...]] = []
+        self._inbox: dict[Task, deque[_Pending]] = defaultdict(deque)
+        self._labels: dict[tuple[int, int], torch.Tensor] = {}
+        self._done: dict[tuple[int, int], asyncio.Future[None]] = {}
+        self._loss: dict[int, float] = defaultdict(float)
+        self._next_batch: dict[int, int] = defaultdict(int)
+        self._wake = asyncio.Event()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"compute{me}")
+        self._sending: set[asyncio.Task[None]] = set()
+        self.failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    def start_round(self, round_: int) -> None:
+        """Enter ``round_``: queued messages of that round may now run."""
+        self.round = round_
+        self._wake.set()
+
+    # -- input -------------------------------------------------------------------------------
+
+    def accept(self, msg: TaskMessage) -> None:
+        """Validate a peer's activation/gradient and queue it (ProtocolError if it is wrong)."""
+        p = self.plan.num_partitions
+        task = Task(msg.owner, msg.stage)
+        if msg.owner not in self.plan.owners or not 1 <= msg.stage <= 2 * p:
+            raise ProtocolError(f"task {task} is not in the plan")
+        if self.plan.runner_of(task) != self.me:
+            raise ProtocolError(f"task {task} runs on client {self.plan.runner_of(task)}, "
+                                f"not on client {self.me}")
+        if msg.stage in (1, p + 1):
+            raise ProtocolError(f"task {task} takes its input from its owner only")
+        if msg.round not in (self.round, self.round + 1):
+            raise ProtocolError(f"message for round {msg.round} while client {self.me} is in "
+                                f"round {self.round}")
+        if not msg.tensor.is_floating_point():
+            raise ProtocolError(f"task {task} takes a floating-point tensor, got "
+                                f"{msg.tensor.dtype}")
+        if any(item.batch == msg.batch for item in self._inbox[task]):
+            raise ProtocolError(f"task {task} batch {msg.batch} arrived twice")
+        self._deliver(task, _Pending(msg.batch, msg.round, msg.tensor))
+
+    def _deliver(self, task: Task, item: _Pending) -> None:
+        self._inbox[task].append(item)
+        self._wake.set()
+
+    # -- compute loop --------------------------------------------------------------------------
+
+    async def compute_loop(self) -> None:
+        """Run ready tasks forever, earliest in the client's list first."""
+        loop = asyncio.get_running_loop()
+        while True:
+            ready = {t for t, q in self._inbox.items() if q and q[0].round == self.round}
+            task = pick(ready, self.order)
+            if task is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            item = self._inbox[task].popleft()
+            start = time.time()
+            try:
+                result = await loop.run_in_executor(self._pool, self._compute, task, item)
+            except Exception as exc:
+                raise RuntimeFailure(self._step_failure(task, item, exc)) from exc
+            self.timeline.append((self.me, task.owner, task.stage, item.batch, item.round,
+                                  f"{start:.6f}", f"{time.time():.6f}", "compute"))
+            self._hand_on(task, item, result)
+
+    def _step_failure(self, task: Task, item: _Pending, exc: BaseException) -> str:
+        # Note: failing step. Show the client's order with the failing task marked.
+        order = " ".join(f">{t}<" if t == task else str(t) for t in self.order)
+        return (f"client {self.me}: task {task} (batch {item.batch}, round {item.round}) failed: "
+                f"{type(exc).__name__}: {exc}\n  client {self.me}'s order: {order}")
+
+    def _compute(self, task: Task, item: _Pending) -> torch.Tensor | None:
+        p = self.plan.num_partitions
+        replica = self.replicas[(task.owner, partition_of(task.stage, p))]
+        if task.stage <= p:
+            return replica.forward(item.batch, item.tensor)
+        if task.stage == p + 1:
+            loss, grad = replica.backward_loss(item.batch,
+                                               self._labels.pop((task.owner, item.batch)))
+            self._loss[task.owner] += loss
+            return grad
+        return replica.backward(item.batch, item.tensor)
+
+    def _hand_on(self, task: Task, item: _Pending, result: torch.Tensor | None) -> None:
+        p = self.plan.num_partitions
+        if task.stage == 2 * p:
+            future = self._done.pop((task.owner, item.batch))
+            if not future.done():
+                future.set_result(None)
+            return
+        nxt = Task(task.owner, task.stage + 1)
+        assert result is not None, f"task {task} produced nothing for {nxt}"
+        runner = self.plan.runner_of(nxt)
+        if runner == self.me:
+            self._deliver(nxt, _Pending(item.batch, item.round, result))
+            return
+        msg = TaskMessage(nxt.owner, nxt.stage, item.batch, item.round, self.me, result)
+        sending = asyncio.ensure_future(self._send(runner, msg))
+        self._sending.add(sending)
+        sending.add_done_callback(self._sent)
+
+    def _sent(self, sending: asyncio.Task[None]) -> None:
+        self._sending.discard(sending)
+        if not sending.cancelled() and sending.exception() and not self.failure.done():
+            self.failure.set_result(sending.exception())  # type: ignore[arg-type]
+
+    # -- owner side ----------------------------------------------------------------------------
+
+    async def train_owner(self, owner: int, data: OwnerData, round_: int) -> OwnerStats:
+        """Feed owner's shard through the pipeline for ``TRAINING_NUM_EPOCHS`` epochs."""
+        s = self.plan.settings
+        stats = OwnerStats(owner)
+        self._loss[owner] = 0.0
+        generator = torch.Generator().manual_seed(s.seed * 1_000_003 + owner * 7919 + round_)
+        n = len(data.train_y)
+        loop = asyncio.get_running_loop()
+        for _ in range(s.num_epochs):
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, n, s.batch_size):
+                index = order[start:start + s.batch_size]
+                batch = self._next_batch[owner]
+                self._next_batch[owner] += 1
+                done: asyncio.Future[None] = loop.create_future()
+                self._done[(owner, batch)] = done
+                self._labels[(owner, batch)] = data.train_y[index]
+                self._deliver(Task(owner, 1), _Pending(batch, round_, data.train_x[index]))
+                await done  # Note: one batch in flight per owner
+                stats.samples += len(index)
+                stats.batches += 1
+        stats.loss_sum = self._loss[owner]
+        return stats
+
+    # -- weights -------------------------------------------------------------------------------
+
+    def states(self) -> dict[str, torch.Tensor]:
+        """Return every replica's weights as ``{"owner/partition/name": tensor}``."""
+        return {f"{o}/{p}/{k}": v for (o, p), r in self.replicas.items()
+                for k, v in r.state().items()}
+
+    def load_average(self, averaged: dict[str, torch.Tensor]) -> None:
+        """Load ``{"partition/name": tensor}`` into every replica of that partition."""
+        by_partition: dict[int, dict[str, torch.Tensor]] = defaultdict(dict)
+        for key, value in averaged.items():
+            partition, _, name = key.partition("/")
+            by_partition[int(partition)][name] = value
+        for (_, p), replica in self.replicas.items():
+            replica.load(by_partition[p])
+
+    def close(self) -> None:
+        """Stop the compute thread."""
+        for sending in list(self._sending):
+            sending.cancel()
+        self._pool.shutdown(wait=False, cancel_futures=True)

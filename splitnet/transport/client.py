@@ -1,0 +1,111 @@
+"""Calling one peer over gRPC: every call carries the cluster token and a deadline.
+
+gRPC failures are re-raised as the most specific splitnet error, naming the peer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+
+from splitnet.errors import PeerUnavailable, PlanMismatch, ProtocolError, RuntimeFailure
+from splitnet.transport.generated import splitnet_pb2 as pb
+from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
+from splitnet.transport.messages import Blob, TaskMessage
+from splitnet.transport.serde import blob_from_frames, blob_to_frames, task_to_frames
+from splitnet.transport.server import GRPC_OPTIONS
+
+__all__ = ["PeerClient"]
+
+
+class PeerClient:
+    """The calls one client makes to peer ``number`` at ``address``."""
+
+    def __init__(self, number: int, address: str, token: str, me: int, timeout: float) -> None:
+        self.number = number
+        self.address = address
+        self.me = me
+        self.timeout = timeout
+        self._channel = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
+        self._stub = pb_grpc.PeerStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    def _error(self, exc: grpc.aio.AioRpcError, what: str) -> Exception:
+        text = f"client {self.number} ({self.address}) {what}: {exc.details()}"
+        code = exc.code()
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return ProtocolError(text)
+        if code == grpc.StatusCode.FAILED_PRECONDITION:
+            return PlanMismatch(exc.details() or text)
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return PeerUnavailable(text)
+        return RuntimeFailure(text)
+
+    async def _unary(self, method: Any, request: Any, what: str,
+                     timeout: float | None = None, ready: bool = True) -> Any:
+        try:
+            return await method(request, metadata=self._metadata,
+                                timeout=timeout or self.timeout, wait_for_ready=ready)
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, what) from exc
+
+    async def join(self, fingerprint: str, facts: dict[str, Any], timeout: float) -> tuple[
+            str, dict[str, Any]]:
+        """Exchange plan fingerprints; the peer refuses a different plan."""
+        reply = await self._unary(self._stub.Join, pb.JoinRequest(
+            client=self.me, fingerprint=fingerprint, facts_json=json.dumps(facts)),
+            "refused to join", timeout)
+        return reply.fingerprint, json.loads(reply.facts_json or "{}")
+
+    async def ping(self, timeout: float) -> int:
+        """Ask the peer whether it is alive; return its current round."""
+        reply = await self._unary(self._stub.Ping, pb.PingRequest(client=self.me),
+                                  "did not answer a ping", timeout, ready=False)
+        return int(reply.round)
+
+    async def send_tensor(self, msg: TaskMessage) -> None:
+        """Send one activation or gradient."""
+        try:
+            await self._stub.SendTensor(task_to_frames(msg), metadata=self._metadata,
+                                        timeout=self.timeout, wait_for_ready=True)
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, f"did not take task {msg.owner}_{msg.stage} "
+                                   f"batch {msg.batch}") from exc
+
+    async def round_done(self, round_: int, stats: dict[str, Any]) -> None:
+        """Tell the aggregator this client's owners finished ``round_``."""
+        await self._unary(self._stub.RoundDone, pb.RoundDoneRequest(
+            client=self.me, round=round_, stats_json=json.dumps(stats)), "did not take round end")
+
+    async def get_states(self, round_: int) -> Blob:
+        """Fetch the peer's replica states at the end of ``round_``."""
+        try:
+            call = self._stub.GetStates(pb.StatesRequest(round=round_), metadata=self._metadata,
+                                        timeout=self.timeout, wait_for_ready=True)
+            return await blob_from_frames(call)
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, "did not send its replica states") from exc
+
+    async def put_model(self, blob: Blob) -> None:
+        """Send averaged partitions to the peer."""
+        try:
+            await self._stub.PutModel(blob_to_frames(blob), metadata=self._metadata,
+                                      timeout=self.timeout, wait_for_ready=True)
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, "did not take the averaged model") from exc
+
+    async def finish(self, reason: str) -> None:
+        """Tell the peer training is over."""
+        await self._unary(self._stub.Finish, pb.NoticeRequest(client=self.me, reason=reason),
+                          "did not take the finish notice", 10.0)
+
+    async def abort(self, reason: str) -> None:
+        """Tell the peer this client is stopping because of an error."""
+        await self._unary(self._stub.Abort, pb.NoticeRequest(client=self.me, reason=reason),
+                          "did not take the abort notice", 5.0)
+
+    async def aclose(self) -> None:
+        """Close the channel."""
+        await self._channel.close()

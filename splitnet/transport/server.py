@@ -1,0 +1,156 @@
+"""The gRPC server: a token-checking interceptor and a thin servicer over a :class:`PeerHandler`.
+
+The servicer converts frames to domain messages and calls the handler; the handler raises domain
+errors and the servicer maps them to status codes (ProtocolError → INVALID_ARGUMENT,
+PlanMismatch → FAILED_PRECONDITION, other splitnet errors → ABORTED).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+import grpc
+
+from splitnet.errors import PlanMismatch, ProtocolError, SplitnetError
+from splitnet.transport.generated import splitnet_pb2 as pb
+from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
+from splitnet.transport.messages import Blob, TaskMessage
+from splitnet.transport.serde import blob_from_frames, blob_to_frames, task_from_frames
+
+__all__ = ["GRPC_OPTIONS", "PeerHandler", "start_server"]
+
+log = logging.getLogger("splitnet.transport")
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.so_reuseport", 0),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+class PeerHandler(Protocol):
+    """What a client does when a peer calls it."""
+
+    async def join(self, client: int, fingerprint: str, facts: dict[str, Any]) -> tuple[
+        str, dict[str, Any]]: ...
+    async def ping(self, client: int) -> int: ...
+    async def tensor(self, msg: TaskMessage) -> None: ...
+    async def round_done(self, client: int, round_: int, stats: dict[str, Any]) -> None: ...
+    async def get_states(self, round_: int) -> Blob: ...
+    async def put_model(self, blob: Blob) -> None: ...
+    async def finish(self, client: int, reason: str) -> None: ...
+    async def abort(self, client: int, reason: str) -> None: ...
+
+
+class _TokenInterceptor(grpc.aio.ServerInterceptor):
+    """Reject every call that does not carry the cluster token (UNAUTHENTICATED)."""
+
+    def __init__(self, token: str, on_reject: Callable[[str], None] | None = None) -> None:
+        self._expected = f"Bearer {token}".encode()
+        self._on_reject = on_reject
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = await continuation(details)
+        metadata = dict(details.invocation_metadata or ())
+        given = str(metadata.get("authorization", "")).encode()
+        if hmac.compare_digest(given, self._expected) or handler is None:
+            return handler
+        if self._on_reject:
+            self._on_reject(details.method)
+        return _deny(handler)
+
+
+def _deny(handler: Any) -> Any:
+    async def abort(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                            "missing or wrong cluster token (SPLITNET_TOKEN)")
+
+    async def abort_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                            "missing or wrong cluster token (SPLITNET_TOKEN)")
+        yield  # pragma: no cover
+
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(abort_stream)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(abort)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(abort_stream)
+    return grpc.unary_unary_rpc_method_handler(abort)
+
+
+async def _guard(context: grpc.aio.ServicerContext, call: Awaitable[Any]) -> Any:
+    try:
+        return await call
+    except ProtocolError as exc:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    except PlanMismatch as exc:
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+    except SplitnetError as exc:
+        await context.abort(grpc.StatusCode.ABORTED, str(exc))
+
+
+class _Servicer(pb_grpc.PeerServicer):
+    def __init__(self, handler: PeerHandler) -> None:
+        self._h = handler
+
+    async def Join(self, request: Any, context: Any) -> Any:
+        facts = json.loads(request.facts_json or "{}")
+        result = await _guard(context, self._h.join(request.client, request.fingerprint, facts))
+        fingerprint, own = result
+        return pb.JoinReply(fingerprint=fingerprint, facts_json=json.dumps(own))
+
+    async def Ping(self, request: Any, context: Any) -> Any:
+        return pb.PingReply(round=await _guard(context, self._h.ping(request.client)))
+
+    async def SendTensor(self, request_iterator: Any, context: Any) -> Any:
+        async def receive() -> None:
+            await self._h.tensor(await task_from_frames(request_iterator))
+
+        await _guard(context, receive())
+        return pb.Ack()
+
+    async def RoundDone(self, request: Any, context: Any) -> Any:
+        stats = json.loads(request.stats_json or "{}")
+        await _guard(context, self._h.round_done(request.client, request.round, stats))
+        return pb.Ack()
+
+    async def GetStates(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        blob = await _guard(context, self._h.get_states(request.round))
+        for frame in blob_to_frames(blob):
+            yield frame
+
+    async def PutModel(self, request_iterator: Any, context: Any) -> Any:
+        async def receive() -> None:
+            await self._h.put_model(await blob_from_frames(request_iterator))
+
+        await _guard(context, receive())
+        return pb.Ack()
+
+    async def Finish(self, request: Any, context: Any) -> Any:
+        await _guard(context, self._h.finish(request.client, request.reason))
+        return pb.Ack()
+
+    async def Abort(self, request: Any, context: Any) -> Any:
+        await _guard(context, self._h.abort(request.client, request.reason))
+        return pb.Ack()
+
+
+async def start_server(handler: PeerHandler, host: str, port: int, token: str,
+                       on_reject: Callable[[str], None] | None = None) -> tuple[
+                           grpc.aio.Server, int]:
+    """Start serving ``handler`` on ``host:port`` (0 picks a free port); return server, port."""
+    server = grpc.aio.server(interceptors=[_TokenInterceptor(token, on_reject)],
+                             options=GRPC_OPTIONS)
+    pb_grpc.add_PeerServicer_to_server(_Servicer(handler), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port}")
+    await server.start()
+    return server, bound
