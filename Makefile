@@ -17,8 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/splitnet validate
-	$(BIN)/splitnet plan
+	$(BIN)/splitnet local
 
 lint: $(STAMP)
 	$(BIN)/ruff check splitnet tests

@@ -1,0 +1,72 @@
+import asyncio
+
+import pytest
+import torch
+
+from splitnet.errors import ProtocolError
+from splitnet.transport import serde
+from splitnet.transport.codec import DTYPES, TensorMeta, decode_tensor, encode_tensor
+from splitnet.transport.generated import splitnet_pb2 as pb
+from splitnet.transport.messages import Blob, TaskMessage
+
+
+@pytest.mark.parametrize("name", sorted(DTYPES))
+@pytest.mark.parametrize("shape", [(), (0, 3), (5,), (2, 3, 4)])
+def test_every_dtype_round_trips_bit_exactly(name, shape):
+    tensor = (torch.randn(shape) * 50).to(DTYPES[name])
+    meta, data = encode_tensor(tensor)
+    back = decode_tensor(meta, data)
+    assert back.dtype == tensor.dtype and back.shape == tensor.shape
+    assert back.view(-1).view(torch.uint8).tolist() == tensor.reshape(-1).view(torch.uint8).tolist()
+
+
+def test_non_contiguous_tensor_is_sent_in_logical_order():
+    tensor = torch.arange(12.0).reshape(3, 4).t()
+    assert torch.equal(decode_tensor(*encode_tensor(tensor)), tensor)
+
+
+@pytest.mark.parametrize("meta, data, message", [
+    (TensorMeta("object", (1,), 8), b"\0" * 8, "not allowed"),
+    (TensorMeta("float32", (2, 2), 12), b"\0" * 12, "needs 16"),
+    (TensorMeta("float32", (-1,), 4), b"\0" * 4, "invalid"),
+    (TensorMeta("float32", (2,), 8), b"\0" * 7, "received 7 bytes"),
+    (TensorMeta("uint8", (3 * 1024**3,), 3 * 1024**3), b"", "exceeds the limit"),
+])
+def test_malformed_headers_are_rejected(meta, data, message):
+    with pytest.raises(ProtocolError, match=message):
+        decode_tensor(meta, data)
+
+
+async def _frames(frames):
+    for frame in frames:
+        yield frame
+
+
+def test_large_tensor_is_chunked_and_reassembled(monkeypatch):
+    monkeypatch.setattr(serde, "CHUNK_BYTES", 1000)
+    msg = TaskMessage(2, 3, 7, 1, 4, torch.randn(100, 30))
+    frames = list(serde.task_to_frames(msg))
+    assert len(frames) == 12 and frames[0].HasField("header")
+    back = asyncio.run(serde.task_from_frames(_frames(frames)))
+    assert (back.owner, back.stage, back.batch, back.round, back.sender) == (2, 3, 7, 1, 4)
+    assert torch.equal(back.tensor, msg.tensor)
+
+
+def test_frames_with_more_bytes_than_announced_are_rejected():
+    frames = list(serde.task_to_frames(TaskMessage(1, 2, 0, 0, 1, torch.zeros(4))))
+    frames.append(pb.TensorFrame(data=b"extra"))
+    with pytest.raises(ProtocolError, match="more than the announced"):
+        asyncio.run(serde.task_from_frames(_frames(frames)))
+
+
+def test_frames_without_header_are_rejected():
+    with pytest.raises(ProtocolError, match="no header"):
+        asyncio.run(serde.task_from_frames(_frames([pb.TensorFrame(data=b"x")])))
+    with pytest.raises(ProtocolError, match="no header"):
+        asyncio.run(serde.blob_from_frames(_frames([])))
+
+
+def test_blob_round_trip_keeps_metadata():
+    blob = Blob("states", 3, 2, b"x" * 10_000, {"sent": 5})
+    back = asyncio.run(serde.blob_from_frames(_frames(serde.blob_to_frames(blob))))
+    assert back == blob
