@@ -33,7 +33,8 @@ def run_baseline(plan: Plan, results_dir: Path) -> dict[str, Any]:
     shards = [owner_data(dataset, plan.shard_of(o), s, plan.num_shards) for o in plan.owners]
     x = torch.cat([d.train_x for d in shards])
     y = torch.cat([d.train_y for d in shards])
-    model = compose(build_partitions(s.model, dataset.spec, s.seed, s.bert_model))
+    model = compose(build_partitions(
+        s.model, dataset.spec, s.seed, s.bert_model, s.bert_pretrained))
     optimizer = make_optimizer(s.optimizer, model.parameters(), s.learning_rate)
     generator = torch.Generator().manual_seed(s.seed)
     writer = ResultsWriter(results_dir)

@@ -69,6 +69,8 @@ FIELDS: tuple[Field, ...] = (
     Field("SERVER_NUMBER", "server_number", integer(1), 1, "the client that aggregates"),
     Field("CURRENT_MODEL", "model", choice(*catalog.model_names()), "CNN", "model to train"),
     Field("BERT_MODEL", "bert_model", choice(*catalog.BERT_LAYERS), "tiny", "BERT size"),
+    Field("BERT_PRETRAINED", "bert_pretrained", text, None,
+          "local safetensors file with published BERT weights (never downloaded)"),
     Field("CURRENT_DATASET", "dataset", choice(*catalog.DATASET_KINDS), "DIGITS", "dataset"),
     Field("BATCH_SIZE", "batch_size", integer(1, 1_000_000), 32, "samples per batch"),
     Field("TRAINING_NUM_ROUNDS", "num_rounds", integer(1, 1_000_000), 1, "averaging rounds"),
@@ -117,6 +119,7 @@ class Settings:
     server_number: int = 1
     model: str = "CNN"
     bert_model: str = "tiny"
+    bert_pretrained: str | None = None
     dataset: str = "DIGITS"
     batch_size: int = 32
     num_rounds: int = 1

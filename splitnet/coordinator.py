@@ -78,7 +78,8 @@ class Node:
         self._round_done: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
         self._joined: set[int] = set()
         s = self.settings
-        parts = build_partitions(s.model, dataset_spec(s), s.seed, s.bert_model)
+        parts = build_partitions(
+            s.model, dataset_spec(s), s.seed, s.bert_model, s.bert_pretrained)
         self.runner = TaskRunner(self.plan, self.me, parts, self._send_tensor)
         self.peers = {k: PeerClient(k, address, self.opt.token, self.me, s.peer_timeout)
                       for k, address in enumerate(self.opt.addresses, 1) if k != self.me}
@@ -285,7 +286,8 @@ class Node:
     def _prepare_aggregator(self) -> None:
         s = self.settings
         self.dataset = load_dataset(s)
-        self.eval_parts = build_partitions(s.model, dataset_spec(s), s.seed, s.bert_model)
+        self.eval_parts = build_partitions(
+            s.model, dataset_spec(s), s.seed, s.bert_model, s.bert_pretrained)
         self.results.start_metrics()
         self.rounds: list[dict[str, Any]] = []
         self.round_started = time.time()
@@ -300,7 +302,7 @@ class Node:
     async def _aggregate(self, round_: int) -> None:
         loop = asyncio.get_running_loop()
         blobs = await asyncio.gather(*(
-            self.get_states(round_) if k == self.me else self.peers[k].get_states(round_)
+            self.get_states(round_) if k == self.me else self._pull(k, round_)
             for k in range(1, self.plan.num_clients + 1)))
         owners = [o for stats in self._round_done[round_].values() for o in stats["owners"]]
         averaged = await loop.run_in_executor(None, self._average, blobs, owners)
@@ -312,6 +314,11 @@ class Node:
             self.put_model(model) if k == self.me else self._push(k, model)
             for k in range(1, self.plan.num_clients + 1)))
         self.round_started = time.time()
+
+    async def _pull(self, k: int, round_: int) -> Blob:
+        blob = await self.peers[k].get_states(round_)
+        self.received_bytes += len(blob.data)
+        return blob
 
     async def _push(self, k: int, model: Blob) -> None:
         await self.peers[k].put_model(model)

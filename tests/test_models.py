@@ -81,3 +81,24 @@ def test_bert_base_matches_the_published_parameter_count():
     parts = bert_partitions("base", 30522, 128, 2)
     without_classifier = count(parts) - count([parts[-1].classifier])
     assert len(parts) == 14 and without_classifier == 109_482_240
+
+
+def test_bert_loads_published_weight_names_from_a_local_file(tmp_path):
+    from safetensors.torch import save_file
+
+    source = bert_partitions("tiny", 500, 16, 4)
+    names = {}
+    for key, value in source[0].state_dict().items():
+        names[f"bert.embeddings.{key}"] = value
+    for i, layer in enumerate(source[1:-1]):
+        for key, value in layer.state_dict().items():
+            names[f"bert.encoder.layer.{i}.{key}"] = value
+    for key, value in source[-1].pooler.state_dict().items():
+        names[f"bert.pooler.{key}"] = value
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in names.items()}, str(path))
+    loaded = build_partitions("BERT", InputSpec((16,), 4, 500), seed=99, pretrained=str(path))
+    for a, b in zip(source[:-1], loaded[:-1], strict=True):
+        for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+            assert ka == kb and torch.equal(va, vb)
+    torch.testing.assert_close(loaded[-1].pooler.dense.weight, source[-1].pooler.dense.weight)

@@ -124,3 +124,19 @@ def test_mismatched_plan_is_refused_at_join_and_both_sides_say_why(tmp_path):
     assert all(isinstance(r, PlanMismatch) for r in results), results
     for r in results:
         assert "seed (client" in str(r) and "42" in str(r) and "7" in str(r)
+
+
+@pytest.mark.parametrize("model, lists", [
+    ("BERT", '[["1_1","1_4","1_5","1_8"],["1_2","1_3","1_6","1_7"]]'),
+    ("RESNET18", '[["1_1","1_10","1_11","1_20"],["1_2","1_3","1_4","1_5","1_6","1_7","1_8","1_9","1_12","1_13","1_14","1_15","1_16","1_17","1_18","1_19"]]'),
+])
+def test_bert_and_resnet_train_through_the_runtime(tmp_path, model, lists):
+    values = {"CURRENT_MODEL": model, "CURRENT_DATASET": "SYNTHETIC", "SIMULATION_STAGES_CLIENTS": lists,
+              "BATCH_SIZE": "64", "LEARNING_RATE": "0.01", "JOIN_TIMEOUT": "30", "PEER_TIMEOUT": "60",
+              "TRAINING_NUM_ROUNDS": "2"}
+    results = run_cluster(values, tmp_path)
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert results[0]["rounds"] == 2 and 0.0 <= results[0]["test_accuracy"] <= 1.0
+    model_file = final_model(tmp_path)
+    if model == "RESNET18":
+        assert model_file["2/bn1.num_batches_tracked"].dtype == torch.int64
