@@ -8,7 +8,8 @@ announced arrive.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
+from typing import Any
 
 from splitnet.errors import ProtocolError
 from splitnet.transport.codec import TensorMeta, check_meta, decode_tensor, encode_tensor
@@ -22,10 +23,53 @@ CHUNK_BYTES = 4 * 1024 * 1024
 MAX_BLOB_BYTES = 8 * 1024**3
 
 
-def _chunks(data: bytes) -> Iterator[bytes]:
+def _frames(frame_type: Any, header: Any, data: bytes) -> Iterator[Any]:
+    """Yield ``frame_type`` frames: the header with the first chunk, then the other chunks."""
     view = memoryview(data)
-    for start in range(0, len(data), CHUNK_BYTES):
-        yield bytes(view[start:start + CHUNK_BYTES])
+    starts = range(0, len(data), CHUNK_BYTES) or range(1)
+    for index, start in enumerate(starts):
+        chunk = bytes(view[start:start + CHUNK_BYTES])
+        yield frame_type(header=header, data=chunk) if index == 0 else frame_type(data=chunk)
+
+
+async def _read(frames: AsyncIterable[Any], announced: Callable[[Any], int]) -> tuple[
+        Any, bytearray]:
+    """Read a header frame and its data; ``announced`` checks the header, returns its size."""
+    header: Any = None
+    size = 0
+    buffer = bytearray()
+    async for frame in frames:
+        if header is None:
+            if not frame.HasField("header"):
+                raise ProtocolError("the first frame carries no header")
+            header = frame.header
+            size = announced(header)
+        elif frame.HasField("header"):
+            raise ProtocolError("a second header arrived in one message")
+        buffer += frame.data
+        if len(buffer) > size:
+            raise ProtocolError(f"more than the announced {size} bytes arrived")
+    if header is None:
+        raise ProtocolError("empty message: no header")
+    if len(buffer) != size:
+        raise ProtocolError(f"received {len(buffer)} bytes but the header says {size}")
+    return header, buffer
+
+
+def _tensor_meta(header: pb.TaskHeader) -> TensorMeta:
+    return TensorMeta(header.tensor.dtype, tuple(header.tensor.shape), header.tensor.nbytes)
+
+
+def _checked_tensor_size(header: pb.TaskHeader) -> int:
+    meta = _tensor_meta(header)
+    check_meta(meta)
+    return meta.nbytes
+
+
+def _checked_blob_size(header: pb.BlobHeader) -> int:
+    if header.nbytes > MAX_BLOB_BYTES:
+        raise ProtocolError(f"blob of {header.nbytes} bytes exceeds {MAX_BLOB_BYTES}")
+    return int(header.nbytes)
 
 
 def task_to_frames(msg: TaskMessage) -> Iterator[pb.TensorFrame]:
@@ -34,33 +78,13 @@ def task_to_frames(msg: TaskMessage) -> Iterator[pb.TensorFrame]:
     header = pb.TaskHeader(owner=msg.owner, stage=msg.stage, batch=msg.batch, round=msg.round,
                            sender=msg.sender, tensor=pb.TensorHeader(
                                dtype=meta.dtype, shape=list(meta.shape), nbytes=meta.nbytes))
-    chunks = list(_chunks(data)) or [b""]
-    yield pb.TensorFrame(header=header, data=chunks[0])
-    for chunk in chunks[1:]:
-        yield pb.TensorFrame(data=chunk)
+    return _frames(pb.TensorFrame, header, data)
 
 
 async def task_from_frames(frames: AsyncIterable[pb.TensorFrame]) -> TaskMessage:
     """Read frames into a validated :class:`TaskMessage`."""
-    header: pb.TaskHeader | None = None
-    meta: TensorMeta | None = None
-    buffer = bytearray()
-    async for frame in frames:
-        if header is None:
-            if not frame.HasField("header"):
-                raise ProtocolError("the first frame carries no header")
-            header = frame.header
-            meta = TensorMeta(header.tensor.dtype, tuple(header.tensor.shape),
-                              header.tensor.nbytes)
-            check_meta(meta)
-        elif frame.HasField("header"):
-            raise ProtocolError("a second header arrived in one message")
-        buffer += frame.data
-        if meta is not None and len(buffer) > meta.nbytes:
-            raise ProtocolError(f"more than the announced {meta.nbytes} bytes arrived")
-    if header is None or meta is None:
-        raise ProtocolError("empty message: no header")
-    tensor = decode_tensor(meta, buffer)
+    header, buffer = await _read(frames, _checked_tensor_size)
+    tensor = decode_tensor(_tensor_meta(header), buffer)
     return TaskMessage(header.owner, header.stage, header.batch, header.round, header.sender,
                        tensor)
 
@@ -69,30 +93,12 @@ def blob_to_frames(blob: Blob) -> Iterator[pb.BlobFrame]:
     """Yield the frames of a bulk object."""
     header = pb.BlobHeader(kind=blob.kind, round=blob.round, sender=blob.sender,
                            nbytes=len(blob.data), meta_json=json.dumps(blob.meta))
-    chunks = list(_chunks(blob.data)) or [b""]
-    yield pb.BlobFrame(header=header, data=chunks[0])
-    for chunk in chunks[1:]:
-        yield pb.BlobFrame(data=chunk)
+    return _frames(pb.BlobFrame, header, blob.data)
 
 
 async def blob_from_frames(frames: AsyncIterable[pb.BlobFrame]) -> Blob:
     """Read frames into a :class:`Blob`, checking the announced size."""
-    header: pb.BlobHeader | None = None
-    buffer = bytearray()
-    async for frame in frames:
-        if header is None:
-            if not frame.HasField("header"):
-                raise ProtocolError("the first frame carries no header")
-            header = frame.header
-            if header.nbytes > MAX_BLOB_BYTES:
-                raise ProtocolError(f"blob of {header.nbytes} bytes exceeds {MAX_BLOB_BYTES}")
-        buffer += frame.data
-        if len(buffer) > header.nbytes:
-            raise ProtocolError(f"more than the announced {header.nbytes} bytes arrived")
-    if header is None:
-        raise ProtocolError("empty message: no header")
-    if len(buffer) != header.nbytes:
-        raise ProtocolError(f"received {len(buffer)} bytes but the header says {header.nbytes}")
+    header, buffer = await _read(frames, _checked_blob_size)
     try:
         meta = json.loads(header.meta_json or "{}")
     except ValueError:
