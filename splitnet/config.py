@@ -103,6 +103,15 @@ FIELDS: tuple[Field, ...] = (
     Field("JOIN_TIMEOUT", "join_timeout", positive_float, 120.0, "seconds to wait for peers"),
     Field("PEER_TIMEOUT", "peer_timeout", positive_float, 60.0, "seconds a peer may be silent"),
     Field("RESULTS_DIR", "results_dir", text, "./results", "where results are written"),
+    Field("BULK_TRANSPORT", "bulk_transport", choice("torrent", "grpc"), "torrent",
+          "how model states and partitions travel"),
+    Field("ACTIVATION_TRANSPORT", "activation_transport", choice("grpc", "torrent"), "grpc",
+          "how activations and gradients travel"),
+    Field("TORRENT_PORT", "torrent_port", integer(0, 65535), 6881,
+          "libtorrent listen port (0: any free port)"),
+    Field("TORRENT_TIMEOUT", "torrent_timeout", positive_float, 120.0,
+          "seconds a BitTorrent fetch may take"),
+    Field("TORRENT_UTP", "torrent_utp", boolean, False, "allow uTP besides TCP"),
     Field("CONFIG_FILE", "config_file", text, None,
           "file holding SIMULATION_STAGES_CLIENTS as data (JSON or a Python literal)"),
 )
@@ -148,6 +157,11 @@ class Settings:
     join_timeout: float = 120.0
     peer_timeout: float = 60.0
     results_dir: str = "./results"
+    bulk_transport: str = "torrent"
+    activation_transport: str = "grpc"
+    torrent_port: int = 6881
+    torrent_timeout: float = 120.0
+    torrent_utp: bool = False
     config_file: str | None = None
     source: str = ""
     warnings: tuple[str, ...] = field(default=(), compare=False)

@@ -27,16 +27,19 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from splitnet.averaging import fedavg
+from splitnet.bulk import Bulk
 from splitnet.data import dataset_spec, load_dataset, owner_data
-from splitnet.errors import PeerUnavailable, PlanMismatch, RuntimeFailure
+from splitnet.errors import PeerUnavailable, PlanMismatch, ProtocolError, RuntimeFailure
 from splitnet.evaluation import evaluate
 from splitnet.models import build_partitions, compose
 from splitnet.plan import Plan, describe_difference
 from splitnet.results import ResultsWriter
 from splitnet.runtime import TaskRunner
 from splitnet.transport.client import PeerClient
+from splitnet.transport.codec import decode_tensor, encode_tensor
 from splitnet.transport.messages import Blob, TaskMessage
 from splitnet.transport.server import start_server
+from splitnet.transport.torrent import TorrentRef
 
 __all__ = ["Node", "NodeOptions"]
 
@@ -83,6 +86,10 @@ class Node:
         self.runner = TaskRunner(self.plan, self.me, parts, self._send_tensor)
         self.peers = {k: PeerClient(k, address, self.opt.token, self.me, s.peer_timeout)
                       for k, address in enumerate(self.opt.addresses, 1) if k != self.me}
+        self.bulk = Bulk(self.me, s.bulk_transport == "torrent", s.torrent_timeout,
+                         host=self.opt.listen_host, port=s.torrent_port, utp=s.torrent_utp,
+                         activations=s.activation_transport == "torrent")
+        self._bulk_timeout = s.torrent_timeout + s.peer_timeout
         port = int(self.opt.addresses[self.me - 1].rsplit(":", 1)[1])
         self.server, _ = await start_server(self, self.opt.listen_host, port, self.opt.token,
                                             on_reject=self._on_reject)
@@ -93,7 +100,7 @@ class Node:
         watch: list[asyncio.Future[Any]] = [main, self.failure, self.runner.failure, *background]
         try:
             await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
-            error = self._first_error(main)
+            error = self._first_error(main, background)
             if error is not None:
                 await self._broadcast_abort(str(error))
                 raise error
@@ -103,16 +110,21 @@ class Node:
                 task.cancel()
             self.results.write_timeline(self.me, self.runner.timeline)
             self.runner.close()
+            self.bulk.close()
             await self.server.stop(grace=0.5)
             for peer in self.peers.values():
                 await peer.aclose()
 
-    def _first_error(self, main: asyncio.Future[Any]) -> BaseException | None:
+    def _first_error(self, main: asyncio.Future[Any],
+                     background: list[asyncio.Future[Any]]) -> BaseException | None:
         for future in (self.failure, self.runner.failure):
             if future.done():
                 return future.result()
-        if main.done() and not main.cancelled() and main.exception() is not None:
-            return main.exception()
+        for task in (main, *background):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                return task.exception()
+        if not main.done():
+            return RuntimeFailure(f"client {self.me}: a background task ended unexpectedly")
         return None
 
     def stop(self, reason: str) -> None:
@@ -131,6 +143,8 @@ class Node:
         background.append(asyncio.ensure_future(self._heartbeat()))
         if self.is_server:
             self._prepare_aggregator()
+            await self._distribute_initial_model()
+        await self._model_loaded[-1]
         data = None
         if self.me in self.plan.owners:
             dataset = load_dataset(s)
@@ -159,8 +173,9 @@ class Node:
         delay = 0.05
         while True:
             try:
-                fingerprint, facts = await peer.join(self.plan.fingerprint, self.plan.facts(),
-                                                     timeout=5.0)
+                fingerprint, facts, port = await peer.join(
+                    self.plan.fingerprint, self.plan.facts(), timeout=5.0,
+                    torrent_port=self.bulk.port)
                 break
             except PeerUnavailable as exc:
                 if time.monotonic() + delay > deadline:
@@ -171,7 +186,12 @@ class Node:
                 delay = min(delay * 2, 1.0)
         if fingerprint != self.plan.fingerprint:
             raise PlanMismatch(self._mismatch(peer.number, facts))
+        self._learn_torrent_port(peer.number, port)
         self._joined.add(peer.number)
+
+    def _learn_torrent_port(self, client: int, port: int) -> None:
+        host = self.opt.addresses[client - 1].rsplit(":", 1)[0].strip("[]")
+        self.bulk.learn(client, host, port)
 
     def _mismatch(self, other: int, facts: dict[str, Any]) -> str:
         return (f"client {other}'s plan differs from client {self.me}'s in: "
@@ -211,31 +231,59 @@ class Node:
 
     # -- PeerHandler ---------------------------------------------------------------------------
 
-    async def join(self, client: int, fingerprint: str, facts: dict[str, Any]) -> tuple[
-            str, dict[str, Any]]:
+    async def join(self, client: int, fingerprint: str, facts: dict[str, Any],
+                   torrent_port: int) -> tuple[str, dict[str, Any], int]:
         """Accept a joining peer; refuse it (and stop) if its plan differs."""
         if fingerprint != self.plan.fingerprint:
             error = PlanMismatch(self._mismatch(client, facts))
             self._fail(error)
             raise error
-        return self.plan.fingerprint, self.plan.facts()
+        if 1 <= client <= self.plan.num_clients and client != self.me:
+            self._learn_torrent_port(client, torrent_port)
+        return self.plan.fingerprint, self.plan.facts(), self.bulk.port
 
     async def ping(self, client: int) -> int:
         """Answer a liveness check with the current round."""
-        return self.runner.round
+        return max(self.runner.round, 0)
 
     async def tensor(self, msg: TaskMessage) -> None:
         """Queue a peer's activation or gradient (ProtocolError if it does not fit the plan)."""
         try:
+            if msg.torrent is not None:
+                await self._fetch_tensor(msg)
             self.runner.accept(msg)
         except Exception:
             self.rejected += 1
             raise
-        self.received_bytes += msg.tensor.numel() * msg.tensor.element_size()
+        assert msg.meta is not None
+        self.received_bytes += msg.meta.nbytes
+
+    async def _fetch_tensor(self, msg: TaskMessage) -> None:
+        assert msg.torrent is not None and msg.meta is not None
+        if self.bulk.session is None or msg.sender not in self.bulk.addresses:
+            raise ProtocolError(f"client {self.me} takes no activations over BitTorrent "
+                                f"from client {msg.sender}")
+        ref = TorrentRef.from_json(msg.torrent)
+        if ref.size != msg.meta.nbytes:
+            raise ProtocolError(f"torrent of {ref.size} bytes for a tensor of "
+                                f"{msg.meta.nbytes}")
+        msg.tensor = decode_tensor(msg.meta, await self.bulk.fetch_tensor_bytes(ref, msg.sender))
 
     async def _send_tensor(self, runner: int, msg: TaskMessage) -> None:
         start = time.time()
-        await self.peers[runner].send_tensor(msg)
+        assert msg.tensor is not None
+        if self.bulk.activations:
+            meta, data = encode_tensor(msg.tensor)
+            ref = self.bulk.publish_tensor_bytes(
+                f"act-{msg.owner}-{msg.stage}-{msg.batch}.bin", data)
+            reference = TaskMessage(msg.owner, msg.stage, msg.batch, msg.round, msg.sender,
+                                    None, ref.to_json(), meta)
+            try:
+                await self.peers[runner].send_tensor(reference, timeout=self._bulk_timeout)
+            finally:
+                self.bulk.forget(ref.info_hash)
+        else:
+            await self.peers[runner].send_tensor(msg)
         self.sent_bytes += msg.tensor.numel() * msg.tensor.element_size()
         self.runner.timeline.append((self.me, msg.owner, msg.stage, msg.batch, msg.round,
                                      f"{start:.6f}", f"{time.time():.6f}", "transfer"))
@@ -259,16 +307,24 @@ class Node:
         data = await loop.run_in_executor(None, save_safetensors, self.runner.states())
         meta = {"sent": self.sent_bytes, "received": self.received_bytes,
                 "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                "rejected": self.rejected}
+                "rejected": self.rejected, "torrent_disk_bytes": self.bulk.disk_bytes()}
+        if self.is_server:  # the aggregator reads its own states in place
+            return Blob("states", round_, self.me, data, meta)
         self.sent_bytes += len(data)
-        return Blob("states", round_, self.me, data, meta)
+        return self.bulk.out("states", round_, data, meta)
 
     async def put_model(self, blob: Blob) -> None:
-        """Load the averaged partitions of a round and move on to the next round."""
-        self.received_bytes += len(blob.data)
-        averaged = load_safetensors(blob.data)
-        self.runner.load_average(averaged)
-        future = self._model_loaded[blob.round]
+        """Load averaged partitions (or the initial model) and move on to the next round."""
+        data = await self.bulk.into(blob)
+        self.received_bytes += len(data)
+        self._apply_model(blob.kind, blob.round, data)
+
+    def _apply_model(self, kind: str, round_: int, data: bytes) -> None:
+        self.runner.load_average(load_safetensors(data))
+        key = -1 if kind == "initial" else round_
+        if key >= 0:
+            self.bulk.model_applied(round_)
+        future = self._model_loaded[key]
         if not future.done():
             future.set_result(None)
 
@@ -291,6 +347,7 @@ class Node:
         self.results.start_metrics()
         self.rounds: list[dict[str, Any]] = []
         self.round_started = time.time()
+        self.exchange_seconds: list[float] = []
         self._counters: dict[int, dict[str, int]] = {}
 
     async def _report_round(self, round_: int, stats: list[dict[str, Any]]) -> None:
@@ -299,30 +356,45 @@ class Node:
         else:
             await self.peers[self.settings.server_number].round_done(round_, {"owners": stats})
 
+    async def _distribute_initial_model(self) -> None:
+        """Send every client the aggregator's weights, so that all start from them."""
+        initial = {f"{p}/{k}": v for p, part in enumerate(self.eval_parts, 1)
+                   for k, v in part.state_dict().items()}
+        data = await asyncio.get_running_loop().run_in_executor(None, save_safetensors, initial)
+        await self._push_model("initial", 0, data)
+
+    async def _push_model(self, kind: str, round_: int, data: bytes) -> None:
+        everyone = range(1, self.plan.num_clients + 1)
+        blob = self.bulk.out(kind, round_, data, sources=everyone)
+        await asyncio.gather(*(self._push(k, blob, len(data)) for k in self.peers))
+        self._apply_model(kind, round_, data)
+
     async def _aggregate(self, round_: int) -> None:
         loop = asyncio.get_running_loop()
+        exchange_start = time.time()
         blobs = await asyncio.gather(*(
             self.get_states(round_) if k == self.me else self._pull(k, round_)
             for k in range(1, self.plan.num_clients + 1)))
         owners = [o for stats in self._round_done[round_].values() for o in stats["owners"]]
         averaged = await loop.run_in_executor(None, self._average, blobs, owners)
+        pulled = time.time() - exchange_start
         metrics = await loop.run_in_executor(None, self._evaluate, averaged)
         self._record_round(round_, blobs, owners, metrics, averaged)
+        push_start = time.time()
         data = await loop.run_in_executor(None, save_safetensors, averaged)
-        model = Blob("model", round_, self.me, data)
-        await asyncio.gather(*(
-            self.put_model(model) if k == self.me else self._push(k, model)
-            for k in range(1, self.plan.num_clients + 1)))
+        await self._push_model("model", round_, data)
+        self.exchange_seconds.append(pulled + time.time() - push_start)
         self.round_started = time.time()
 
     async def _pull(self, k: int, round_: int) -> Blob:
         blob = await self.peers[k].get_states(round_)
-        self.received_bytes += len(blob.data)
-        return blob
+        data = await self.bulk.into(blob)
+        self.received_bytes += len(data)
+        return Blob(blob.kind, blob.round, blob.sender, data, blob.meta)
 
-    async def _push(self, k: int, model: Blob) -> None:
-        await self.peers[k].put_model(model)
-        self.sent_bytes += len(model.data)
+    async def _push(self, k: int, model: Blob, size: int) -> None:
+        await self.peers[k].put_model(model, timeout=self._bulk_timeout)
+        self.sent_bytes += len(model.data) or size
 
     def _average(self, blobs: Sequence[Blob],
                  owners: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -367,6 +439,8 @@ class Node:
         self.results.add_round(row)
         self.rounds.append(row)
         self.peak_rss = {b.sender: int(b.meta.get("peak_rss_kib", 0)) for b in blobs}
+        self.torrent_disk = {str(b.sender): int(b.meta.get("torrent_disk_bytes", 0))
+                             for b in blobs}
         self.model_path = self.results.save_model(round_ + 1, averaged)
         log.info("round %d/%d: test accuracy %.4f, macro F1 %.4f, train loss %.4f, %.1fs",
                  round_ + 1, self.settings.num_rounds, row["test_accuracy"], row["f1_macro"],
@@ -397,6 +471,10 @@ class Node:
             "samples_per_second": round(samples / max(train_seconds, 1e-9), 2),
             "bytes_sent": sum(r["bytes_sent"] for r in self.rounds),
             "model_bytes_on_disk": self.model_path.stat().st_size,
+            "bulk_transport": self.settings.bulk_transport,
+            "activation_transport": self.settings.activation_transport,
+            "exchange_seconds": [round(x, 3) for x in self.exchange_seconds],
+            "torrent_disk_bytes": self.torrent_disk,
             "peak_rss_mib": {str(k): round(kib / 1024, 1)
                              for k, kib in sorted(self.peak_rss.items())},
         }

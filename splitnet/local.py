@@ -7,6 +7,7 @@ stopped and the run fails; at the end the timelines are merged and the summary p
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import signal
 import socket
@@ -25,12 +26,22 @@ __all__ = ["free_ports", "run_local"]
 
 
 def free_ports(count: int) -> list[int]:
-    """Return ``count`` distinct free TCP ports on loopback."""
-    sockets = []
+    """Return ``count`` distinct free TCP ports on loopback.
+
+    Note: below the ephemeral range. Ports come from 20000-32767, which the kernel never hands
+    out for port-0 binds or outgoing connections (Linux: 32768-60999), so another socket cannot
+    take one between this check and the client binding it.
+    """
+    sockets: list[socket.socket] = []
+    rng = random.Random()
     try:
-        for _ in range(count):
+        while len(sockets) < count:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
+            try:
+                sock.bind(("127.0.0.1", rng.randrange(20000, 32768)))
+            except OSError:
+                sock.close()
+                continue
             sockets.append(sock)
         return [s.getsockname()[1] for s in sockets]
     finally:
@@ -49,10 +60,10 @@ def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
               extra_env: dict[str, str] | None = None, out: IO[str] = sys.stdout) -> Path:
     """Run every client of ``plan`` as a process; return the results directory."""
     n = plan.num_clients
-    ports = free_ports(n)
+    ports = free_ports(2 * n)  # gRPC, then libtorrent
     env = dict(os.environ)
     env.update({
-        "PEERS": ",".join(f"127.0.0.1:{p}" for p in ports),
+        "PEERS": ",".join(f"127.0.0.1:{p}" for p in ports[:n]),
         "SPLITNET_TOKEN": secrets.token_hex(16),
         "LISTEN_HOST": "127.0.0.1",
         "RESULTS_DIR": str(results_dir),
@@ -68,7 +79,8 @@ def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
     pumps = []
     try:
         for k in range(1, n + 1):
-            proc = subprocess.Popen(args, env={**env, "CLIENT_NUMBER": str(k)}, text=True,
+            own = {"CLIENT_NUMBER": str(k), "TORRENT_PORT": str(ports[n + k - 1])}
+            proc = subprocess.Popen(args, env={**env, **own}, text=True,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             procs.append(proc)
             assert proc.stdout is not None

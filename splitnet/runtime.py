@@ -76,7 +76,7 @@ class TaskRunner:
                                 s.learning_rate, needs_input_grad=p > 1)
             for owner, p in plan.replicas_of(me)
         }
-        self.round = 0
+        self.round = -1  # Note: no task before the initial model; start_round(0) opens round 0
         self.timeline: list[tuple[Any, ...]] = []
         self._inbox: dict[Task, deque[_Pending]] = defaultdict(deque)
         self._labels: dict[tuple[int, int], torch.Tensor] = {}
@@ -109,6 +109,8 @@ class TaskRunner:
         if msg.round not in (self.round, self.round + 1):
             raise ProtocolError(f"message for round {msg.round} while client {self.me} is in "
                                 f"round {self.round}")
+        if msg.tensor is None:
+            raise ProtocolError(f"task {task} arrived without a tensor")
         if not msg.tensor.is_floating_point():
             raise ProtocolError(f"task {task} takes a floating-point tensor, got "
                                 f"{msg.tensor.dtype}")

@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from splitnet.config import settings_from_values
 from splitnet.coordinator import Node, NodeOptions
 from splitnet.local import free_ports
@@ -13,7 +15,7 @@ from splitnet.plan import Plan, build_plan
 
 
 def make_plan(values: dict[str, str], client: int) -> Plan:
-    return build_plan(settings_from_values({**values, "CLIENT_NUMBER": str(client)}))
+    return build_plan(settings_from_values({"TORRENT_PORT": "0", **values, "CLIENT_NUMBER": str(client)}))
 
 
 def make_nodes(values: dict[str, str], results: Path, token: str = "t0k3n",
@@ -29,6 +31,7 @@ def make_nodes(values: dict[str, str], results: Path, token: str = "t0k3n",
 
 
 def run_cluster(values: dict[str, str], results: Path, **kw: Any) -> list[Any]:
+    torch.set_num_threads(1)  # deterministic kernels: placement tests compare to 1e-5
     nodes = make_nodes(values, results, **kw)
 
     async def main() -> list[Any]:

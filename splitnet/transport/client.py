@@ -51,13 +51,13 @@ class PeerClient:
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, what) from exc
 
-    async def join(self, fingerprint: str, facts: dict[str, Any], timeout: float) -> tuple[
-            str, dict[str, Any]]:
-        """Exchange plan fingerprints; the peer refuses a different plan."""
+    async def join(self, fingerprint: str, facts: dict[str, Any], timeout: float,
+                   torrent_port: int = 0) -> tuple[str, dict[str, Any], int]:
+        """Exchange plan fingerprints and torrent ports; the peer refuses a different plan."""
         reply = await self._unary(self._stub.Join, pb.JoinRequest(
-            client=self.me, fingerprint=fingerprint, facts_json=json.dumps(facts)),
-            "refused to join", timeout)
-        return reply.fingerprint, json.loads(reply.facts_json or "{}")
+            client=self.me, fingerprint=fingerprint, facts_json=json.dumps(facts),
+            torrent_port=torrent_port), "refused to join", timeout)
+        return reply.fingerprint, json.loads(reply.facts_json or "{}"), int(reply.torrent_port)
 
     async def ping(self, timeout: float) -> int:
         """Ask the peer whether it is alive; return its current round."""
@@ -65,11 +65,11 @@ class PeerClient:
                                   "did not answer a ping", timeout, ready=False)
         return int(reply.round)
 
-    async def send_tensor(self, msg: TaskMessage) -> None:
+    async def send_tensor(self, msg: TaskMessage, timeout: float | None = None) -> None:
         """Send one activation or gradient."""
         try:
             await self._stub.SendTensor(task_to_frames(msg), metadata=self._metadata,
-                                        timeout=self.timeout, wait_for_ready=True)
+                                        timeout=timeout or self.timeout, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, f"did not take task {msg.owner}_{msg.stage} "
                                    f"batch {msg.batch}") from exc
@@ -88,11 +88,11 @@ class PeerClient:
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, "did not send its replica states") from exc
 
-    async def put_model(self, blob: Blob) -> None:
+    async def put_model(self, blob: Blob, timeout: float | None = None) -> None:
         """Send averaged partitions to the peer."""
         try:
             await self._stub.PutModel(blob_to_frames(blob), metadata=self._metadata,
-                                      timeout=self.timeout, wait_for_ready=True)
+                                      timeout=timeout or self.timeout, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, "did not take the averaged model") from exc
 

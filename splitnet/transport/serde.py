@@ -63,7 +63,7 @@ def _tensor_meta(header: pb.TaskHeader) -> TensorMeta:
 def _checked_tensor_size(header: pb.TaskHeader) -> int:
     meta = _tensor_meta(header)
     check_meta(meta)
-    return meta.nbytes
+    return 0 if header.torrent_json else meta.nbytes
 
 
 def _checked_blob_size(header: pb.BlobHeader) -> int:
@@ -73,20 +73,35 @@ def _checked_blob_size(header: pb.BlobHeader) -> int:
 
 
 def task_to_frames(msg: TaskMessage) -> Iterator[pb.TensorFrame]:
-    """Yield the frames of one activation/gradient."""
-    meta, data = encode_tensor(msg.tensor)
+    """Yield the frames of one activation/gradient (only a header for a torrent reference)."""
+    if msg.torrent is not None:
+        assert msg.meta is not None, "a torrent reference needs the tensor's meta"
+        meta, data = msg.meta, b""
+    else:
+        assert msg.tensor is not None
+        meta, data = encode_tensor(msg.tensor)
     header = pb.TaskHeader(owner=msg.owner, stage=msg.stage, batch=msg.batch, round=msg.round,
                            sender=msg.sender, tensor=pb.TensorHeader(
-                               dtype=meta.dtype, shape=list(meta.shape), nbytes=meta.nbytes))
+                               dtype=meta.dtype, shape=list(meta.shape), nbytes=meta.nbytes),
+                           torrent_json=json.dumps(msg.torrent) if msg.torrent else "")
     return _frames(pb.TensorFrame, header, data)
 
 
 async def task_from_frames(frames: AsyncIterable[pb.TensorFrame]) -> TaskMessage:
     """Read frames into a validated :class:`TaskMessage`."""
     header, buffer = await _read(frames, _checked_tensor_size)
-    tensor = decode_tensor(_tensor_meta(header), buffer)
+    meta = _tensor_meta(header)
+    if header.torrent_json:
+        try:
+            torrent = json.loads(header.torrent_json)
+        except ValueError:
+            raise ProtocolError("torrent reference is not JSON") from None
+        if not isinstance(torrent, dict):
+            raise ProtocolError("torrent reference is not an object")
+        return TaskMessage(header.owner, header.stage, header.batch, header.round,
+                           header.sender, None, torrent, meta)
     return TaskMessage(header.owner, header.stage, header.batch, header.round, header.sender,
-                       tensor)
+                       decode_tensor(meta, buffer), None, meta)
 
 
 def blob_to_frames(blob: Blob) -> Iterator[pb.BlobFrame]:

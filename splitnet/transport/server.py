@@ -37,8 +37,8 @@ GRPC_OPTIONS = [
 class PeerHandler(Protocol):
     """What a client does when a peer calls it."""
 
-    async def join(self, client: int, fingerprint: str, facts: dict[str, Any]) -> tuple[
-        str, dict[str, Any]]: ...
+    async def join(self, client: int, fingerprint: str, facts: dict[str, Any],
+                   torrent_port: int) -> tuple[str, dict[str, Any], int]: ...
     async def ping(self, client: int) -> int: ...
     async def tensor(self, msg: TaskMessage) -> None: ...
     async def round_done(self, client: int, round_: int, stats: dict[str, Any]) -> None: ...
@@ -101,10 +101,14 @@ class _Servicer(pb_grpc.PeerServicer):
         self._h = handler
 
     async def Join(self, request: Any, context: Any) -> Any:
-        facts = json.loads(request.facts_json or "{}")
-        result = await _guard(context, self._h.join(request.client, request.fingerprint, facts))
-        fingerprint, own = result
-        return pb.JoinReply(fingerprint=fingerprint, facts_json=json.dumps(own))
+        try:
+            facts = json.loads(request.facts_json or "{}")
+        except ValueError:
+            facts = {}
+        result = await _guard(context, self._h.join(request.client, request.fingerprint, facts,
+                                                    request.torrent_port))
+        fingerprint, own, port = result
+        return pb.JoinReply(fingerprint=fingerprint, facts_json=json.dumps(own), torrent_port=port)
 
     async def Ping(self, request: Any, context: Any) -> Any:
         return pb.PingReply(round=await _guard(context, self._h.ping(request.client)))

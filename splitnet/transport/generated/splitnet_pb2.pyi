@@ -17,20 +17,22 @@ class TensorHeader(_message.Message):
     def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., nbytes: _Optional[int] = ...) -> None: ...
 
 class TaskHeader(_message.Message):
-    __slots__ = ("owner", "stage", "batch", "round", "sender", "tensor")
+    __slots__ = ("owner", "stage", "batch", "round", "sender", "tensor", "torrent_json")
     OWNER_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
     TENSOR_FIELD_NUMBER: _ClassVar[int]
+    TORRENT_JSON_FIELD_NUMBER: _ClassVar[int]
     owner: int
     stage: int
     batch: int
     round: int
     sender: int
     tensor: TensorHeader
-    def __init__(self, owner: _Optional[int] = ..., stage: _Optional[int] = ..., batch: _Optional[int] = ..., round: _Optional[int] = ..., sender: _Optional[int] = ..., tensor: _Optional[_Union[TensorHeader, _Mapping]] = ...) -> None: ...
+    torrent_json: str
+    def __init__(self, owner: _Optional[int] = ..., stage: _Optional[int] = ..., batch: _Optional[int] = ..., round: _Optional[int] = ..., sender: _Optional[int] = ..., tensor: _Optional[_Union[TensorHeader, _Mapping]] = ..., torrent_json: _Optional[str] = ...) -> None: ...
 
 class TensorFrame(_message.Message):
     __slots__ = ("header", "data")
@@ -63,24 +65,28 @@ class BlobFrame(_message.Message):
     def __init__(self, header: _Optional[_Union[BlobHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
-    __slots__ = ("client", "fingerprint", "facts_json")
+    __slots__ = ("client", "fingerprint", "facts_json", "torrent_port")
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     FACTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    TORRENT_PORT_FIELD_NUMBER: _ClassVar[int]
     client: int
     fingerprint: str
     facts_json: str
-    def __init__(self, client: _Optional[int] = ..., fingerprint: _Optional[str] = ..., facts_json: _Optional[str] = ...) -> None: ...
+    torrent_port: int
+    def __init__(self, client: _Optional[int] = ..., fingerprint: _Optional[str] = ..., facts_json: _Optional[str] = ..., torrent_port: _Optional[int] = ...) -> None: ...
 
 class JoinReply(_message.Message):
-    __slots__ = ("client", "fingerprint", "facts_json")
+    __slots__ = ("client", "fingerprint", "facts_json", "torrent_port")
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     FACTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    TORRENT_PORT_FIELD_NUMBER: _ClassVar[int]
     client: int
     fingerprint: str
     facts_json: str
-    def __init__(self, client: _Optional[int] = ..., fingerprint: _Optional[str] = ..., facts_json: _Optional[str] = ...) -> None: ...
+    torrent_port: int
+    def __init__(self, client: _Optional[int] = ..., fingerprint: _Optional[str] = ..., facts_json: _Optional[str] = ..., torrent_port: _Optional[int] = ...) -> None: ...
 
 class PingRequest(_message.Message):
     __slots__ = ("client",)

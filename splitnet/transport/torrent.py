@@ -1,0 +1,270 @@
+"""Bulk transfer over BitTorrent with an in-process libtorrent session (no daemon, no tracker).
+
+One session per client. DHT, local service discovery, UPnP and NAT-PMP are off; peers are added
+explicitly from the cluster's peer table; TCP only unless ``utp=True`` (uTP throttles hard on
+fast links). Publishing writes the payload to a file, creates a torrent in-process and seeds it;
+the torrent's metadata travels over the authenticated gRPC channel (see ``TorrentRef``).
+Fetching adds the torrent, connects to every peer known to hold it, waits for completion,
+and checks the payload against the announced SHA-256 before anyone may load it: libtorrent
+hash-checks every piece, and a piece that fails is never written as good.
+
+Note: everyone is rate-limited. libtorrent exempts LAN and loopback peers from rate limits by
+default; the session puts every address into the global peer class so ``upload_limit`` (the
+benchmarks' cap B) applies to cluster peers too.
+
+This module does not import torch: benchmark receivers start fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import shutil
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import libtorrent as lt
+
+from splitnet.errors import ProtocolError, RuntimeFailure
+
+__all__ = ["TorrentRef", "TorrentSession", "TransferFailed", "piece_size_for"]
+
+_MIN_PIECE = 64 * 1024
+_MAX_PIECE = 4 * 1024 * 1024
+
+
+class TransferFailed(RuntimeFailure):
+    """A fetch could not complete (timeout, or a payload that does not verify)."""
+
+
+def piece_size_for(size: int) -> int:
+    """Return a power-of-two piece size giving ~256 pieces, within 64 KiB..4 MiB."""
+    target = max(size // 256, 1)
+    piece = _MIN_PIECE
+    while piece < target and piece < _MAX_PIECE:
+        piece *= 2
+    return piece
+
+
+@dataclass(frozen=True)
+class TorrentRef:
+    """What a fetcher needs: the torrent metadata, the payload's size and SHA-256, and a name."""
+
+    name: str
+    info_hash: str
+    metadata: bytes
+    size: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the reference as JSON data (metadata base64-encoded)."""
+        return {"name": self.name, "info_hash": self.info_hash, "size": self.size,
+                "sha256": self.sha256, "metadata": base64.b64encode(self.metadata).decode()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TorrentRef:
+        """Parse a reference received from a peer (ProtocolError if malformed)."""
+        try:
+            ref = cls(str(data["name"]), str(data["info_hash"]),
+                      base64.b64decode(data["metadata"], validate=True), int(data["size"]),
+                      str(data["sha256"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"malformed torrent reference: {exc}") from None
+        if ref.size < 0 or len(ref.sha256) != 64 or "/" in ref.name or ref.name.startswith("."):
+            raise ProtocolError(f"malformed torrent reference for {ref.name!r}")
+        return ref
+
+
+class TorrentSession:
+    """One client's libtorrent session: publish, fetch, remove."""
+
+    def __init__(self, workdir: Path, host: str = "127.0.0.1", port: int = 0, *,
+                 utp: bool = False, upload_limit: int = 0, download_limit: int = 0) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.session = lt.session({
+            "listen_interfaces": f"{host}:{port}",
+            "enable_dht": False, "enable_lsd": False, "enable_upnp": False,
+            "enable_natpmp": False,
+            "enable_incoming_utp": utp, "enable_outgoing_utp": utp,
+            "enable_incoming_tcp": True, "enable_outgoing_tcp": True,
+            "allow_multiple_connections_per_ip": True,
+            "upload_rate_limit": upload_limit, "download_rate_limit": download_limit,
+            "alert_mask": int(lt.alert.category_t.error_notification
+                              | lt.alert.category_t.status_notification),
+            "send_buffer_watermark": 4 * 1024 * 1024,
+            "send_buffer_low_watermark": 1024 * 1024,
+            "max_out_request_queue": 1500,
+            "request_queue_time": 1,
+            "connection_speed": 200,
+            "min_reconnect_time": 1,
+            "peer_connect_timeout": 3,
+            "close_redundant_connections": False,
+            "tick_interval": 20,
+            "unchoke_slots_limit": -1,
+            "torrent_connect_boost": 100,
+        })
+        everyone = lt.ip_filter()  # Note: everyone is rate-limited
+        everyone.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+        self.session.set_peer_class_filter(everyone)
+        self._handles: dict[str, Any] = {}
+        self._hash_failures: dict[str, int] = {}
+        self._flushed: set[str] = set()
+
+    @property
+    def port(self) -> int:
+        """Return the port the session listens on."""
+        return int(self.session.listen_port())
+
+    # -- publish -------------------------------------------------------------------------------
+
+    def publish(self, name: str, data: bytes) -> TorrentRef:
+        """Write ``data`` as file ``name``, create its torrent and seed it."""
+        folder = self.workdir / f"pub-{hashlib.sha256(data).hexdigest()[:16]}-{time.time_ns()}"
+        folder.mkdir()
+        (folder / name).write_bytes(data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            storage = lt.file_storage()
+            lt.add_files(storage, str(folder / name))
+            creator = lt.create_torrent(storage, piece_size_for(len(data)))
+        lt.set_piece_hashes(creator, str(folder))
+        metadata = lt.bencode(creator.generate())
+        info = lt.torrent_info(metadata)
+        info_hash = str(info.info_hashes().get_best())
+        self._add(info, folder, seed=True, key=info_hash)
+        return TorrentRef(name, info_hash, metadata, len(data), hashlib.sha256(data).hexdigest())
+
+    def _add(self, info: Any, folder: Path, *, seed: bool, key: str,
+             peers: Sequence[tuple[str, int]] = ()) -> Any:
+        params = lt.add_torrent_params()
+        params.ti = info
+        # Note: connection tick. libtorrent dials new peers from its once-a-second tick, so a
+        # fetch pays up to ~1 s before the first byte (measured: 0.1-1.0 s for 200 kB on
+        # loopback); bulk transfers amortise it, per-batch activations do not (see README).
+        params.peers = list(peers)
+        params.save_path = str(folder)
+        if seed:
+            params.flags |= lt.torrent_flags.seed_mode
+        params.flags &= ~lt.torrent_flags.auto_managed
+        params.flags &= ~lt.torrent_flags.paused
+        handle = self.session.add_torrent(params)
+        self._handles[key] = (handle, folder)
+        return handle
+
+    # -- fetch ---------------------------------------------------------------------------------
+
+    async def fetch(self, ref: TorrentRef, peers: Sequence[tuple[str, int]],
+                    timeout: float) -> bytes:
+        """Download ``ref`` from ``peers``; return the verified payload (it stays seeded)."""
+        try:
+            info = lt.torrent_info(ref.metadata)
+        except RuntimeError as exc:
+            raise ProtocolError(f"torrent metadata for {ref.name} does not parse: {exc}") from None
+        if str(info.info_hashes().get_best()) != ref.info_hash or info.total_size() != ref.size:
+            raise ProtocolError(f"torrent metadata for {ref.name} does not match its reference")
+        if ref.info_hash in self._handles:
+            handle, folder = self._handles[ref.info_hash]
+        else:
+            folder = self.workdir / f"get-{ref.info_hash[:16]}-{time.time_ns()}"
+            folder.mkdir()
+            handle = self._add(info, folder, seed=False, key=ref.info_hash, peers=peers)
+        deadline = time.monotonic() + timeout
+        next_connect = time.monotonic() + 0.25
+        delay = 0.002
+        while not handle.status().is_seeding:
+            now = time.monotonic()
+            self._drain_alerts()
+            if now > deadline:
+                self.remove(ref.info_hash)
+                raise self._timeout(ref, peers, timeout, handle)
+            if now >= next_connect:  # peers may start late or come back: keep knocking
+                for peer in peers:
+                    handle.connect_peer(peer)
+                next_connect = now + 0.25
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+        data = await self._read_verified(handle, folder / ref.name, ref)
+        if data is None:
+            self.remove(ref.info_hash)
+            raise TransferFailed(f"{ref.name} ({ref.info_hash[:12]}) does not match the "
+                                 "announced SHA-256; it was discarded")
+        return data
+
+    async def _read_verified(self, handle: Any, path: Path, ref: TorrentRef) -> bytes | None:
+        """Read the payload once libtorrent's writes reached the file; None if it never matches.
+
+        Note: verified is not written. ``is_seeding`` means every piece passed its hash check,
+        but the last writes may still be queued; flush and re-read until the bytes match.
+        """
+        self._flushed.discard(ref.info_hash)
+        handle.flush_cache()
+        deadline = time.monotonic() + 10.0
+        while True:
+            self._drain_alerts()
+            if ref.info_hash in self._flushed or time.monotonic() > deadline:
+                data = path.read_bytes()
+                if len(data) == ref.size and hashlib.sha256(data).hexdigest() == ref.sha256:
+                    return data
+                if time.monotonic() > deadline:
+                    return None
+                self._flushed.discard(ref.info_hash)
+                handle.flush_cache()
+            await asyncio.sleep(0.002)
+
+    def _timeout(self, ref: TorrentRef, peers: Sequence[tuple[str, int]], timeout: float,
+                 handle: Any) -> TransferFailed:
+        tried = ", ".join(f"{host}:{port}" for host, port in peers) or "none"
+        failed = self._hash_failures.get(ref.info_hash, 0)
+        bad = f"; {failed} piece(s) failed verification" if failed else ""
+        progress = handle.status().progress * 100
+        return TransferFailed(f"fetching {ref.name} ({ref.info_hash[:12]}, {ref.size} bytes) did "
+                              f"not complete within TORRENT_TIMEOUT={timeout:g}s "
+                              f"({progress:.0f}% done{bad}); peers tried: {tried}")
+
+    def _drain_alerts(self) -> None:
+        for alert in self.session.pop_alerts():
+            if isinstance(alert, lt.hash_failed_alert):
+                key = str(alert.handle.info_hashes().get_best())
+                self._hash_failures[key] = self._hash_failures.get(key, 0) + 1
+            elif isinstance(alert, lt.cache_flushed_alert):
+                self._flushed.add(str(alert.handle.info_hashes().get_best()))
+
+    def hash_failures(self, info_hash: str) -> int:
+        """Return how many pieces of ``info_hash`` failed verification so far."""
+        self._drain_alerts()
+        return self._hash_failures.get(info_hash, 0)
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    def remove(self, info_hash: str) -> None:
+        """Stop seeding ``info_hash`` and delete its files."""
+        entry = self._handles.pop(info_hash, None)
+        if entry is None:
+            return
+        handle, folder = entry
+        self.session.remove_torrent(handle)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def torrents(self) -> list[str]:
+        """Return the info-hashes this session holds."""
+        return list(self._handles)
+
+    def uploaded(self, info_hash: str) -> int:
+        """Return the payload bytes this session has uploaded for ``info_hash``."""
+        entry = self._handles.get(info_hash)
+        return int(entry[0].status().total_payload_upload) if entry else 0
+
+    def disk_bytes(self) -> int:
+        """Return the bytes the session's files take on disk."""
+        return sum(p.stat().st_size for p in self.workdir.rglob("*") if p.is_file())
+
+    def close(self) -> None:
+        """Remove every torrent and its files."""
+        for info_hash in list(self._handles):
+            self.remove(info_hash)
