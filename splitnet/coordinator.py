@@ -348,6 +348,7 @@ class Node:
         self.rounds: list[dict[str, Any]] = []
         self.round_started = time.time()
         self.exchange_seconds: list[float] = []
+        self.torrent_disk_history: list[int] = []
         self._counters: dict[int, dict[str, int]] = {}
 
     async def _report_round(self, round_: int, stats: list[dict[str, Any]]) -> None:
@@ -441,6 +442,7 @@ class Node:
         self.peak_rss = {b.sender: int(b.meta.get("peak_rss_kib", 0)) for b in blobs}
         self.torrent_disk = {str(b.sender): int(b.meta.get("torrent_disk_bytes", 0))
                              for b in blobs}
+        self.torrent_disk_history.append(sum(self.torrent_disk.values()))
         self.model_path = self.results.save_model(round_ + 1, averaged)
         log.info("round %d/%d: test accuracy %.4f, macro F1 %.4f, train loss %.4f, %.1fs",
                  round_ + 1, self.settings.num_rounds, row["test_accuracy"], row["f1_macro"],
@@ -475,6 +477,7 @@ class Node:
             "activation_transport": self.settings.activation_transport,
             "exchange_seconds": [round(x, 3) for x in self.exchange_seconds],
             "torrent_disk_bytes": self.torrent_disk,
+            "torrent_disk_bytes_by_round": self.torrent_disk_history,
             "peak_rss_mib": {str(k): round(kib / 1024, 1)
                              for k, kib in sorted(self.peak_rss.items())},
         }

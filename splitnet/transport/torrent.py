@@ -96,7 +96,8 @@ class TorrentSession:
             "allow_multiple_connections_per_ip": True,
             "upload_rate_limit": upload_limit, "download_rate_limit": download_limit,
             "alert_mask": int(lt.alert.category_t.error_notification
-                              | lt.alert.category_t.status_notification),
+                              | lt.alert.category_t.status_notification
+                              | lt.alert.category_t.storage_notification),
             "send_buffer_watermark": 4 * 1024 * 1024,
             "send_buffer_low_watermark": 1024 * 1024,
             "max_out_request_queue": 1500,
@@ -202,20 +203,17 @@ class TorrentSession:
         Note: verified is not written. ``is_seeding`` means every piece passed its hash check,
         but the last writes may still be queued; flush and re-read until the bytes match.
         """
-        self._flushed.discard(ref.info_hash)
-        handle.flush_cache()
-        deadline = time.monotonic() + 10.0
-        while True:
-            self._drain_alerts()
-            if ref.info_hash in self._flushed or time.monotonic() > deadline:
-                data = path.read_bytes()
-                if len(data) == ref.size and hashlib.sha256(data).hexdigest() == ref.sha256:
-                    return data
-                if time.monotonic() > deadline:
-                    return None
-                self._flushed.discard(ref.info_hash)
-                handle.flush_cache()
-            await asyncio.sleep(0.002)
+        for _ in range(3):
+            self._flushed.discard(ref.info_hash)
+            handle.flush_cache()
+            deadline = time.monotonic() + 5.0
+            while ref.info_hash not in self._flushed and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)
+                self._drain_alerts()
+            data = path.read_bytes()
+            if len(data) == ref.size and hashlib.sha256(data).hexdigest() == ref.sha256:
+                return data
+        return None
 
     def _timeout(self, ref: TorrentRef, peers: Sequence[tuple[str, int]], timeout: float,
                  handle: Any) -> TransferFailed:
