@@ -81,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     baseline = sub.add_parser("baseline", help="train the same model centrally, one process")
     _add_env_file(baseline)
     baseline.set_defaults(handler=_cmd_baseline)
+
+    bench = sub.add_parser("bench", help="benchmarks (ratios against a same-run baseline)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)
+    transfer = bench_sub.add_parser("transfer", help="libtorrent vs gRPC vs raw TCP")
+    transfer.add_argument("--sizes", default="4,64,256", help="point-to-point sizes, MiB")
+    transfer.add_argument("--receivers", default="2,4,8", help="one-to-many receiver counts")
+    transfer.add_argument("--payload", type=int, default=32, help="one-to-many payload, MiB")
+    transfer.add_argument("--cap", type=float, default=8.0, help="uplink cap B, MiB/s")
+    transfer.add_argument("--resnet", action="store_true",
+                          help="also time ResNet18 round-end exchange, 5 clients")
+    transfer.set_defaults(handler=_cmd_bench_transfer)
     return parser
 
 
@@ -184,6 +195,29 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     plan = _load(args)
     results = Path(plan.settings.results_dir) / "baseline"
     _print_summary(run_baseline(plan, results), results)
+    return EXIT_OK
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise ConfigError(Violation("usage", f"{option} {text!r}: expected positive integers "
+                                             "separated by commas, e.g. 4,64"), "the command line")
+    return values
+
+
+def _cmd_bench_transfer(args: argparse.Namespace) -> int:
+    from splitnet.bench.transfer import run_transfer_bench
+
+    sizes = _int_list(args.sizes, "--sizes")
+    receivers = _int_list(args.receivers, "--receivers")
+    if args.payload < 1 or args.cap <= 0:
+        raise ConfigError(Violation("usage", "--payload and --cap must be positive"),
+                          "the command line")
+    print(run_transfer_bench(sizes, receivers, args.payload, args.cap, args.resnet))
     return EXIT_OK
 
 
