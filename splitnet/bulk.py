@@ -14,11 +14,13 @@ deleted, so disk use stays flat across rounds.
 
 from __future__ import annotations
 
+import socket
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from splitnet.errors import PeerUnavailable
 from splitnet.transport.messages import Blob
 from splitnet.transport.torrent import TorrentRef, TorrentSession
 
@@ -51,9 +53,14 @@ class Bulk:
         return self.session.port if self.session else 0
 
     def learn(self, client: int, host: str, port: int) -> None:
-        """Record where peer ``client``'s torrent session listens."""
+        """Record where peer ``client``'s torrent session listens (libtorrent needs an IP)."""
         if port:
-            self.addresses[client] = (host, port)
+            try:
+                address = socket.gethostbyname(host)
+            except OSError as exc:
+                raise PeerUnavailable(f"client {client}'s host {host!r} does not resolve: "
+                                      f"{exc}") from exc
+            self.addresses[client] = (address, port)
 
     def out(self, kind: str, round_: int, data: bytes, meta: dict[str, Any] | None = None,
             sources: Iterable[int] = ()) -> Blob:

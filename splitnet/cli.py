@@ -7,6 +7,7 @@ Exit codes (see ``splitnet.errors``): 0 success, 1 runtime failure, 2 bad config
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -81,6 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     baseline = sub.add_parser("baseline", help="train the same model centrally, one process")
     _add_env_file(baseline)
     baseline.set_defaults(handler=_cmd_baseline)
+
+    compose = sub.add_parser("compose", help="write docker-compose files for N clients")
+    compose.add_argument("--clients", type=int, required=True, metavar="N")
+    compose.add_argument("--swarm", action="store_true", help="write the Swarm stack file")
+    compose.add_argument("--output", type=Path, default=None,
+                         help="file to write (default: docker-compose.yml or "
+                              "docker-compose-swarm.yml; '-' for stdout)")
+    compose.set_defaults(handler=_cmd_compose)
+
+    health = sub.add_parser("health", help="exit 0 if this container's client answers")
+    health.add_argument("--port", type=int, default=None, help="default: GRPC_PORT or 50051")
+    health.set_defaults(handler=_cmd_health)
 
     bench = sub.add_parser("bench", help="benchmarks (ratios against a same-run baseline)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)
@@ -195,6 +208,54 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     plan = _load(args)
     results = Path(plan.settings.results_dir) / "baseline"
     _print_summary(run_baseline(plan, results), results)
+    return EXIT_OK
+
+
+def _cmd_compose(args: argparse.Namespace) -> int:
+    from splitnet.compose import render_compose, render_swarm
+
+    if not 1 <= args.clients <= 1024:
+        raise ConfigError(Violation("usage", f"--clients {args.clients}: expected 1..1024"),
+                          "the command line")
+    text = render_swarm(args.clients) if args.swarm else render_compose(args.clients)
+    target = args.output or Path("docker-compose-swarm.yml" if args.swarm
+                                 else "docker-compose.yml")
+    if str(target) == "-":
+        print(text, end="")
+    else:
+        target.write_text(text)
+        print(f"wrote {target} for {args.clients} clients; set NUM_CLIENTS={args.clients} and "
+              "SIMULATION_STAGES_CLIENTS in .env to match ('splitnet plan --generate')")
+    return EXIT_OK
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from splitnet.errors import PeerUnavailable
+    from splitnet.transport.client import PeerClient
+
+    port = args.port or int(os.environ.get("GRPC_PORT", "50051"))
+    token = os.environ.get("SPLITNET_TOKEN", "")
+    if not token and os.environ.get("SPLITNET_TOKEN_FILE"):
+        with contextlib.suppress(OSError):
+            token = Path(os.environ["SPLITNET_TOKEN_FILE"]).read_text().strip()
+
+    async def ping() -> int:
+        client = PeerClient(0, f"127.0.0.1:{port}", token, 0, 5.0)
+        try:
+            return await client.ping(timeout=5.0)
+        finally:
+            await client.aclose()
+
+    try:
+        round_ = asyncio.run(ping())
+    except PeerUnavailable as exc:
+        print(f"unhealthy: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except SplitnetError:
+        round_ = -1  # it answered (e.g. UNAUTHENTICATED): the process is alive
+    print(f"healthy (round {round_})" if round_ >= 0 else "healthy")
     return EXIT_OK
 
 
