@@ -55,7 +55,10 @@ def render_compose(n: int) -> str:
     return "\n".join(lines)
 
 
-_TIERS = {"large": ("4", "8G"), "small": ("1", "2G")}
+# Resource tiers: the aggregator (client 1) gets the large one. Override per deployment with
+# SPLITNET_LARGE_CPUS / SPLITNET_LARGE_MEMORY / SPLITNET_SMALL_CPUS / SPLITNET_SMALL_MEMORY.
+_TIERS = {"large": ("${SPLITNET_LARGE_CPUS:-2}", "${SPLITNET_LARGE_MEMORY:-8G}"),
+          "small": ("${SPLITNET_SMALL_CPUS:-1}", "${SPLITNET_SMALL_MEMORY:-2G}")}
 
 
 def render_swarm(n: int) -> str:
