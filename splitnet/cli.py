@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "docker-compose-swarm.yml; '-' for stdout)")
     compose.set_defaults(handler=_cmd_compose)
 
+    status = sub.add_parser("status", help="list the cluster's client containers / tasks")
+    status.add_argument("--project", default=None, help="only this Compose project")
+    status.set_defaults(handler=_cmd_status)
+
     health = sub.add_parser("health", help="exit 0 if this container's client answers")
     health.add_argument("--port", type=int, default=None, help="default: GRPC_PORT or 50051")
     health.set_defaults(handler=_cmd_health)
@@ -226,6 +230,13 @@ def _cmd_compose(args: argparse.Namespace) -> int:
         target.write_text(text)
         print(f"wrote {target} for {args.clients} clients; set NUM_CLIENTS={args.clients} and "
               "SIMULATION_STAGES_CLIENTS in .env to match ('splitnet plan --generate')")
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from splitnet.status import cluster_status, format_status
+
+    print(format_status(cluster_status(args.project)))
     return EXIT_OK
 
 
