@@ -112,6 +112,10 @@ FIELDS: tuple[Field, ...] = (
     Field("TORRENT_TIMEOUT", "torrent_timeout", positive_float, 120.0,
           "seconds a BitTorrent fetch may take"),
     Field("TORRENT_UTP", "torrent_utp", boolean, False, "allow uTP besides TCP"),
+    Field("METRICS_PORT", "metrics_port", integer(0, 65535), 9100,
+          "Prometheus /metrics port (0: off)"),
+    Field("METRICS_HOLD", "metrics_hold", integer(0, 86400), 0,
+          "seconds to keep serving /metrics after training, for a last scrape"),
     Field("CONFIG_FILE", "config_file", text, None,
           "file holding SIMULATION_STAGES_CLIENTS as data (JSON or a Python literal)"),
 )
@@ -162,6 +166,8 @@ class Settings:
     torrent_port: int = 6881
     torrent_timeout: float = 120.0
     torrent_utp: bool = False
+    metrics_port: int = 9100
+    metrics_hold: int = 0
     config_file: str | None = None
     source: str = ""
     warnings: tuple[str, ...] = field(default=(), compare=False)

@@ -31,6 +31,7 @@ from splitnet.bulk import Bulk
 from splitnet.data import dataset_spec, load_dataset, owner_data
 from splitnet.errors import PeerUnavailable, PlanMismatch, ProtocolError, RuntimeFailure
 from splitnet.evaluation import evaluate
+from splitnet.metrics import Metrics
 from splitnet.models import build_partitions, compose
 from splitnet.plan import Plan, describe_difference
 from splitnet.results import ResultsWriter
@@ -83,7 +84,16 @@ class Node:
         s = self.settings
         parts = build_partitions(
             s.model, dataset_spec(s), s.seed, s.bert_model, s.bert_pretrained)
-        self.runner = TaskRunner(self.plan, self.me, parts, self._send_tensor)
+        self.metrics = Metrics(self.me)
+        if s.metrics_port:
+            try:
+                self.metrics.serve(s.metrics_port, self.opt.listen_host)
+            except OSError as exc:
+                raise RuntimeFailure(f"client {self.me} cannot serve metrics on "
+                                     f"{self.opt.listen_host}:{s.metrics_port} ({exc}); set "
+                                     "METRICS_PORT to a free port, or 0 to turn metrics off"
+                                     ) from None
+        self.runner = TaskRunner(self.plan, self.me, parts, self._send_tensor, self.metrics)
         self.peers = {k: PeerClient(k, address, self.opt.token, self.me, s.peer_timeout)
                       for k, address in enumerate(self.opt.addresses, 1) if k != self.me}
         self.bulk = Bulk(self.me, s.bulk_transport == "torrent", s.torrent_timeout,
@@ -157,9 +167,12 @@ class Node:
             await self._report_round(round_, stats)
             await self._model_loaded[round_]
         if self.is_server:
-            return await self._finish(time.time() - start)
-        await self.finished
-        return {"client": self.me}
+            summary = await self._finish(time.time() - start)
+        else:
+            await self.finished
+            summary = {"client": self.me}
+        await asyncio.sleep(s.metrics_hold)  # a last scrape sees the final values
+        return summary
 
     # -- join and liveness ---------------------------------------------------------------------
 
@@ -202,13 +215,20 @@ class Node:
         interval = min(1.0, timeout / 4)
         last_ok = {k: time.monotonic() for k in self.peers}
 
-        async def ping(k: int, peer: PeerClient) -> None:
-            with contextlib.suppress(PeerUnavailable, RuntimeFailure):
+        async def ping(k: int, peer: PeerClient) -> bool:
+            try:
                 await peer.ping(timeout=interval)
-                last_ok[k] = time.monotonic()
+            except (PeerUnavailable, RuntimeFailure):
+                self.metrics.error("timeout")
+                return False
+            last_ok[k] = time.monotonic()
+            return True
 
+        m = self.metrics
         while not self.finished.done():
-            await asyncio.gather(*(ping(k, p) for k, p in self.peers.items()))
+            answered = await asyncio.gather(*(ping(k, p) for k, p in self.peers.items()))
+            m.peers_up.labels(m.client).set(sum(answered))
+            self._torrent_metrics()
             now = time.monotonic()
             for k, seen in last_ok.items():
                 if now - seen > timeout and not self.finished.done():
@@ -218,8 +238,19 @@ class Node:
                     return
             await asyncio.sleep(interval)
 
+    def _torrent_metrics(self) -> None:
+        if self.bulk.session is None:
+            return
+        stats = self.bulk.session.stats()
+        m = self.metrics
+        m.torrent_peers.labels(m.client).set(stats["peers"])
+        m.torrent_upload_rate.labels(m.client).set(stats["upload_rate"])
+        m.torrent_download_rate.labels(m.client).set(stats["download_rate"])
+        m.torrent_served.labels(m.client).set(stats["uploaded"])
+
     def _on_reject(self, method: str) -> None:
         self.rejected += 1
+        self.metrics.error("auth")
         log.warning("client %d rejected a call to %s without the cluster token", self.me, method)
 
     async def _broadcast_abort(self, reason: str) -> None:
@@ -254,9 +285,15 @@ class Node:
             self.runner.accept(msg)
         except Exception:
             self.rejected += 1
+            self.metrics.error("rejected")
             raise
         assert msg.meta is not None
         self.received_bytes += msg.meta.nbytes
+        self.metrics.transfer(msg.sender, "torrent" if msg.torrent else "grpc",
+                              self._kind(msg.stage), msg.meta.nbytes, 0.0, sent=False)
+
+    def _kind(self, stage: int) -> str:
+        return "activation" if stage <= self.plan.num_partitions else "gradient"
 
     async def _fetch_tensor(self, msg: TaskMessage) -> None:
         assert msg.torrent is not None and msg.meta is not None
@@ -284,9 +321,13 @@ class Node:
                 self.bulk.forget(ref.info_hash)
         else:
             await self.peers[runner].send_tensor(msg)
-        self.sent_bytes += msg.tensor.numel() * msg.tensor.element_size()
+        nbytes = msg.tensor.numel() * msg.tensor.element_size()
+        self.sent_bytes += nbytes
+        end = time.time()
+        self.metrics.transfer(runner, "torrent" if self.bulk.activations else "grpc",
+                              self._kind(msg.stage), nbytes, end - start, sent=True)
         self.runner.timeline.append((self.me, msg.owner, msg.stage, msg.batch, msg.round,
-                                     f"{start:.6f}", f"{time.time():.6f}", "transfer"))
+                                     f"{start:.6f}", f"{end:.6f}", "transfer", runner, nbytes))
 
     async def round_done(self, client: int, round_: int, stats: dict[str, Any]) -> None:
         """Record that a client finished ``round_`` (aggregator); average once all have."""
@@ -388,14 +429,20 @@ class Node:
         self.round_started = time.time()
 
     async def _pull(self, k: int, round_: int) -> Blob:
+        start = time.time()
         blob = await self.peers[k].get_states(round_)
         data = await self.bulk.into(blob)
         self.received_bytes += len(data)
+        self.metrics.transfer(k, self.settings.bulk_transport, "bulk", len(data),
+                              time.time() - start, sent=False)
         return Blob(blob.kind, blob.round, blob.sender, data, blob.meta)
 
     async def _push(self, k: int, model: Blob, size: int) -> None:
+        start = time.time()
         await self.peers[k].put_model(model, timeout=self._bulk_timeout)
         self.sent_bytes += len(model.data) or size
+        self.metrics.transfer(k, self.settings.bulk_transport, "bulk", size,
+                              time.time() - start, sent=True)
 
     def _average(self, blobs: Sequence[Blob],
                  owners: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -438,6 +485,10 @@ class Node:
             "samples": sum(o["samples"] for o in owners),
         }
         self.results.add_round(row)
+        m = self.metrics
+        m.test_accuracy.labels(m.client).set(row["test_accuracy"])
+        m.test_f1.labels(m.client).set(row["f1_macro"])
+        m.round_seconds.labels(m.client).set(row["round_seconds"])
         self.rounds.append(row)
         self.peak_rss = {b.sender: int(b.meta.get("peak_rss_kib", 0)) for b in blobs}
         self.torrent_disk = {str(b.sender): int(b.meta.get("torrent_disk_bytes", 0))

@@ -6,6 +6,7 @@ stopped and the run fails; at the end the timelines are merged and the summary p
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import secrets
@@ -60,7 +61,7 @@ def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
               extra_env: dict[str, str] | None = None, out: IO[str] = sys.stdout) -> Path:
     """Run every client of ``plan`` as a process; return the results directory."""
     n = plan.num_clients
-    ports = free_ports(2 * n)  # gRPC, then libtorrent
+    ports = free_ports(3 * n)  # gRPC, libtorrent, metrics
     env = dict(os.environ)
     env.update({
         "PEERS": ",".join(f"127.0.0.1:{p}" for p in ports[:n]),
@@ -74,12 +75,18 @@ def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
     args = [sys.executable, "-m", "splitnet", "run"]
     if env_file is not None:
         args += ["--env-file", str(env_file)]
+    # Note: targets file. Prometheus can follow a local run with file_sd_configs on this file.
+    results_dir.mkdir(parents=True, exist_ok=True)
+    targets = [{"targets": [f"127.0.0.1:{p}" for p in ports[2 * n:]],
+                "labels": {"job": "splitnet"}}]
+    (results_dir / "prometheus-targets.json").write_text(json.dumps(targets))
     lock = threading.Lock()
     procs: list[subprocess.Popen[str]] = []
     pumps = []
     try:
         for k in range(1, n + 1):
-            own = {"CLIENT_NUMBER": str(k), "TORRENT_PORT": str(ports[n + k - 1])}
+            own = {"CLIENT_NUMBER": str(k), "TORRENT_PORT": str(ports[n + k - 1]),
+                   "METRICS_PORT": str(ports[2 * n + k - 1])}
             proc = subprocess.Popen(args, env={**env, **own}, text=True,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             procs.append(proc)

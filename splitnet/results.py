@@ -20,7 +20,8 @@ __all__ = ["METRIC_COLUMNS", "TIMELINE_COLUMNS", "ResultsWriter", "merge_timelin
 
 METRIC_COLUMNS = ["round", "test_accuracy", "f1_macro", "test_loss", "train_loss",
                   "round_seconds", "bytes_sent", "bytes_received", "samples"]
-TIMELINE_COLUMNS = ["client", "owner", "stage", "batch", "round", "start", "end", "kind"]
+TIMELINE_COLUMNS = ["client", "owner", "stage", "batch", "round", "start", "end", "kind", "peer",
+                    "bytes"]
 
 
 class ResultsWriter:

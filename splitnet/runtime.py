@@ -28,6 +28,7 @@ from torch import nn
 from splitnet.data import OwnerData
 from splitnet.errors import ProtocolError, RuntimeFailure
 from splitnet.executor import Replica
+from splitnet.metrics import Metrics
 from splitnet.plan import Plan
 from splitnet.schedule import pick
 from splitnet.task import Task, partition_of
@@ -65,8 +66,10 @@ class _Pending:
 class TaskRunner:
     """Runs one client's tasks for every owner it serves."""
 
-    def __init__(self, plan: Plan, me: int, parts: list[nn.Module], send: Send) -> None:
+    def __init__(self, plan: Plan, me: int, parts: list[nn.Module], send: Send,
+                 metrics: Metrics | None = None) -> None:
         self.plan = plan
+        self.metrics = metrics or Metrics(me)
         self.me = me
         self.order = plan.tasks_of(me)
         self._send = send
@@ -91,6 +94,7 @@ class TaskRunner:
     def start_round(self, round_: int) -> None:
         """Enter ``round_``: queued messages of that round may now run."""
         self.round = round_
+        self.metrics.round.labels(self.metrics.client).set(max(round_, 0))
         self._wake.set()
 
     # -- input -------------------------------------------------------------------------------
@@ -135,13 +139,19 @@ class TaskRunner:
                 await self._wake.wait()
                 continue
             item = self._inbox[task].popleft()
+            m = self.metrics
+            m.queue_depth.labels(m.client).set(sum(len(q) for q in self._inbox.values()))
             start = time.time()
             try:
                 result = await loop.run_in_executor(self._pool, self._compute, task, item)
             except Exception as exc:
                 raise RuntimeFailure(self._step_failure(task, item, exc)) from exc
+            end = time.time()
+            p = self.plan.num_partitions
+            m.task_seconds.labels(m.client, str(task.owner), str(partition_of(task.stage, p)),
+                                  "forward" if task.stage <= p else "backward").observe(end - start)
             self.timeline.append((self.me, task.owner, task.stage, item.batch, item.round,
-                                  f"{start:.6f}", f"{time.time():.6f}", "compute"))
+                                  f"{start:.6f}", f"{end:.6f}", "compute", "", 0))
             self._hand_on(task, item, result)
 
     def _step_failure(self, task: Task, item: _Pending, exc: BaseException) -> str:
@@ -159,6 +169,7 @@ class TaskRunner:
             loss, grad = replica.backward_loss(item.batch,
                                                self._labels.pop((task.owner, item.batch)))
             self._loss[task.owner] += loss
+            self.metrics.train_loss.labels(self.metrics.client, str(task.owner)).set(loss)
             return grad
         return replica.backward(item.batch, item.tensor)
 
@@ -195,7 +206,9 @@ class TaskRunner:
         generator = torch.Generator().manual_seed(s.seed * 1_000_003 + owner * 7919 + round_)
         n = len(data.train_y)
         loop = asyncio.get_running_loop()
-        for _ in range(s.num_epochs):
+        m, owner_label = self.metrics, str(owner)
+        for epoch in range(s.num_epochs):
+            m.epoch.labels(m.client).set(epoch)
             order = torch.randperm(n, generator=generator)
             for start in range(0, n, s.batch_size):
                 index = order[start:start + s.batch_size]
@@ -205,9 +218,13 @@ class TaskRunner:
                 self._done[(owner, batch)] = done
                 self._labels[(owner, batch)] = data.train_y[index]
                 self._deliver(Task(owner, 1), _Pending(batch, round_, data.train_x[index]))
+                m.in_flight.labels(m.client).set(1)
                 await done  # Note: one batch in flight per owner
+                m.in_flight.labels(m.client).set(0)
                 stats.samples += len(index)
                 stats.batches += 1
+                m.batches.labels(m.client, owner_label).inc()
+                m.samples.labels(m.client, owner_label).inc(len(index))
         stats.loss_sum = self._loss[owner]
         return stats
 

@@ -15,7 +15,7 @@ from splitnet.plan import Plan, build_plan
 
 
 def make_plan(values: dict[str, str], client: int) -> Plan:
-    return build_plan(settings_from_values({"TORRENT_PORT": "0", **values, "CLIENT_NUMBER": str(client)}))
+    return build_plan(settings_from_values({"TORRENT_PORT": "0", "METRICS_PORT": "0", **values, "CLIENT_NUMBER": str(client)}))
 
 
 def make_nodes(values: dict[str, str], results: Path, token: str = "t0k3n",

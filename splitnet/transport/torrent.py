@@ -258,6 +258,17 @@ class TorrentSession:
         entry = self._handles.get(info_hash)
         return int(entry[0].status().total_payload_upload) if entry else 0
 
+    def stats(self) -> dict[str, int]:
+        """Return connected peers, payload rates (bytes/s) and bytes served, over all torrents."""
+        totals = {"peers": 0, "upload_rate": 0, "download_rate": 0, "uploaded": 0}
+        for handle, _ in self._handles.values():
+            status = handle.status()
+            totals["peers"] += status.num_peers
+            totals["upload_rate"] += status.upload_payload_rate
+            totals["download_rate"] += status.download_payload_rate
+            totals["uploaded"] += status.total_payload_upload
+        return totals
+
     def disk_bytes(self) -> int:
         """Return the bytes the session's files take on disk."""
         return sum(p.stat().st_size for p in self.workdir.rglob("*") if p.is_file())
