@@ -25,9 +25,12 @@ def test_generator_scales_with_the_client_count(tmp_path, capsys):
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
-@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose-swarm.yml"])
-def test_compose_files_are_valid_for_docker_compose(name):
-    done = subprocess.run(["docker-compose", "-f", name, "config", "-q"], cwd=ROOT,
+@pytest.mark.parametrize("names", [["docker-compose.yml"], ["docker-compose-swarm.yml"],
+                                   ["docker-compose-swarm.yml",
+                                    "monitoring/docker-compose-swarm-monitoring.yml"]])
+def test_compose_files_are_valid_for_docker_compose(names):
+    files = [arg for name in names for arg in ("-f", name)]
+    done = subprocess.run(["docker-compose", *files, "config", "-q"], cwd=ROOT,
                           env={"PATH": "/usr/bin:/bin:/usr/local/bin", "SPLITNET_IMAGE": "x"},
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
