@@ -21,6 +21,7 @@ from splitnet.evaluation import evaluate
 from splitnet.executor import make_optimizer
 from splitnet.models import build_partitions, compose
 from splitnet.plan import Plan
+from splitnet.progress import Progress
 from splitnet.results import ResultsWriter
 
 __all__ = ["run_baseline"]
@@ -41,10 +42,11 @@ def run_baseline(plan: Plan, results_dir: Path) -> dict[str, Any]:
     writer.start_metrics()
     rows = []
     start = time.time()
+    progress = Progress("baseline", s.num_rounds, s.num_epochs)
     for round_ in range(s.num_rounds):
         round_start, loss_sum, batches = time.time(), 0.0, 0
         model.train()
-        for _ in range(s.num_epochs):
+        for epoch in range(s.num_epochs):
             order = torch.randperm(len(y), generator=generator)
             for first in range(0, len(y), s.batch_size):
                 index = order[first:first + s.batch_size]
@@ -54,6 +56,8 @@ def run_baseline(plan: Plan, results_dir: Path) -> dict[str, Any]:
                 optimizer.step()
                 loss_sum += float(loss.detach())
                 batches += 1
+                progress.tick(round_, epoch, batches, loss_sum, False)
+        progress.tick(round_, s.num_epochs - 1, batches, loss_sum, True)
         metrics = evaluate(model, dataset.test_x, dataset.test_y)
         row = {"round": round_ + 1, "test_accuracy": round(metrics["accuracy"], 6),
                "f1_macro": round(metrics["f1_macro"], 6), "test_loss": round(metrics["loss"], 6),

@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
                               "docker-compose-swarm.yml; '-' for stdout)")
     compose.set_defaults(handler=_cmd_compose)
 
+    report = sub.add_parser("report", help="figures and a markdown summary of a run")
+    report.add_argument("results", nargs="?", type=Path, default=None,
+                        help="results directory (default: RESULTS_DIR or ./results)")
+    report.add_argument("--baseline", type=Path, default=None,
+                        help="a baseline results directory (default: RESULTS/baseline if present)")
+    report.set_defaults(handler=_cmd_report)
+
     status = sub.add_parser("status", help="list the cluster's client containers / tasks")
     status.add_argument("--project", default=None, help="only this Compose project")
     status.set_defaults(handler=_cmd_status)
@@ -210,6 +217,7 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     from splitnet.baseline import run_baseline
 
     plan = _load(args)
+    _setup_logging("baseline")
     results = Path(plan.settings.results_dir) / "baseline"
     _print_summary(run_baseline(plan, results), results)
     return EXIT_OK
@@ -230,6 +238,14 @@ def _cmd_compose(args: argparse.Namespace) -> int:
         target.write_text(text)
         print(f"wrote {target} for {args.clients} clients; set NUM_CLIENTS={args.clients} and "
               "SIMULATION_STAGES_CLIENTS in .env to match ('splitnet plan --generate')")
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from splitnet.report import write_report
+
+    results = args.results or Path(os.environ.get("RESULTS_DIR", "results"))
+    print(f"wrote {write_report(results, args.baseline)}")
     return EXIT_OK
 
 

@@ -21,9 +21,13 @@ from typing import IO
 
 from splitnet.errors import RuntimeFailure
 from splitnet.plan import Plan
+from splitnet.progress import is_progress
 from splitnet.results import merge_timelines
 
 __all__ = ["free_ports", "run_local"]
+
+
+CLEAR = "\r\x1b[K"  # return to column 0 and clear: a progress line is replaced, not kept
 
 
 def free_ports(count: int) -> list[int]:
@@ -51,9 +55,14 @@ def free_ports(count: int) -> list[int]:
 
 
 def _pump(stream: IO[str], prefix: str, out: IO[str], lock: threading.Lock) -> None:
+    """Copy a client's lines with a prefix; on a terminal, progress lines redraw in place."""
+    live = out.isatty()
     for line in stream:
         with lock:
-            out.write(f"{prefix} {line}")
+            if live and is_progress(line):
+                out.write(f"\r\x1b[K{prefix} {line.rstrip()}")
+            else:
+                out.write(f"{CLEAR if live else ''}{prefix} {line}")
             out.flush()
 
 

@@ -30,6 +30,7 @@ from splitnet.errors import ProtocolError, RuntimeFailure
 from splitnet.executor import Replica
 from splitnet.metrics import Metrics
 from splitnet.plan import Plan
+from splitnet.progress import Progress
 from splitnet.schedule import pick
 from splitnet.task import Task, partition_of
 from splitnet.transport.messages import TaskMessage
@@ -90,6 +91,7 @@ class TaskRunner:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"compute{me}")
         self._sending: set[asyncio.Task[None]] = set()
         self.failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        self.progress = Progress(f"owner {me}", plan.settings.num_rounds, plan.settings.num_epochs)
 
     def start_round(self, round_: int) -> None:
         """Enter ``round_``: queued messages of that round may now run."""
@@ -225,6 +227,8 @@ class TaskRunner:
                 stats.batches += 1
                 m.batches.labels(m.client, owner_label).inc()
                 m.samples.labels(m.client, owner_label).inc(len(index))
+                self.progress.tick(round_, epoch, stats.batches, self._loss[owner], False)
+        self.progress.tick(round_, s.num_epochs - 1, stats.batches, self._loss[owner], True)
         stats.loss_sum = self._loss[owner]
         return stats
 
