@@ -182,8 +182,9 @@ class TorrentSession:
             now = time.monotonic()
             self._drain_alerts()
             if now > deadline:
+                error = self._timeout(ref, peers, timeout, handle)  # before the handle goes
                 self.remove(ref.info_hash)
-                raise self._timeout(ref, peers, timeout, handle)
+                raise error
             if now >= next_connect:  # peers may start late or come back: keep knocking
                 for peer in peers:
                     handle.connect_peer(peer)
