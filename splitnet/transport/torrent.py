@@ -234,11 +234,6 @@ class TorrentSession:
             elif isinstance(alert, lt.cache_flushed_alert):
                 self._flushed.add(str(alert.handle.info_hashes().get_best()))
 
-    def hash_failures(self, info_hash: str) -> int:
-        """Return how many pieces of ``info_hash`` failed verification so far."""
-        self._drain_alerts()
-        return self._hash_failures.get(info_hash, 0)
-
     # -- housekeeping --------------------------------------------------------------------------
 
     def remove(self, info_hash: str) -> None:
