@@ -214,12 +214,19 @@ def test_swarm_stack_deploys_trains_and_is_removed(engine, tmp_path):
         service = engine.services.get(f"{stack}_client1")
         deadline = time.monotonic() + 300
         while True:
-            states = [t["Status"]["State"] for t in service.tasks()]
+            tasks = service.tasks()
+            states = [t["Status"]["State"] for t in tasks]
             if "complete" in states:
                 break
-            assert "failed" not in states and "rejected" not in states, service.tasks()
-            assert time.monotonic() < deadline, states
+            # Note: swarm restarts. The stack's restart policy (on-failure, 3 attempts) is part
+            # of the deployment; the test fails when no attempt completes, showing why.
+            failures = [t["Status"].get("Err", "") for t in tasks
+                        if t["Status"]["State"] in ("failed", "rejected")]
+            logs = b"".join(service.logs(stdout=True, stderr=True)).decode()[-3000:]
+            assert len(failures) < 4, (failures, logs)
+            assert time.monotonic() < deadline, (states, failures, logs)
             time.sleep(2)
+        print("swarm task failures before completion:", failures)
         reader = engine.containers.run(IMAGE, ["cat", "/results/summary.json"], remove=True,
                                        entrypoint=[], volumes={f"{stack}_results1": {
                                            "bind": "/results", "mode": "ro"}})
