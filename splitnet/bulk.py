@@ -78,8 +78,6 @@ class Bulk:
         if "torrent" not in blob.meta or self.session is None:
             return blob.data
         ref = TorrentRef.from_json(blob.meta["torrent"])
-        if ref.info_hash in self._rounds and blob.sender == self.me:
-            return await self.session.fetch(ref, [], self.timeout)  # our own publication
         sources = [int(k) for k in blob.meta.get("sources", [blob.sender]) if int(k) != self.me]
         peers = [self.addresses[k] for k in sources if k in self.addresses]
         data = await self.session.fetch(ref, peers, self.timeout)

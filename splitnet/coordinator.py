@@ -80,7 +80,6 @@ class Node:
         self.finished: asyncio.Future[None] = loop.create_future()
         self._model_loaded: dict[int, asyncio.Future[None]] = defaultdict(loop.create_future)
         self._round_done: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
-        self._joined: set[int] = set()
         s = self.settings
         parts = build_partitions(
             s.model, dataset_spec(s), s.seed, s.bert_model, s.bert_pretrained)
@@ -157,7 +156,7 @@ class Node:
         await self._model_loaded[-1]
         data = None
         if self.me in self.plan.owners:
-            dataset = load_dataset(s)
+            dataset = self.dataset if self.is_server else load_dataset(s)  # read it once
             data = owner_data(dataset, self.plan.shard_of(self.me), s, self.plan.num_shards)
         for round_ in range(s.num_rounds):
             self.runner.start_round(round_)
@@ -200,7 +199,6 @@ class Node:
         if fingerprint != self.plan.fingerprint:
             raise PlanMismatch(self._mismatch(peer.number, facts))
         self._learn_torrent_port(peer.number, port)
-        self._joined.add(peer.number)
 
     def _learn_torrent_port(self, client: int, port: int) -> None:
         host = self.opt.addresses[client - 1].rsplit(":", 1)[0].strip("[]")

@@ -19,7 +19,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -61,7 +61,6 @@ class _Pending:
     batch: int
     round: int
     tensor: torch.Tensor
-    received: float = field(default_factory=time.time)
 
 
 class TaskRunner:

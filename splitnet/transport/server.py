@@ -85,6 +85,11 @@ def _deny(handler: Any) -> Any:
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
+async def _then(read: Awaitable[Any], handle: Callable[[Any], Awaitable[None]]) -> None:
+    """Read a streamed message, then hand it over (both inside one ``_guard``)."""
+    await handle(await read)
+
+
 async def _guard(context: grpc.aio.ServicerContext, call: Awaitable[Any]) -> Any:
     try:
         return await call
@@ -114,10 +119,7 @@ class _Servicer(pb_grpc.PeerServicer):
         return pb.PingReply(round=await _guard(context, self._h.ping(request.client)))
 
     async def SendTensor(self, request_iterator: Any, context: Any) -> Any:
-        async def receive() -> None:
-            await self._h.tensor(await task_from_frames(request_iterator))
-
-        await _guard(context, receive())
+        await _guard(context, _then(task_from_frames(request_iterator), self._h.tensor))
         return pb.Ack()
 
     async def RoundDone(self, request: Any, context: Any) -> Any:
@@ -131,10 +133,7 @@ class _Servicer(pb_grpc.PeerServicer):
             yield frame
 
     async def PutModel(self, request_iterator: Any, context: Any) -> Any:
-        async def receive() -> None:
-            await self._h.put_model(await blob_from_frames(request_iterator))
-
-        await _guard(context, receive())
+        await _guard(context, _then(blob_from_frames(request_iterator), self._h.put_model))
         return pb.Ack()
 
     async def Finish(self, request: Any, context: Any) -> Any:
