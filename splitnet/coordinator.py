@@ -153,6 +153,7 @@ class Node:
         if self.is_server:
             self._prepare_aggregator()
             await self._distribute_initial_model()
+            self.round_started = time.time()  # round 1 starts once everybody has the model
         await self._model_loaded[-1]
         data = None
         if self.me in self.plan.owners:
@@ -318,7 +319,7 @@ class Node:
             finally:
                 self.bulk.forget(ref.info_hash)
         else:
-            await self.peers[runner].send_tensor(msg)
+            await self.peers[runner].stream_tensor(msg)
         nbytes = msg.tensor.numel() * msg.tensor.element_size()
         self.sent_bytes += nbytes
         end = time.time()
@@ -385,8 +386,8 @@ class Node:
             s.model, dataset_spec(s), s.seed, s.bert_model, s.bert_pretrained)
         self.results.start_metrics()
         self.rounds: list[dict[str, Any]] = []
-        self.round_started = time.time()
         self.exchange_seconds: list[float] = []
+        self._evaluations: list[asyncio.Future[None]] = []
         self.torrent_disk_history: list[int] = []
         self._counters: dict[int, dict[str, int]] = {}
 
@@ -417,14 +418,27 @@ class Node:
             for k in range(1, self.plan.num_clients + 1)))
         owners = [o for stats in self._round_done[round_].values() for o in stats["owners"]]
         averaged = await loop.run_in_executor(None, self._average, blobs, owners)
-        pulled = time.time() - exchange_start
-        metrics = await loop.run_in_executor(None, self._evaluate, averaged)
-        self._record_round(round_, blobs, owners, metrics, averaged)
-        push_start = time.time()
         data = await loop.run_in_executor(None, save_safetensors, averaged)
         await self._push_model("model", round_, data)
-        self.exchange_seconds.append(pulled + time.time() - push_start)
+        self.exchange_seconds.append(time.time() - exchange_start)
+        seconds = time.time() - self.round_started
         self.round_started = time.time()
+        # Note: evaluation off the critical path. The clients train round r+1 while the
+        # aggregator evaluates round r; evaluations run in round order and end before Finish.
+        previous = self._evaluations[-1] if self._evaluations else None
+        evaluation = asyncio.ensure_future(
+            self._evaluate_round(previous, round_, blobs, owners, averaged, seconds))
+        evaluation.add_done_callback(self._check_aggregation)
+        self._evaluations.append(evaluation)
+
+    async def _evaluate_round(self, previous: asyncio.Future[None] | None, round_: int,
+                              blobs: Sequence[Blob], owners: list[dict[str, Any]],
+                              averaged: dict[str, torch.Tensor], seconds: float) -> None:
+        if previous is not None:
+            await previous
+        metrics = await asyncio.get_running_loop().run_in_executor(
+            None, self._evaluate, averaged)
+        self._record_round(round_, blobs, owners, metrics, averaged, seconds)
 
     async def _pull(self, k: int, round_: int) -> Blob:
         start = time.time()
@@ -465,7 +479,8 @@ class Node:
         return evaluate(compose(self.eval_parts), self.dataset.test_x, self.dataset.test_y)
 
     def _record_round(self, round_: int, blobs: Sequence[Blob], owners: list[dict[str, Any]],
-                      metrics: dict[str, float], averaged: dict[str, torch.Tensor]) -> None:
+                      metrics: dict[str, float], averaged: dict[str, torch.Tensor],
+                      seconds: float) -> None:
         sent = sum(int(b.meta.get("sent", 0)) for b in blobs)
         received = sum(int(b.meta.get("received", 0)) for b in blobs)
         previous = self._counters.get(round_ - 1, {"sent": 0, "received": 0})
@@ -477,7 +492,7 @@ class Node:
             "f1_macro": round(metrics["f1_macro"], 6),
             "test_loss": round(metrics["loss"], 6),
             "train_loss": round(sum(o["loss_sum"] for o in owners) / max(batches, 1), 6),
-            "round_seconds": round(time.time() - self.round_started, 3),
+            "round_seconds": round(seconds, 3),
             "bytes_sent": sent - previous["sent"],
             "bytes_received": received - previous["received"],
             "samples": sum(o["samples"] for o in owners),
@@ -502,6 +517,7 @@ class Node:
             with contextlib.suppress(Exception):
                 await peer.finish("training complete")
 
+        await asyncio.gather(*self._evaluations)
         self.finished.set_result(None)
         await asyncio.gather(*(tell(p) for p in self.peers.values()))
         last = self.rounds[-1]

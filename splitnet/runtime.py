@@ -1,9 +1,19 @@
-"""The runtime interprets the plan: it feeds replicas from an inbox and hands results on.
+"""The runtime interprets the plan: it feeds segments from an inbox and hands results on.
 
-One client's runtime keeps a replica for every (owner, partition) it runs, an inbox per task, and
-one compute worker. Whenever tasks have input waiting, the worker runs the earliest of them in
-the client's list (``splitnet.schedule.pick``; Note: readiness scheduling). Results go to the
-runner of the next stage through ``send`` (the network) or straight into the local inbox.
+One client's runtime keeps a segment (``splitnet.executor.Segment``) for every maximal run of an
+owner's partitions it runs, an inbox per task, and one compute worker. Input arrives only at a
+segment's ends: the forward of its first partition and the backward of its last. Whenever tasks
+have input waiting, the worker runs the earliest of them in the client's list
+(``splitnet.schedule.pick``; Note: readiness scheduling). Results go to the runner of the next
+stage through ``send`` (the network) or straight into the local inbox.
+
+Note: loss chained. The forward of an owner's last segment runs on the owner, and so does the
+loss (endpoint co-location): the loss and the segment's backward follow in the same step.
+
+Note: inline compute. Handing a step to the compute thread and back costs ~0.1 ms, more than a
+small partition's whole step. A task whose steps have taken under ``INLINE_SECONDS`` of CPU time
+(a moving average) runs on the event loop instead, which yields between steps so that network
+I/O goes on; a task is first run on the thread, so a large partition never blocks the loop.
 
 Note: one batch in flight per owner. An owner feeds batch b+1 only when batch b has finished its
 last backward stage, so every replica has applied batch b before it sees batch b+1: the result
@@ -27,7 +37,7 @@ from torch import nn
 
 from splitnet.data import OwnerData
 from splitnet.errors import ProtocolError, RuntimeFailure
-from splitnet.executor import Replica
+from splitnet.executor import Segment
 from splitnet.metrics import Metrics
 from splitnet.plan import Plan
 from splitnet.progress import Progress
@@ -38,6 +48,7 @@ from splitnet.transport.messages import TaskMessage
 __all__ = ["OwnerStats", "TaskRunner"]
 
 log = logging.getLogger("splitnet.runtime")
+INLINE_SECONDS = 0.002
 Send = Callable[[int, TaskMessage], Awaitable[None]]
 
 
@@ -73,12 +84,8 @@ class TaskRunner:
         self.me = me
         self.order = plan.tasks_of(me)
         self._send = send
-        s = plan.settings
-        self.replicas = {
-            (owner, p): Replica(owner, p, copy.deepcopy(parts[p - 1]), s.optimizer,
-                                s.learning_rate, needs_input_grad=p > 1)
-            for owner, p in plan.replicas_of(me)
-        }
+        self.segments = _segments(plan, me, parts)
+        self._segment = {(seg.owner, p): seg for seg in self.segments for p in seg.modules}
         self.round = -1  # Note: no task before the initial model; start_round(0) opens round 0
         self.timeline: list[tuple[Any, ...]] = []
         self._inbox: dict[Task, deque[_Pending]] = defaultdict(deque)
@@ -87,6 +94,7 @@ class TaskRunner:
         self._loss: dict[int, float] = defaultdict(float)
         self._next_batch: dict[int, int] = defaultdict(int)
         self._wake = asyncio.Event()
+        self._cost: dict[Task, float] = {}  # moving average of each task's step, seconds
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"compute{me}")
         self._sending: set[asyncio.Task[None]] = set()
         self.failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
@@ -111,6 +119,11 @@ class TaskRunner:
                                 f"not on client {self.me}")
         if msg.stage in (1, p + 1):
             raise ProtocolError(f"task {task} takes its input from its owner only")
+        segment = self._segment[(msg.owner, partition_of(msg.stage, p))]
+        if msg.stage != (segment.first if msg.stage <= p else 2 * p + 1 - segment.last):
+            raise ProtocolError(f"task {task} is inside client {self.me}'s segment of owner "
+                                f"{msg.owner}'s partitions {segment.first}-{segment.last}; input "
+                                "arrives only at a segment's ends")
         if msg.round not in (self.round, self.round + 1):
             raise ProtocolError(f"message for round {msg.round} while client {self.me} is in "
                                 f"round {self.round}")
@@ -143,17 +156,25 @@ class TaskRunner:
             m = self.metrics
             m.queue_depth.labels(m.client).set(sum(len(q) for q in self._inbox.values()))
             start = time.time()
+            inline = self._cost.get(task, INLINE_SECONDS) < INLINE_SECONDS
             try:
-                result = await loop.run_in_executor(self._pool, self._compute, task, item)
+                if inline:  # Note: inline compute
+                    (stage, result), cpu = self._timed_compute(task, item)
+                else:
+                    (stage, result), cpu = await loop.run_in_executor(
+                        self._pool, self._timed_compute, task, item)
             except Exception as exc:
                 raise RuntimeFailure(self._step_failure(task, item, exc)) from exc
             end = time.time()
+            self._cost[task] = 0.8 * self._cost.get(task, cpu) + 0.2 * cpu
             p = self.plan.num_partitions
             m.task_seconds.labels(m.client, str(task.owner), str(partition_of(task.stage, p)),
                                   "forward" if task.stage <= p else "backward").observe(end - start)
             self.timeline.append((self.me, task.owner, task.stage, item.batch, item.round,
                                   f"{start:.6f}", f"{end:.6f}", "compute", "", 0))
-            self._hand_on(task, item, result)
+            self._hand_on(task, item, stage, result)
+            if inline:
+                await asyncio.sleep(0)  # let network I/O and the owners run between steps
 
     def _step_failure(self, task: Task, item: _Pending, exc: BaseException) -> str:
         # Note: failing step. Show the client's order with the failing task marked.
@@ -161,27 +182,38 @@ class TaskRunner:
         return (f"client {self.me}: task {task} (batch {item.batch}, round {item.round}) failed: "
                 f"{type(exc).__name__}: {exc}\n  client {self.me}'s order: {order}")
 
-    def _compute(self, task: Task, item: _Pending) -> torch.Tensor | None:
+    def _timed_compute(self, task: Task, item: _Pending) -> tuple[
+            tuple[int, torch.Tensor | None], float]:
+        """Compute and return the CPU seconds the step took (wall time counts other processes)."""
+        cpu = time.thread_time()
+        result = self._compute(task, item)
+        return result, time.thread_time() - cpu
+
+    def _compute(self, task: Task, item: _Pending) -> tuple[int, torch.Tensor | None]:
+        """Run the segment step ``task`` starts; return the next stage and its input."""
         p = self.plan.num_partitions
-        replica = self.replicas[(task.owner, partition_of(task.stage, p))]
         if task.stage <= p:
-            return replica.forward(item.batch, item.tensor)
-        if task.stage == p + 1:
-            loss, grad = replica.backward_loss(item.batch,
-                                               self._labels.pop((task.owner, item.batch)))
+            segment = self._segment[(task.owner, task.stage)]
+            out = segment.forward(item.batch, item.tensor)
+            if segment.last < p:
+                return segment.last + 1, out
+            loss, grad = segment.backward_loss(  # Note: loss chained
+                item.batch, self._labels.pop((task.owner, item.batch)))
             self._loss[task.owner] += loss
             self.metrics.train_loss.labels(self.metrics.client, str(task.owner)).set(loss)
-            return grad
-        return replica.backward(item.batch, item.tensor)
+        else:
+            segment = self._segment[(task.owner, partition_of(task.stage, p))]
+            grad = segment.backward(item.batch, item.tensor)
+        return 2 * p + 2 - segment.first, grad
 
-    def _hand_on(self, task: Task, item: _Pending, result: torch.Tensor | None) -> None:
-        p = self.plan.num_partitions
-        if task.stage == 2 * p:
+    def _hand_on(self, task: Task, item: _Pending, stage: int,
+                 result: torch.Tensor | None) -> None:
+        if stage > 2 * self.plan.num_partitions:
             future = self._done.pop((task.owner, item.batch))
             if not future.done():
                 future.set_result(None)
             return
-        nxt = Task(task.owner, task.stage + 1)
+        nxt = Task(task.owner, stage)
         assert result is not None, f"task {task} produced nothing for {nxt}"
         runner = self.plan.runner_of(nxt)
         if runner == self.me:
@@ -234,21 +266,35 @@ class TaskRunner:
     # -- weights -------------------------------------------------------------------------------
 
     def states(self) -> dict[str, torch.Tensor]:
-        """Return every replica's weights as ``{"owner/partition/name": tensor}``."""
-        return {f"{o}/{p}/{k}": v for (o, p), r in self.replicas.items()
-                for k, v in r.state().items()}
+        """Return every partition's weights as ``{"owner/partition/name": tensor}``."""
+        return {f"{seg.owner}/{p}/{k}": v for seg in self.segments for p in seg.modules
+                for k, v in seg.state(p).items()}
 
     def load_average(self, averaged: dict[str, torch.Tensor]) -> None:
-        """Load ``{"partition/name": tensor}`` into every replica of that partition."""
+        """Load ``{"partition/name": tensor}`` into every copy of that partition."""
         by_partition: dict[int, dict[str, torch.Tensor]] = defaultdict(dict)
         for key, value in averaged.items():
             partition, _, name = key.partition("/")
             by_partition[int(partition)][name] = value
-        for (_, p), replica in self.replicas.items():
-            replica.load(by_partition[p])
+        for seg in self.segments:
+            for p in seg.modules:
+                seg.load(p, by_partition[p])
 
     def close(self) -> None:
         """Stop the compute thread."""
         for sending in list(self._sending):
             sending.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _segments(plan: Plan, me: int, parts: list[nn.Module]) -> list[Segment]:
+    """Return ``me``'s segments: each owner's maximal runs of consecutive partitions on ``me``."""
+    s = plan.settings
+    runs: list[list[tuple[int, int]]] = []
+    for owner, p in plan.replicas_of(me):  # sorted by owner, then partition
+        if runs and runs[-1][-1] == (owner, p - 1):
+            runs[-1].append((owner, p))
+        else:
+            runs.append([(owner, p)])
+    return [Segment(run[0][0], run[0][1], [copy.deepcopy(parts[p - 1]) for _, p in run],
+                    s.optimizer, s.learning_rate) for run in runs]

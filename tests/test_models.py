@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from splitnet import catalog
-from splitnet.executor import Replica
+from splitnet.executor import Segment
 from splitnet.models import InputSpec, build_partitions, compose
 from splitnet.models.bert import bert_partitions
 from splitnet.models.resnet import resnet_partitions
@@ -32,8 +32,9 @@ def inputs(spec, batch=4):
     return torch.randn(batch, *spec.shape)
 
 
+@pytest.mark.parametrize("segmented", [False, True], ids=["per-partition", "two-segments"])
 @pytest.mark.parametrize("model, spec, size", CASES, ids=lambda c: getattr(c, "shape", c))
-def test_partitioned_step_matches_the_whole_model(model, spec, size):
+def test_partitioned_step_matches_the_whole_model(model, spec, size, segmented):
     parts = build_partitions(model, spec, seed=3, bert_model=size)
     assert len(parts) == catalog.num_partitions(model, size)
     whole = compose(copy.deepcopy(parts))
@@ -42,8 +43,11 @@ def test_partitioned_step_matches_the_whole_model(model, spec, size):
     loss = nn.functional.cross_entropy(whole(x), y)
     loss.backward()
 
-    replicas = [Replica(1, p, part, "SGD", 0.0, needs_input_grad=p > 1)
-                for p, part in enumerate(parts, 1)]
+    cut = len(parts) // 2
+    groups = [parts[:cut], parts[cut:]] if segmented else [[part] for part in parts]
+    firsts = [1, cut + 1] if segmented else list(range(1, len(parts) + 1))
+    replicas = [Segment(1, first, group, "SGD", 0.0) for first, group in zip(firsts, groups,
+                                                                              strict=True)]
     h = x
     for r in replicas:
         h = r.forward(0, h)

@@ -1,5 +1,5 @@
 """Stages compute; they never touch the network (see ``splitnet.runtime`` for who feeds them)."""
 
-from splitnet.executor.replica import Replica, make_optimizer
+from splitnet.executor.segment import Segment, make_optimizer
 
-__all__ = ["Replica", "make_optimizer"]
+__all__ = ["Segment", "make_optimizer"]

@@ -5,7 +5,10 @@ gRPC failures are re-raised as the most specific splitnet error, naming the peer
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -20,6 +23,69 @@ from splitnet.transport.server import GRPC_OPTIONS
 __all__ = ["PeerClient"]
 
 
+class _TensorStream:
+    """One long-lived ``TensorStream`` call to a peer (Note: tensor stream).
+
+    Messages queue for one writer (the request iterator); acks come back in order and settle
+    each sender's future. When the call ends, every message still waiting for its ack fails.
+    """
+
+    def __init__(self, peer: PeerClient) -> None:
+        self._peer = peer
+        self._queue: asyncio.Queue[TaskMessage | None] = asyncio.Queue()
+        self._waiting: deque[tuple[asyncio.Future[None], TaskMessage]] = deque()
+        self.closed = self._closing = False
+        self._call = peer._stub.TensorStream(self._requests(), metadata=peer._metadata,
+                                             wait_for_ready=True)
+        self._reader = asyncio.ensure_future(self._read_acks())
+
+    async def _requests(self) -> AsyncIterator[pb.TensorFrame]:
+        while (msg := await self._queue.get()) is not None:
+            for frame in task_to_frames(msg):
+                yield frame
+
+    def send(self, msg: TaskMessage) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((future, msg))
+        self._queue.put_nowait(msg)
+        return future
+
+    async def _read_acks(self) -> None:
+        error: Exception | None = None
+        try:
+            async for ack in self._call:
+                future, msg = self._waiting.popleft()
+                if future.done():
+                    continue
+                if ack.error:
+                    kind = {"protocol": ProtocolError, "plan": PlanMismatch}.get(
+                        ack.kind, RuntimeFailure)
+                    future.set_exception(kind(f"client {self._peer.number} "
+                                              f"({self._peer.address}) did not take task "
+                                              f"{msg.owner}_{msg.stage} batch {msg.batch}: "
+                                              f"{ack.error}"))
+                else:
+                    future.set_result(None)
+        except grpc.aio.AioRpcError as exc:
+            error = self._peer._error(exc, "ended the tensor stream")
+        finally:
+            self.closed = True
+            for future, msg in self._waiting:
+                if self._closing and not future.done():
+                    future.cancel()  # closing: the senders are being cancelled too
+                elif not future.done():
+                    future.set_exception(error or PeerUnavailable(
+                        f"client {self._peer.number} ({self._peer.address}) ended the tensor "
+                        f"stream before taking task {msg.owner}_{msg.stage} batch {msg.batch}"))
+            self._waiting.clear()
+
+    async def aclose(self) -> None:
+        self._closing = True
+        self._queue.put_nowait(None)
+        self._reader.cancel()
+        self._call.cancel()
+
+
 class PeerClient:
     """The calls one client makes to peer ``number`` at ``address``."""
 
@@ -31,6 +97,7 @@ class PeerClient:
         self._channel = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
         self._stub = pb_grpc.PeerStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),)
+        self._stream: _TensorStream | None = None
 
     def _error(self, exc: grpc.aio.AioRpcError, what: str) -> Exception:
         text = f"client {self.number} ({self.address}) {what}: {exc.details()}"
@@ -74,6 +141,12 @@ class PeerClient:
             raise self._error(exc, f"did not take task {msg.owner}_{msg.stage} "
                                    f"batch {msg.batch}") from exc
 
+    async def stream_tensor(self, msg: TaskMessage) -> None:
+        """Send one activation or gradient over the peer's long-lived tensor stream."""
+        if self._stream is None or self._stream.closed:
+            self._stream = _TensorStream(self)
+        await self._stream.send(msg)
+
     async def round_done(self, round_: int, stats: dict[str, Any]) -> None:
         """Tell the aggregator this client's owners finished ``round_``."""
         await self._unary(self._stub.RoundDone, pb.RoundDoneRequest(
@@ -107,5 +180,7 @@ class PeerClient:
                           "did not take the abort notice", 5.0)
 
     async def aclose(self) -> None:
-        """Close the channel."""
+        """Close the tensor stream and the channel."""
+        if self._stream is not None:
+            await self._stream.aclose()
         await self._channel.close()

@@ -67,4 +67,5 @@ def decode_tensor(meta: TensorMeta, data: bytes | bytearray) -> torch.Tensor:
         raise ProtocolError(f"received {len(data)} bytes but the header says {meta.nbytes}")
     if meta.nbytes == 0:
         return torch.empty(meta.shape, dtype=dtype)
-    return torch.frombuffer(bytearray(data), dtype=dtype).reshape(meta.shape)
+    writable = data if isinstance(data, bytearray) else bytearray(data)  # torch needs writable
+    return torch.frombuffer(writable, dtype=dtype).reshape(meta.shape)

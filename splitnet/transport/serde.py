@@ -8,7 +8,7 @@ announced arrive.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import Any
 
 from splitnet.errors import ProtocolError
@@ -17,7 +17,7 @@ from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.messages import Blob, TaskMessage
 
 __all__ = ["CHUNK_BYTES", "MAX_BLOB_BYTES", "blob_from_frames", "blob_to_frames",
-           "task_from_frames", "task_to_frames"]
+           "task_from_frames", "task_to_frames", "tasks_from_stream"]
 
 CHUNK_BYTES = 4 * 1024 * 1024
 MAX_BLOB_BYTES = 8 * 1024**3
@@ -25,35 +25,59 @@ MAX_BLOB_BYTES = 8 * 1024**3
 
 def _frames(frame_type: Any, header: Any, data: bytes) -> Iterator[Any]:
     """Yield ``frame_type`` frames: the header with the first chunk, then the other chunks."""
+    if len(data) <= CHUNK_BYTES:  # the common case: one frame, no slicing copy
+        yield frame_type(header=header, data=data)
+        return
     view = memoryview(data)
-    starts = range(0, len(data), CHUNK_BYTES) or range(1)
-    for index, start in enumerate(starts):
+    for index, start in enumerate(range(0, len(data), CHUNK_BYTES)):
         chunk = bytes(view[start:start + CHUNK_BYTES])
         yield frame_type(header=header, data=chunk) if index == 0 else frame_type(data=chunk)
 
 
-async def _read(frames: AsyncIterable[Any], announced: Callable[[Any], int]) -> tuple[
-        Any, bytearray]:
-    """Read a header frame and its data; ``announced`` checks the header, returns its size."""
+async def _messages(frames: AsyncIterable[Any], announced: Callable[[Any], int]) -> AsyncIterator[
+        tuple[Any, bytes | bytearray]]:
+    """Yield (header, data) per message; ``announced`` checks a header and returns its size.
+
+    A message is a header frame followed by data frames until the announced size is reached, so
+    one stream can carry many messages back to back.
+    """
     header: Any = None
-    size = 0
-    buffer = bytearray()
+    size, previous = 0, -1
+    buffer: bytes | bytearray = b""
     async for frame in frames:
         if header is None:
+            if not frame.HasField("header") and previous >= 0:
+                raise ProtocolError(f"more than the announced {previous} bytes arrived")
             if not frame.HasField("header"):
                 raise ProtocolError("the first frame carries no header")
             header = frame.header
             size = announced(header)
+            buffer = frame.data  # no copy while the message is one frame
         elif frame.HasField("header"):
             raise ProtocolError("a second header arrived in one message")
-        buffer += frame.data
+        else:
+            buffer = bytearray(buffer)
+            buffer += frame.data
         if len(buffer) > size:
             raise ProtocolError(f"more than the announced {size} bytes arrived")
-    if header is None:
-        raise ProtocolError("empty message: no header")
-    if len(buffer) != size:
+        if len(buffer) == size:
+            yield header, buffer
+            header, buffer, previous = None, b"", size
+    if header is not None:
         raise ProtocolError(f"received {len(buffer)} bytes but the header says {size}")
-    return header, buffer
+
+
+async def _read(frames: AsyncIterable[Any], announced: Callable[[Any], int]) -> tuple[
+        Any, bytes | bytearray]:
+    """Read exactly one message from a stream of frames."""
+    result = None
+    async for message in _messages(frames, announced):
+        if result is not None:
+            raise ProtocolError("a second header arrived in one message")
+        result = message
+    if result is None:
+        raise ProtocolError("empty message: no header")
+    return result
 
 
 def _tensor_meta(header: pb.TaskHeader) -> TensorMeta:
@@ -89,7 +113,16 @@ def task_to_frames(msg: TaskMessage) -> Iterator[pb.TensorFrame]:
 
 async def task_from_frames(frames: AsyncIterable[pb.TensorFrame]) -> TaskMessage:
     """Read frames into a validated :class:`TaskMessage`."""
-    header, buffer = await _read(frames, _checked_tensor_size)
+    return _task_message(*await _read(frames, _checked_tensor_size))
+
+
+async def tasks_from_stream(frames: AsyncIterable[pb.TensorFrame]) -> AsyncIterator[TaskMessage]:
+    """Read a long-lived stream of frames into validated :class:`TaskMessage` s, one by one."""
+    async for header, data in _messages(frames, _checked_tensor_size):
+        yield _task_message(header, data)
+
+
+def _task_message(header: pb.TaskHeader, data: bytes | bytearray) -> TaskMessage:
     meta = _tensor_meta(header)
     if header.torrent_json:
         try:
@@ -101,7 +134,7 @@ async def task_from_frames(frames: AsyncIterable[pb.TensorFrame]) -> TaskMessage
         return TaskMessage(header.owner, header.stage, header.batch, header.round,
                            header.sender, None, torrent, meta)
     return TaskMessage(header.owner, header.stage, header.batch, header.round, header.sender,
-                       decode_tensor(meta, buffer), None, meta)
+                       decode_tensor(meta, data), None, meta)
 
 
 def blob_to_frames(blob: Blob) -> Iterator[pb.BlobFrame]:

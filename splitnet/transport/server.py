@@ -19,7 +19,12 @@ from splitnet.errors import PlanMismatch, ProtocolError, SplitnetError
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
 from splitnet.transport.messages import Blob, TaskMessage
-from splitnet.transport.serde import blob_from_frames, blob_to_frames, task_from_frames
+from splitnet.transport.serde import (
+    blob_from_frames,
+    blob_to_frames,
+    task_from_frames,
+    tasks_from_stream,
+)
 
 __all__ = ["GRPC_OPTIONS", "PeerHandler", "start_server"]
 
@@ -101,6 +106,12 @@ async def _guard(context: grpc.aio.ServicerContext, call: Awaitable[Any]) -> Any
         await context.abort(grpc.StatusCode.ABORTED, str(exc))
 
 
+def _ack_kind(exc: SplitnetError) -> str:
+    if isinstance(exc, ProtocolError):
+        return "protocol"
+    return "plan" if isinstance(exc, PlanMismatch) else "runtime"
+
+
 class _Servicer(pb_grpc.PeerServicer):
     def __init__(self, handler: PeerHandler) -> None:
         self._h = handler
@@ -121,6 +132,22 @@ class _Servicer(pb_grpc.PeerServicer):
     async def SendTensor(self, request_iterator: Any, context: Any) -> Any:
         await _guard(context, _then(task_from_frames(request_iterator), self._h.tensor))
         return pb.Ack()
+
+    async def TensorStream(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+        # Note: tensor stream. A frame that breaks the stream's framing ends it
+        # (INVALID_ARGUMENT); a message that does not fit the plan only gets an error ack.
+        messages = tasks_from_stream(request_iterator)
+        while True:
+            try:
+                msg = await _guard(context, anext(messages))
+            except StopAsyncIteration:
+                return
+            try:
+                await self._h.tensor(msg)
+            except SplitnetError as exc:
+                yield pb.TensorAck(error=str(exc), kind=_ack_kind(exc))
+                continue
+            yield pb.TensorAck()
 
     async def RoundDone(self, request: Any, context: Any) -> Any:
         stats = json.loads(request.stats_json or "{}")

@@ -129,3 +129,11 @@ class NoticeRequest(_message.Message):
 class Ack(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class TensorAck(_message.Message):
+    __slots__ = ("error", "kind")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    error: str
+    kind: str
+    def __init__(self, error: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...

@@ -49,6 +49,11 @@ class PeerStub:
                 request_serializer=splitnet__pb2.TensorFrame.SerializeToString,
                 response_deserializer=splitnet__pb2.Ack.FromString,
                 _registered_method=True)
+        self.TensorStream = channel.stream_stream(
+                '/splitnet.v1.Peer/TensorStream',
+                request_serializer=splitnet__pb2.TensorFrame.SerializeToString,
+                response_deserializer=splitnet__pb2.TensorAck.FromString,
+                _registered_method=True)
         self.RoundDone = channel.unary_unary(
                 '/splitnet.v1.Peer/RoundDone',
                 request_serializer=splitnet__pb2.RoundDoneRequest.SerializeToString,
@@ -93,6 +98,13 @@ class PeerServicer:
 
     def SendTensor(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TensorStream(self, request_iterator, context):
+        """A long-lived stream of activations/gradients to one peer; one TensorAck per message.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -144,6 +156,11 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.SendTensor,
                     request_deserializer=splitnet__pb2.TensorFrame.FromString,
                     response_serializer=splitnet__pb2.Ack.SerializeToString,
+            ),
+            'TensorStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.TensorStream,
+                    request_deserializer=splitnet__pb2.TensorFrame.FromString,
+                    response_serializer=splitnet__pb2.TensorAck.SerializeToString,
             ),
             'RoundDone': grpc.unary_unary_rpc_method_handler(
                     servicer.RoundDone,
@@ -252,6 +269,33 @@ class Peer:
             '/splitnet.v1.Peer/SendTensor',
             splitnet__pb2.TensorFrame.SerializeToString,
             splitnet__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TensorStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/splitnet.v1.Peer/TensorStream',
+            splitnet__pb2.TensorFrame.SerializeToString,
+            splitnet__pb2.TensorAck.FromString,
             options,
             channel_credentials,
             insecure,
