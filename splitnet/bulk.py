@@ -1,9 +1,11 @@
 """Bulk data between clients: inline over gRPC, or announced over gRPC and moved by BitTorrent.
 
 ``BULK_TRANSPORT`` picks it for round-end replica states, averaged partitions and the initial
-model; ``ACTIVATION_TRANSPORT`` for activations and gradients. With BitTorrent, a :class:`Blob`
-carries only the torrent reference (metadata, size, SHA-256) in its JSON metadata; the receiver
-fetches from every peer listed as a source, so a one-to-many publication swarms.
+model: ``torrent``, ``grpc``, or ``auto`` (the default: BitTorrent for objects of at least
+``BULK_TORRENT_MIN_MIB``, gRPC below; Note: auto bulk). ``ACTIVATION_TRANSPORT=torrent`` sends
+activations and gradients this way too. With BitTorrent, a :class:`Blob` carries only the
+torrent reference (metadata, size, SHA-256) in its JSON metadata; the receiver fetches from
+every peer listed as a source, so a one-to-many publication swarms.
 
 Note: torrent housekeeping. Every torrent is tagged with the round it belongs to. When a client
 applies the averaged model of round r, everybody has finished with round r-1's model (the
@@ -30,11 +32,15 @@ __all__ = ["Bulk"]
 class Bulk:
     """One client's bulk mover; ``session`` is None when nothing goes over BitTorrent."""
 
-    def __init__(self, me: int, use_torrent: bool, timeout: float, *, host: str = "0.0.0.0",
+    def __init__(self, me: int, mode: str, timeout: float, *, host: str = "0.0.0.0",
                  port: int = 0, utp: bool = False, workdir: Path | None = None,
-                 activations: bool = False) -> None:
+                 activations: bool = False, torrent_min_bytes: int = 0) -> None:
         self.me = me
-        self.use_torrent = use_torrent
+        self.mode = mode
+        # Note: auto bulk. Below a few MiB a torrent costs more than it saves: creating, hashing
+        # and announcing it, and libtorrent's once-a-second connection tick (BENCHMARKS.md).
+        self.torrent_min_bytes = torrent_min_bytes if mode == "auto" else 0
+        use_torrent = mode in ("auto", "torrent")
         self.activations = activations
         self.timeout = timeout
         self.session: TorrentSession | None = None
@@ -66,7 +72,8 @@ class Bulk:
             sources: Iterable[int] = ()) -> Blob:
         """Return a blob carrying ``data`` inline, or a torrent reference to it."""
         meta = dict(meta or {})
-        if self.session is None or not self.use_torrent:
+        if (self.session is None or self.mode == "grpc"
+                or len(data) < self.torrent_min_bytes):
             return Blob(kind, round_, self.me, data, meta)
         ref = self.session.publish(f"{kind}-r{round_}-c{self.me}.safetensors", data)
         self._rounds[ref.info_hash] = (self._tag(kind, round_), kind)

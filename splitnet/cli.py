@@ -106,8 +106,27 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--port", type=int, default=None, help="default: GRPC_PORT or 50051")
     health.set_defaults(handler=_cmd_health)
 
-    bench = sub.add_parser("bench", help="benchmarks (ratios against a same-run baseline)")
-    bench_sub = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)
+    bench = sub.add_parser(
+        "bench", help="split training vs centralized PyTorch and torch pipelining, one run "
+        "(ratios against the same run's centralized baseline); 'bench transfer': transports")
+    bench.add_argument("--quick", action="store_true",
+                       help="a smoke run: 3 clients, 2 rounds x 1 epoch (unless given)")
+    bench.add_argument("--model", default="CNN", help="CURRENT_MODEL (default CNN)")
+    bench.add_argument("--dataset", default="DIGITS", help="CURRENT_DATASET (default DIGITS)")
+    bench.add_argument("--clients", type=int, default=None, help="clients (default 5)")
+    bench.add_argument("--rounds", type=int, default=None, help="rounds (default 10)")
+    bench.add_argument("--epochs", type=int, default=None, help="epochs per round (default 3)")
+    bench.add_argument("--batch-size", type=int, default=32, help="BATCH_SIZE (default 32)")
+    bench.add_argument("--lr", type=float, default=0.1, help="LEARNING_RATE (default 0.1)")
+    bench.add_argument("--seed", type=int, default=42, help="SEED (default 42)")
+    bench.add_argument("--bulk", default="auto", choices=("auto", "torrent", "grpc"),
+                       help="BULK_TRANSPORT for the splitnet runs (default auto)")
+    bench.add_argument("--shaped", default=None, metavar="RATE[,DELAY]",
+                       help="also run the offload case under tc shaping, e.g. 100mbit,5ms")
+    bench.add_argument("--out", type=Path, default=Path("results/bench"),
+                       help="where runs, bench.json and bench.md go (default results/bench)")
+    bench.set_defaults(handler=_cmd_bench)
+    bench_sub = bench.add_subparsers(dest="bench", required=False, parser_class=_Parser)
     transfer = bench_sub.add_parser("transfer", help="libtorrent vs gRPC vs raw TCP")
     transfer.add_argument("--sizes", default="4,64,256", help="point-to-point sizes, MiB")
     transfer.add_argument("--receivers", default="2,4,8", help="one-to-many receiver counts")
@@ -295,6 +314,33 @@ def _int_list(text: str, option: str) -> list[int]:
         raise ConfigError(Violation("usage", f"{option} {text!r}: expected positive integers "
                                              "separated by commas, e.g. 4,64"), "the command line")
     return values
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from splitnet.bench.systems import QUICK, SHAPED_FORM, BenchOptions, run_bench, table
+
+    quick = QUICK if args.quick else {}
+    sizes = {"clients": args.clients, "rounds": args.rounds, "epochs": args.epochs}
+    defaults = {"clients": 5, "rounds": 10, "epochs": 3}
+    chosen = {k: v if v is not None else quick.get(k, defaults[k]) for k, v in sizes.items()}
+    problems = [Violation("usage", f"--{k} {v}: expected a whole number of at least "
+                                   f"{2 if k == 'clients' else 1}")
+                for k, v in chosen.items() if v < (2 if k == "clients" else 1)]
+    if args.shaped is not None and not SHAPED_FORM.fullmatch(args.shaped):
+        problems.append(Violation("usage", f"--shaped {args.shaped!r}: expected RATE[,DELAY], "
+                                           "e.g. 100mbit or 100mbit,5ms"))
+    if args.batch_size < 1 or args.lr <= 0:
+        problems.append(Violation("usage", "--batch-size and --lr must be positive"))
+    if problems:
+        raise ConfigError(problems, "the command line")
+    options = BenchOptions(out=args.out, model=args.model.upper(),
+                           dataset=args.dataset.upper(), batch_size=args.batch_size,
+                           learning_rate=args.lr, seed=args.seed, shaped=args.shaped,
+                           bulk_transport=args.bulk, **chosen)
+    report = run_bench(options, progress=lambda line: print(line, file=sys.stderr))
+    print(table(report))
+    print(f"\nraw results: {args.out / 'bench.json'}")
+    return EXIT_OK
 
 
 def _cmd_bench_transfer(args: argparse.Namespace) -> int:

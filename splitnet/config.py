@@ -103,10 +103,15 @@ FIELDS: tuple[Field, ...] = (
     Field("JOIN_TIMEOUT", "join_timeout", positive_float, 120.0, "seconds to wait for peers"),
     Field("PEER_TIMEOUT", "peer_timeout", positive_float, 60.0, "seconds a peer may be silent"),
     Field("RESULTS_DIR", "results_dir", text, "./results", "where results are written"),
-    Field("BULK_TRANSPORT", "bulk_transport", choice("torrent", "grpc"), "torrent",
-          "how model states and partitions travel"),
-    Field("ACTIVATION_TRANSPORT", "activation_transport", choice("grpc", "torrent"), "grpc",
-          "how activations and gradients travel"),
+    Field("BULK_TRANSPORT", "bulk_transport", choice("auto", "torrent", "grpc"), "auto",
+          "how model states and partitions travel (auto: BitTorrent from "
+          "BULK_TORRENT_MIN_MIB up, gRPC below)"),
+    Field("BULK_TORRENT_MIN_MIB", "bulk_torrent_min_mib", positive_float, 16.0,
+          "with BULK_TRANSPORT=auto, the smallest object that goes over BitTorrent"),
+    Field("ACTIVATION_TRANSPORT", "activation_transport", choice("direct", "grpc", "torrent"),
+          "direct", "how activations and gradients travel"),
+    Field("TENSOR_PORT", "tensor_port", integer(0, 65535), 0,
+          "direct tensor channel listen port (0: any free port, announced at join)"),
     Field("TORRENT_PORT", "torrent_port", integer(0, 65535), 6881,
           "libtorrent listen port (0: any free port)"),
     Field("TORRENT_TIMEOUT", "torrent_timeout", positive_float, 120.0,
@@ -161,8 +166,10 @@ class Settings:
     join_timeout: float = 120.0
     peer_timeout: float = 60.0
     results_dir: str = "./results"
-    bulk_transport: str = "torrent"
-    activation_transport: str = "grpc"
+    bulk_transport: str = "auto"
+    bulk_torrent_min_mib: float = 16.0
+    activation_transport: str = "direct"
+    tensor_port: int = 0
     torrent_port: int = 6881
     torrent_timeout: float = 120.0
     torrent_utp: bool = False

@@ -36,6 +36,7 @@ from splitnet.models import build_partitions, compose
 from splitnet.plan import Plan, describe_difference
 from splitnet.results import ResultsWriter
 from splitnet.runtime import TaskRunner
+from splitnet.transport.channel import TensorChannel
 from splitnet.transport.client import PeerClient
 from splitnet.transport.codec import decode_tensor, encode_tensor
 from splitnet.transport.messages import Blob, TaskMessage
@@ -95,10 +96,16 @@ class Node:
         self.runner = TaskRunner(self.plan, self.me, parts, self._send_tensor, self.metrics)
         self.peers = {k: PeerClient(k, address, self.opt.token, self.me, s.peer_timeout)
                       for k, address in enumerate(self.opt.addresses, 1) if k != self.me}
-        self.bulk = Bulk(self.me, s.bulk_transport == "torrent", s.torrent_timeout,
+        for peer in self.peers.values():
+            peer.on_stream_error = self._on_stream_error
+        self.bulk = Bulk(self.me, s.bulk_transport, s.torrent_timeout,
                          host=self.opt.listen_host, port=s.torrent_port, utp=s.torrent_utp,
-                         activations=s.activation_transport == "torrent")
+                         activations=s.activation_transport == "torrent",
+                         torrent_min_bytes=int(s.bulk_torrent_min_mib * 1024 * 1024))
         self._bulk_timeout = s.torrent_timeout + s.peer_timeout
+        self.channel = TensorChannel(self.me, self.opt.token, self.tensor, self._on_reject)
+        self.channel.on_error = self._on_stream_error
+        self.tensor_port = await self.channel.start(self.opt.listen_host, s.tensor_port)
         port = int(self.opt.addresses[self.me - 1].rsplit(":", 1)[1])
         self.server, _ = await start_server(self, self.opt.listen_host, port, self.opt.token,
                                             on_reject=self._on_reject)
@@ -118,7 +125,12 @@ class Node:
             for task in [main, *background]:
                 task.cancel()
             self.results.write_timeline(self.me, self.runner.timeline)
+            self.results.write_client(self.me, {
+                "client": self.me, "payload_bytes_sent": self.sent_bytes,
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                                      1)})
             self.runner.close()
+            await self.channel.aclose()
             self.bulk.close()
             await self.server.stop(grace=0.5)
             for peer in self.peers.values():
@@ -140,6 +152,12 @@ class Node:
         """Stop now (a signal): peers are told, results written."""
         if hasattr(self, "failure"):
             self._fail(RuntimeFailure(f"client {self.me} {reason}"))
+
+    def _on_stream_error(self, error: Exception) -> None:
+        # Once the last model is loaded nothing is in flight: a peer that exits then ends the
+        # tensor streams to it, which is no failure.
+        if not self._model_loaded[self.settings.num_rounds - 1].done():
+            self._fail(error)
 
     def _fail(self, error: BaseException) -> None:
         if not self.failure.done():
@@ -186,9 +204,9 @@ class Node:
         delay = 0.05
         while True:
             try:
-                fingerprint, facts, port = await peer.join(
+                fingerprint, facts, port, tensor_port = await peer.join(
                     self.plan.fingerprint, self.plan.facts(), timeout=5.0,
-                    torrent_port=self.bulk.port)
+                    torrent_port=self.bulk.port, tensor_port=self.tensor_port)
                 break
             except PeerUnavailable as exc:
                 if time.monotonic() + delay > deadline:
@@ -199,11 +217,12 @@ class Node:
                 delay = min(delay * 2, 1.0)
         if fingerprint != self.plan.fingerprint:
             raise PlanMismatch(self._mismatch(peer.number, facts))
-        self._learn_torrent_port(peer.number, port)
+        self._learn_ports(peer.number, port, tensor_port)
 
-    def _learn_torrent_port(self, client: int, port: int) -> None:
+    def _learn_ports(self, client: int, torrent_port: int, tensor_port: int) -> None:
         host = self.opt.addresses[client - 1].rsplit(":", 1)[0].strip("[]")
-        self.bulk.learn(client, host, port)
+        self.bulk.learn(client, host, torrent_port)
+        self.channel.learn(client, host, tensor_port)
 
     def _mismatch(self, other: int, facts: dict[str, Any]) -> str:
         return (f"client {other}'s plan differs from client {self.me}'s in: "
@@ -262,15 +281,15 @@ class Node:
     # -- PeerHandler ---------------------------------------------------------------------------
 
     async def join(self, client: int, fingerprint: str, facts: dict[str, Any],
-                   torrent_port: int) -> tuple[str, dict[str, Any], int]:
+                   torrent_port: int, tensor_port: int) -> tuple[str, dict[str, Any], int, int]:
         """Accept a joining peer; refuse it (and stop) if its plan differs."""
         if fingerprint != self.plan.fingerprint:
             error = PlanMismatch(self._mismatch(client, facts))
             self._fail(error)
             raise error
         if 1 <= client <= self.plan.num_clients and client != self.me:
-            self._learn_torrent_port(client, torrent_port)
-        return self.plan.fingerprint, self.plan.facts(), self.bulk.port
+            self._learn_ports(client, torrent_port, tensor_port)
+        return self.plan.fingerprint, self.plan.facts(), self.bulk.port, self.tensor_port
 
     async def ping(self, client: int) -> int:
         """Answer a liveness check with the current round."""
@@ -288,8 +307,9 @@ class Node:
             raise
         assert msg.meta is not None
         self.received_bytes += msg.meta.nbytes
-        self.metrics.transfer(msg.sender, "torrent" if msg.torrent else "grpc",
-                              self._kind(msg.stage), msg.meta.nbytes, 0.0, sent=False)
+        way = "torrent" if msg.torrent else self.settings.activation_transport
+        self.metrics.transfer(msg.sender, way, self._kind(msg.stage), msg.meta.nbytes, 0.0,
+                              sent=False)
 
     def _kind(self, stage: int) -> str:
         return "activation" if stage <= self.plan.num_partitions else "gradient"
@@ -318,12 +338,14 @@ class Node:
                 await self.peers[runner].send_tensor(reference, timeout=self._bulk_timeout)
             finally:
                 self.bulk.forget(ref.info_hash)
+        elif self.settings.activation_transport == "direct":
+            self.channel.send(runner, msg)  # Note: direct channel
         else:
-            await self.peers[runner].stream_tensor(msg)
+            self.peers[runner].stream_tensor(msg)
         nbytes = msg.tensor.numel() * msg.tensor.element_size()
         self.sent_bytes += nbytes
         end = time.time()
-        self.metrics.transfer(runner, "torrent" if self.bulk.activations else "grpc",
+        self.metrics.transfer(runner, self.settings.activation_transport,
                               self._kind(msg.stage), nbytes, end - start, sent=True)
         self.runner.timeline.append((self.me, msg.owner, msg.stage, msg.batch, msg.round,
                                      f"{start:.6f}", f"{end:.6f}", "transfer", runner, nbytes))

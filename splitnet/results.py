@@ -61,6 +61,11 @@ class ResultsWriter:
             writer.writerows(rows)
 
 
+    def write_client(self, client: int, facts: Mapping[str, Any]) -> None:
+        """Write one client's own counters as ``client-{client}.json`` (read by ``bench``)."""
+        (self.root / f"client-{client}.json").write_text(json.dumps(facts, indent=2) + "\n")
+
+
 def merge_timelines(root: Path) -> Path:
     """Merge every ``timeline-client*.csv`` into ``timeline.csv`` sorted by start time."""
     rows: list[list[str]] = []

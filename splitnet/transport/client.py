@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -23,61 +22,47 @@ from splitnet.transport.server import GRPC_OPTIONS
 __all__ = ["PeerClient"]
 
 
+def _raise(error: Exception) -> None:
+    raise error
+
+
 class _TensorStream:
     """One long-lived ``TensorStream`` call to a peer (Note: tensor stream).
 
-    Messages queue for one writer (the request iterator); acks come back in order and settle
-    each sender's future. When the call ends, every message still waiting for its ack fails.
+    ``send`` only queues: one writer (the request iterator) puts messages on the stream in
+    order. The peer answers only when it refuses a message; that, or the call ending with an
+    error, goes to the peer client's ``on_stream_error``.
     """
 
     def __init__(self, peer: PeerClient) -> None:
         self._peer = peer
         self._queue: asyncio.Queue[TaskMessage | None] = asyncio.Queue()
-        self._waiting: deque[tuple[asyncio.Future[None], TaskMessage]] = deque()
         self.closed = self._closing = False
         self._call = peer._stub.TensorStream(self._requests(), metadata=peer._metadata,
                                              wait_for_ready=True)
-        self._reader = asyncio.ensure_future(self._read_acks())
+        self._reader = asyncio.ensure_future(self._read_refusals())
 
     async def _requests(self) -> AsyncIterator[pb.TensorFrame]:
         while (msg := await self._queue.get()) is not None:
             for frame in task_to_frames(msg):
                 yield frame
 
-    def send(self, msg: TaskMessage) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((future, msg))
+    def send(self, msg: TaskMessage) -> None:
         self._queue.put_nowait(msg)
-        return future
 
-    async def _read_acks(self) -> None:
-        error: Exception | None = None
+    async def _read_refusals(self) -> None:
+        peer = self._peer
         try:
             async for ack in self._call:
-                future, msg = self._waiting.popleft()
-                if future.done():
-                    continue
-                if ack.error:
-                    kind = {"protocol": ProtocolError, "plan": PlanMismatch}.get(
-                        ack.kind, RuntimeFailure)
-                    future.set_exception(kind(f"client {self._peer.number} "
-                                              f"({self._peer.address}) did not take task "
-                                              f"{msg.owner}_{msg.stage} batch {msg.batch}: "
-                                              f"{ack.error}"))
-                else:
-                    future.set_result(None)
+                kind = {"protocol": ProtocolError, "plan": PlanMismatch}.get(
+                    ack.kind, RuntimeFailure)
+                peer.on_stream_error(kind(f"client {peer.number} ({peer.address}) refused a "
+                                          f"tensor: {ack.error}"))
         except grpc.aio.AioRpcError as exc:
-            error = self._peer._error(exc, "ended the tensor stream")
+            if not self._closing:
+                peer.on_stream_error(peer._error(exc, "ended the tensor stream"))
         finally:
             self.closed = True
-            for future, msg in self._waiting:
-                if self._closing and not future.done():
-                    future.cancel()  # closing: the senders are being cancelled too
-                elif not future.done():
-                    future.set_exception(error or PeerUnavailable(
-                        f"client {self._peer.number} ({self._peer.address}) ended the tensor "
-                        f"stream before taking task {msg.owner}_{msg.stage} batch {msg.batch}"))
-            self._waiting.clear()
 
     async def aclose(self) -> None:
         self._closing = True
@@ -98,6 +83,7 @@ class PeerClient:
         self._stub = pb_grpc.PeerStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._stream: _TensorStream | None = None
+        self.on_stream_error: Callable[[Exception], None] = _raise
 
     def _error(self, exc: grpc.aio.AioRpcError, what: str) -> Exception:
         text = f"client {self.number} ({self.address}) {what}: {exc.details()}"
@@ -119,12 +105,14 @@ class PeerClient:
             raise self._error(exc, what) from exc
 
     async def join(self, fingerprint: str, facts: dict[str, Any], timeout: float,
-                   torrent_port: int = 0) -> tuple[str, dict[str, Any], int]:
-        """Exchange plan fingerprints and torrent ports; the peer refuses a different plan."""
+                   torrent_port: int = 0, tensor_port: int = 0) -> tuple[
+                       str, dict[str, Any], int, int]:
+        """Exchange plan fingerprints and ports; the peer refuses a different plan."""
         reply = await self._unary(self._stub.Join, pb.JoinRequest(
             client=self.me, fingerprint=fingerprint, facts_json=json.dumps(facts),
-            torrent_port=torrent_port), "refused to join", timeout)
-        return reply.fingerprint, json.loads(reply.facts_json or "{}"), int(reply.torrent_port)
+            torrent_port=torrent_port, tensor_port=tensor_port), "refused to join", timeout)
+        return (reply.fingerprint, json.loads(reply.facts_json or "{}"), int(reply.torrent_port),
+                int(reply.tensor_port))
 
     async def ping(self, timeout: float) -> int:
         """Ask the peer whether it is alive; return its current round."""
@@ -141,11 +129,11 @@ class PeerClient:
             raise self._error(exc, f"did not take task {msg.owner}_{msg.stage} "
                                    f"batch {msg.batch}") from exc
 
-    async def stream_tensor(self, msg: TaskMessage) -> None:
-        """Send one activation or gradient over the peer's long-lived tensor stream."""
+    def stream_tensor(self, msg: TaskMessage) -> None:
+        """Queue one activation or gradient on the peer's long-lived tensor stream."""
         if self._stream is None or self._stream.closed:
             self._stream = _TensorStream(self)
-        await self._stream.send(msg)
+        self._stream.send(msg)
 
     async def round_done(self, round_: int, stats: dict[str, Any]) -> None:
         """Tell the aggregator this client's owners finished ``round_``."""

@@ -15,7 +15,7 @@ import torch
 from splitnet.errors import ProtocolError
 
 __all__ = ["DTYPES", "MAX_TENSOR_BYTES", "TensorMeta", "check_meta", "decode_tensor",
-           "encode_tensor"]
+           "encode_tensor", "tensor_meta", "tensor_view"]
 
 MAX_TENSOR_BYTES = 2 * 1024**3
 DTYPES: dict[str, torch.dtype] = {
@@ -35,13 +35,24 @@ class TensorMeta:
     nbytes: int
 
 
-def encode_tensor(tensor: torch.Tensor) -> tuple[TensorMeta, bytes]:
-    """Return the header and raw bytes of ``tensor`` (made contiguous, on CPU)."""
+def tensor_meta(tensor: torch.Tensor) -> TensorMeta:
+    """Return the header of ``tensor`` (ProtocolError for a dtype that may not be sent)."""
     if tensor.dtype not in _NAMES:
         raise ProtocolError(f"dtype {tensor.dtype} cannot be sent; allowed: {', '.join(DTYPES)}")
+    return TensorMeta(_NAMES[tensor.dtype], tuple(tensor.shape),
+                      tensor.numel() * tensor.element_size())
+
+
+def tensor_view(tensor: torch.Tensor) -> memoryview:
+    """Return ``tensor``'s raw bytes without copying a contiguous CPU tensor."""
     flat = tensor.detach().cpu().contiguous().reshape(-1)
-    data = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
-    return TensorMeta(_NAMES[tensor.dtype], tuple(tensor.shape), len(data)), data
+    return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")  # type: ignore[arg-type]
+
+
+def encode_tensor(tensor: torch.Tensor) -> tuple[TensorMeta, bytes]:
+    """Return the header and raw bytes of ``tensor`` (made contiguous, on CPU)."""
+    meta = tensor_meta(tensor)
+    return meta, tensor_view(tensor).tobytes()
 
 
 def check_meta(meta: TensorMeta, limit: int = MAX_TENSOR_BYTES) -> torch.dtype:

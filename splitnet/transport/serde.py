@@ -12,12 +12,19 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import Any
 
 from splitnet.errors import ProtocolError
-from splitnet.transport.codec import TensorMeta, check_meta, decode_tensor, encode_tensor
+from splitnet.transport.codec import (
+    TensorMeta,
+    check_meta,
+    decode_tensor,
+    encode_tensor,
+    tensor_meta,
+)
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.messages import Blob, TaskMessage
 
 __all__ = ["CHUNK_BYTES", "MAX_BLOB_BYTES", "blob_from_frames", "blob_to_frames",
-           "task_from_frames", "task_to_frames", "tasks_from_stream"]
+           "checked_tensor_size", "task_from_frames", "task_header", "task_message",
+           "task_to_frames", "tasks_from_stream"]
 
 CHUNK_BYTES = 4 * 1024 * 1024
 MAX_BLOB_BYTES = 8 * 1024**3
@@ -84,7 +91,8 @@ def _tensor_meta(header: pb.TaskHeader) -> TensorMeta:
     return TensorMeta(header.tensor.dtype, tuple(header.tensor.shape), header.tensor.nbytes)
 
 
-def _checked_tensor_size(header: pb.TaskHeader) -> int:
+def checked_tensor_size(header: pb.TaskHeader) -> int:
+    """Check a task header's tensor description; return how many data bytes follow it."""
     meta = _tensor_meta(header)
     check_meta(meta)
     return 0 if header.torrent_json else meta.nbytes
@@ -96,33 +104,39 @@ def _checked_blob_size(header: pb.BlobHeader) -> int:
     return int(header.nbytes)
 
 
-def task_to_frames(msg: TaskMessage) -> Iterator[pb.TensorFrame]:
-    """Yield the frames of one activation/gradient (only a header for a torrent reference)."""
+def task_header(msg: TaskMessage) -> pb.TaskHeader:
+    """Return the header of one activation/gradient (its tensor, or its torrent reference)."""
     if msg.torrent is not None:
         assert msg.meta is not None, "a torrent reference needs the tensor's meta"
-        meta, data = msg.meta, b""
+        meta = msg.meta
     else:
         assert msg.tensor is not None
-        meta, data = encode_tensor(msg.tensor)
-    header = pb.TaskHeader(owner=msg.owner, stage=msg.stage, batch=msg.batch, round=msg.round,
-                           sender=msg.sender, tensor=pb.TensorHeader(
-                               dtype=meta.dtype, shape=list(meta.shape), nbytes=meta.nbytes),
-                           torrent_json=json.dumps(msg.torrent) if msg.torrent else "")
-    return _frames(pb.TensorFrame, header, data)
+        meta = tensor_meta(msg.tensor)
+    return pb.TaskHeader(owner=msg.owner, stage=msg.stage, batch=msg.batch, round=msg.round,
+                         sender=msg.sender, tensor=pb.TensorHeader(
+                             dtype=meta.dtype, shape=list(meta.shape), nbytes=meta.nbytes),
+                         torrent_json=json.dumps(msg.torrent) if msg.torrent else "")
+
+
+def task_to_frames(msg: TaskMessage) -> Iterator[pb.TensorFrame]:
+    """Yield the frames of one activation/gradient (only a header for a torrent reference)."""
+    data = b"" if msg.tensor is None or msg.torrent is not None else encode_tensor(msg.tensor)[1]
+    return _frames(pb.TensorFrame, task_header(msg), data)
 
 
 async def task_from_frames(frames: AsyncIterable[pb.TensorFrame]) -> TaskMessage:
     """Read frames into a validated :class:`TaskMessage`."""
-    return _task_message(*await _read(frames, _checked_tensor_size))
+    return task_message(*await _read(frames, checked_tensor_size))
 
 
 async def tasks_from_stream(frames: AsyncIterable[pb.TensorFrame]) -> AsyncIterator[TaskMessage]:
     """Read a long-lived stream of frames into validated :class:`TaskMessage` s, one by one."""
-    async for header, data in _messages(frames, _checked_tensor_size):
-        yield _task_message(header, data)
+    async for header, data in _messages(frames, checked_tensor_size):
+        yield task_message(header, data)
 
 
-def _task_message(header: pb.TaskHeader, data: bytes | bytearray) -> TaskMessage:
+def task_message(header: pb.TaskHeader, data: bytes | bytearray) -> TaskMessage:
+    """Build a validated :class:`TaskMessage` from a checked header and its data."""
     meta = _tensor_meta(header)
     if header.torrent_json:
         try:

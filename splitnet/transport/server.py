@@ -43,7 +43,8 @@ class PeerHandler(Protocol):
     """What a client does when a peer calls it."""
 
     async def join(self, client: int, fingerprint: str, facts: dict[str, Any],
-                   torrent_port: int) -> tuple[str, dict[str, Any], int]: ...
+                   torrent_port: int, tensor_port: int) -> tuple[str, dict[str, Any], int, int]:
+        ...
     async def ping(self, client: int) -> int: ...
     async def tensor(self, msg: TaskMessage) -> None: ...
     async def round_done(self, client: int, round_: int, stats: dict[str, Any]) -> None: ...
@@ -122,9 +123,10 @@ class _Servicer(pb_grpc.PeerServicer):
         except ValueError:
             facts = {}
         result = await _guard(context, self._h.join(request.client, request.fingerprint, facts,
-                                                    request.torrent_port))
-        fingerprint, own, port = result
-        return pb.JoinReply(fingerprint=fingerprint, facts_json=json.dumps(own), torrent_port=port)
+                                                    request.torrent_port, request.tensor_port))
+        fingerprint, own, torrent_port, tensor_port = result
+        return pb.JoinReply(fingerprint=fingerprint, facts_json=json.dumps(own),
+                            torrent_port=torrent_port, tensor_port=tensor_port)
 
     async def Ping(self, request: Any, context: Any) -> Any:
         return pb.PingReply(round=await _guard(context, self._h.ping(request.client)))
@@ -134,8 +136,9 @@ class _Servicer(pb_grpc.PeerServicer):
         return pb.Ack()
 
     async def TensorStream(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
-        # Note: tensor stream. A frame that breaks the stream's framing ends it
-        # (INVALID_ARGUMENT); a message that does not fit the plan only gets an error ack.
+        # Note: tensor stream. Messages are not acknowledged one by one (an answer per message
+        # would double the cost of a hop); a message that does not fit the plan gets a refusal
+        # naming it, and a frame that breaks the stream's framing ends it (INVALID_ARGUMENT).
         messages = tasks_from_stream(request_iterator)
         while True:
             try:
@@ -145,9 +148,8 @@ class _Servicer(pb_grpc.PeerServicer):
             try:
                 await self._h.tensor(msg)
             except SplitnetError as exc:
-                yield pb.TensorAck(error=str(exc), kind=_ack_kind(exc))
-                continue
-            yield pb.TensorAck()
+                yield pb.TensorAck(error=f"task {msg.owner}_{msg.stage} batch {msg.batch}: "
+                                         f"{exc}", kind=_ack_kind(exc))
 
     async def RoundDone(self, request: Any, context: Any) -> Any:
         stats = json.loads(request.stats_json or "{}")

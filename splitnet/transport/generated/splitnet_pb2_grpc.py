@@ -103,7 +103,7 @@ class PeerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def TensorStream(self, request_iterator, context):
-        """A long-lived stream of activations/gradients to one peer; one TensorAck per message.
+        """A long-lived stream of activations/gradients to one peer; refusals come back.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,146 @@
+"""The same training with ``torch.distributed.pipelining`` (gloo), for ``splitnet bench``.
+
+One process per partition (the same cut splitnet uses), GPipe schedule. A step takes
+``microbatches`` micro-batches of ``BATCH_SIZE`` samples (by default as many as splitnet has
+owners, so both keep the same number of batches in flight), averages their gradients
+(``scale_grads``) and steps every stage's optimizer once. It trains on the union of the owners'
+shards for ``TRAINING_NUM_ROUNDS x TRAINING_NUM_EPOCHS`` epochs, dropping a last step that would
+be short. Rank 0 writes ``summary.json``; every rank saves its partition, merged into
+``models/model.safetensors`` with splitnet's ``partition/name`` keys.
+
+Run: ``python -m splitnet.bench.pipelining ENV_FILE RESULTS_DIR MICROBATCHES`` (it starts the
+ranks itself, on loopback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from splitnet.catalog import num_partitions
+from splitnet.data import load_dataset, owner_data
+from splitnet.executor import make_optimizer
+from splitnet.local import free_ports
+from splitnet.models import build_partitions
+from splitnet.plan import load_plan
+
+__all__ = ["launch"]
+
+
+def launch(env_file: Path, results: Path, microbatches: int) -> None:
+    """Start one rank per partition and wait for all of them; merge their partitions."""
+    settings = load_plan(env_file).settings
+    world = num_partitions(settings.model, settings.bert_model)
+    port = free_ports(1)[0]
+    results.mkdir(parents=True, exist_ok=True)
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "splitnet.bench.pipelining", str(env_file), str(results),
+         str(microbatches)],
+        env={**os.environ, "RANK": str(rank), "WORLD_SIZE": str(world),
+             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+        for rank in range(world)]
+    codes = [proc.wait() for proc in procs]
+    if any(codes):
+        raise SystemExit(f"torch pipelining ranks exited with {codes}")
+    merged: dict[str, torch.Tensor] = {}
+    for rank in range(world):
+        path = results / f"rank{rank}.safetensors"
+        merged.update(load_file(str(path)))
+        path.unlink()
+    (results / "models").mkdir(exist_ok=True)
+    save_file(merged, str(results / "models" / "model.safetensors"))
+
+
+def _rank(env_file: Path, results: Path, microbatches: int) -> None:
+    from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    plan = load_plan(env_file)
+    s = plan.settings
+    torch.set_num_threads(s.torch_threads or 1)
+    dataset = load_dataset(s)
+    shards = [owner_data(dataset, plan.shard_of(o), s, plan.num_shards) for o in plan.owners]
+    x = torch.cat([d.train_x for d in shards])
+    y = torch.cat([d.train_y for d in shards])
+    parts = build_partitions(s.model, dataset.spec, s.seed, s.bert_model, s.bert_pretrained)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    module = parts[rank]
+    stage = PipelineStage(_Contiguous(module), rank, world, torch.device("cpu"))
+    schedule = ScheduleGPipe(stage, microbatches, loss_fn=nn.functional.cross_entropy)
+    optimizer = make_optimizer(s.optimizer, module.parameters(), s.learning_rate)
+    step = s.batch_size * microbatches
+    generator = torch.Generator().manual_seed(s.seed)
+    epochs = s.num_rounds * s.num_epochs
+    dist.barrier()
+    start = time.time()
+    samples = 0
+    for _ in range(epochs):
+        order = torch.randperm(len(y), generator=generator)
+        for first in range(0, len(y) - step + 1, step):
+            index = order[first:first + step]
+            optimizer.zero_grad(set_to_none=True)
+            if rank == 0:
+                schedule.step(x[index])
+            elif rank == world - 1:
+                schedule.step(target=y[index], losses=[])
+            else:
+                schedule.step()
+            optimizer.step()
+            samples += len(index)
+    dist.barrier()
+    seconds = time.time() - start
+    save_file({f"{rank + 1}/{k}": v.contiguous() for k, v in module.state_dict().items()},
+              str(results / f"rank{rank}.safetensors"))
+    rss = [0.0] * world
+    dist.all_gather_object(rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if rank == 0:
+        boundary = _boundary_bytes(parts, x[:s.batch_size])
+        (results / "summary.json").write_text(json.dumps({
+            "model": s.model, "dataset": s.dataset, "processes": world,
+            "microbatches": microbatches, "train_seconds": round(seconds, 3),
+            "samples": samples, "samples_per_second": round(samples / seconds, 2),
+            "epochs": epochs, "batches": samples // s.batch_size,
+            "payload_bytes_sent": boundary * 2 * (samples // s.batch_size),
+            "peak_rss_mib": {str(r + 1): round(v, 1) for r, v in enumerate(rss)},
+        }, indent=2) + "\n")
+    dist.destroy_process_group()
+
+
+class _Contiguous(nn.Module):
+    """A stage whose output is contiguous (gloo sends only contiguous tensors)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the partition."""
+        return self.inner(x).contiguous()
+
+
+@torch.no_grad()
+def _boundary_bytes(parts: list[nn.Module], x: torch.Tensor) -> int:
+    """Return the activation bytes one micro-batch sends across all stage boundaries."""
+    total = 0
+    for part in parts[:-1]:
+        x = part(x)
+        total += x.numel() * x.element_size()
+    return total
+
+
+if __name__ == "__main__":
+    env, out, micro = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+    if "RANK" in os.environ:
+        _rank(env, out, micro)
+    else:
+        launch(env, out, micro)

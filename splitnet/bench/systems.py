@@ -1,0 +1,321 @@
+"""``splitnet bench``: split training against centralized PyTorch and torch pipelining.
+
+One invocation runs, one after another, on the same data, model, seed, batch size and epochs:
+
+1. ``centralized``: ``splitnet baseline`` (one process, torch's default threads);
+2. ``splitnet all-local``: every owner runs its whole model at home (pure protocol overhead);
+3. ``splitnet offload``: owner k's middle partitions run on client k+1 (4 network hops a batch);
+4. ``torch pipelining``: ``torch.distributed.pipelining`` over gloo, one process per partition,
+   GPipe with as many micro-batches of ``BATCH_SIZE`` as there are owners;
+5. ``splitnet offload, shaped`` (``--shaped RATE[,DELAY]``): as 3 under ``tc`` on the loopback
+   of the run's own network namespace (all clients share that one link).
+
+Every system runs in a fresh network namespace when the machine allows one (root): the loopback
+counters of that namespace are the bytes on the wire (TCP/IP headers, control traffic and
+heartbeats included). Every system's final model is evaluated here by the same code: accuracy
+and macro F1 on the train and test sets, and inference time per sample (the whole model in this
+process). Ratios are against the centralized run of the same invocation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from splitnet.catalog import num_partitions
+from splitnet.data import load_dataset, owner_data
+from splitnet.errors import RuntimeFailure
+from splitnet.evaluation import evaluate
+from splitnet.generate import generate_lists
+from splitnet.models import build_partitions, compose
+from splitnet.plan import Plan, load_plan
+
+__all__ = ["QUICK", "SHAPED_FORM", "BenchOptions", "placements", "run_bench", "table"]
+
+QUICK = {"clients": 3, "rounds": 2, "epochs": 1}
+SHAPED_FORM = re.compile(r"\d+(\.\d+)?(bit|kbit|mbit|gbit)(,\d+(\.\d+)?(us|ms|s))?")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``splitnet bench`` compares, and where it writes."""
+
+    out: Path
+    model: str = "CNN"
+    dataset: str = "DIGITS"
+    clients: int = 5
+    rounds: int = 10
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float = 0.1
+    seed: int = 42
+    shaped: str | None = None
+    bulk_transport: str = "auto"
+
+
+def _settings_lines(opts: BenchOptions, lists: list[list[str]]) -> list[str]:
+    return [f"NUM_CLIENTS={opts.clients}", f"CURRENT_MODEL={opts.model}",
+            f"CURRENT_DATASET={opts.dataset}", f"BATCH_SIZE={opts.batch_size}",
+            f"TRAINING_NUM_ROUNDS={opts.rounds}", f"TRAINING_NUM_EPOCHS={opts.epochs}",
+            f"LEARNING_RATE={opts.learning_rate}", f"SEED={opts.seed}", "SERVER_NUMBER=1",
+            f"BULK_TRANSPORT={opts.bulk_transport}", "NO_TC=true", "METRICS_HOLD=0",
+            f"SIMULATION_STAGES_CLIENTS={json.dumps(lists)}"]
+
+
+def placements(clients: int, partitions: int) -> dict[str, list[list[str]]]:
+    """Return the all-local lists and the offload lists (owner k's middle on client k+1)."""
+    middle = range(2, partitions) if partitions > 2 else range(1, 1)
+    offload = {(k, p): k % clients + 1 for k in range(1, clients + 1) for p in middle}
+    return {"all-local": generate_lists(clients, partitions),
+            "offload": generate_lists(clients, partitions, None, offload)}
+
+
+def netns_available() -> bool:
+    """Return True when a fresh network namespace can be made here (root and ``unshare``)."""
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return False
+    done = subprocess.run(["unshare", "--net", "ip", "link", "set", "lo", "up"],
+                          capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def _wrap(command: list[str], counters: Path, shaping: str | None) -> list[str]:
+    """Run ``command`` in a new network namespace; write its loopback counters at the end."""
+    setup = "ip link set lo up"
+    if shaping:
+        rate, _, delay = shaping.partition(",")
+        setup += f" && tc qdisc add dev lo root handle 1: tbf rate {rate} burst 256kb latency 50ms"
+        if delay:
+            setup += f" && tc qdisc add dev lo parent 1:1 handle 10: netem delay {delay}"
+    script = f'{setup} || exit 97; "$@"; rc=$?; cat /proc/net/dev > "{counters}"; exit $rc'
+    return ["unshare", "--net", "sh", "-c", script, "sh", *command]
+
+
+def _loopback_bytes(counters: Path) -> int | None:
+    if not counters.exists():
+        return None
+    for line in counters.read_text().splitlines():
+        name, _, fields = line.partition(":")
+        if name.strip() == "lo":
+            return int(fields.split()[8])  # transmitted bytes (every packet crosses lo once)
+    return None
+
+
+@dataclass
+class _Run:
+    name: str
+    results: Path
+    seconds: float
+    wire: int | None
+    note: str = ""
+
+
+def _run(name: str, command: list[str], results: Path, isolate: bool, shaping: str | None,
+         log: Path) -> _Run:
+    counters = results.parent / f"{results.name}.netdev"
+    counters.unlink(missing_ok=True)
+    full = _wrap(command, counters, shaping) if isolate else command
+    start = time.time()
+    with log.open("w") as out:
+        done = subprocess.run(full, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode == 97:
+        return _Run(name, results, 0.0, None, "not run: tc could not shape the loopback "
+                    f"({log.name})")
+    if done.returncode != 0:
+        tail = log.read_text()[-1500:]
+        raise RuntimeFailure(f"bench: {name} failed (exit {done.returncode}); log {log}:\n{tail}")
+    return _Run(name, results, time.time() - start, _loopback_bytes(counters) if isolate else None)
+
+
+def _load_model(plan: Plan, path: Path) -> torch.nn.Module:
+    s = plan.settings
+    parts = build_partitions(s.model, load_dataset(s).spec, s.seed, s.bert_model,
+                             s.bert_pretrained)
+    state = load_file(str(path))
+    if any("/" in key for key in state):  # splitnet's "partition/name"
+        for p, part in enumerate(parts, 1):
+            part.load_state_dict({k.split("/", 1)[1]: v for k, v in state.items()
+                                  if k.split("/", 1)[0] == str(p)})
+        return compose(parts)
+    model = compose(parts)
+    model.load_state_dict(state)
+    return model
+
+
+def _assess(plan: Plan, model_path: Path) -> dict[str, float]:
+    """Evaluate a saved model on the train union and the test set; time inference."""
+    s = plan.settings
+    dataset = load_dataset(s)
+    shards = [owner_data(dataset, plan.shard_of(o), s, plan.num_shards) for o in plan.owners]
+    train_x = torch.cat([d.train_x for d in shards])
+    train_y = torch.cat([d.train_y for d in shards])
+    model = _load_model(plan, model_path)
+    train = evaluate(model, train_x, train_y)
+    start = time.perf_counter()
+    test = evaluate(model, dataset.test_x, dataset.test_y)
+    seconds = time.perf_counter() - start
+    return {"test_accuracy": test["accuracy"], "test_f1": test["f1_macro"],
+            "train_accuracy": train["accuracy"], "train_f1": train["f1_macro"],
+            "inference_us_per_sample": seconds / max(len(dataset.test_y), 1) * 1e6,
+            "model_bytes": model_path.stat().st_size}
+
+
+def _row(run: _Run, plan: Plan, summary: dict[str, Any], model_path: Path,
+         batches: int, payload: int | None) -> dict[str, Any]:
+    s = plan.settings
+    train_seconds = float(summary["train_seconds"])
+    rss = [float(v) for v in summary.get("peak_rss_mib", {}).values()]
+    row: dict[str, Any] = {"system": run.name, **_assess(plan, model_path)}
+    row.update({
+        "train_seconds": train_seconds,
+        "seconds_per_epoch": train_seconds / (s.num_rounds * s.num_epochs),
+        "samples_per_second": float(summary["samples_per_second"]),
+        "efficiency": row["test_accuracy"] / max(train_seconds, 1e-9),
+        "processes": len(rss), "peak_rss_mib_max": max(rss, default=0.0),
+        "wall_seconds": run.seconds, "batches": batches,
+        "wire_bytes": run.wire, "payload_bytes": payload,
+        "wire_bytes_per_batch": None if run.wire is None else run.wire / max(batches, 1),
+        "wire_over_payload": (None if run.wire is None or not payload
+                              else run.wire / payload),
+        "note": run.note,
+    })
+    return row
+
+
+def _splitnet_facts(results: Path) -> tuple[int, dict[str, Any]]:
+    """Return the payload every client sent and the summary with every client's peak RSS."""
+    summary = json.loads((results / "summary.json").read_text())
+    clients = [json.loads(p.read_text()) for p in sorted(results.glob("client-*.json"))]
+    payload = sum(int(c["payload_bytes_sent"]) for c in clients)
+    summary["peak_rss_mib"] = {str(c["client"]): float(c["peak_rss_mib"]) for c in clients}
+    return payload, summary
+
+
+def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
+    """Run every system; write ``bench.json`` and ``bench.md`` under ``opts.out``."""
+    opts.out.mkdir(parents=True, exist_ok=True)
+    partitions = num_partitions(opts.model)
+    lists = placements(opts.clients, partitions)
+    envs: dict[str, Path] = {}
+    for name, task_lists in lists.items():
+        envs[name] = opts.out / f"{name}.env"
+        envs[name].write_text("\n".join(_settings_lines(opts, task_lists)) + "\n")
+    plan = load_plan(envs["all-local"], environ={})
+    isolate = netns_available()
+    python = [sys.executable, "-m", "splitnet"]
+    rows: list[dict[str, Any]] = []
+    s = plan.settings
+    dataset = load_dataset(s)
+    batches_per_epoch = sum(-(-len(owner_data(dataset, plan.shard_of(o), s,
+                                              plan.num_shards).train_y) // s.batch_size)
+                            for o in plan.owners)
+    batches = batches_per_epoch * s.num_rounds * s.num_epochs
+
+    def env_for(results: Path) -> list[str]:
+        return ["env", f"RESULTS_DIR={results}"]
+
+    # 1. centralized
+    progress("bench: centralized (splitnet baseline) ...")
+    results = opts.out / "centralized"
+    run = _run("centralized PyTorch", [*env_for(results), *python, "baseline", "--env-file",
+                                        str(envs["all-local"])], results, isolate, None,
+               opts.out / "centralized.log")
+    summary = json.loads((results / "baseline" / "summary.json").read_text())
+    model = results / "baseline" / "models" / f"round{s.num_rounds}.safetensors"
+    rows.append(_row(run, plan, summary, model, batches, 0))
+
+    # 2., 3., 5. splitnet
+    systems: list[tuple[str, str, str | None]] = [
+        ("splitnet all-local", "all-local", None), ("splitnet offload", "offload", None)]
+    if opts.shaped:
+        systems.append((f"splitnet offload, shaped {opts.shaped}", "offload", opts.shaped))
+    for name, placement, shaping in systems:
+        progress(f"bench: {name} ...")
+        results = opts.out / name.replace(" ", "-").replace(",", "")
+        run = _run(name, [*env_for(results), *python, "local", "--env-file",
+                          str(envs[placement])], results, isolate, shaping,
+                   opts.out / f"{results.name}.log")
+        if run.note:
+            rows.append({"system": name, "note": run.note})
+            continue
+        payload, summary = _splitnet_facts(results)
+        model = results / "models" / f"round{s.num_rounds}.safetensors"
+        rows.append(_row(run, plan, summary, model, batches, payload))
+
+    # 4. torch.distributed.pipelining
+    progress("bench: torch.distributed.pipelining (gloo) ...")
+    results = opts.out / "torch-pipelining"
+    run = _run("torch pipelining (gloo, GPipe)",
+               [sys.executable, "-m", "splitnet.bench.pipelining", str(envs["all-local"]),
+                str(results), str(len(plan.owners))], results, isolate, None,
+               opts.out / "torch-pipelining.log")
+    summary = json.loads((results / "summary.json").read_text())
+    rows.append(_row(run, plan, summary, results / "models" / "model.safetensors",
+                     int(summary["batches"]), int(summary["payload_bytes_sent"])))
+
+    central = rows[0]["samples_per_second"]
+    pipelining = rows[-1]["samples_per_second"]
+    for row in rows:
+        if "samples_per_second" in row:
+            row["vs_centralized"] = row["samples_per_second"] / central
+            row["vs_pipelining"] = row["samples_per_second"] / pipelining
+    report = {
+        "command": " ".join(["splitnet", "bench", *sys.argv[2:]]) if sys.argv[1:2] == [
+            "bench"] else "splitnet bench",
+        "machine": _machine(), "settings": {
+            "model": opts.model, "dataset": opts.dataset, "clients": opts.clients,
+            "rounds": opts.rounds, "epochs": opts.epochs, "batch_size": opts.batch_size,
+            "learning_rate": opts.learning_rate, "seed": opts.seed,
+            "bulk_transport": opts.bulk_transport, "placements": lists},
+        "wire_measured": isolate, "rows": rows}
+    (opts.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    (opts.out / "bench.md").write_text(table(report) + "\n")
+    return report
+
+
+def _machine() -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def _fmt(value: Any, spec: str, none: str = "—") -> str:
+    return none if value is None else format(value, spec)
+
+
+def table(report: dict[str, Any]) -> str:
+    """Return the comparison as a Markdown table (rows: systems; columns: metrics)."""
+    head = ("| system | test acc | test F1 | train acc | train F1 | s/epoch | samples/s | "
+            "x centralized | x pipelining | inference µs/sample | acc per train s | "
+            "peak RSS MiB (max of n) | model KiB | wire bytes/batch | wire ÷ payload |")
+    lines = [head, "|" + "---|" * 15]
+    for r in report["rows"]:
+        if "samples_per_second" not in r:
+            lines.append(f"| {r['system']} | {r.get('note', '')} |" + " |" * 13)
+            continue
+        lines.append(
+            f"| {r['system']} | {r['test_accuracy']:.4f} | {r['test_f1']:.4f} | "
+            f"{r['train_accuracy']:.4f} | {r['train_f1']:.4f} | {r['seconds_per_epoch']:.3f} | "
+            f"{r['samples_per_second']:.0f} | {r['vs_centralized']:.2f}x | "
+            f"{r['vs_pipelining']:.2f}x | {r['inference_us_per_sample']:.1f} | "
+            f"{r['efficiency']:.3f} | {r['peak_rss_mib_max']:.0f} (of {r['processes']}) | "
+            f"{r['model_bytes'] / 1024:.0f} | {_fmt(r['wire_bytes_per_batch'], '.0f')} | "
+            f"{_fmt(r['wire_over_payload'], '.3f')} |")
+    s = report["settings"]
+    lines += ["", f"{s['model']} on {s['dataset']}, {s['clients']} clients, {s['rounds']} rounds x "
+              f"{s['epochs']} epochs, batch {s['batch_size']}, lr {s['learning_rate']}, seed "
+              f"{s['seed']}; {report['machine']}. Command: `{report['command']}`."]
+    if not report["wire_measured"]:
+        lines.append("Wire bytes not measured: no network namespace could be made (needs root).")
+    return "\n".join(lines)
