@@ -17,7 +17,7 @@ import logging
 import resource
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -325,23 +325,33 @@ class Node:
                                 f"{msg.meta.nbytes}")
         msg.tensor = decode_tensor(msg.meta, await self.bulk.fetch_tensor_bytes(ref, msg.sender))
 
-    async def _send_tensor(self, runner: int, msg: TaskMessage) -> None:
-        start = time.time()
-        assert msg.tensor is not None
+    def _send_tensor(self, runner: int, msg: TaskMessage) -> Awaitable[None] | None:
+        """Send an activation/gradient; return what to await, or None when it is queued."""
         if self.bulk.activations:
-            meta, data = encode_tensor(msg.tensor)
-            ref = self.bulk.publish_tensor_bytes(
-                f"act-{msg.owner}-{msg.stage}-{msg.batch}.bin", data)
-            reference = TaskMessage(msg.owner, msg.stage, msg.batch, msg.round, msg.sender,
-                                    None, ref.to_json(), meta)
-            try:
-                await self.peers[runner].send_tensor(reference, timeout=self._bulk_timeout)
-            finally:
-                self.bulk.forget(ref.info_hash)
-        elif self.settings.activation_transport == "direct":
+            return self._send_by_torrent(runner, msg)
+        start = time.time()
+        if self.settings.activation_transport == "direct":
             self.channel.send(runner, msg)  # Note: direct channel
         else:
             self.peers[runner].stream_tensor(msg)
+        self._sent_tensor(runner, msg, start)
+        return None
+
+    async def _send_by_torrent(self, runner: int, msg: TaskMessage) -> None:
+        start = time.time()
+        assert msg.tensor is not None
+        meta, data = encode_tensor(msg.tensor)
+        ref = self.bulk.publish_tensor_bytes(f"act-{msg.owner}-{msg.stage}-{msg.batch}.bin", data)
+        reference = TaskMessage(msg.owner, msg.stage, msg.batch, msg.round, msg.sender, None,
+                                ref.to_json(), meta)
+        try:
+            await self.peers[runner].send_tensor(reference, timeout=self._bulk_timeout)
+        finally:
+            self.bulk.forget(ref.info_hash)
+        self._sent_tensor(runner, msg, start)
+
+    def _sent_tensor(self, runner: int, msg: TaskMessage, start: float) -> None:
+        assert msg.tensor is not None
         nbytes = msg.tensor.numel() * msg.tensor.element_size()
         self.sent_bytes += nbytes
         end = time.time()

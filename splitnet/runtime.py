@@ -49,7 +49,7 @@ __all__ = ["OwnerStats", "TaskRunner"]
 
 log = logging.getLogger("splitnet.runtime")
 INLINE_SECONDS = 0.002
-Send = Callable[[int, TaskMessage], Awaitable[None]]
+Send = Callable[[int, TaskMessage], Awaitable[None] | None]  # None: queued, nothing to await
 
 
 @dataclass
@@ -220,7 +220,10 @@ class TaskRunner:
             self._deliver(nxt, _Pending(item.batch, item.round, result))
             return
         msg = TaskMessage(nxt.owner, nxt.stage, item.batch, item.round, self.me, result)
-        sending = asyncio.ensure_future(self._send(runner, msg))
+        pending = self._send(runner, msg)
+        if pending is None:
+            return
+        sending = asyncio.ensure_future(pending)
         self._sending.add(sending)
         sending.add_done_callback(self._sent)
 

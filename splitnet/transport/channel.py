@@ -86,6 +86,7 @@ class _Link:
 
     async def _run(self, host: str, port: int) -> None:
         channel = self.channel
+        writer: asyncio.StreamWriter | None = None
         try:
             reader, writer = await asyncio.open_connection(host, port)
             writer.write(HELLO.pack(MAGIC, VERSION, channel.me, _proof(channel.token)))
@@ -115,11 +116,12 @@ class _Link:
                     f"{type(exc).__name__}: {exc}"))
         finally:
             self.closed = True
-            if self._writer is not None:
-                self._writer.close()
+            if writer is not None:
+                writer.close()
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
 
 
 class TensorChannel:
@@ -174,6 +176,8 @@ class TensorChannel:
             pass  # the sender went away; its own side reports why
         except ProtocolError as exc:
             log.warning("client %d closed a tensor channel: %s", self.me, exc)
+        except asyncio.CancelledError:
+            pass  # closing; ending normally keeps asyncio from logging the cancellation
         finally:
             writer.close()
             self._serving.discard(task)
@@ -222,9 +226,11 @@ class TensorChannel:
         """Close every link and the listener."""
         self.closing = True
         for link in self._links.values():
-            link.close()
-        for task in list(self._serving):
+            await link.aclose()
+        serving = list(self._serving)
+        for task in serving:
             task.cancel()
+        await asyncio.gather(*serving, return_exceptions=True)
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
