@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from splitnet.data import load_dataset, owner_data
+from splitnet.data import Dataset, load_dataset, owner_data
 from splitnet.evaluation import evaluate
 from splitnet.executor import make_optimizer
 from splitnet.models import build_partitions, compose
@@ -24,16 +24,21 @@ from splitnet.plan import Plan
 from splitnet.progress import Progress
 from splitnet.results import ResultsWriter
 
-__all__ = ["run_baseline"]
+__all__ = ["run_baseline", "train_union"]
+
+
+def train_union(plan: Plan, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the union of the owners' training shards: exactly what the cluster trains on."""
+    s = plan.settings
+    shards = [owner_data(dataset, plan.shard_of(o), s, plan.num_shards) for o in plan.owners]
+    return torch.cat([d.train_x for d in shards]), torch.cat([d.train_y for d in shards])
 
 
 def run_baseline(plan: Plan, results_dir: Path) -> dict[str, Any]:
     """Train centrally; write metrics.csv, summary.json and models; return the summary."""
     s = plan.settings
     dataset = load_dataset(s)
-    shards = [owner_data(dataset, plan.shard_of(o), s, plan.num_shards) for o in plan.owners]
-    x = torch.cat([d.train_x for d in shards])
-    y = torch.cat([d.train_y for d in shards])
+    x, y = train_union(plan, dataset)
     model = compose(build_partitions(
         s.model, dataset.spec, s.seed, s.bert_model, s.bert_pretrained))
     optimizer = make_optimizer(s.optimizer, model.parameters(), s.learning_rate)

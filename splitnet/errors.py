@@ -28,6 +28,7 @@ __all__ = [
     "RuntimeFailure",
     "SplitnetError",
     "Violation",
+    "raise_error",
 ]
 
 EXIT_OK = 0
@@ -89,3 +90,8 @@ class PlanMismatch(RuntimeFailure):
 
 class PeerUnavailable(RuntimeFailure):
     """A peer could not be reached, or stopped answering for longer than ``PEER_TIMEOUT``."""
+
+
+def raise_error(error: Exception) -> None:
+    """Raise ``error``: the default of error callbacks nobody has set."""
+    raise error

@@ -5,7 +5,7 @@ owner's partitions it runs, an inbox per task, and one compute worker. Input arr
 segment's ends: the forward of its first partition and the backward of its last. Whenever tasks
 have input waiting, the worker runs the earliest of them in the client's list
 (``splitnet.schedule.pick``; Note: readiness scheduling). Results go to the runner of the next
-stage through ``send`` (the network) or straight into the local inbox.
+stage through ``send`` (the network).
 
 Note: loss chained. The forward of an owner's last segment runs on the owner, and so does the
 loss (endpoint co-location): the loss and the segment's backward follow in the same step.
@@ -216,9 +216,8 @@ class TaskRunner:
         nxt = Task(task.owner, stage)
         assert result is not None, f"task {task} produced nothing for {nxt}"
         runner = self.plan.runner_of(nxt)
-        if runner == self.me:
-            self._deliver(nxt, _Pending(item.batch, item.round, result))
-            return
+        # Segments are maximal, so the next stage after a segment always runs elsewhere.
+        assert runner != self.me, f"task {task} hands on to {nxt} on its own client"
         msg = TaskMessage(nxt.owner, nxt.stage, item.batch, item.round, self.me, result)
         pending = self._send(runner, msg)
         if pending is None:

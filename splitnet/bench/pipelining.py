@@ -27,8 +27,9 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from splitnet.baseline import train_union
 from splitnet.catalog import num_partitions
-from splitnet.data import load_dataset, owner_data
+from splitnet.data import load_dataset
 from splitnet.executor import make_optimizer
 from splitnet.local import free_ports
 from splitnet.models import build_partitions
@@ -69,9 +70,7 @@ def _rank(env_file: Path, results: Path, microbatches: int) -> None:
     s = plan.settings
     torch.set_num_threads(s.torch_threads or 1)
     dataset = load_dataset(s)
-    shards = [owner_data(dataset, plan.shard_of(o), s, plan.num_shards) for o in plan.owners]
-    x = torch.cat([d.train_x for d in shards])
-    y = torch.cat([d.train_y for d in shards])
+    x, y = train_union(plan, dataset)
     parts = build_partitions(s.model, dataset.spec, s.seed, s.bert_model, s.bert_pretrained)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     module = parts[rank]

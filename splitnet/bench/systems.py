@@ -34,8 +34,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from splitnet.baseline import train_union
 from splitnet.catalog import num_partitions
-from splitnet.data import load_dataset, owner_data
+from splitnet.data import Dataset, load_dataset, owner_data
 from splitnet.errors import RuntimeFailure
 from splitnet.evaluation import evaluate
 from splitnet.generate import generate_lists
@@ -76,8 +77,8 @@ def _settings_lines(opts: BenchOptions, lists: list[list[str]]) -> list[str]:
 
 def placements(clients: int, partitions: int) -> dict[str, list[list[str]]]:
     """Return the all-local lists and the offload lists (owner k's middle on client k+1)."""
-    middle = range(2, partitions) if partitions > 2 else range(1, 1)
-    offload = {(k, p): k % clients + 1 for k in range(1, clients + 1) for p in middle}
+    offload = {(k, p): k % clients + 1 for k in range(1, clients + 1)
+               for p in range(2, partitions)}
     return {"all-local": generate_lists(clients, partitions),
             "offload": generate_lists(clients, partitions, None, offload)}
 
@@ -139,9 +140,19 @@ def _run(name: str, command: list[str], results: Path, isolate: bool, shaping: s
     return _Run(name, results, time.time() - start, _loopback_bytes(counters) if isolate else None)
 
 
-def _load_model(plan: Plan, path: Path) -> torch.nn.Module:
-    s = plan.settings
-    parts = build_partitions(s.model, load_dataset(s).spec, s.seed, s.bert_model,
+@dataclass(frozen=True)
+class _Data:
+    """What every system is evaluated on, read once per bench run."""
+
+    plan: Plan
+    dataset: Dataset
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+
+
+def _load_model(data: _Data, path: Path) -> torch.nn.Module:
+    s = data.plan.settings
+    parts = build_partitions(s.model, data.dataset.spec, s.seed, s.bert_model,
                              s.bert_pretrained)
     state = load_file(str(path))
     if any("/" in key for key in state):  # splitnet's "partition/name"
@@ -154,15 +165,11 @@ def _load_model(plan: Plan, path: Path) -> torch.nn.Module:
     return model
 
 
-def _assess(plan: Plan, model_path: Path) -> dict[str, float]:
+def _assess(data: _Data, model_path: Path) -> dict[str, float]:
     """Evaluate a saved model on the train union and the test set; time inference."""
-    s = plan.settings
-    dataset = load_dataset(s)
-    shards = [owner_data(dataset, plan.shard_of(o), s, plan.num_shards) for o in plan.owners]
-    train_x = torch.cat([d.train_x for d in shards])
-    train_y = torch.cat([d.train_y for d in shards])
-    model = _load_model(plan, model_path)
-    train = evaluate(model, train_x, train_y)
+    dataset = data.dataset
+    model = _load_model(data, model_path)
+    train = evaluate(model, data.train_x, data.train_y)
     start = time.perf_counter()
     test = evaluate(model, dataset.test_x, dataset.test_y)
     seconds = time.perf_counter() - start
@@ -172,12 +179,12 @@ def _assess(plan: Plan, model_path: Path) -> dict[str, float]:
             "model_bytes": model_path.stat().st_size}
 
 
-def _row(run: _Run, plan: Plan, summary: dict[str, Any], model_path: Path,
+def _row(run: _Run, data: _Data, summary: dict[str, Any], model_path: Path,
          batches: int, payload: int | None) -> dict[str, Any]:
-    s = plan.settings
+    s = data.plan.settings
     train_seconds = float(summary["train_seconds"])
     rss = [float(v) for v in summary.get("peak_rss_mib", {}).values()]
-    row: dict[str, Any] = {"system": run.name, **_assess(plan, model_path)}
+    row: dict[str, Any] = {"system": run.name, **_assess(data, model_path)}
     row.update({
         "train_seconds": train_seconds,
         "seconds_per_epoch": train_seconds / (s.num_rounds * s.num_epochs),
@@ -218,6 +225,7 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     s = plan.settings
     dataset = load_dataset(s)
+    data = _Data(plan, dataset, *train_union(plan, dataset))
     batches_per_epoch = sum(-(-len(owner_data(dataset, plan.shard_of(o), s,
                                               plan.num_shards).train_y) // s.batch_size)
                             for o in plan.owners)
@@ -234,7 +242,7 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
                opts.out / "centralized.log")
     summary = json.loads((results / "baseline" / "summary.json").read_text())
     model = results / "baseline" / "models" / f"round{s.num_rounds}.safetensors"
-    rows.append(_row(run, plan, summary, model, batches, 0))
+    rows.append(_row(run, data, summary, model, batches, 0))
 
     # 2., 3., 5. splitnet
     systems: list[tuple[str, str, str | None]] = [
@@ -252,7 +260,7 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
             continue
         payload, summary = _splitnet_facts(results)
         model = results / "models" / f"round{s.num_rounds}.safetensors"
-        rows.append(_row(run, plan, summary, model, batches, payload))
+        rows.append(_row(run, data, summary, model, batches, payload))
 
     # 4. torch.distributed.pipelining
     progress("bench: torch.distributed.pipelining (gloo) ...")
@@ -262,7 +270,7 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
                 str(results), str(len(plan.owners))], results, isolate, None,
                opts.out / "torch-pipelining.log")
     summary = json.loads((results / "summary.json").read_text())
-    rows.append(_row(run, plan, summary, results / "models" / "model.safetensors",
+    rows.append(_row(run, data, summary, results / "models" / "model.safetensors",
                      int(summary["batches"]), int(summary["payload_bytes_sent"])))
 
     central = rows[0]["samples_per_second"]
@@ -272,8 +280,7 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
             row["vs_centralized"] = row["samples_per_second"] / central
             row["vs_pipelining"] = row["samples_per_second"] / pipelining
     report = {
-        "command": " ".join(["splitnet", "bench", *sys.argv[2:]]) if sys.argv[1:2] == [
-            "bench"] else "splitnet bench",
+        "command": _command(opts),
         "machine": _machine(), "settings": {
             "model": opts.model, "dataset": opts.dataset, "clients": opts.clients,
             "rounds": opts.rounds, "epochs": opts.epochs, "batch_size": opts.batch_size,
@@ -283,6 +290,19 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
     (opts.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     (opts.out / "bench.md").write_text(table(report) + "\n")
     return report
+
+
+_FLAGS = {"model": "model", "dataset": "dataset", "clients": "clients", "rounds": "rounds",
+          "epochs": "epochs", "batch_size": "batch-size", "learning_rate": "lr", "seed": "seed",
+          "bulk_transport": "bulk", "shaped": "shaped"}
+
+
+def _command(opts: BenchOptions) -> str:
+    """Return the ``splitnet bench`` command line that repeats this run."""
+    defaults = BenchOptions(out=opts.out)
+    return " ".join(["splitnet bench", *(f"--{flag} {getattr(opts, field)}"
+                                         for field, flag in _FLAGS.items()
+                                         if getattr(opts, field) != getattr(defaults, field))])
 
 
 def _machine() -> str:

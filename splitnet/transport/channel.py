@@ -34,15 +34,21 @@ from google.protobuf.message import DecodeError
 
 from splitnet.errors import (
     PeerUnavailable,
-    PlanMismatch,
     ProtocolError,
     RuntimeFailure,
     SplitnetError,
+    raise_error,
 )
 from splitnet.transport.codec import tensor_view
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.messages import TaskMessage
-from splitnet.transport.serde import checked_tensor_size, task_header, task_message
+from splitnet.transport.serde import (
+    checked_tensor_size,
+    refusal_error,
+    refusal_kind,
+    task_header,
+    task_message,
+)
 
 __all__ = ["TensorChannel"]
 
@@ -53,17 +59,10 @@ HELLO = struct.Struct(">4sHI32s")
 U32 = struct.Struct(">I")
 MAX_HEADER_BYTES = 64 * 1024
 HELLO_SECONDS = 10.0
-_KINDS: dict[str, type[SplitnetError]] = {"protocol": ProtocolError, "plan": PlanMismatch}
 
 
 def _proof(token: str) -> bytes:
     return hmac.new(token.encode(), b"splitnet tensor channel", hashlib.sha256).digest()
-
-
-def _kind(exc: SplitnetError) -> str:
-    if isinstance(exc, ProtocolError):
-        return "protocol"
-    return "plan" if isinstance(exc, PlanMismatch) else "runtime"
 
 
 class _Link:
@@ -102,9 +101,9 @@ class _Link:
             while True:
                 (n,) = U32.unpack(await reader.readexactly(4))
                 refusal = json.loads(await reader.readexactly(n))
-                kind = _KINDS.get(str(refusal.get("kind")), RuntimeFailure)
-                channel.on_error(kind(f"client {self.peer} ({self.where}) refused a tensor: "
-                                      f"{refusal.get('error')}"))
+                channel.on_error(refusal_error(str(refusal.get("kind")),
+                                               f"client {self.peer} ({self.where}) refused a "
+                                               f"tensor: {refusal.get('error')}"))
         except asyncio.CancelledError:
             raise
         except SplitnetError as exc:
@@ -132,7 +131,7 @@ class TensorChannel:
         self.me = me
         self.token = token
         self.closing = False
-        self.on_error: Callable[[Exception], None] = _raise
+        self.on_error: Callable[[Exception], None] = raise_error
         self._handle = handle
         self._on_reject = on_reject
         self._proof = _proof(token)
@@ -218,7 +217,7 @@ class TensorChannel:
                 msg = task_message(header, data)
                 await self._handle(msg)
             except SplitnetError as exc:
-                refusal = json.dumps({"kind": _kind(exc), "error": (
+                refusal = json.dumps({"kind": refusal_kind(exc), "error": (
                     f"task {header.owner}_{header.stage} batch {header.batch}: {exc}")}).encode()
                 writer.write(U32.pack(len(refusal)) + refusal)
 
@@ -235,7 +234,3 @@ class TensorChannel:
             self._server.close()
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
-
-
-def _raise(error: Exception) -> None:
-    raise error

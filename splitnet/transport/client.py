@@ -12,18 +12,20 @@ from typing import Any
 
 import grpc
 
-from splitnet.errors import PeerUnavailable, PlanMismatch, ProtocolError, RuntimeFailure
+from splitnet.errors import (
+    PeerUnavailable,
+    PlanMismatch,
+    ProtocolError,
+    RuntimeFailure,
+    raise_error,
+)
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
 from splitnet.transport.messages import Blob, TaskMessage
-from splitnet.transport.serde import blob_from_frames, blob_to_frames, task_to_frames
+from splitnet.transport.serde import blob_from_frames, blob_to_frames, refusal_error, task_to_frames
 from splitnet.transport.server import GRPC_OPTIONS
 
 __all__ = ["PeerClient"]
-
-
-def _raise(error: Exception) -> None:
-    raise error
 
 
 class _TensorStream:
@@ -54,10 +56,9 @@ class _TensorStream:
         peer = self._peer
         try:
             async for ack in self._call:
-                kind = {"protocol": ProtocolError, "plan": PlanMismatch}.get(
-                    ack.kind, RuntimeFailure)
-                peer.on_stream_error(kind(f"client {peer.number} ({peer.address}) refused a "
-                                          f"tensor: {ack.error}"))
+                peer.on_stream_error(refusal_error(ack.kind, f"client {peer.number} "
+                                                   f"({peer.address}) refused a tensor: "
+                                                   f"{ack.error}"))
         except grpc.aio.AioRpcError as exc:
             if not self._closing:
                 peer.on_stream_error(peer._error(exc, "ended the tensor stream"))
@@ -83,7 +84,7 @@ class PeerClient:
         self._stub = pb_grpc.PeerStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._stream: _TensorStream | None = None
-        self.on_stream_error: Callable[[Exception], None] = _raise
+        self.on_stream_error: Callable[[Exception], None] = raise_error
 
     def _error(self, exc: grpc.aio.AioRpcError, what: str) -> Exception:
         text = f"client {self.number} ({self.address}) {what}: {exc.details()}"

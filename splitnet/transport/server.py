@@ -22,6 +22,7 @@ from splitnet.transport.messages import Blob, TaskMessage
 from splitnet.transport.serde import (
     blob_from_frames,
     blob_to_frames,
+    refusal_kind,
     task_from_frames,
     tasks_from_stream,
 )
@@ -107,12 +108,6 @@ async def _guard(context: grpc.aio.ServicerContext, call: Awaitable[Any]) -> Any
         await context.abort(grpc.StatusCode.ABORTED, str(exc))
 
 
-def _ack_kind(exc: SplitnetError) -> str:
-    if isinstance(exc, ProtocolError):
-        return "protocol"
-    return "plan" if isinstance(exc, PlanMismatch) else "runtime"
-
-
 class _Servicer(pb_grpc.PeerServicer):
     def __init__(self, handler: PeerHandler) -> None:
         self._h = handler
@@ -149,7 +144,7 @@ class _Servicer(pb_grpc.PeerServicer):
                 await self._h.tensor(msg)
             except SplitnetError as exc:
                 yield pb.TensorAck(error=f"task {msg.owner}_{msg.stage} batch {msg.batch}: "
-                                         f"{exc}", kind=_ack_kind(exc))
+                                         f"{exc}", kind=refusal_kind(exc))
 
     async def RoundDone(self, request: Any, context: Any) -> Any:
         stats = json.loads(request.stats_json or "{}")
