@@ -1,6 +1,7 @@
 # splitnet: two commands do all the set-up on a fresh machine.
 #   make run   - train on the bundled default (.env: 5 clients, CNN on DIGITS, with offloading)
 #   make test  - lint, type-check and run every test
+#   make unit  - the unit tests alone (no sockets, no processes; well under a minute)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -25,6 +26,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache results

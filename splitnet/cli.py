@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from splitnet import catalog
+from splitnet.config import catalog
 from splitnet.errors import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
@@ -28,7 +28,7 @@ from splitnet.errors import (
 )
 
 if TYPE_CHECKING:
-    from splitnet.plan import Plan
+    from splitnet.plan.plan import Plan
 
 __all__ = ["build_parser", "main"]
 
@@ -145,7 +145,7 @@ def _env_path(args: argparse.Namespace) -> tuple[Path, bool]:
 
 
 def _load(args: argparse.Namespace) -> Plan:
-    from splitnet.plan import load_plan
+    from splitnet.plan.plan import load_plan
 
     path, required = _env_path(args)
     plan = load_plan(path, env_file_required=required)
@@ -161,7 +161,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from splitnet import planview
+    from splitnet.plan import view as planview
 
     if args.generate:
         return _generate(args)
@@ -192,8 +192,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from splitnet.cluster import peer_addresses, resolve_token
-    from splitnet.coordinator import Node, NodeOptions
+    from splitnet.config.network import peer_addresses, resolve_token
+    from splitnet.node.node import Node, NodeOptions
 
     plan = _load(args)
     s = plan.settings
@@ -220,7 +220,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_local(args: argparse.Namespace) -> int:
-    from splitnet.local import run_local
+    from splitnet.ops.local import run_local
 
     plan = _load(args)
     path, _ = _env_path(args)
@@ -233,7 +233,7 @@ def _cmd_local(args: argparse.Namespace) -> int:
 
 
 def _cmd_baseline(args: argparse.Namespace) -> int:
-    from splitnet.baseline import run_baseline
+    from splitnet.ops.baseline import run_baseline
 
     plan = _load(args)
     _setup_logging("baseline")
@@ -243,7 +243,7 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def _cmd_compose(args: argparse.Namespace) -> int:
-    from splitnet.compose import render_compose, render_swarm
+    from splitnet.ops.compose import render_compose, render_swarm
 
     if not 1 <= args.clients <= 1024:
         raise ConfigError(Violation("usage", f"--clients {args.clients}: expected 1..1024"),
@@ -261,7 +261,7 @@ def _cmd_compose(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from splitnet.report import write_report
+    from splitnet.telemetry.report import write_report
 
     results = args.results or Path(os.environ.get("RESULTS_DIR", "results"))
     print(f"wrote {write_report(results, args.baseline)}")
@@ -269,7 +269,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from splitnet.status import cluster_status, format_status
+    from splitnet.ops.status import cluster_status, format_status
 
     print(format_status(cluster_status(args.project)))
     return EXIT_OK
@@ -356,8 +356,8 @@ def _cmd_bench_transfer(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from splitnet.generate import generate_lists, parse_offload
-    from splitnet.rules import check_placement
+    from splitnet.plan.generate import generate_lists, parse_offload
+    from splitnet.plan.rules import check_placement
 
     usage: list[Violation] = []
     if args.clients is None or args.clients < 1:

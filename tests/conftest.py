@@ -21,3 +21,14 @@ def write_env(tmp_path: Path):
         return path
 
     return write
+
+
+_LAYER_MARKS = {"integration": pytest.mark.integration, "containers": pytest.mark.container}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test by its folder: tests/integration → integration, tests/containers → container."""
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in _LAYER_MARKS:
+            item.add_marker(_LAYER_MARKS[folder])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from splitnet.generate import generate_lists
+from splitnet.plan.generate import generate_lists
 
 
 @st.composite

@@ -27,13 +27,13 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from splitnet.baseline import train_union
-from splitnet.catalog import num_partitions
-from splitnet.data import load_dataset
-from splitnet.executor import make_optimizer
-from splitnet.local import free_ports
-from splitnet.models import build_partitions
-from splitnet.plan import load_plan
+from splitnet.config.catalog import num_partitions
+from splitnet.learning.data import load_dataset
+from splitnet.learning.models import build_partitions
+from splitnet.ops.baseline import train_union
+from splitnet.ops.local import free_ports
+from splitnet.plan.plan import load_plan
+from splitnet.runtime.segment import make_optimizer
 
 __all__ = ["launch"]
 

@@ -34,14 +34,14 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from splitnet.baseline import train_union
-from splitnet.catalog import num_partitions
-from splitnet.data import Dataset, load_dataset, owner_data
+from splitnet.config.catalog import num_partitions
 from splitnet.errors import RuntimeFailure
-from splitnet.evaluation import evaluate
-from splitnet.generate import generate_lists
-from splitnet.models import build_partitions, compose
-from splitnet.plan import Plan, load_plan
+from splitnet.learning.data import Dataset, load_dataset, owner_data
+from splitnet.learning.evaluation import evaluate
+from splitnet.learning.models import build_partitions, compose
+from splitnet.ops.baseline import train_union
+from splitnet.plan.generate import generate_lists
+from splitnet.plan.plan import Plan, load_plan
 
 __all__ = ["QUICK", "SHAPED_FORM", "BenchOptions", "placements", "run_bench", "table"]
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from splitnet.errors import RuntimeFailure
-from splitnet.local import free_ports
+from splitnet.ops.local import free_ports
 from splitnet.transport.client import PeerClient
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.messages import Blob
@@ -241,7 +241,7 @@ def one_to_many(receivers: list[int], size: int, cap: int, workdir: Path) -> lis
 
 def resnet_exchange(workdir: Path) -> dict[str, Any]:
     """Run ResNet18 with 5 clients for 1 round with each bulk transport; seconds per exchange."""
-    from splitnet.generate import generate_lists
+    from splitnet.plan.generate import generate_lists
 
     lists = generate_lists(5, 10, None, {})
     out: dict[str, Any] = {}

@@ -1,0 +1,51 @@
+"""Where peers are and how they prove they belong: addresses and the cluster token."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from splitnet.config.settings import Settings
+from splitnet.errors import ConfigError, Violation
+
+__all__ = ["peer_addresses", "resolve_token"]
+
+_ADDRESS_RE = re.compile(r"[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}")
+
+
+def peer_addresses(settings: Settings) -> list[str]:
+    """Return client k's ``host:port`` at index k-1 (``PEERS``, else ``client{k}:GRPC_PORT``)."""
+    n = settings.num_clients
+    if not settings.peers:
+        return [f"client{k}:{settings.grpc_port}" for k in range(1, n + 1)]
+    addresses = [a.strip() for a in settings.peers.split(",") if a.strip()]
+    problems = []
+    if len(addresses) != n:
+        problems.append(Violation("setting", f"PEERS lists {len(addresses)} address(es) but "
+                                             f"NUM_CLIENTS={n}: expected one host:port per client"))
+    for address in addresses:
+        port = address.rsplit(":", 1)[-1]
+        if not _ADDRESS_RE.fullmatch(address) or not 1 <= int(port or 0) <= 65535:
+            problems.append(Violation("setting", f"PEERS entry {address!r}: expected host:port, "
+                                                 "e.g. client1:50051 or 127.0.0.1:7001"))
+    if problems:
+        raise ConfigError(problems, settings.source)
+    return addresses
+
+
+def resolve_token(settings: Settings) -> str:
+    """Return the cluster credential from ``SPLITNET_TOKEN`` or ``SPLITNET_TOKEN_FILE``."""
+    if settings.token:
+        return settings.token
+    if settings.token_file:
+        try:
+            token = Path(settings.token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(Violation("setting", f"SPLITNET_TOKEN_FILE={settings.token_file}: "
+                                                   f"cannot read it ({exc})")) from None
+        if token:
+            return token
+        raise ConfigError(Violation("setting", f"SPLITNET_TOKEN_FILE={settings.token_file} is "
+                                               "empty"))
+    raise ConfigError(Violation("setting", "no cluster token: set SPLITNET_TOKEN (the same "
+                                           "secret on every client) or SPLITNET_TOKEN_FILE"))

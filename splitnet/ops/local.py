@@ -1,0 +1,143 @@
+"""``splitnet local``: every client as a process on loopback, exactly as the containers run.
+
+Each client's log lines are prefixed ``[client k]``; if one exits with an error the others are
+stopped and the run fails; at the end the timelines are merged and the summary printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+from splitnet.errors import RuntimeFailure
+from splitnet.plan.plan import Plan
+from splitnet.telemetry.progress import is_progress
+from splitnet.telemetry.results import merge_timelines
+
+__all__ = ["free_ports", "run_local"]
+
+
+CLEAR = "\r\x1b[K"  # return to column 0 and clear: a progress line is replaced, not kept
+
+
+def free_ports(count: int) -> list[int]:
+    """Return ``count`` distinct free TCP ports on loopback.
+
+    Note: below the ephemeral range. Ports come from 20000-32767, which the kernel never hands
+    out for port-0 binds or outgoing connections (Linux: 32768-60999), so another socket cannot
+    take one between this check and the client binding it.
+    """
+    sockets: list[socket.socket] = []
+    rng = random.Random()
+    try:
+        while len(sockets) < count:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind(("127.0.0.1", rng.randrange(20000, 32768)))
+            except OSError:
+                sock.close()
+                continue
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _pump(stream: IO[str], prefix: str, out: IO[str], lock: threading.Lock) -> None:
+    """Copy a client's lines with a prefix; on a terminal, progress lines redraw in place."""
+    live = out.isatty()
+    for line in stream:
+        with lock:
+            if live and is_progress(line):
+                out.write(f"\r\x1b[K{prefix} {line.rstrip()}")
+            else:
+                out.write(f"{CLEAR if live else ''}{prefix} {line}")
+            out.flush()
+
+
+def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
+              extra_env: dict[str, str] | None = None, out: IO[str] = sys.stdout) -> Path:
+    """Run every client of ``plan`` as a process; return the results directory."""
+    n = plan.num_clients
+    ports = free_ports(3 * n)  # gRPC, libtorrent, metrics
+    env = dict(os.environ)
+    env.update({
+        "PEERS": ",".join(f"127.0.0.1:{p}" for p in ports[:n]),
+        "SPLITNET_TOKEN": secrets.token_hex(16),
+        "LISTEN_HOST": "127.0.0.1",
+        "RESULTS_DIR": str(results_dir),
+        "TORCH_THREADS": env.get("TORCH_THREADS", "1"),
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra_env or {})
+    args = [sys.executable, "-m", "splitnet", "run"]
+    if env_file is not None:
+        args += ["--env-file", str(env_file)]
+    # Note: targets file. Prometheus can follow a local run with file_sd_configs on this file.
+    results_dir.mkdir(parents=True, exist_ok=True)
+    targets = [{"targets": [f"127.0.0.1:{p}" for p in ports[2 * n:]],
+                "labels": {"job": "splitnet"}}]
+    (results_dir / "prometheus-targets.json").write_text(json.dumps(targets))
+    lock = threading.Lock()
+    procs: list[subprocess.Popen[str]] = []
+    pumps = []
+    try:
+        for k in range(1, n + 1):
+            own = {"CLIENT_NUMBER": str(k), "TORRENT_PORT": str(ports[n + k - 1]),
+                   "METRICS_PORT": str(ports[2 * n + k - 1])}
+            proc = subprocess.Popen(args, env={**env, **own}, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            procs.append(proc)
+            assert proc.stdout is not None
+            pump = threading.Thread(target=_pump, args=(proc.stdout, f"[client {k}]", out, lock),
+                                    daemon=True)
+            pump.start()
+            pumps.append(pump)
+        failed = _wait(procs)
+        if failed:
+            k, code = failed
+            _stop(procs)
+            raise RuntimeFailure(f"client {k} exited with status {code}; stopped the others")
+    except BaseException:
+        _stop(procs)
+        raise
+    finally:
+        for pump in pumps:
+            pump.join(timeout=5)
+    merge_timelines(results_dir)
+    return results_dir
+
+
+def _wait(procs: list[subprocess.Popen[str]]) -> tuple[int, int] | None:
+    while True:
+        codes = [p.poll() for p in procs]
+        for k, code in enumerate(codes, 1):
+            if code not in (None, 0):
+                return k, code
+        if all(code == 0 for code in codes):
+            return None
+        time.sleep(0.1)
+
+
+def _stop(procs: list[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

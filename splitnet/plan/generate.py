@@ -1,0 +1,64 @@
+"""Write a valid ``SIMULATION_STAGES_CLIENTS`` so nobody types 5 x 36 tasks by hand.
+
+Every owner runs its whole pipeline at home unless ``--offload OWNER:PARTITIONS=RUNNER`` moves
+some middle partitions to another client; each list is ordered by stage, then owner.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from splitnet.plan.task import Task, stage_of
+
+__all__ = ["OFFLOAD_FORM", "generate_lists", "parse_offload"]
+
+OFFLOAD_FORM = "'OWNER:PARTITIONS=RUNNER', e.g. '1:2-3=4' or '2:2,3=5'"
+_OFFLOAD_RE = re.compile(r"([0-9]+):([0-9]+(?:-[0-9]+)?(?:,[0-9]+(?:-[0-9]+)?)*)=([0-9]+)")
+
+
+def parse_offload(text: str) -> dict[tuple[int, int], int]:
+    """Parse one ``--offload`` value into ``{(owner, partition): runner}``."""
+    match = _OFFLOAD_RE.fullmatch(text.replace(" ", ""))
+    if match is None:
+        raise ValueError(f"--offload {text!r}: expected {OFFLOAD_FORM}")
+    owner, parts, runner = int(match.group(1)), match.group(2), int(match.group(3))
+    moved: dict[tuple[int, int], int] = {}
+    for item in parts.split(","):
+        low, _, high = item.partition("-")
+        first, last = int(low), int(high or low)
+        if first > last:
+            raise ValueError(f"--offload {text!r}: range {item} runs backwards")
+        for partition in range(first, last + 1):
+            moved[(owner, partition)] = runner
+    return moved
+
+
+def generate_lists(
+    num_clients: int,
+    num_partitions: int,
+    owners: Iterable[int] | None = None,
+    offload: Mapping[tuple[int, int], int] | None = None,
+) -> list[list[str]]:
+    """Return one task list per client; ``offload`` maps (owner, partition) to its runner."""
+    offload = offload or {}
+    owner_list = sorted(set(owners)) if owners is not None else list(range(1, num_clients + 1))
+    for (owner, partition), runner in sorted(offload.items()):
+        if owner not in owner_list:
+            raise ValueError(f"--offload names owner {owner}, which is not a data owner "
+                             f"(owners: {', '.join(map(str, owner_list))})")
+        if not 1 <= runner <= num_clients:
+            raise ValueError(f"--offload sends owner {owner}'s partition {partition} to client "
+                             f"{runner}; expected a client from 1 to {num_clients}")
+        if not 1 <= partition <= num_partitions:
+            raise ValueError(f"--offload names partition {partition} of owner {owner}; "
+                             f"expected 1..{num_partitions}")
+    per_client: list[list[Task]] = [[] for _ in range(num_clients)]
+    for owner in owner_list:
+        for partition in range(1, num_partitions + 1):
+            runner = offload.get((owner, partition), owner)
+            for forward in (True, False):
+                task = Task(owner, stage_of(partition, num_partitions, forward=forward))
+                per_client[runner - 1].append(task)
+    return [[str(t) for t in sorted(tasks, key=lambda t: (t.stage, t.owner))]
+            for tasks in per_client]

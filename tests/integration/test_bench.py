@@ -1,0 +1,63 @@
+"""``splitnet bench``: the quick run end to end (a smoke test: it asserts no timings)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from splitnet.bench.systems import netns_available, placements
+from splitnet.plan.task import Task
+
+SYSTEMS = ["centralized PyTorch", "splitnet all-local", "splitnet offload",
+           "torch pipelining (gloo, GPipe)"]
+
+
+def test_offload_placement_moves_each_owners_middle_to_the_next_client():
+    lists = placements(3, 4)
+    assert lists["all-local"][0] == ["1_1", "1_2", "1_3", "1_4", "1_5", "1_6", "1_7", "1_8"]
+    runs = {str(t): k for k, tasks in enumerate(lists["offload"], 1) for t in tasks}
+    for owner in (1, 2, 3):
+        for stage in (2, 3, 6, 7):  # partitions 2 and 3, forward and backward
+            assert runs[str(Task(owner, stage))] == owner % 3 + 1
+        for stage in (1, 4, 5, 8):
+            assert runs[str(Task(owner, stage))] == owner
+
+
+def test_quick_bench_compares_four_systems_in_one_run(tmp_path):
+    out = tmp_path / "bench"
+    done = subprocess.run([sys.executable, "-m", "splitnet", "bench", "--quick", "--out",
+                           str(out)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((out / "bench.json").read_text())
+    rows = {r["system"]: r for r in report["rows"]}
+    assert list(rows) == SYSTEMS
+    for row in rows.values():
+        assert 0.0 <= row["test_accuracy"] <= 1.0 and 0.0 <= row["train_f1"] <= 1.0
+        assert row["samples_per_second"] > 0 and row["peak_rss_mib_max"] > 0
+        assert row["model_bytes"] > 0 and row["inference_us_per_sample"] > 0
+    assert rows["centralized PyTorch"]["vs_centralized"] == 1.0
+    # Placement never changes the math: both splitnet runs end with the same model.
+    assert rows["splitnet all-local"]["test_accuracy"] == rows["splitnet offload"]["test_accuracy"]
+    assert rows["splitnet offload"]["processes"] == 3
+    assert rows["torch pipelining (gloo, GPipe)"]["processes"] == 4
+    if netns_available():
+        assert report["wire_measured"]
+        for name in SYSTEMS[1:]:  # headers and control traffic come on top of the payload
+            assert rows[name]["wire_bytes"] >= rows[name]["payload_bytes"] > 0
+    for name in SYSTEMS:
+        assert f"| {name} |" in done.stdout and f"| {name} |" in (out / "bench.md").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shaped", "fast"], "--shaped 'fast': expected RATE[,DELAY]"),
+    (["--clients", "1"], "--clients 1: expected a whole number of at least 2"),
+    (["--rounds", "0"], "--rounds 0: expected a whole number of at least 1"),
+])
+def test_bad_bench_options_are_named(tmp_path, args, message):
+    done = subprocess.run([sys.executable, "-m", "splitnet", "bench", "--out", str(tmp_path),
+                           *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr

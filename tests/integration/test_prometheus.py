@@ -1,0 +1,102 @@
+"""Every dashboard query, evaluated by a real Prometheus scraping a real local training run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from splitnet.ops.local import free_ports
+
+from ..conftest import ROOT
+
+pytestmark = pytest.mark.integration
+DASHBOARD = ROOT / "monitoring" / "grafana" / "dashboards" / "splitnet.json"
+THREE = ('[["1_1","1_2","3_2","1_3","3_3","1_4","1_5","1_6","3_6","1_7","3_7","1_8"],'
+         '["2_1","2_3","2_4","2_5","2_6","2_8"],["3_1","2_2","3_4","3_5","2_7","3_8"]]')
+
+
+def dashboard_queries():
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [(p["title"], t["expr"]) for p in panels for t in p.get("targets", [])]
+
+
+def test_the_dashboard_is_generated_from_its_script():
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_dashboard.py")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0 and len(dashboard_queries()) >= 12
+    assert subprocess.run(["git", "diff", "--quiet", "--", str(DASHBOARD)], cwd=ROOT).returncode == 0
+
+
+def query(port, expr):
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    binary = shutil.which("prometheus")
+    if binary is None:
+        if os.environ.get("SPLITNET_REQUIRE_DOCKER"):
+            pytest.fail("CI installs prometheus; it is missing")
+        pytest.skip("prometheus is not installed (apt-get install prometheus)")
+    results = tmp_path / "results"
+    results.mkdir()
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: splitnet\n"
+        "    file_sd_configs:\n      - files: [" + str(results / "prometheus-targets.json")
+        + "]\n        refresh_interval: 1s\n")
+    (port,) = free_ports(1)
+    proc = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "prometheus did not start"
+            time.sleep(0.3)
+    yield port, results
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_every_dashboard_panel_query_returns_series(prometheus, tmp_path):
+    port, results = prometheus
+    env_file = tmp_path / "three.env"
+    env_file.write_text("\n".join([
+        "CURRENT_MODEL=CNN", "CURRENT_DATASET=DIGITS", "BATCH_SIZE=32", "LEARNING_RATE=0.1",
+        "TRAINING_NUM_ROUNDS=4", "TRAINING_NUM_EPOCHS=1", f"SIMULATION_STAGES_CLIENTS={THREE}",
+        f"RESULTS_DIR={results}", "METRICS_HOLD=25"]) + "\n")
+    run = subprocess.Popen([sys.executable, "-m", "splitnet", "local", "--env-file", str(env_file)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (results / "summary.json").exists():
+            assert run.poll() is None, run.stdout.read()[-3000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        time.sleep(5)  # a few scrapes of the final values while the clients hold
+        empty = []
+        for title, expr in dashboard_queries():
+            answer = query(port, expr)
+            assert answer["status"] == "success", (title, expr, answer)
+            if not answer["data"]["result"]:
+                empty.append(f"{title}: {expr}")
+        assert not empty, "panels with no data:\n" + "\n".join(empty)
+        up = query(port, "up")["data"]["result"]
+        assert len(up) == 3 and all(r["value"][1] == "1" for r in up)
+    finally:
+        output = run.communicate(timeout=120)[0]
+    assert run.returncode == 0, output[-3000:]

@@ -1,0 +1,96 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from splitnet.cli import main
+from splitnet.config.settings import load_settings
+from splitnet.plan.rules import check_placement
+
+from ..conftest import EXAMPLES, ROOT
+
+ENV_FILES = [*sorted(EXAMPLES.glob("*.env")), ROOT / ".env"]
+
+
+@pytest.mark.parametrize("path", ENV_FILES, ids=lambda p: p.name)
+def test_every_example_configuration_validates(path, capsys):
+    assert main(["validate", "--env-file", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Valid plan:") and "Fingerprint" in out
+
+
+def test_examples_cover_the_promised_models():
+    models = {load_settings(p, environ={}).model for p in ENV_FILES}
+    assert {"CNN", "RESNET18", "RESNET50", "BERT"} <= models
+
+
+def test_default_env_offloads_and_plan_shows_the_table(capsys):
+    assert main(["plan", "--env-file", str(ROOT / ".env")]) == 0
+    out = capsys.readouterr().out
+    assert "owner 1            1  1 2*  1" in out
+    assert "client 5 (owner): 5_1 3_2 2_3" in out
+
+
+def test_plan_json_is_machine_readable(capsys):
+    assert main(["plan", "--env-file", str(ROOT / ".env"), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["placement"]["3"]["2"] == 5 and data["dry_run"]["completes"]
+    assert len(data["fingerprint"]) == 16
+
+
+def test_broken_config_exits_2_listing_every_violation(write_env, capsys):
+    path = write_env(SIMULATION_STAGES_CLIENTS='[["1_1","1-2"],["2_1","2_2","2_3","2_4","2_5","2_6","2_7","2_8"]]',
+                     BATCH_SIZE="zero")
+    assert main(["validate", "--env-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "BATCH_SIZE='zero'" in err and "task '1-2' in client 1's list" in err
+    assert "Traceback" not in err
+
+
+def test_fingerprint_changes_with_what_must_match(write_env, capsys):
+    base = (ROOT / ".env").read_text()
+    prints = []
+    for extra in ("", "SEED=7", "CLIENT_NUMBER=3"):
+        path = write_env(base + "\n" + extra)
+        main(["validate", "--env-file", str(path)])
+        prints.append(capsys.readouterr().out.rsplit("Fingerprint ", 1)[1])
+    assert prints[0] != prints[1]  # the seed changes the math
+    assert prints[0] == prints[2]  # which client this is does not
+
+
+@pytest.mark.parametrize("model, p", [("CNN", 4), ("RESNET18", 10), ("RESNET50", 18)])
+def test_generated_lists_validate(model, p, capsys):
+    assert main(["plan", "--generate", "--clients", "5", "--model", model,
+                 "--offload", f"1:2-{p - 1}=4", "--offload", "2:2=5", "--format", "json"]) == 0
+    lists = json.loads(capsys.readouterr().out)
+    assert check_placement(lists, 5, p, model)[1] == []
+    assert f"1_{p - 1}" in lists[3]
+
+
+def test_generate_with_helper_and_env_line(capsys):
+    assert main(["plan", "--generate", "--clients", "2", "--partitions", "4", "--owners", "1",
+                 "--offload", "1:2-3=2"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out == 'SIMULATION_STAGES_CLIENTS=[["1_1","1_4","1_5","1_8"],["1_2","1_3","1_6","1_7"]]'
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--clients", "5", "--model", "CNN", "--offload", "1:1=3"], "[co-location]"),
+    (["--clients", "5", "--model", "CNN", "--offload", "1-2"], "expected 'OWNER:PARTITIONS=RUNNER'"),
+    (["--clients", "5", "--model", "CNN", "--offload", "1:2=9"], "expected a client from 1 to 5"),
+    (["--model", "CNN"], "--generate needs --clients N"),
+    (["--clients", "2"], "exactly one of --partitions P or --model NAME"),
+])
+def test_generate_rejects_bad_requests(args, message, capsys):
+    assert main(["plan", "--generate", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_module_entry_point_runs_without_traceback_on_garbage(tmp_path):
+    path = tmp_path / "garbage.env"
+    path.write_bytes(b"SIMULATION_STAGES_CLIENTS=" + b"[(" * 50_000 + b"\xff")
+    done = subprocess.run([sys.executable, "-m", "splitnet", "validate", "--env-file", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "configuration error" in done.stderr
