@@ -7,7 +7,9 @@
     ├── ProtocolError             a peer sent a malformed message (gRPC INVALID_ARGUMENT)
     └── RuntimeFailure            training could not go on: a peer, a transfer, a step (exit 1)
         ├── PlanMismatch          a peer's plan fingerprint differs (gRPC FAILED_PRECONDITION)
-        └── PeerUnavailable       a peer stopped answering or cannot be reached
+        ├── PeerUnavailable       a peer stopped answering or cannot be reached
+        └── TransferFailed        a transfer could not complete (refused, ended, timed out, or
+                                  a payload that does not verify)
 
 CLI exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage, 130 interrupted.
 """
@@ -27,6 +29,7 @@ __all__ = [
     "ProtocolError",
     "RuntimeFailure",
     "SplitnetError",
+    "TransferFailed",
     "Violation",
     "raise_error",
 ]
@@ -90,6 +93,10 @@ class PlanMismatch(RuntimeFailure):
 
 class PeerUnavailable(RuntimeFailure):
     """A peer could not be reached, or stopped answering for longer than ``PEER_TIMEOUT``."""
+
+
+class TransferFailed(RuntimeFailure):
+    """A transfer could not complete: refused by the peer, cut off, timed out, or unverifiable."""
 
 
 def raise_error(error: Exception) -> None:

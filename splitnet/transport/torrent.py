@@ -30,16 +30,12 @@ from typing import Any
 
 import libtorrent as lt
 
-from splitnet.errors import ProtocolError, RuntimeFailure
+from splitnet.errors import ProtocolError, TransferFailed
 
-__all__ = ["TorrentRef", "TorrentSession", "TransferFailed", "piece_size_for"]
+__all__ = ["TorrentRef", "TorrentSession", "piece_size_for"]
 
 _MIN_PIECE = 64 * 1024
 _MAX_PIECE = 4 * 1024 * 1024
-
-
-class TransferFailed(RuntimeFailure):
-    """A fetch could not complete (timeout, or a payload that does not verify)."""
 
 
 def piece_size_for(size: int) -> int:

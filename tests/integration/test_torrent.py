@@ -8,8 +8,9 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from splitnet.errors import TransferFailed
 from splitnet.transport.codec import DTYPES
-from splitnet.transport.torrent import TorrentRef, TorrentSession, TransferFailed, piece_size_for
+from splitnet.transport.torrent import TorrentRef, TorrentSession, piece_size_for
 
 from .cluster import run_cluster
 from .test_runtime import example, final_model
