@@ -134,8 +134,12 @@ class Network(_AsyncClosing, Protocol):
     tensors: TensorTransport
     bulk: BulkTransport
 
-    async def serve(self, handler: PeerHandler) -> None:
-        """Start answering peers' calls with ``handler`` (and receiving their tensors)."""
+    async def serve(self, handler: PeerHandler, on_failure: Fail) -> None:
+        """Start answering peers' calls with ``handler`` (and receiving their tensors).
+
+        ``on_failure`` receives every failure of the tensor and bulk transports that happens
+        after the call that started it returned (Note: one failure path).
+        """
 
     @property
     def tensor_port(self) -> int:
