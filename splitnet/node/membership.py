@@ -11,38 +11,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from splitnet.errors import PeerUnavailable, PlanMismatch, RuntimeFailure, SplitnetError
+from splitnet.node.state import Failure
 from splitnet.plan.plan import Plan, describe_difference
 from splitnet.telemetry.metrics import Metrics
 from splitnet.transport.base import Network, PeerControl
-from splitnet.node.state import Failure
 
-__all__ = ["Membership", "TorrentStats"]
+__all__ = ["Membership"]
 
 log = logging.getLogger("splitnet.node")
 JOIN_CALL_SECONDS = 5.0
 ABORT_SECONDS = 6.0
-
-TorrentStats = Callable[[], Mapping[str, float] | None]
-"""The bulk transport's BitTorrent session figures (peers, rates, served), None without one."""
 
 
 class Membership:
     """Joins the peers, answers their joins, and watches that they stay alive."""
 
     def __init__(self, plan: Plan, network: Network, metrics: Metrics, failure: Failure, *,
-                 join_timeout: float, peer_timeout: float,
-                 torrent_stats: TorrentStats = lambda: None) -> None:
+                 join_timeout: float, peer_timeout: float) -> None:
         self._plan = plan
         self._network = network
         self._metrics = metrics
         self._failure = failure
         self._join_timeout = join_timeout
         self._peer_timeout = peer_timeout
-        self._torrent_stats = torrent_stats
 
     @property
     def me(self) -> int:
@@ -127,8 +122,8 @@ class Membership:
             await asyncio.sleep(interval)
 
     def _report_torrent(self) -> None:
-        stats = self._torrent_stats()
-        if stats is None:
+        stats = self._network.bulk.stats()
+        if not stats:  # nothing goes over BitTorrent
             return
         m = self._metrics
         m.torrent_peers.labels(m.client).set(stats["peers"])

@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import resource
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import start_http_server
+
 from splitnet.config.settings import Settings
 from splitnet.errors import RuntimeFailure, TransferFailed
-from splitnet.node.wiring import Parts, build_parts
 from splitnet.node.state import Counters, Failure
+from splitnet.node.wiring import Parts, build_parts
 from splitnet.plan.plan import Plan
 from splitnet.telemetry.metrics import Metrics
+from splitnet.telemetry.records import peak_rss_kib
 from splitnet.telemetry.results import ResultsWriter
 from splitnet.transport.base import Network
 
@@ -72,8 +74,9 @@ class Node:
                                 self.counters, self.results, self.failure)
             stack.callback(parts.interpreter.close)
             stack.callback(self._write_client_files, parts)
-            await self.network.serve(parts.handler, lambda error: self._transfer_failed(
-                parts, error))
+            await self.network.serve(
+                parts.handler, lambda error: self._transfer_failed(parts, error),
+                parts.routing.refused_call)
             return await self._supervise(parts)
         raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
 
@@ -82,12 +85,15 @@ class Node:
         if not s.metrics_port:
             return
         try:
-            server = self.metrics.serve(s.metrics_port, s.listen_host)
+            server, thread = start_http_server(s.metrics_port, addr=s.listen_host,
+                                               registry=self.metrics.registry)
         except OSError as exc:
             raise RuntimeFailure(f"client {self.me} cannot serve metrics on "
                                  f"{s.listen_host}:{s.metrics_port} ({exc}); set METRICS_PORT "
                                  "to a free port, or 0 to turn metrics off") from None
-        stack.callback(server.close)
+        stack.callback(thread.join, 5.0)
+        stack.callback(server.server_close)
+        stack.callback(server.shutdown)
 
     def _transfer_failed(self, parts: Parts, error: TransferFailed) -> None:
         # Once the last model is loaded nothing is in flight: a peer that exits then ends the
@@ -101,7 +107,7 @@ class Node:
         self.results.write_timeline(self.me, rows)
         self.results.write_client(self.me, {
             "client": self.me, "payload_bytes_sent": self.counters.sent,
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
+            "peak_rss_mib": round(peak_rss_kib() / 1024, 1)})
 
     async def _supervise(self, parts: Parts) -> dict[str, Any]:
         """Run the main task next to the background ones until it ends or something fails."""

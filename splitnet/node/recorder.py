@@ -23,7 +23,7 @@ from splitnet.learning.models import compose
 from splitnet.node.state import Failure
 from splitnet.plan.plan import Plan
 from splitnet.telemetry.metrics import Metrics
-from splitnet.telemetry.records import OwnerStats, RoundRow, run_summary
+from splitnet.telemetry.records import Exchange, OwnerStats, RoundRow, Trained, run_summary
 from splitnet.telemetry.results import ResultsWriter
 from splitnet.transport.messages import Blob
 
@@ -47,7 +47,7 @@ class Recorder:
         self._counters: dict[int, tuple[int, int]] = {}  # round -> (sent, received), cumulative
         self.rows: list[RoundRow] = []
         self.peak_rss_kib: dict[int, int] = {}
-        self.torrent_disk: dict[str, int] = {}
+        self.torrent_disk: dict[int, int] = {}
         self.torrent_disk_history: list[int] = []
         self.model_path: Path | None = None
         results.start_metrics()
@@ -86,16 +86,10 @@ class Recorder:
         received = sum(int(b.meta.get("received", 0)) for b in blobs)
         sent_before, received_before = self._counters.get(round_ - 1, (0, 0))
         self._counters[round_] = (sent, received)
-        batches = sum(o.batches for o in owners)
-        row = RoundRow(
-            round=round_ + 1,
-            test_accuracy=round(scores["accuracy"], 6),
-            f1_macro=round(scores["f1_macro"], 6),
-            test_loss=round(scores["loss"], 6),
-            train_loss=round(sum(o.loss_sum for o in owners) / max(batches, 1), 6),
-            round_seconds=round(seconds, 3),
-            bytes_sent=sent - sent_before,
-            bytes_received=received - received_before,
+        row = RoundRow.measured(
+            round_, scores, loss_sum=sum(o.loss_sum for o in owners),
+            batches=sum(o.batches for o in owners), seconds=seconds,
+            bytes_sent=sent - sent_before, bytes_received=received - received_before,
             samples=sum(o.samples for o in owners))
         self._results.add_round(row)
         m = self._metrics
@@ -104,7 +98,7 @@ class Recorder:
         m.round_seconds.labels(m.client).set(row.round_seconds)
         self.rows.append(row)
         self.peak_rss_kib = {b.sender: int(b.meta.get("peak_rss_kib", 0)) for b in blobs}
-        self.torrent_disk = {str(b.sender): int(b.meta.get("torrent_disk_bytes", 0))
+        self.torrent_disk = {b.sender: int(b.meta.get("torrent_disk_bytes", 0))
                              for b in blobs}
         self.torrent_disk_history.append(sum(self.torrent_disk.values()))
         self.model_path = self._results.save_model(round_ + 1, averaged)
@@ -116,12 +110,12 @@ class Recorder:
                 bulk_transport: str, activation_transport: str) -> dict[str, Any]:
         """Write and return the run summary (``summary.json``)."""
         assert self.model_path is not None, "no round was recorded"
+        s = self._plan.settings
         summary = run_summary(
-            self._plan, self.rows, total_seconds=seconds,
-            model_bytes_on_disk=self.model_path.stat().st_size,
-            bulk_transport=bulk_transport, activation_transport=activation_transport,
-            exchange_seconds=exchange_seconds, torrent_disk_bytes=self.torrent_disk,
-            torrent_disk_bytes_by_round=self.torrent_disk_history,
-            peak_rss_kib=self.peak_rss_kib)
+            s.model, s.dataset, self.peak_rss_kib,
+            trained=Trained(self._plan.fingerprint, self._plan.num_clients, self.rows,
+                            seconds, self.model_path.stat().st_size),
+            exchange=Exchange(bulk_transport, activation_transport, exchange_seconds,
+                              self.torrent_disk, self.torrent_disk_history))
         self._results.write_summary(summary)
         return summary

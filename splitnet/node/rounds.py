@@ -1,4 +1,4 @@
-"""This client's side of every round: train, report, hand over states, load the model.
+"""A client's side of every round: train, report, hand over states, load the model.
 
 Round r on every client: its owner (if it is one) trains its shard through the pipeline; the
 client reports the round to the aggregator (a :class:`RoundReport`); the aggregator pulls every
@@ -10,7 +10,6 @@ model (``INITIAL_ROUND``), so that every replica starts from the same weights.
 from __future__ import annotations
 
 import asyncio
-import resource
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
@@ -20,7 +19,7 @@ from safetensors.torch import save as save_safetensors
 from splitnet.node.routing import Routing
 from splitnet.plan.rounds import INITIAL_ROUND
 from splitnet.runtime import Feeder, Interpreter, Replicas
-from splitnet.telemetry.records import RoundReport
+from splitnet.telemetry.records import RoundReport, peak_rss_kib
 from splitnet.transport.base import BulkTransport
 from splitnet.transport.messages import Blob
 
@@ -71,7 +70,7 @@ class Rounds:
         data = await loop.run_in_executor(None, save_safetensors, self._replicas.states())
         counters = self._routing.counters
         meta = {"sent": counters.sent, "received": counters.received,
-                "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "peak_rss_kib": peak_rss_kib(),
                 "rejected": counters.rejected, "torrent_disk_bytes": self._bulk.disk_bytes()}
         if self._in_place:
             return Blob("states", round_, self.me, data, meta)

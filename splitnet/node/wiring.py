@@ -71,7 +71,7 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
         return build_partitions(s.model, dataset_spec(s), s.seed, s.bert_model,
                                 s.bert_pretrained)
 
-    replicas = Replicas(plan, me, partitions())
+    replicas = Replicas(plan, me, partitions(), s.optimizer, s.learning_rate)
     routing = Routing(plan, network, metrics, counters,
                       activation_transport=settings.activation_transport,
                       bulk_transport=settings.bulk_transport,
