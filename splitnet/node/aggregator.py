@@ -59,10 +59,11 @@ class Aggregator:
         if not 1 <= client <= self.num_clients:
             raise ProtocolError(f"round report from client {client}: there are clients "
                                 f"1..{self.num_clients}")
+        report = RoundReport.from_json(report_json, client, round_)
         reports = self._reports[round_]
         if client in reports:
             raise ProtocolError(f"client {client} reported round {round_} twice")
-        reports[client] = RoundReport.from_json(report_json, client, round_)
+        reports[client] = report
         if len(reports) == self.num_clients:
             self._failure.watch(asyncio.ensure_future(self._aggregate(round_)))
 
