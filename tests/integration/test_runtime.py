@@ -9,6 +9,7 @@ from torch import nn
 
 from splitnet.config.settings import read_env_file
 from splitnet.errors import PlanMismatch, ProtocolError, RuntimeFailure
+from splitnet.learning.batches import epoch_batches, owner_generator
 from splitnet.learning.data import load_dataset, owner_data
 from splitnet.learning.models import build_partitions, compose
 from splitnet.runtime.segment import make_optimizer
@@ -56,11 +57,9 @@ def test_split_training_equals_plain_training_of_the_owner(tmp_path, optimizer):
     data = owner_data(load_dataset(s), 0, s, plan.num_shards)
     model = compose(build_partitions(s.model, load_dataset(s).spec, s.seed))
     opt = make_optimizer(s.optimizer, model.parameters(), s.learning_rate)
-    generator = torch.Generator().manual_seed(s.seed * 1_000_003 + 1 * 7919 + 0)
+    generator = owner_generator(s.seed, 1, 0)
     for _ in range(s.num_epochs):
-        order = torch.randperm(len(data.train_y), generator=generator)
-        for start in range(0, len(order), s.batch_size):
-            index = order[start:start + s.batch_size]
+        for index in epoch_batches(len(data.train_y), s.batch_size, generator):
             opt.zero_grad()
             nn.functional.cross_entropy(model(data.train_x[index]), data.train_y[index]).backward()
             opt.step()
@@ -82,10 +81,9 @@ def _lonely_node(tmp_path):
 
 
 def test_wrong_token_is_rejected_and_malformed_messages_leave_the_client_running(tmp_path):
-    node = _lonely_node(tmp_path)
-    address = node.opt.addresses[0]
-
     async def scenario():
+        node = _lonely_node(tmp_path)
+        address = node.network.options.addresses[0]
         running = asyncio.ensure_future(node.run())
         good = PeerClient(1, address, "right", 2, 10.0)
         bad = PeerClient(1, address, "wrong", 2, 10.0)
