@@ -6,6 +6,7 @@ one list of task strings per client. What the tasks mean is the plan's business.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,9 @@ def _read_config_file(path: Path, violations: list[Violation]) -> tuple[str, str
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         violations.append(Violation("setting", f"cannot read {label}: {reason or exc}"))
         return label, None
+    assigned = _assigned_literal(content)
+    if assigned is not None:
+        return label, assigned
     for line_no, line in enumerate(content.splitlines(), 1):
         key, sep, rest = line.partition("=")
         if sep and key.strip() in (STAGES_KEY, STAGES_ALIAS):
@@ -76,6 +80,25 @@ def _read_config_file(path: Path, violations: list[Violation]) -> tuple[str, str
             tail = "\n".join([rest, *content.splitlines()[line_no:]])
             return label, tail
     return label, content
+
+
+def _assigned_literal(content: str) -> str | None:
+    """Return the source of ``SIMULATION_STAGES_CLIENTS = <this>`` in a Python-style file.
+
+    Note: old config files. The system splitnet replaces kept its lists in a Python module that
+    may assign other names too (``forward_backward_pair_stages = {...}``); only the lists'
+    assignment is taken, as text, and read as data like any other value. Nothing is executed.
+    """
+    try:
+        tree = ast.parse(content)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(target, ast.Name) and target.id in (STAGES_KEY, STAGES_ALIAS)
+                for target in node.targets):
+            return ast.get_source_segment(content, node.value)
+    return None
 
 
 def _check_shape(label: str, data: Any, violations: list[Violation]) -> tuple[tuple[str, ...], ...]:

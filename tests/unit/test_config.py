@@ -167,3 +167,21 @@ def test_old_style_pairing_in_both_directions_loads(write_env):
     settings, plan = prepare(write_env(SIMULATION_STAGES_CLIENTS=TWO,
                                        FORWARD_BACKWARD_PAIR_STAGES=both), environ={})
     assert settings.training.pair_stages[8] == 1 and plan.num_partitions == 4
+
+
+def test_an_old_config_module_may_assign_more_than_the_lists(tmp_path, write_env):
+    lists = json.loads(TWO)
+    (tmp_path / "config_stages_client.py").write_text(
+        "STAGES_CLIENTS = [\n" + "".join(f"    {x},  # client {k}\n" for k, x in enumerate(lists, 1))
+        + "]\n\nforward_backward_pair_stages = {\n    1: 8,  # forward 1 ↔ backward 8\n"
+        "    2: 7, 3: 6, 4: 5, 5: 4, 6: 3, 7: 2, 8: 1}\n")
+    s = load(write_env(CONFIG_FILE="config_stages_client.py"), environ={})
+    assert s.training.stages_clients == tuple(tuple(x) for x in lists)
+
+
+def test_the_old_readme_pairing_block_loads_from_an_env_file(write_env):
+    block = ('"{\n    1: 8,  # forward stage 1 ↔ backward stage 8\n    2: 7,\n    3: 6,\n    4: 5,\n'
+             '    5: 4,  # backward stage 5 ↔ forward stage 4\n    6: 3,\n    7: 2,\n    8: 1 } "')
+    settings, _ = prepare(write_env(SIMULATION_STAGES_CLIENTS=TWO,
+                                    FORWARD_BACKWARD_PAIR_STAGES=block), environ={})
+    assert settings.training.pair_stages == {1: 8, 2: 7, 3: 6, 4: 5, 5: 4, 6: 3, 7: 2, 8: 1}
