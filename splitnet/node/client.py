@@ -20,19 +20,20 @@ __all__ = ["network_options", "run_client"]
 
 def network_options(settings: Settings) -> NetworkOptions:
     """Return how client ``CLIENT_NUMBER`` reaches its peers, from its settings."""
-    if settings.client_number is None:
+    network, transport = settings.network, settings.transport
+    if network.client_number is None:
         raise ConfigError(Violation("setting", "CLIENT_NUMBER is not set: each client needs its "
-                                               f"number, 1..{settings.num_clients}"),
+                                               f"number, 1..{settings.training.num_clients}"),
                           settings.source)
     return NetworkOptions(
-        me=settings.client_number, addresses=peer_addresses(settings),
-        token=resolve_token(settings), listen_host=settings.listen_host,
-        activation_transport=settings.activation_transport,
-        bulk_transport=settings.bulk_transport,
-        torrent_min_bytes=int(settings.bulk_torrent_min_mib * 1024 * 1024),
-        torrent_port=settings.torrent_port, torrent_timeout=settings.torrent_timeout,
-        torrent_utp=settings.torrent_utp, tensor_port=settings.tensor_port,
-        peer_timeout=settings.peer_timeout)
+        me=network.client_number, addresses=peer_addresses(settings),
+        token=resolve_token(settings), listen_host=network.listen_host,
+        activation_transport=transport.activation_transport,
+        bulk_transport=transport.bulk_transport,
+        torrent_min_bytes=int(transport.bulk_torrent_min_mib * 1024 * 1024),
+        torrent_port=transport.torrent_port, torrent_timeout=transport.torrent_timeout,
+        torrent_utp=transport.torrent_utp, tensor_port=network.tensor_port,
+        peer_timeout=network.peer_timeout)
 
 
 def run_client(plan: Plan, settings: Settings) -> dict[str, Any]:
@@ -41,8 +42,8 @@ def run_client(plan: Plan, settings: Settings) -> dict[str, Any]:
     SIGTERM stops the client like a failure: its peers are told and its results written.
     """
     options = network_options(settings)
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+    if settings.output.torch_threads:
+        torch.set_num_threads(settings.output.torch_threads)
 
     async def main() -> dict[str, Any]:
         node = Node(plan, settings, GrpcNetwork(options))

@@ -54,7 +54,7 @@ class Node:
         self.failure = Failure()
         self.counters = Counters()
         self.metrics = Metrics(self.me)
-        self.results = ResultsWriter(Path(settings.results_dir))
+        self.results = ResultsWriter(Path(settings.output.results_dir))
 
     @property
     def rejected(self) -> int:
@@ -81,15 +81,15 @@ class Node:
         raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
 
     def _serve_metrics(self, stack: AsyncExitStack) -> None:
-        s = self.settings
-        if not s.metrics_port:
+        port, host = self.settings.output.metrics_port, self.settings.network.listen_host
+        if not port:
             return
         try:
-            server, thread = start_http_server(s.metrics_port, addr=s.listen_host,
+            server, thread = start_http_server(port, addr=host,
                                                registry=self.metrics.registry)
         except OSError as exc:
             raise RuntimeFailure(f"client {self.me} cannot serve metrics on "
-                                 f"{s.listen_host}:{s.metrics_port} ({exc}); set METRICS_PORT "
+                                 f"{host}:{port} ({exc}); set METRICS_PORT "
                                  "to a free port, or 0 to turn metrics off") from None
         stack.callback(thread.join, 5.0)
         stack.callback(server.server_close)
@@ -151,7 +151,7 @@ class Node:
             summary = await self._finish(parts, time.time() - start)
         else:
             await parts.rounds.finished.wait()
-        await asyncio.sleep(self.settings.metrics_hold)  # a last scrape sees the final values
+        await asyncio.sleep(self.settings.output.metrics_hold)  # a last scrape sees the final values
         return summary
 
     async def _finish(self, parts: Parts, seconds: float) -> dict[str, Any]:
@@ -160,7 +160,7 @@ class Node:
         await recorder.drain()
         parts.rounds.finish()
         await parts.membership.finish_all("training complete")
-        s = self.settings
+        s = self.settings.transport
         return recorder.summary(seconds, parts.aggregator.exchange_seconds,
                                 bulk_transport=s.bulk_transport,
                                 activation_transport=s.activation_transport)

@@ -103,14 +103,14 @@ class Recorder:
         self.torrent_disk_history.append(sum(self.torrent_disk.values()))
         self.model_path = self._results.save_model(round_ + 1, averaged)
         log.info("round %d/%d: test accuracy %.4f, macro F1 %.4f, train loss %.4f, %.1fs",
-                 round_ + 1, self._plan.settings.num_rounds, row.test_accuracy, row.f1_macro,
+                 round_ + 1, self._plan.training.num_rounds, row.test_accuracy, row.f1_macro,
                  row.train_loss, row.round_seconds)
 
     def summary(self, seconds: float, exchange_seconds: Sequence[float], *,
                 bulk_transport: str, activation_transport: str) -> dict[str, Any]:
         """Write and return the run summary (``summary.json``)."""
         assert self.model_path is not None, "no round was recorded"
-        s = self._plan.settings
+        s = self._plan.training
         summary = run_summary(
             s.model, s.dataset, self.peak_rss_kib,
             trained=Trained(self._plan.fingerprint, self._plan.num_clients, self.rows,

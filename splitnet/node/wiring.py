@@ -50,7 +50,7 @@ class Parts:
         if me not in self.plan.owners:
             return None
         assert self.dataset is not None
-        s = self.plan.settings
+        s = self.plan.training
         data = owner_data(self.dataset, self.plan.shard_of(me), s, self.plan.num_shards)
         return Feeder(self.interpreter, me, data)
 
@@ -63,23 +63,24 @@ class Parts:
 def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metrics,
                 counters: Counters, results: ResultsWriter, failure: Failure) -> Parts:
     """Build and connect every part of client ``network.me``."""
-    s = plan.settings
+    s = plan.training
     me = network.me
     is_aggregator = me == s.server_number
 
     def partitions() -> list[nn.Module]:
         return build_partitions(s.model, dataset_spec(s), s.seed, s.bert_model,
-                                s.bert_pretrained)
+                                settings.data.bert_pretrained)
 
     replicas = Replicas(plan, me, partitions(), s.optimizer, s.learning_rate)
     routing = Routing(plan, network, metrics, counters,
-                      activation_transport=settings.activation_transport,
-                      bulk_transport=settings.bulk_transport,
-                      bulk_timeout=settings.torrent_timeout + settings.peer_timeout)
+                      activation_transport=settings.transport.activation_transport,
+                      bulk_transport=settings.transport.bulk_transport,
+                      bulk_timeout=(settings.transport.torrent_timeout
+                                    + settings.network.peer_timeout))
     interpreter = Interpreter(plan, me, replicas, routing.send, metrics)
     membership = Membership(plan, network, metrics, failure,
-                            join_timeout=settings.join_timeout,
-                            peer_timeout=settings.peer_timeout)
+                            join_timeout=settings.network.join_timeout,
+                            peer_timeout=settings.network.peer_timeout)
     aggregator: Aggregator | None = None
 
     async def report_here(round_: int, report_json: str) -> None:
@@ -89,7 +90,7 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
     report: Report = report_here if is_aggregator else network.peers[s.server_number].round_done
     rounds = Rounds(me, s.num_rounds, interpreter, replicas, routing, network.bulk, report,
                     in_place=is_aggregator)
-    dataset = load_dataset(s) if is_aggregator or me in plan.owners else None
+    dataset = load_dataset(s, settings.data) if is_aggregator or me in plan.owners else None
     evaluation_parts: list[nn.Module] = []
     if is_aggregator:
         assert dataset is not None

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from splitnet.config.settings import Settings, settings_from_values
+from splitnet.config import Settings, load
 from splitnet.node import Node
 from splitnet.node.client import network_options
 from splitnet.ops.local import free_ports
@@ -17,12 +17,12 @@ from splitnet.transport.network import GrpcNetwork
 
 
 def make_settings(values: dict[str, str], client: int) -> Settings:
-    return settings_from_values({"TORRENT_PORT": "0", "METRICS_PORT": "0", **values,
-                                 "CLIENT_NUMBER": str(client)})
+    return load(values={"TORRENT_PORT": "0", "METRICS_PORT": "0", **values,
+                        "CLIENT_NUMBER": str(client)})
 
 
 def make_plan(values: dict[str, str], client: int) -> Plan:
-    return build_plan(make_settings(values, client))
+    return build_plan(make_settings(values, client).training)
 
 
 def make_nodes(values: dict[str, str], results: Path, token: str = "t0k3n",
@@ -35,7 +35,7 @@ def make_nodes(values: dict[str, str], results: Path, token: str = "t0k3n",
         settings = make_settings({**values, **(per_client or {}).get(k, {}), "PEERS": peers,
                                   "SPLITNET_TOKEN": token, "LISTEN_HOST": "127.0.0.1",
                                   "RESULTS_DIR": str(results)}, k)
-        nodes.append(Node(build_plan(settings), settings,
+        nodes.append(Node(build_plan(settings.training), settings,
                           GrpcNetwork(network_options(settings))))
     return nodes
 

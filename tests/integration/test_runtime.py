@@ -7,17 +7,17 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from splitnet.config.settings import read_env_file
+from splitnet.config.envfile import read_env_file
 from splitnet.errors import PlanMismatch, ProtocolError, RuntimeFailure
 from splitnet.learning.batches import epoch_batches, owner_generator
 from splitnet.learning.data import load_dataset, owner_data
 from splitnet.learning.models import build_partitions, compose
-from splitnet.runtime.segment import make_optimizer
+from splitnet.learning.optim import make_optimizer
 from splitnet.transport.client import PeerClient
 from splitnet.transport.messages import TaskMessage
 
 from ..conftest import EXAMPLES
-from .cluster import make_nodes, make_plan, run_cluster
+from .cluster import make_nodes, make_plan, make_settings, run_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -52,10 +52,11 @@ def test_split_training_equals_plain_training_of_the_owner(tmp_path, optimizer):
     assert not [r for r in results if isinstance(r, BaseException)], results
     split = final_model(tmp_path)
 
-    plan = make_plan(values, 1)
-    s = plan.settings
-    data = owner_data(load_dataset(s), 0, s, plan.num_shards)
-    model = compose(build_partitions(s.model, load_dataset(s).spec, s.seed))
+    settings = make_settings(values, 1)
+    plan, s = make_plan(values, 1), settings.training
+    dataset = load_dataset(s, settings.data)
+    data = owner_data(dataset, 0, s, plan.num_shards)
+    model = compose(build_partitions(s.model, dataset.spec, s.seed))
     opt = make_optimizer(s.optimizer, model.parameters(), s.learning_rate)
     generator = owner_generator(s.seed, 1, 0)
     for _ in range(s.num_epochs):

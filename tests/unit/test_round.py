@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import load_file
 
-from splitnet.config.settings import read_env_file, settings_from_values
+from splitnet.config import load
+from splitnet.config.envfile import read_env_file
 from splitnet.errors import ProtocolError, RuntimeFailure
 from splitnet.learning.averaging import average_replicas
 from splitnet.node import Node
@@ -41,12 +42,12 @@ def build(values: dict[str, str], results: Path) -> tuple[list[Node], list[Memor
     values = {**values, "RESULTS_DIR": str(results), "METRICS_PORT": "0", "TORRENT_PORT": "0",
               "JOIN_TIMEOUT": "10", "PEER_TIMEOUT": "30"}
     hub = MemoryHub()
-    n = build_plan(settings_from_values(values)).num_clients
+    n = load(values=values).training.num_clients
     networks = [hub.network(k) for k in range(1, n + 1)]
     nodes = []
     for k, network in enumerate(networks, 1):
-        settings = settings_from_values({**values, "CLIENT_NUMBER": str(k)})
-        nodes.append(Node(build_plan(settings), settings, network))
+        settings = load(values={**values, "CLIENT_NUMBER": str(k)})
+        nodes.append(Node(build_plan(settings.training), settings, network))
     return nodes, networks
 
 
