@@ -68,17 +68,22 @@ class Node:
     async def run(self) -> dict[str, Any]:
         """Train to the end; return the summary (aggregator) or this client's facts."""
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(self.network)
-            self._serve_metrics(stack)
-            parts = build_parts(self.plan, self.settings, self.network, self.metrics,
-                                self.counters, self.results, self.failure)
-            stack.callback(parts.interpreter.close)
-            stack.callback(self._write_client_files, parts)
-            await self.network.serve(
-                parts.handler, lambda error: self._transfer_failed(parts, error),
-                parts.routing.refused_call)
-            return await self._supervise(parts)
-        raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
+            parts = await self._open(stack)
+            summary = await self._supervise(parts)
+        return summary
+
+    async def _open(self, stack: AsyncExitStack) -> Parts:
+        """Enter every resource on ``stack``, build the parts and start serving peers."""
+        await stack.enter_async_context(self.network)
+        self._serve_metrics(stack)
+        parts = build_parts(self.plan, self.settings, self.network, self.metrics,
+                            self.counters, self.results, self.failure)
+        stack.callback(parts.interpreter.close)
+        stack.callback(self._write_client_files, parts)
+        await self.network.serve(parts.handler,
+                                 lambda error: self._transfer_failed(parts, error),
+                                 parts.routing.refused_call)
+        return parts
 
     def _serve_metrics(self, stack: AsyncExitStack) -> None:
         port, host = self.settings.output.metrics_port, self.settings.network.listen_host
@@ -119,8 +124,8 @@ class Node:
         failed = asyncio.ensure_future(self.failure.wait())
         try:
             await asyncio.wait([main, failed], return_when=asyncio.FIRST_COMPLETED)
-            if not main.cancelled() and main.done() and main.exception() is not None:
-                self.failure.fail(main.exception())  # type: ignore[arg-type]
+            if main.done() and not main.cancelled() and (exc := main.exception()) is not None:
+                self.failure.fail(exc)
             error = self.failure.error
             if error is not None:
                 await parts.membership.abort_all(str(error))
@@ -151,7 +156,7 @@ class Node:
             summary = await self._finish(parts, time.time() - start)
         else:
             await parts.rounds.finished.wait()
-        await asyncio.sleep(self.settings.output.metrics_hold)  # a last scrape sees the final values
+        await asyncio.sleep(self.settings.output.metrics_hold)  # a last scrape sees the end
         return summary
 
     async def _finish(self, parts: Parts, seconds: float) -> dict[str, Any]:

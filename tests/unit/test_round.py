@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from splitnet.config import load
 from splitnet.config.envfile import read_env_file
-from splitnet.errors import ProtocolError, RuntimeFailure
+from splitnet.errors import PeerUnavailable, PlanMismatch, ProtocolError, RuntimeFailure
 from splitnet.learning.averaging import average_replicas
 from splitnet.node import Node
 from splitnet.node.aggregator import Aggregator
@@ -39,8 +39,8 @@ def example(name: str, **overrides: str) -> dict[str, str]:
 
 
 def build(values: dict[str, str], results: Path) -> tuple[list[Node], list[MemoryNetwork]]:
-    values = {**values, "RESULTS_DIR": str(results), "METRICS_PORT": "0", "TORRENT_PORT": "0",
-              "JOIN_TIMEOUT": "10", "PEER_TIMEOUT": "30"}
+    values = {"JOIN_TIMEOUT": "10", "PEER_TIMEOUT": "30", **values, "RESULTS_DIR": str(results),
+              "METRICS_PORT": "0", "TORRENT_PORT": "0"}
     hub = MemoryHub()
     n = load(values=values).training.num_clients
     networks = [hub.network(k) for k in range(1, n + 1)]
@@ -166,3 +166,37 @@ def test_a_failing_step_stops_every_node_with_an_error_naming_it(tmp_path, monke
     assert "task 1_2" in str(helper)
     assert isinstance(owner, RuntimeFailure) and "client 2" in str(owner), owner
     assert "boom in the helper" in str(owner)
+
+
+def test_a_different_plan_is_refused_at_join_and_both_sides_name_the_difference(tmp_path):
+    nodes, networks = build(example("owner_and_helper.env"), tmp_path)
+    settings = load(values={**example("owner_and_helper.env"), "SEED": "7", "CLIENT_NUMBER": "2",
+                            "RESULTS_DIR": str(tmp_path), "METRICS_PORT": "0"})
+    nodes[1] = Node(build_plan(settings.training), settings, networks[1])
+    results = run(nodes)
+    assert all(isinstance(r, PlanMismatch) for r in results), results
+    for r in results:
+        assert "seed (client" in str(r) and "42" in str(r) and "7" in str(r)
+
+
+def test_a_peer_that_never_answers_fails_the_join_naming_it(tmp_path):
+    nodes, _ = build(example("owner_and_helper.env", JOIN_TIMEOUT="0.3"), tmp_path)
+    (result,) = run(nodes[:1])
+    assert isinstance(result, PeerUnavailable), result
+    assert "client 2" in str(result) and "JOIN_TIMEOUT=0.3" in str(result)
+
+
+def test_a_stopped_node_tells_the_others_why(tmp_path):
+    nodes, networks = build(SMALL, tmp_path)
+
+    async def stop_client_3() -> None:
+        while networks[0].handler is None:
+            await asyncio.sleep(0.01)
+        nodes[2].stop("stopped by SIGTERM")
+
+    *results, _ = run(nodes, stop_client_3())
+    assert all(isinstance(r, RuntimeFailure) for r in results), results
+    assert "client 3 stopped by SIGTERM" in str(results[2])
+    for r in results[:2]:
+        assert "client 3 stopped: client 3 stopped by SIGTERM" in str(r)
+    assert (tmp_path / "timeline-client3.csv").exists()  # written on the failure path too
