@@ -8,7 +8,7 @@ re-raised as the most specific splitnet error, naming the peer (the table in
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -22,7 +22,16 @@ from splitnet.transport.serde import blob_from_frames, blob_to_frames, task_to_f
 from splitnet.transport.server import GRPC_OPTIONS
 from splitnet.transport.status import error_for, task_label
 
-__all__ = ["PeerClient"]
+__all__ = ["Pace", "PeerClient"]
+
+Pace = Callable[[int], Awaitable[None]]
+"""Awaited with each frame's size before the frame goes out (an uplink limit, for benchmarks)."""
+
+
+async def _paced(frames: Iterable[pb.BlobFrame], pace: Pace) -> AsyncIterator[pb.BlobFrame]:
+    for frame in frames:
+        await pace(len(frame.data))
+        yield frame
 
 
 class PeerClient:
@@ -99,10 +108,13 @@ class PeerClient:
         except grpc.aio.AioRpcError as exc:
             raise self.error(exc, "did not send its replica states") from exc
 
-    async def put_model(self, blob: Blob, timeout: float | None = None) -> None:
-        """Send averaged partitions to the peer."""
+    async def put_model(self, blob: Blob, timeout: float | None = None,
+                        pace: Pace | None = None) -> None:
+        """Send averaged partitions to the peer (``pace``: see :data:`Pace`)."""
+        frames = blob_to_frames(blob)
         try:
-            await self._stub.PutModel(blob_to_frames(blob), metadata=self._metadata,
+            await self._stub.PutModel(frames if pace is None else _paced(frames, pace),
+                                      metadata=self._metadata,
                                       timeout=timeout or self.timeout, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
             raise self.error(exc, "did not take the averaged model") from exc
