@@ -21,7 +21,14 @@ from typing import Any, TypeVar
 import grpc
 
 from splitnet.errors import PeerUnavailable, SplitnetError, TransferFailed
-from splitnet.transport.base import Fail, PeerHandler, Reject
+from splitnet.transport.base import (
+    BulkTransport,
+    Fail,
+    PeerControl,
+    PeerHandler,
+    Reject,
+    TensorTransport,
+)
 from splitnet.transport.bulk import InlineBulk
 from splitnet.transport.codec import decode_tensor, encode_tensor
 from splitnet.transport.messages import Blob, TaskMessage
@@ -29,6 +36,7 @@ from splitnet.transport.status import (
     error_for,
     kind_of,
     refused,
+    reported,
     status_of,
     task_label,
     transfer_failed,
@@ -170,10 +178,13 @@ class MemoryTensors:
             msg = await queue.get()
             label = task_label(msg.owner, msg.stage, msg.batch)
             try:
-                handler = self._hub.handler(peer, address, f"did not take {label}")
                 received = _wire_copy(msg)
+                handler = self._hub.handler(peer, address, f"did not take {label}")
+            except PeerUnavailable as exc:
+                self._fail(reported(exc))
+                continue
             except SplitnetError as exc:
-                self._fail(transfer_failed(peer, address, f"did not take {label}", exc))
+                self._fail(transfer_failed(peer, address, f"was not sent {label}", exc))
                 continue
             try:
                 await handler.tensor(received)
@@ -236,9 +247,10 @@ class MemoryNetwork:
 
     def __init__(self, hub: MemoryHub, me: int) -> None:
         self.me = me
-        self.peers: Mapping[int, MemoryPeer] = _Peers(hub, me)
-        self.tensors = MemoryTensors(hub, me)
-        self.bulk = InlineBulk(me)
+        self.peers: Mapping[int, PeerControl] = _Peers(hub, me)
+        self._tensors = MemoryTensors(hub, me)
+        self.tensors: TensorTransport = self._tensors
+        self.bulk: BulkTransport = InlineBulk(me)
         self.handler: PeerHandler | None = None
         self._closed = False
 
@@ -255,7 +267,7 @@ class MemoryNetwork:
         """Start answering peers' calls with ``handler`` (nothing is ever rejected here)."""
         if self._closed:
             raise PeerUnavailable(f"client {self.me}'s network is closed")
-        self.tensors.on_failure = on_failure
+        self._tensors.on_failure = on_failure
         self.handler = handler
 
     async def aclose(self) -> None:

@@ -32,8 +32,8 @@ from splitnet.errors import (
     TransferFailed,
 )
 
-__all__ = ["error_for", "error_of_kind", "kind_of", "refused", "status_of", "task_label",
-           "transfer_failed"]
+__all__ = ["error_for", "error_of_kind", "kind_of", "refused", "reported", "status_of",
+           "task_label", "transfer_failed"]
 
 
 @dataclass(frozen=True)
@@ -113,5 +113,14 @@ def refused(peer: int, address: str, kind: str, error: str) -> TransferFailed:
 def transfer_failed(peer: int, address: str, what: str, cause: BaseException) -> TransferFailed:
     """Return the failure of a transfer to or from ``peer`` (``what``: what went wrong)."""
     failure = TransferFailed(f"client {peer} ({address}) {what}: {cause}")
+    failure.__cause__ = cause
+    return failure
+
+
+def reported(cause: SplitnetError) -> TransferFailed:
+    """Return ``cause`` (whose text already names the peer) as the failure a transport reports."""
+    if isinstance(cause, TransferFailed):
+        return cause
+    failure = TransferFailed(str(cause))
     failure.__cause__ = cause
     return failure
