@@ -11,9 +11,9 @@ import torch
 from splitnet.config import Settings, load
 from splitnet.node import Node
 from splitnet.node.client import network_options
-from splitnet.ops.local import free_ports
 from splitnet.plan.plan import Plan, build_plan
 from splitnet.transport.network import GrpcNetwork
+from splitnet.transport.ports import free_ports
 
 
 def make_settings(values: dict[str, str], client: int) -> Settings:
