@@ -108,9 +108,9 @@ def plain_training(cluster, owner):
 
 
 @pytest.mark.parametrize("name, values", [
-    ("owner_and_helper.env", {"TRAINING_NUM_ROUNDS": "2", "LEARNING_RATE": "0.01"}),
+    ("owner_and_helper.env", {**ONE_EPOCH, "LEARNING_RATE": "0.01"}),
     ("cnn_all_local.env", ONE_EPOCH),
-    ("cnn_cross_offload.env", ONE_EPOCH),
+    ("cnn_cross_offload.env", {**ONE_EPOCH, "TRAINING_NUM_ROUNDS": "2"}),
 ])
 def test_split_training_equals_plain_sgd_on_each_owners_model(name, values):
     cluster = Cluster(make_plan(name, **values))
