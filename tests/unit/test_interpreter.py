@@ -42,14 +42,14 @@ def make_plan(name=None, **values):
 class Cluster:
     """Every client's replicas and interpreter; ``send`` hands a message to its runner."""
 
-    def __init__(self, plan):
+    def __init__(self, plan, send=None):
         s = plan.settings
         self.plan = plan
         self.dataset = load_dataset(s)
         self.parts = build_partitions(s.model, self.dataset.spec, s.seed)
         self.sent: list[tuple[int, TaskMessage]] = []
         self.clients = {c: Interpreter(plan, c, Replicas(plan, c, self.parts, s.optimizer,
-                                                         s.learning_rate), self.send)
+                                                         s.learning_rate), send or self.send)
                         for c in range(1, plan.num_clients + 1)}
 
     def send(self, runner, msg):
@@ -108,9 +108,9 @@ def plain_training(cluster, owner):
 
 
 @pytest.mark.parametrize("name, values", [
-    ("owner_and_helper.env", {"TRAINING_NUM_ROUNDS": "2", "LEARNING_RATE": "0.01"}),
+    ("owner_and_helper.env", {**ONE_EPOCH, "LEARNING_RATE": "0.01"}),
     ("cnn_all_local.env", ONE_EPOCH),
-    ("cnn_cross_offload.env", ONE_EPOCH),
+    ("cnn_cross_offload.env", {**ONE_EPOCH, "TRAINING_NUM_ROUNDS": "2"}),
 ])
 def test_split_training_equals_plain_sgd_on_each_owners_model(name, values):
     cluster = Cluster(make_plan(name, **values))
@@ -194,10 +194,10 @@ def test_ready_tasks_run_in_the_order_of_the_clients_list(first):
     lists[0].insert(0, first)
     plan = make_plan(NUM_CLIENTS="2", CURRENT_MODEL="CNN", CURRENT_DATASET="DIGITS",
                      SIMULATION_STAGES_CLIENTS=json.dumps(lists))
-    cluster = Cluster(plan)
-    client = cluster.clients[1]
     sent = []
-    client._send = lambda runner, msg: sent.append((runner, str(Task(msg.owner, msg.stage))))
+    cluster = Cluster(plan, lambda runner, msg: sent.append((runner, str(Task(msg.owner,
+                                                                              msg.stage)))))
+    client = cluster.clients[1]
     x, y = cluster.dataset.train_x[:4], cluster.dataset.train_y[:4]
     activation = cluster.parts[0](x).detach()
 
