@@ -27,7 +27,7 @@ from splitnet.learning.averaging import average_replicas
 from splitnet.node.recorder import Recorder
 from splitnet.node.rounds import INITIAL, MODEL
 from splitnet.node.routing import Routing
-from splitnet.node.state import Failure
+from splitnet.node.state import Background
 from splitnet.telemetry.records import OwnerStats, RoundReport
 from splitnet.transport.base import BulkTransport
 from splitnet.transport.messages import Blob
@@ -41,7 +41,7 @@ class Aggregator:
     def __init__(self, me: int, num_clients: int, routing: Routing, bulk: BulkTransport,
                  own_states: Callable[[int], Awaitable[Blob]],
                  apply: Callable[[str, int, bytes], None], recorder: Recorder,
-                 failure: Failure) -> None:
+                 background: Background) -> None:
         self.me = me
         self.num_clients = num_clients
         self._routing = routing
@@ -49,7 +49,7 @@ class Aggregator:
         self._own_states = own_states
         self._apply = apply
         self.recorder = recorder
-        self._failure = failure
+        self._background = background
         self._reports: defaultdict[int, dict[int, RoundReport]] = defaultdict(dict)
         self.exchange_seconds: list[float] = []
         self._round_started = time.time()
@@ -65,7 +65,7 @@ class Aggregator:
             raise ProtocolError(f"client {client} reported round {round_} twice")
         reports[client] = report
         if len(reports) == self.num_clients:
-            self._failure.watch(asyncio.ensure_future(self._aggregate(round_)))
+            self._background.start(self._aggregate(round_))
 
     async def distribute_initial(self, state: Mapping[str, torch.Tensor]) -> None:
         """Send every client the aggregator's weights (``partition/name``), so all start alike."""

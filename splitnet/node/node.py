@@ -117,10 +117,8 @@ class Node:
     async def _supervise(self, parts: Parts) -> dict[str, Any]:
         """Run the main task next to the background ones until it ends or something fails."""
         main = asyncio.ensure_future(self._main(parts))
-        compute = asyncio.ensure_future(parts.interpreter.run())
-        parts.background.append(compute)
-        compute.add_done_callback(self._ended_early)
         self.failure.watch(main)
+        parts.background.start(parts.interpreter.run()).add_done_callback(self._ended_early)
         failed = asyncio.ensure_future(self.failure.wait())
         try:
             await asyncio.wait([main, failed], return_when=asyncio.FIRST_COMPLETED)
@@ -132,21 +130,19 @@ class Node:
                 raise error
             return main.result()
         finally:
-            for task in (main, failed, *parts.background):
-                task.cancel()
+            main.cancel()
+            failed.cancel()
+            parts.background.cancel()
 
     def _ended_early(self, task: asyncio.Future[Any]) -> None:
-        if task.cancelled():
-            return
-        self.failure.fail(task.exception() or RuntimeFailure(
-            f"client {self.me}: the compute loop ended unexpectedly"))
+        if not task.cancelled() and task.exception() is None:  # an exception is reported
+            self.failure.fail(RuntimeFailure(f"client {self.me}: the compute loop ended "
+                                             "unexpectedly"))
 
     async def _main(self, parts: Parts) -> dict[str, Any]:
         start = time.time()
         await parts.membership.join_all()
-        heartbeat = asyncio.ensure_future(parts.membership.heartbeat(parts.rounds.finished))
-        self.failure.watch(heartbeat)
-        parts.background.append(heartbeat)
+        parts.background.start(parts.membership.heartbeat(parts.rounds.finished))
         if parts.aggregator is not None:
             await parts.aggregator.distribute_initial(parts.initial_model())
         await parts.rounds.initial_model()

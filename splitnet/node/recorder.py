@@ -20,7 +20,7 @@ from splitnet.learning.data import Dataset
 from splitnet.learning.evaluation import evaluate
 from splitnet.learning.keys import by_partition
 from splitnet.learning.models import compose
-from splitnet.node.state import Failure
+from splitnet.node.state import Background
 from splitnet.plan.plan import Plan
 from splitnet.telemetry.metrics import Metrics
 from splitnet.telemetry.records import Exchange, OwnerStats, RoundRow, Trained, run_summary
@@ -36,13 +36,13 @@ class Recorder:
     """Evaluates every round's averaged model in order and records rows, models and summary."""
 
     def __init__(self, plan: Plan, dataset: Dataset, parts: list[nn.Module],
-                 results: ResultsWriter, metrics: Metrics, failure: Failure) -> None:
+                 results: ResultsWriter, metrics: Metrics, background: Background) -> None:
         self._plan = plan
         self._dataset = dataset
         self._parts = parts
         self._results = results
         self._metrics = metrics
-        self._failure = failure
+        self._background = background
         self._evaluations: list[asyncio.Future[None]] = []
         self._counters: dict[int, tuple[int, int]] = {}  # round -> (sent, received), cumulative
         self.rows: list[RoundRow] = []
@@ -56,9 +56,8 @@ class Recorder:
                averaged: Mapping[str, torch.Tensor], seconds: float) -> None:
         """Evaluate and record round ``round_`` once the rounds before it are recorded."""
         previous = self._evaluations[-1] if self._evaluations else None
-        evaluation = asyncio.ensure_future(
+        evaluation = self._background.start(
             self._evaluate_round(previous, round_, blobs, owners, averaged, seconds))
-        self._failure.watch(evaluation)
         self._evaluations.append(evaluation)
 
     async def drain(self) -> None:

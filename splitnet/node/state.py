@@ -1,12 +1,13 @@
-"""What the node's parts share: the one failure path and this client's byte counters."""
+"""What the node's parts share: the one failure path, background tasks, byte counters."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["Counters", "Failure"]
+__all__ = ["Background", "Counters", "Failure"]
 
 
 class Failure:
@@ -41,6 +42,30 @@ class Failure:
     def _check(self, task: asyncio.Future[Any]) -> None:
         if not task.cancelled() and (error := task.exception()) is not None:
             self.fail(error)
+
+
+T = TypeVar("T")
+
+
+class Background:
+    """The tasks that run beside the node's main task: kept, watched, cancelled at the end."""
+
+    def __init__(self, failure: Failure) -> None:
+        self._failure = failure
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def start(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``work`` as a task; an exception it ends with stops the client."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._failure.watch(task)
+        return task
+
+    def cancel(self) -> None:
+        """Cancel every task still running."""
+        for task in list(self._tasks):
+            task.cancel()
 
 
 @dataclass

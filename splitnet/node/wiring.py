@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -19,7 +17,7 @@ from splitnet.node.membership import Membership
 from splitnet.node.recorder import Recorder
 from splitnet.node.rounds import Report, Rounds
 from splitnet.node.routing import Routing
-from splitnet.node.state import Counters, Failure
+from splitnet.node.state import Background, Counters, Failure
 from splitnet.plan.plan import Plan
 from splitnet.runtime import Feeder, Interpreter, Replicas
 from splitnet.telemetry.metrics import Metrics
@@ -31,7 +29,7 @@ __all__ = ["Parts", "build_parts"]
 
 @dataclass
 class Parts:
-    """One client's parts, connected; ``background`` holds the tasks the node must cancel."""
+    """One client's parts, connected; ``background`` runs the tasks beside the main one."""
 
     plan: Plan
     membership: Membership
@@ -42,7 +40,7 @@ class Parts:
     aggregator: Aggregator | None
     dataset: Dataset | None
     evaluation_parts: list[nn.Module]
-    background: list[asyncio.Future[Any]] = field(default_factory=list)
+    background: Background
 
     def feeder(self) -> Feeder | None:
         """Return this client's owner feeder (None on a helper)."""
@@ -81,6 +79,7 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
     membership = Membership(plan, network, metrics, failure,
                             join_timeout=settings.network.join_timeout,
                             peer_timeout=settings.network.peer_timeout)
+    background = Background(failure)
     aggregator: Aggregator | None = None
 
     async def report_here(round_: int, report_json: str) -> None:
@@ -95,9 +94,9 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
     if is_aggregator:
         assert dataset is not None
         evaluation_parts = partitions()
-        recorder = Recorder(plan, dataset, evaluation_parts, results, metrics, failure)
+        recorder = Recorder(plan, dataset, evaluation_parts, results, metrics, background)
         aggregator = Aggregator(me, plan.num_clients, routing, network.bulk, rounds.states,
-                                rounds.apply, recorder, failure)
+                                rounds.apply, recorder, background)
     handler = NodeHandler(membership, routing, interpreter, rounds, aggregator, failure)
     return Parts(plan, membership, routing, interpreter, rounds, handler, aggregator, dataset,
-                 evaluation_parts)
+                 evaluation_parts, background)
