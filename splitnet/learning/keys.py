@@ -22,7 +22,11 @@ _KEY_RE = re.compile(r"(?:([1-9][0-9]{0,8})/)?([1-9][0-9]{0,8})/([^/]+)")
 
 @dataclass(frozen=True, order=True)
 class StateKey:
-    """One tensor of a partition: of ``owner``'s replica, or of the averaged model (``None``)."""
+    """One tensor of a partition: of ``owner``'s replica, or of the averaged model (``None``).
+
+    Keys order by owner, partition, name; compare keys of one form (a replica's with a
+    replica's), as ``None`` does not order against an owner.
+    """
 
     owner: int | None
     partition: int

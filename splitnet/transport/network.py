@@ -87,10 +87,12 @@ class GrpcNetwork:
             self.tensors = self._channel = TensorChannel(o.me, o.token)
         elif o.activation_transport == "grpc":
             self.tensors = self._others = StreamTransport(self._clients)
-        else:
+        elif o.activation_transport == "torrent":
             assert self._swarm is not None
             self.tensors = self._others = TorrentTensors(self._clients, self._swarm,
                                                          o.torrent_timeout + o.peer_timeout)
+        else:
+            raise ValueError(f"unknown activation transport {o.activation_transport!r}")
         self._stack: contextlib.AsyncExitStack | None = None
         self._closed = False
 
