@@ -28,6 +28,7 @@ from splitnet.node.recorder import Recorder
 from splitnet.node.rounds import INITIAL, MODEL
 from splitnet.node.routing import Routing
 from splitnet.node.state import Background
+from splitnet.plan.plan import Plan
 from splitnet.telemetry.records import OwnerStats, RoundReport
 from splitnet.transport.base import BulkTransport
 from splitnet.transport.messages import Blob
@@ -38,12 +39,14 @@ __all__ = ["Aggregator"]
 class Aggregator:
     """Averages each round's replicas and hands the result to every client."""
 
-    def __init__(self, me: int, num_clients: int, routing: Routing, bulk: BulkTransport,
+    def __init__(self, plan: Plan, me: int, routing: Routing, bulk: BulkTransport,
                  own_states: Callable[[int], Awaitable[Blob]],
                  apply: Callable[[str, int, bytes], None], recorder: Recorder,
                  background: Background) -> None:
         self.me = me
-        self.num_clients = num_clients
+        self.num_clients = plan.num_clients
+        self.num_rounds = plan.training.num_rounds
+        self._owners = frozenset(plan.owners)
         self._routing = routing
         self._bulk = bulk
         self._own_states = own_states
@@ -56,10 +59,15 @@ class Aggregator:
 
     def round_done(self, client: int, round_: int, report_json: str) -> None:
         """Take a client's report of ``round_``; average once every client has reported."""
-        if not 1 <= client <= self.num_clients:
-            raise ProtocolError(f"round report from client {client}: there are clients "
-                                f"1..{self.num_clients}")
+        if not 1 <= client <= self.num_clients or not 0 <= round_ < self.num_rounds:
+            raise ProtocolError(f"round report of client {client}, round {round_}: the plan has "
+                                f"clients 1..{self.num_clients} and rounds "
+                                f"0..{self.num_rounds - 1}")
         report = RoundReport.from_json(report_json, client, round_)
+        owners = [o.owner for o in report.owners]
+        if owners != ([client] if client in self._owners else []):
+            raise ProtocolError(f"round report of client {client}, round {round_}: owners "
+                                f"{owners}, but a client reports only itself, if it owns data")
         reports = self._reports[round_]
         if client in reports:
             raise ProtocolError(f"client {client} reported round {round_} twice")

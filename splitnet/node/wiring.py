@@ -95,7 +95,7 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
         assert dataset is not None
         evaluation_parts = partitions()
         recorder = Recorder(plan, dataset, evaluation_parts, results, metrics, background)
-        aggregator = Aggregator(me, plan.num_clients, routing, network.bulk, rounds.states,
+        aggregator = Aggregator(plan, me, routing, network.bulk, rounds.states,
                                 rounds.apply, recorder, background)
     handler = NodeHandler(membership, routing, interpreter, rounds, aggregator, failure)
     return Parts(plan, membership, routing, interpreter, rounds, handler, aggregator, dataset,

@@ -132,6 +132,7 @@ def test_placement_does_not_change_the_averaged_weights(tmp_path):
     ('{"owners": [{"owner": 2, "samples": -3, "batches": 1, "loss_sum": 0.5}]}', "samples"),
     ('{"owners": [{"owner": 2, "batches": 1, "loss_sum": 0.5}]}', "'samples'"),
     ('{"owners": "all"}', "owners"),
+    ('{"owners": [{"owner": 1, "samples": 3, "batches": 1, "loss_sum": 0.5}]}', "owners [1]"),
 ])
 def test_a_malformed_round_report_is_refused_and_the_run_completes(tmp_path, text, field):
     nodes, networks = build(SMALL, tmp_path)
