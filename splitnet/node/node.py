@@ -20,7 +20,6 @@ failure path (node)); the node then tells its peers (``Abort``) and raises it.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -39,8 +38,6 @@ from splitnet.telemetry.results import ResultsWriter
 from splitnet.transport.base import Network
 
 __all__ = ["Node"]
-
-log = logging.getLogger("splitnet.node")
 
 
 class Node:
@@ -117,13 +114,12 @@ class Node:
     async def _supervise(self, parts: Parts) -> dict[str, Any]:
         """Run the main task next to the background ones until it ends or something fails."""
         main = asyncio.ensure_future(self._main(parts))
-        self.failure.watch(main)
         parts.background.start(parts.interpreter.run()).add_done_callback(self._ended_early)
         failed = asyncio.ensure_future(self.failure.wait())
         try:
             await asyncio.wait([main, failed], return_when=asyncio.FIRST_COMPLETED)
-            if main.done() and not main.cancelled() and (exc := main.exception()) is not None:
-                self.failure.fail(exc)
+            if main.done() and (exc := main.exception()) is not None:
+                self.failure.fail(exc)  # the main task's own error (a peer's may come first)
             error = self.failure.error
             if error is not None:
                 await parts.membership.abort_all(str(error))

@@ -201,3 +201,20 @@ def test_a_stopped_node_tells_the_others_why(tmp_path):
     for r in results[:2]:
         assert "client 3 stopped: client 3 stopped by SIGTERM" in str(r)
     assert (tmp_path / "timeline-client3.csv").exists()  # written on the failure path too
+
+
+def test_a_vanished_peer_makes_the_others_stop_with_an_error_naming_it(tmp_path):
+    nodes, _ = build({**SMALL, "TRAINING_NUM_ROUNDS": "50", "PEER_TIMEOUT": "1"}, tmp_path)
+
+    async def main() -> list[Any]:
+        runs = [asyncio.ensure_future(node.run()) for node in nodes]
+        while not (tmp_path / "models" / "round1.safetensors").exists():
+            assert not runs[0].done(), runs[0]
+            await asyncio.sleep(0.01)
+        runs[2].cancel()  # client 3 is gone without a word (as if killed)
+        return await asyncio.gather(*runs[:2], return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, RuntimeFailure) for r in results), results
+    for r in results:
+        assert "client 3" in str(r), r
