@@ -7,8 +7,6 @@ Exit codes (see ``splitnet.errors``): 0 success, 1 runtime failure, 2 bad config
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import sys
 import traceback
@@ -28,6 +26,7 @@ from splitnet.errors import (
 )
 
 if TYPE_CHECKING:
+    from splitnet.config import Settings
     from splitnet.plan.plan import Plan
 
 __all__ = ["build_parser", "main"]
@@ -144,32 +143,30 @@ def _env_path(args: argparse.Namespace) -> tuple[Path, bool]:
     return Path(".env"), False
 
 
-def _load(args: argparse.Namespace) -> Plan:
-    from splitnet.plan.plan import load_plan
+def _prepare(args: argparse.Namespace) -> tuple[Settings, Plan]:
+    from splitnet.ops.prepare import prepare
 
     path, required = _env_path(args)
-    plan = load_plan(path, env_file_required=required)
-    for warning in plan.settings.warnings:
+    settings, plan = prepare(path, env_file_required=required)
+    for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    return plan
+    return settings, plan
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    plan = _load(args)
+    _, plan = _prepare(args)
     print(plan.summary())
     return EXIT_OK
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from splitnet.plan import view as planview
+    from splitnet.plan import generate, view
 
     if args.generate:
-        return _generate(args)
-    plan = _load(args)
-    if args.format == "json":
-        print(json.dumps(planview.plan_as_json(plan), indent=2))
+        print(generate.generate(args.clients, args.partitions, args.model, args.bert_model,
+                                args.owners, args.offload, args.format))
     else:
-        print(planview.plan_as_text(plan))
+        print(view.render(_prepare(args)[1], args.format))
     return EXIT_OK
 
 
@@ -180,33 +177,28 @@ def _setup_logging(name: str) -> None:
                         format=f"%(asctime)s {name} %(levelname)s %(message)s", datefmt="%H:%M:%S")
 
 
-def _print_summary(summary: dict[str, object], where: Path) -> None:
-    print(f"test accuracy {summary['test_accuracy']:.4f}, macro F1 {summary['f1_macro']:.4f}, "
-          f"test loss {summary['test_loss']:.4f}; {summary['samples_per_second']} samples/s; "
-          f"{summary['total_seconds']}s in all; results in {where}")
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
     import torch
 
-    from splitnet.config.network import peer_addresses, resolve_token
+    from splitnet.config import peer_addresses, resolve_token
     from splitnet.node.node import Node, NodeOptions
+    from splitnet.ops.summary import summary_line
 
-    plan = _load(args)
-    s = plan.settings
-    if s.client_number is None:
+    settings, plan = _prepare(args)
+    me, output = settings.network.client_number, settings.output
+    if me is None:
         raise ConfigError(Violation("setting", "CLIENT_NUMBER is not set: each client needs its "
-                                               f"number, 1..{s.num_clients}"), s.source)
-    token = resolve_token(s)
-    addresses = peer_addresses(s)
-    _setup_logging(f"client{s.client_number}")
-    if s.torch_threads:
-        torch.set_num_threads(s.torch_threads)
-    node = Node(plan, NodeOptions(s.client_number, addresses, token, s.listen_host,
-                                  Path(s.results_dir)))
+                                               f"number, 1..{plan.num_clients}"), settings.source)
+    token = resolve_token(settings)
+    addresses = peer_addresses(settings)
+    _setup_logging(f"client{me}")
+    if output.torch_threads:
+        torch.set_num_threads(output.torch_threads)
+    node = Node(plan, NodeOptions(me, addresses, token, settings.network.listen_host,
+                                  Path(output.results_dir)))
 
     async def main() -> dict[str, object]:
         loop = asyncio.get_running_loop()
@@ -215,48 +207,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     summary = asyncio.run(main())
     if "test_accuracy" in summary:
-        _print_summary(summary, Path(s.results_dir))
+        print(summary_line(summary, Path(output.results_dir)))
     return EXIT_OK
 
 
 def _cmd_local(args: argparse.Namespace) -> int:
     from splitnet.ops.local import run_local
+    from splitnet.ops.summary import summary_line
 
-    plan = _load(args)
+    settings, plan = _prepare(args)
     path, _ = _env_path(args)
-    results = Path(plan.settings.results_dir)
+    results = Path(settings.output.results_dir)
     print(plan.summary(), flush=True)
-    run_local(plan, path if path.exists() else None, results)
-    summary = json.loads((results / "summary.json").read_text())
-    _print_summary(summary, results)
+    print(summary_line(run_local(plan, path if path.exists() else None, results), results))
     return EXIT_OK
 
 
 def _cmd_baseline(args: argparse.Namespace) -> int:
     from splitnet.ops.baseline import run_baseline
+    from splitnet.ops.summary import summary_line
 
-    plan = _load(args)
+    settings, plan = _prepare(args)
     _setup_logging("baseline")
-    results = Path(plan.settings.results_dir) / "baseline"
-    _print_summary(run_baseline(plan, results), results)
+    results = Path(settings.output.results_dir) / "baseline"
+    print(summary_line(run_baseline(plan, results), results))
     return EXIT_OK
 
 
 def _cmd_compose(args: argparse.Namespace) -> int:
-    from splitnet.ops.compose import render_compose, render_swarm
+    from splitnet.ops.compose import write_compose
 
-    if not 1 <= args.clients <= 1024:
-        raise ConfigError(Violation("usage", f"--clients {args.clients}: expected 1..1024"),
-                          "the command line")
-    text = render_swarm(args.clients) if args.swarm else render_compose(args.clients)
-    target = args.output or Path("docker-compose-swarm.yml" if args.swarm
-                                 else "docker-compose.yml")
-    if str(target) == "-":
-        print(text, end="")
-    else:
-        target.write_text(text)
-        print(f"wrote {target} for {args.clients} clients; set NUM_CLIENTS={args.clients} and "
-              "SIMULATION_STAGES_CLIENTS in .env to match ('splitnet plan --generate')")
+    print(write_compose(args.clients, args.swarm, args.output), end="")
     return EXIT_OK
 
 
@@ -276,67 +257,21 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_health(args: argparse.Namespace) -> int:
-    import asyncio
+    from splitnet.ops.health import check_health
 
-    from splitnet.errors import PeerUnavailable
-    from splitnet.transport.client import PeerClient
-
-    port = args.port or int(os.environ.get("GRPC_PORT", "50051"))
-    token = os.environ.get("SPLITNET_TOKEN", "")
-    if not token and os.environ.get("SPLITNET_TOKEN_FILE"):
-        with contextlib.suppress(OSError):
-            token = Path(os.environ["SPLITNET_TOKEN_FILE"]).read_text().strip()
-
-    async def ping() -> int:
-        client = PeerClient(0, f"127.0.0.1:{port}", token, 0, 5.0)
-        try:
-            return await client.ping(timeout=5.0)
-        finally:
-            await client.aclose()
-
-    try:
-        round_ = asyncio.run(ping())
-    except PeerUnavailable as exc:
-        print(f"unhealthy: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME
-    except SplitnetError:
-        round_ = -1  # it answered (e.g. UNAUTHENTICATED): the process is alive
-    print(f"healthy (round {round_})" if round_ >= 0 else "healthy")
-    return EXIT_OK
-
-
-def _int_list(text: str, option: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v < 1 for v in values):
-        raise ConfigError(Violation("usage", f"{option} {text!r}: expected positive integers "
-                                             "separated by commas, e.g. 4,64"), "the command line")
-    return values
+    code, line = check_health(args.port)
+    print(line, file=sys.stdout if code == EXIT_OK else sys.stderr)
+    return code
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from splitnet.bench.systems import QUICK, SHAPED_FORM, BenchOptions, run_bench, table
+    from splitnet.bench.options import bench_options
+    from splitnet.bench.systems import run_bench, table
 
-    quick = QUICK if args.quick else {}
-    sizes = {"clients": args.clients, "rounds": args.rounds, "epochs": args.epochs}
-    defaults = {"clients": 5, "rounds": 10, "epochs": 3}
-    chosen = {k: v if v is not None else quick.get(k, defaults[k]) for k, v in sizes.items()}
-    problems = [Violation("usage", f"--{k} {v}: expected a whole number of at least "
-                                   f"{2 if k == 'clients' else 1}")
-                for k, v in chosen.items() if v < (2 if k == "clients" else 1)]
-    if args.shaped is not None and not SHAPED_FORM.fullmatch(args.shaped):
-        problems.append(Violation("usage", f"--shaped {args.shaped!r}: expected RATE[,DELAY], "
-                                           "e.g. 100mbit or 100mbit,5ms"))
-    if args.batch_size < 1 or args.lr <= 0:
-        problems.append(Violation("usage", "--batch-size and --lr must be positive"))
-    if problems:
-        raise ConfigError(problems, "the command line")
-    options = BenchOptions(out=args.out, model=args.model.upper(),
-                           dataset=args.dataset.upper(), batch_size=args.batch_size,
-                           learning_rate=args.lr, seed=args.seed, shaped=args.shaped,
-                           bulk_transport=args.bulk, **chosen)
+    options = bench_options(args.out, quick=args.quick, model=args.model, dataset=args.dataset,
+                            clients=args.clients, rounds=args.rounds, epochs=args.epochs,
+                            batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+                            shaped=args.shaped, bulk_transport=args.bulk)
     report = run_bench(options, progress=lambda line: print(line, file=sys.stderr))
     print(table(report))
     print(f"\nraw results: {args.out / 'bench.json'}")
@@ -344,60 +279,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_transfer(args: argparse.Namespace) -> int:
+    from splitnet.bench.options import transfer_options
     from splitnet.bench.transfer import run_transfer_bench
 
-    sizes = _int_list(args.sizes, "--sizes")
-    receivers = _int_list(args.receivers, "--receivers")
-    if args.payload < 1 or args.cap <= 0:
-        raise ConfigError(Violation("usage", "--payload and --cap must be positive"),
-                          "the command line")
-    print(run_transfer_bench(sizes, receivers, args.payload, args.cap, args.resnet))
-    return EXIT_OK
-
-
-def _generate(args: argparse.Namespace) -> int:
-    from splitnet.plan.generate import generate_lists, parse_offload
-    from splitnet.plan.rules import check_placement
-
-    usage: list[Violation] = []
-    if args.clients is None or args.clients < 1:
-        usage.append(Violation("usage", "--generate needs --clients N (a positive integer)"))
-    if (args.partitions is None) == (args.model is None):
-        usage.append(Violation("usage", "--generate needs exactly one of --partitions P or "
-                                        "--model NAME"))
-    elif args.partitions is not None and args.partitions < 1:
-        usage.append(Violation("usage", "--partitions must be a positive integer"))
-    owners = None
-    if args.owners:
-        try:
-            owners = [int(x) for x in args.owners.split(",") if x.strip()]
-        except ValueError:
-            usage.append(Violation("usage", f"--owners {args.owners!r}: expected client "
-                                            "numbers separated by commas, e.g. 1,2,3"))
-    offload: dict[tuple[int, int], int] = {}
-    for spec in args.offload:
-        try:
-            offload.update(parse_offload(spec))
-        except ValueError as exc:
-            usage.append(Violation("usage", str(exc)))
-    if usage:
-        raise ConfigError(usage, "the command line")
-    model = args.model or "CNN"
-    p = args.partitions or catalog.num_partitions(model, args.bert_model)
-    if owners is not None and any(not 1 <= o <= args.clients for o in owners):
-        raise ConfigError(Violation("usage", f"--owners {args.owners}: expected clients 1.."
-                                             f"{args.clients}"), "the command line")
-    try:
-        lists = generate_lists(args.clients, p, owners, offload)
-    except ValueError as exc:
-        raise ConfigError(Violation("usage", str(exc)), "the command line") from None
-    _, violations = check_placement(lists, args.clients, p, model if args.model else f"P={p}")
-    if violations:
-        raise ConfigError(violations, "the generated plan")
-    if args.format == "json":
-        print(json.dumps(lists))
-    else:
-        print("SIMULATION_STAGES_CLIENTS=" + json.dumps(lists, separators=(",", ":")))
+    o = transfer_options(args.sizes, args.receivers, args.payload, args.cap, args.resnet)
+    print(run_transfer_bench(o.sizes, o.receivers, o.payload, o.cap, o.resnet))
     return EXIT_OK
 
 

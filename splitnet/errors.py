@@ -5,13 +5,19 @@
     SplitnetError                 base of everything splitnet raises on purpose (exit 1)
     ├── ConfigError               settings or plan break a rule; carries every violation (exit 2)
     ├── ProtocolError             a peer sent a malformed message (gRPC INVALID_ARGUMENT)
-    └── RuntimeFailure            training could not go on: a peer, a transfer, a step (exit 1)
+    └── RuntimeFailure            training could not go on: a peer, a transfer, a step (exit 1;
+        │                         gRPC ABORTED)
         ├── PlanMismatch          a peer's plan fingerprint differs (gRPC FAILED_PRECONDITION)
-        ├── PeerUnavailable       a peer stopped answering or cannot be reached
+        ├── PeerUnavailable       a peer stopped answering or cannot be reached (gRPC
+        │                         UNAVAILABLE, DEADLINE_EXCEEDED)
         └── TransferFailed        a transfer could not complete (refused, ended, timed out, or
-                                  a payload that does not verify)
+                                  a payload that does not verify); the one error a tensor or
+                                  bulk transport reports through its ``on_failure`` callback,
+                                  naming the peer, with the original error as ``__cause__``
 
-CLI exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage, 130 interrupted.
+The gRPC status codes and tensor refusal kinds of each error are one table, in
+``splitnet.transport.status``. CLI exit codes: 0 success, 1 runtime failure, 2 bad configuration
+or usage, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -31,7 +37,6 @@ __all__ = [
     "SplitnetError",
     "TransferFailed",
     "Violation",
-    "raise_error",
 ]
 
 EXIT_OK = 0
@@ -98,7 +103,3 @@ class PeerUnavailable(RuntimeFailure):
 class TransferFailed(RuntimeFailure):
     """A transfer could not complete: refused by the peer, cut off, timed out, or unverifiable."""
 
-
-def raise_error(error: Exception) -> None:
-    """Raise ``error``: the default of error callbacks nobody has set."""
-    raise error

@@ -14,9 +14,7 @@ ranks itself, on loopback).
 
 from __future__ import annotations
 
-import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -28,12 +26,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from splitnet.config.catalog import num_partitions
+from splitnet.learning.batches import epoch_batches
 from splitnet.learning.data import load_dataset
+from splitnet.learning.keys import flatten
 from splitnet.learning.models import build_partitions
 from splitnet.ops.baseline import train_union
 from splitnet.ops.local import free_ports
 from splitnet.plan.plan import load_plan
 from splitnet.runtime.segment import make_optimizer
+from splitnet.telemetry.records import Pipelined, peak_rss_kib, run_summary
+from splitnet.telemetry.results import ResultsWriter
 
 __all__ = ["launch"]
 
@@ -84,9 +86,7 @@ def _rank(env_file: Path, results: Path, microbatches: int) -> None:
     start = time.time()
     samples = 0
     for _ in range(epochs):
-        order = torch.randperm(len(y), generator=generator)
-        for first in range(0, len(y) - step + 1, step):
-            index = order[first:first + step]
+        for index in epoch_batches(len(y), step, generator, drop_last=True):
             optimizer.zero_grad(set_to_none=True)
             if rank == 0:
                 schedule.step(x[index])
@@ -98,20 +98,16 @@ def _rank(env_file: Path, results: Path, microbatches: int) -> None:
             samples += len(index)
     dist.barrier()
     seconds = time.time() - start
-    save_file({f"{rank + 1}/{k}": v.contiguous() for k, v in module.state_dict().items()},
-              str(results / f"rank{rank}.safetensors"))
-    rss = [0.0] * world
-    dist.all_gather_object(rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    state = {k: v.contiguous() for k, v in module.state_dict().items()}
+    save_file(flatten({rank + 1: state}), str(results / f"rank{rank}.safetensors"))
+    rss: list[int] = [0] * world
+    dist.all_gather_object(rss, peak_rss_kib())
     if rank == 0:
         boundary = _boundary_bytes(parts, x[:s.batch_size])
-        (results / "summary.json").write_text(json.dumps({
-            "model": s.model, "dataset": s.dataset, "processes": world,
-            "microbatches": microbatches, "train_seconds": round(seconds, 3),
-            "samples": samples, "samples_per_second": round(samples / seconds, 2),
-            "epochs": epochs, "batches": samples // s.batch_size,
-            "payload_bytes_sent": boundary * 2 * (samples // s.batch_size),
-            "peak_rss_mib": {str(r + 1): round(v, 1) for r, v in enumerate(rss)},
-        }, indent=2) + "\n")
+        batches = samples // s.batch_size
+        summary = run_summary(s.model, s.dataset, dict(enumerate(rss, 1)), pipelined=Pipelined(
+            world, microbatches, seconds, samples, epochs, batches, boundary * 2 * batches))
+        ResultsWriter(results).write_summary(summary)
     dist.destroy_process_group()
 
 

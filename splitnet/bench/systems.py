@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -34,37 +33,19 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from splitnet.bench.options import BenchOptions, command_line
+from splitnet.config import Settings
 from splitnet.config.catalog import num_partitions
 from splitnet.errors import RuntimeFailure
 from splitnet.learning.data import Dataset, load_dataset, owner_data
 from splitnet.learning.evaluation import evaluate
 from splitnet.learning.models import build_partitions, compose
 from splitnet.ops.baseline import train_union
+from splitnet.ops.prepare import prepare
 from splitnet.plan.generate import generate_lists
-from splitnet.plan.plan import Plan, load_plan
+from splitnet.plan.plan import Plan
 
-__all__ = ["QUICK", "SHAPED_FORM", "BenchOptions", "placements", "run_bench", "table"]
-
-QUICK = {"clients": 3, "rounds": 2, "epochs": 1}
-SHAPED_FORM = re.compile(r"\d+(\.\d+)?(bit|kbit|mbit|gbit)(,\d+(\.\d+)?(us|ms|s))?")
-
-
-@dataclass(frozen=True)
-class BenchOptions:
-    """What ``splitnet bench`` compares, and where it writes."""
-
-    out: Path
-    model: str = "CNN"
-    dataset: str = "DIGITS"
-    clients: int = 5
-    rounds: int = 10
-    epochs: int = 3
-    batch_size: int = 32
-    learning_rate: float = 0.1
-    seed: int = 42
-    shaped: str | None = None
-    bulk_transport: str = "auto"
-
+__all__ = ["netns_available", "placements", "run_bench", "table"]
 
 def _settings_lines(opts: BenchOptions, lists: list[list[str]]) -> list[str]:
     return [f"NUM_CLIENTS={opts.clients}", f"CURRENT_MODEL={opts.model}",
@@ -144,6 +125,7 @@ def _run(name: str, command: list[str], results: Path, isolate: bool, shaping: s
 class _Data:
     """What every system is evaluated on, read once per bench run."""
 
+    settings: Settings
     plan: Plan
     dataset: Dataset
     train_x: torch.Tensor
@@ -151,9 +133,9 @@ class _Data:
 
 
 def _load_model(data: _Data, path: Path) -> torch.nn.Module:
-    s = data.plan.settings
-    parts = build_partitions(s.model, data.dataset.spec, s.seed, s.bert_model,
-                             s.bert_pretrained)
+    t = data.plan.training
+    parts = build_partitions(t.model, data.dataset.spec, t.seed, t.bert_model,
+                             data.settings.data.bert_pretrained)
     state = load_file(str(path))
     if any("/" in key for key in state):  # splitnet's "partition/name"
         for p, part in enumerate(parts, 1):
@@ -181,13 +163,13 @@ def _assess(data: _Data, model_path: Path) -> dict[str, float]:
 
 def _row(run: _Run, data: _Data, summary: dict[str, Any], model_path: Path,
          batches: int, payload: int | None) -> dict[str, Any]:
-    s = data.plan.settings
+    t = data.plan.training
     train_seconds = float(summary["train_seconds"])
     rss = [float(v) for v in summary.get("peak_rss_mib", {}).values()]
     row: dict[str, Any] = {"system": run.name, **_assess(data, model_path)}
     row.update({
         "train_seconds": train_seconds,
-        "seconds_per_epoch": train_seconds / (s.num_rounds * s.num_epochs),
+        "seconds_per_epoch": train_seconds / (t.num_rounds * t.num_epochs),
         "samples_per_second": float(summary["samples_per_second"]),
         "efficiency": row["test_accuracy"] / max(train_seconds, 1e-9),
         "processes": len(rss), "peak_rss_mib_max": max(rss, default=0.0),
@@ -219,17 +201,17 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
     for name, task_lists in lists.items():
         envs[name] = opts.out / f"{name}.env"
         envs[name].write_text("\n".join(_settings_lines(opts, task_lists)) + "\n")
-    plan = load_plan(envs["all-local"], environ={})
+    settings, plan = prepare(envs["all-local"], environ={})
     isolate = netns_available()
     python = [sys.executable, "-m", "splitnet"]
     rows: list[dict[str, Any]] = []
-    s = plan.settings
-    dataset = load_dataset(s)
-    data = _Data(plan, dataset, *train_union(plan, dataset))
-    batches_per_epoch = sum(-(-len(owner_data(dataset, plan.shard_of(o), s,
-                                              plan.num_shards).train_y) // s.batch_size)
+    t = plan.training
+    dataset = load_dataset(t, settings.data)
+    data = _Data(settings, plan, dataset, *train_union(plan, dataset))
+    batches_per_epoch = sum(-(-len(owner_data(dataset, plan.shard_of(o), t,
+                                              plan.num_shards).train_y) // t.batch_size)
                             for o in plan.owners)
-    batches = batches_per_epoch * s.num_rounds * s.num_epochs
+    batches = batches_per_epoch * t.num_rounds * t.num_epochs
 
     def env_for(results: Path) -> list[str]:
         return ["env", f"RESULTS_DIR={results}"]
@@ -241,7 +223,7 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
                                         str(envs["all-local"])], results, isolate, None,
                opts.out / "centralized.log")
     summary = json.loads((results / "baseline" / "summary.json").read_text())
-    model = results / "baseline" / "models" / f"round{s.num_rounds}.safetensors"
+    model = results / "baseline" / "models" / f"round{t.num_rounds}.safetensors"
     rows.append(_row(run, data, summary, model, batches, 0))
 
     # 2., 3., 5. splitnet
@@ -259,7 +241,7 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
             rows.append({"system": name, "note": run.note})
             continue
         payload, summary = _splitnet_facts(results)
-        model = results / "models" / f"round{s.num_rounds}.safetensors"
+        model = results / "models" / f"round{t.num_rounds}.safetensors"
         rows.append(_row(run, data, summary, model, batches, payload))
 
     # 4. torch.distributed.pipelining
@@ -280,7 +262,7 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
             row["vs_centralized"] = row["samples_per_second"] / central
             row["vs_pipelining"] = row["samples_per_second"] / pipelining
     report = {
-        "command": _command(opts),
+        "command": command_line(opts),
         "machine": _machine(), "settings": {
             "model": opts.model, "dataset": opts.dataset, "clients": opts.clients,
             "rounds": opts.rounds, "epochs": opts.epochs, "batch_size": opts.batch_size,
@@ -290,19 +272,6 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
     (opts.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     (opts.out / "bench.md").write_text(table(report) + "\n")
     return report
-
-
-_FLAGS = {"model": "model", "dataset": "dataset", "clients": "clients", "rounds": "rounds",
-          "epochs": "epochs", "batch_size": "batch-size", "learning_rate": "lr", "seed": "seed",
-          "bulk_transport": "bulk", "shaped": "shaped"}
-
-
-def _command(opts: BenchOptions) -> str:
-    """Return the ``splitnet bench`` command line that repeats this run."""
-    defaults = BenchOptions(out=opts.out)
-    return " ".join(["splitnet bench", *(f"--{flag} {getattr(opts, field)}"
-                                         for field, flag in _FLAGS.items()
-                                         if getattr(opts, field) != getattr(defaults, field))])
 
 
 def _machine() -> str:

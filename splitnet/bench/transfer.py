@@ -22,17 +22,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from splitnet.errors import RuntimeFailure
-from splitnet.ops.local import free_ports
+from splitnet.errors import RuntimeFailure, TransferFailed
 from splitnet.transport.client import PeerClient
-from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.messages import Blob
-from splitnet.transport.serde import blob_to_frames
-from splitnet.transport.server import start_server
+from splitnet.transport.network import GrpcNetwork, NetworkOptions
+from splitnet.transport.ports import free_ports
 from splitnet.transport.torrent import TorrentSession
 
 __all__ = ["run_transfer_bench"]
@@ -53,6 +51,21 @@ class _Sink:
         raise RuntimeFailure("not in the benchmark")
 
     ping = tensor = round_done = get_states = finish = abort = join
+
+
+def _no_failure(failure: TransferFailed) -> None:
+    raise AssertionError(f"the benchmark sends no tensors: {failure}")
+
+
+async def _serve_sinks(stack: AsyncExitStack, sinks: list[_Sink], token: str) -> list[str]:
+    """Serve each sink as client 1 of its own network (control only); return the addresses."""
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(len(sinks))]
+    for sink, address in zip(sinks, addresses, strict=True):
+        network = await stack.enter_async_context(GrpcNetwork(NetworkOptions(
+            me=1, addresses=[address], token=token, listen_host="127.0.0.1",
+            activation_transport="grpc", bulk_transport="grpc")))
+        await network.serve(sink, _no_failure)
+    return addresses
 
 
 def _raw_tcp(data: bytes) -> float:
@@ -83,17 +96,13 @@ def _raw_tcp(data: bytes) -> float:
 
 async def _grpc_once(data: bytes) -> float:
     token = secrets.token_hex(8)
-    sink = _Sink()
-    server, port = await start_server(sink, "127.0.0.1", 0, token)
-    client = PeerClient(1, f"127.0.0.1:{port}", token, 2, 600)
-    try:
+    async with AsyncExitStack() as stack:
+        (address,) = await _serve_sinks(stack, [_Sink()], token)
+        client = await stack.enter_async_context(PeerClient(1, address, token, 2, 600))
         await client.put_model(Blob("warm", 0, 2, b"x"))
         start = time.perf_counter()
         await client.put_model(Blob("bench", 0, 2, data))
         return time.perf_counter() - start
-    finally:
-        await client.aclose()
-        await server.stop(0)
 
 
 async def _torrent_once(data: bytes, workdir: Path) -> tuple[float, float]:
@@ -180,6 +189,8 @@ def one_to_many_torrent(n: int, size: int, cap: int, workdir: Path) -> float:
             if proc.stdin:
                 proc.stdin.close()
             proc.wait(timeout=30)
+            if proc.stdout:
+                proc.stdout.close()
         pub.close()
 
 
@@ -198,31 +209,18 @@ class _Pacer:
             await asyncio.sleep(ahead)
 
 
-async def _paced(frames: Iterator[pb.BlobFrame], pacer: _Pacer) -> AsyncIterator[pb.BlobFrame]:
-    for frame in frames:
-        await pacer.take(len(frame.data))
-        yield frame
-
-
 async def _one_to_many_grpc(n: int, size: int, cap: int) -> float:
     token = secrets.token_hex(8)
-    sinks = [_Sink() for _ in range(n)]
-    servers = [await start_server(s, "127.0.0.1", 0, token) for s in sinks]
-    clients = [PeerClient(i, f"127.0.0.1:{port}", token, 0, 600)
-               for i, (_, port) in enumerate(servers)]
     data = os.urandom(size)
-    pacer = _Pacer(cap)
-    try:
+    async with AsyncExitStack() as stack:
+        addresses = await _serve_sinks(stack, [_Sink() for _ in range(n)], token)
+        clients = [await stack.enter_async_context(PeerClient(1, address, token, 0, 600))
+                   for address in addresses]
+        pacer = _Pacer(cap)
         start = time.perf_counter()
-        await asyncio.gather(*(
-            c._stub.PutModel(_paced(blob_to_frames(Blob("b", 0, 0, data)), pacer),
-                             metadata=c._metadata, timeout=600) for c in clients))
+        await asyncio.gather(*(c.put_model(Blob("b", 0, 0, data), 600, pacer.take)
+                               for c in clients))
         return time.perf_counter() - start
-    finally:
-        for c in clients:
-            await c.aclose()
-        for server, _ in servers:
-            await server.stop(0)
 
 
 def one_to_many(receivers: list[int], size: int, cap: int, workdir: Path) -> list[dict[str, float]]:

@@ -15,10 +15,10 @@ _ADDRESS_RE = re.compile(r"[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}")
 
 def peer_addresses(settings: Settings) -> list[str]:
     """Return client k's ``host:port`` at index k-1 (``PEERS``, else ``client{k}:GRPC_PORT``)."""
-    n = settings.num_clients
-    if not settings.peers:
-        return [f"client{k}:{settings.grpc_port}" for k in range(1, n + 1)]
-    addresses = [a.strip() for a in settings.peers.split(",") if a.strip()]
+    n, network = settings.training.num_clients, settings.network
+    if not network.peers:
+        return [f"client{k}:{network.grpc_port}" for k in range(1, n + 1)]
+    addresses = [a.strip() for a in network.peers.split(",") if a.strip()]
     problems = []
     if len(addresses) != n:
         problems.append(Violation("setting", f"PEERS lists {len(addresses)} address(es) but "
@@ -35,17 +35,18 @@ def peer_addresses(settings: Settings) -> list[str]:
 
 def resolve_token(settings: Settings) -> str:
     """Return the cluster credential from ``SPLITNET_TOKEN`` or ``SPLITNET_TOKEN_FILE``."""
-    if settings.token:
-        return settings.token
-    if settings.token_file:
+    network = settings.network
+    if network.token:
+        return network.token
+    if network.token_file:
         try:
-            token = Path(settings.token_file).read_text(encoding="utf-8").strip()
+            token = Path(network.token_file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(Violation("setting", f"SPLITNET_TOKEN_FILE={settings.token_file}: "
+            raise ConfigError(Violation("setting", f"SPLITNET_TOKEN_FILE={network.token_file}: "
                                                    f"cannot read it ({exc})")) from None
         if token:
             return token
-        raise ConfigError(Violation("setting", f"SPLITNET_TOKEN_FILE={settings.token_file} is "
+        raise ConfigError(Violation("setting", f"SPLITNET_TOKEN_FILE={network.token_file} is "
                                                "empty"))
     raise ConfigError(Violation("setting", "no cluster token: set SPLITNET_TOKEN (the same "
                                            "secret on every client) or SPLITNET_TOKEN_FILE"))

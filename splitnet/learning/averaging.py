@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
-__all__ = ["check_consistent", "fedavg"]
+from splitnet.learning.keys import StateKey, flatten
+
+__all__ = ["average_replicas", "check_consistent", "fedavg"]
 
 
 def check_consistent(states: Sequence[tuple[dict[str, torch.Tensor], float]]) -> None:
@@ -38,4 +40,36 @@ def fedavg(states: Sequence[tuple[dict[str, torch.Tensor], float]]) -> dict[str,
             acc += state[key].to(torch.float64) * (weight / total)
         averaged[key] = (acc.to(reference.dtype) if reference.is_floating_point()
                          else acc.round().to(reference.dtype))
+    return averaged
+
+
+def average_replicas(states: Iterable[Mapping[str, torch.Tensor]],
+                     weights: Mapping[int, float]) -> dict[str, torch.Tensor]:
+    """Average every partition over its owners' replicas, weighted by ``weights[owner]``.
+
+    ``states`` holds one dict per client keyed ``"owner/partition/name"``; the result is keyed
+    ``"partition/name"``. Partitions are averaged in ascending order and, inside one, the owners'
+    replicas are summed in ascending owner order, so the result does not depend on the order of
+    ``states``. A replica that two clients both report, or an owner without a weight, is refused
+    (ValueError).
+    """
+    replicas: dict[int, dict[int, dict[str, torch.Tensor]]] = {}
+    source: dict[tuple[int, int], int] = {}
+    for index, state in enumerate(states):
+        for text, tensor in state.items():
+            key = StateKey.parse(text)
+            if key.owner is None:
+                raise ValueError(f"state {index}: {text!r} is not a replica's key "
+                                 "'{owner}/{partition}/{name}'")
+            if source.setdefault((key.owner, key.partition), index) != index:
+                raise ValueError(f"owner {key.owner}'s partition {key.partition} is in state "
+                                 f"{source[(key.owner, key.partition)]} and in state {index}")
+            replicas.setdefault(key.partition, {}).setdefault(key.owner, {})[key.name] = tensor
+    missing = sorted({o for owners in replicas.values() for o in owners} - weights.keys())
+    if missing:
+        raise ValueError(f"no weight for owner(s) {missing}")
+    averaged: dict[str, torch.Tensor] = {}
+    for partition, owners in sorted(replicas.items()):
+        average = fedavg([(state, weights[owner]) for owner, state in sorted(owners.items())])
+        averaged.update(flatten({partition: average}))
     return averaged

@@ -1,10 +1,11 @@
 """Datasets and per-owner shards, deterministic from the settings and the seed.
 
 Every client computes the same train/test split and the same shards without talking; owner k
-(the k-th data owner) trains on shard k and keeps a validation split of it. ``DIGITS`` is
-bundled with scikit-learn (the offline default); ``MNIST``/``CIFAR10``/``CIFAR100`` are read from
-``DATA_DIR`` in their standard binary formats, ``AG_NEWS``/``IMDB`` from their usual local files,
-and a missing dataset gets an error saying where it was looked for and how to provide it.
+(the k-th data owner) trains on shard k, less a held-out tenth (see "Note: held-out tenth").
+``DIGITS`` is bundled with scikit-learn (the offline default); ``MNIST``/``CIFAR10``/``CIFAR100``
+are read from ``DATA_DIR`` in their standard binary formats, ``AG_NEWS``/``IMDB`` from their
+usual local files, and a missing dataset gets an error saying where it was looked for and how
+to provide it.
 """
 
 from __future__ import annotations
@@ -19,16 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from splitnet.config.settings import Settings
+from splitnet.config.settings import DataSettings, TrainingSettings
 from splitnet.errors import ConfigError, Violation
 from splitnet.learning.models import InputSpec
 
-__all__ = ["Dataset", "OwnerData", "dataset_spec", "load_dataset", "owner_data",
-           "shard_indices"]
+__all__ = ["HELD_OUT_FRACTION", "Dataset", "OwnerData", "dataset_spec", "load_dataset",
+           "owner_data", "shard_indices"]
 
 VOCAB_SIZE = 30522
 SEQ_LEN = 64
-VALIDATION_FRACTION = 0.1
+HELD_OUT_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,10 @@ class Dataset:
 
 @dataclass(frozen=True)
 class OwnerData:
-    """One owner's shard, split into training and validation."""
+    """The samples one owner trains on."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
 
 
 _SPECS = {
@@ -62,29 +61,29 @@ _SPECS = {
 }
 
 
-def dataset_spec(settings: Settings) -> InputSpec:
+def dataset_spec(training: TrainingSettings) -> InputSpec:
     """Return input shape and class count without loading any data (helpers own none)."""
-    if settings.dataset == "SYNTHETIC":
-        if settings.model == "BERT":
+    if training.dataset == "SYNTHETIC":
+        if training.model == "BERT":
             return InputSpec((32,), 4, 1000)
-        return InputSpec((3, 32, 32) if settings.model.startswith("RESNET") else (1, 8, 8), 4)
-    shape, classes, vocab = _SPECS[settings.dataset]
+        return InputSpec((3, 32, 32) if training.model.startswith("RESNET") else (1, 8, 8), 4)
+    shape, classes, vocab = _SPECS[training.dataset]
     return InputSpec(shape, classes, vocab)
 
 
-def load_dataset(settings: Settings) -> Dataset:
+def load_dataset(training: TrainingSettings, data: DataSettings) -> Dataset:
     """Load ``CURRENT_DATASET`` (raising ConfigError naming the paths if it is missing)."""
-    name = settings.dataset
-    root = Path(settings.data_dir)
+    name = training.dataset
+    root = Path(data.data_dir)
     if name == "DIGITS":
-        return _digits(settings.seed)
+        return _digits(training.seed)
     if name == "SYNTHETIC":
-        return _synthetic(settings.seed, text=settings.model == "BERT",
-                          large=settings.model.startswith("RESNET"))
+        return _synthetic(training.seed, text=training.model == "BERT",
+                          large=training.model.startswith("RESNET"))
     if name == "MNIST":
-        return _mnist(root, settings.dataset_download)
+        return _mnist(root, data.dataset_download)
     if name in ("CIFAR10", "CIFAR100"):
-        return _cifar(root, name, settings.dataset_download)
+        return _cifar(root, name, data.dataset_download)
     if name == "AG_NEWS":
         return _ag_news(root)
     return _imdb(root)
@@ -112,17 +111,23 @@ def shard_indices(labels: np.ndarray, num_shards: int, partitioning: str, alpha:
     return [np.sort(np.array(s, dtype=np.int64)) for s in shards]
 
 
-def owner_data(dataset: Dataset, shard: int, settings: Settings, num_shards: int) -> OwnerData:
-    """Return owner's shard ``shard`` (0-based), with a validation split carved off."""
+def owner_data(dataset: Dataset, shard: int, training: TrainingSettings,
+               num_shards: int) -> OwnerData:
+    """Return what the owner of shard ``shard`` (0-based) trains on.
+
+    Note: held-out tenth. The shard is shuffled with its own seed and its first tenth (none
+    below 10 samples) is left out of training. It was once a validation split that nothing
+    read; it is kept out so that every run trains on exactly the samples, in exactly the order,
+    that earlier runs did.
+    """
     labels = dataset.train_y.numpy()
-    indices = shard_indices(labels, num_shards, settings.data_partitioning,
-                            settings.dirichlet_alpha, settings.seed)[shard]
-    rng = np.random.default_rng(settings.seed + 1 + shard)
+    indices = shard_indices(labels, num_shards, training.data_partitioning,
+                            training.dirichlet_alpha, training.seed)[shard]
+    rng = np.random.default_rng(training.seed + 1 + shard)
     indices = rng.permutation(indices)
-    n_val = int(len(indices) * VALIDATION_FRACTION) if len(indices) >= 10 else 0
-    val, train = indices[:n_val], indices[n_val:]
-    return OwnerData(dataset.train_x[train], dataset.train_y[train],
-                     dataset.train_x[val], dataset.train_y[val])
+    held_out = int(len(indices) * HELD_OUT_FRACTION) if len(indices) >= 10 else 0
+    train = indices[held_out:]
+    return OwnerData(dataset.train_x[train], dataset.train_y[train])
 
 
 def _split(x: np.ndarray, y: np.ndarray, seed: int, test_fraction: float = 0.2) -> tuple[

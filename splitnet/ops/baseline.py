@@ -8,7 +8,6 @@ worth of epochs.
 
 from __future__ import annotations
 
-import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from splitnet.learning.batches import epoch_batches
 from splitnet.learning.data import Dataset, load_dataset, owner_data
 from splitnet.learning.evaluation import evaluate
 from splitnet.learning.models import build_partitions, compose
 from splitnet.plan.plan import Plan
 from splitnet.runtime.segment import make_optimizer
 from splitnet.telemetry.progress import Progress
+from splitnet.telemetry.records import RoundRow, Trained, peak_rss_kib, run_summary
 from splitnet.telemetry.results import ResultsWriter
 
 __all__ = ["run_baseline", "train_union"]
@@ -45,16 +46,14 @@ def run_baseline(plan: Plan, results_dir: Path) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(s.seed)
     writer = ResultsWriter(results_dir)
     writer.start_metrics()
-    rows = []
+    rows: list[RoundRow] = []
     start = time.time()
     progress = Progress("baseline", s.num_rounds, s.num_epochs)
     for round_ in range(s.num_rounds):
         round_start, loss_sum, batches = time.time(), 0.0, 0
         model.train()
         for epoch in range(s.num_epochs):
-            order = torch.randperm(len(y), generator=generator)
-            for first in range(0, len(y), s.batch_size):
-                index = order[first:first + s.batch_size]
+            for index in epoch_batches(len(y), s.batch_size, generator):
                 optimizer.zero_grad(set_to_none=True)
                 loss = nn.functional.cross_entropy(model(x[index]), y[index])
                 loss.backward()
@@ -64,25 +63,13 @@ def run_baseline(plan: Plan, results_dir: Path) -> dict[str, Any]:
                 progress.tick(round_, epoch, batches, loss_sum, False)
         progress.tick(round_, s.num_epochs - 1, batches, loss_sum, True)
         metrics = evaluate(model, dataset.test_x, dataset.test_y)
-        row = {"round": round_ + 1, "test_accuracy": round(metrics["accuracy"], 6),
-               "f1_macro": round(metrics["f1_macro"], 6), "test_loss": round(metrics["loss"], 6),
-               "train_loss": round(loss_sum / max(batches, 1), 6),
-               "round_seconds": round(time.time() - round_start, 3), "bytes_sent": 0,
-               "bytes_received": 0, "samples": len(y) * s.num_epochs}
+        row = RoundRow.measured(round_, metrics, loss_sum=loss_sum, batches=batches,
+                                seconds=time.time() - round_start, bytes_sent=0,
+                                bytes_received=0, samples=len(y) * s.num_epochs)
         writer.add_round(row)
         rows.append(row)
     path = writer.save_model(s.num_rounds, model.state_dict())
-    train_seconds = sum(r["round_seconds"] for r in rows)
-    summary = {
-        "fingerprint": plan.fingerprint, "model": s.model, "dataset": s.dataset, "clients": 1,
-        "rounds": s.num_rounds, "test_accuracy": rows[-1]["test_accuracy"],
-        "f1_macro": rows[-1]["f1_macro"], "test_loss": rows[-1]["test_loss"],
-        "train_loss": rows[-1]["train_loss"], "total_seconds": round(time.time() - start, 3),
-        "train_seconds": round(train_seconds, 3),
-        "samples_per_second": round(sum(r["samples"] for r in rows) / max(train_seconds, 1e-9),
-                                    2),
-        "bytes_sent": 0, "model_bytes_on_disk": path.stat().st_size,
-        "peak_rss_mib": {"1": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
-    }
+    summary = run_summary(s.model, s.dataset, {1: peak_rss_kib()}, trained=Trained(
+        plan.fingerprint, 1, rows, time.time() - start, path.stat().st_size))
     writer.write_summary(summary)
     return summary

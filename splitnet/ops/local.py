@@ -1,7 +1,7 @@
 """``splitnet local``: every client as a process on loopback, exactly as the containers run.
 
 Each client's log lines are prefixed ``[client k]``; if one exits with an error the others are
-stopped and the run fails; at the end the timelines are merged and the summary printed.
+stopped and the run fails; at the end the timelines are merged and the summary returned.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from splitnet.errors import RuntimeFailure
 from splitnet.plan.plan import Plan
@@ -67,8 +67,9 @@ def _pump(stream: IO[str], prefix: str, out: IO[str], lock: threading.Lock) -> N
 
 
 def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
-              extra_env: dict[str, str] | None = None, out: IO[str] = sys.stdout) -> Path:
-    """Run every client of ``plan`` as a process; return the results directory."""
+              extra_env: dict[str, str] | None = None,
+              out: IO[str] = sys.stdout) -> dict[str, Any]:
+    """Run every client of ``plan`` as a process; return the run's summary (``summary.json``)."""
     n = plan.num_clients
     ports = free_ports(3 * n)  # gRPC, libtorrent, metrics
     env = dict(os.environ)
@@ -116,7 +117,8 @@ def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
         for pump in pumps:
             pump.join(timeout=5)
     merge_timelines(results_dir)
-    return results_dir
+    summary: dict[str, Any] = json.loads((results_dir / "summary.json").read_text())
+    return summary
 
 
 def _wait(procs: list[subprocess.Popen[str]]) -> tuple[int, int] | None:

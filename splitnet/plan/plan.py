@@ -1,8 +1,8 @@
-"""The execution plan as plain data, built once from validated settings.
+"""The execution plan as plain data, built once from the training settings; no I/O.
 
-Every client builds the plan from the same settings with the same code; :attr:`Plan.fingerprint`
-hashes every fact that must match across clients, and :meth:`Plan.facts` lets a client say *what*
-differs when a peer's fingerprint does not match.
+Every client builds the plan from the same training settings with the same code;
+:attr:`Plan.fingerprint` hashes every fact that must match across clients, and :meth:`Plan.facts`
+lets a client say *what* differs when a peer's fingerprint does not match.
 """
 
 from __future__ import annotations
@@ -11,23 +11,22 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from splitnet.config.settings import Settings, check_settings, read_config
+from splitnet.config.settings import TrainingSettings
 from splitnet.errors import ConfigError, Violation
 from splitnet.plan.rules import check_placement
 from splitnet.plan.schedule import DryRun, dry_run
 from splitnet.plan.task import Task, partition_of, stage_of
 
-__all__ = ["Plan", "build_plan", "describe_difference", "load_plan"]
+__all__ = ["Plan", "build_plan", "describe_difference", "plan_violations"]
 
 
 @dataclass(frozen=True)
 class Plan:
     """Who runs what: the runner of every (owner, partition) and every client's ordered tasks."""
 
-    settings: Settings
+    training: TrainingSettings
     client_tasks: tuple[tuple[Task, ...], ...]
     runners: Mapping[tuple[int, int], int]
     owners: tuple[int, ...]
@@ -35,12 +34,12 @@ class Plan:
     @property
     def num_clients(self) -> int:
         """Return N."""
-        return self.settings.num_clients
+        return self.training.num_clients
 
     @property
     def num_partitions(self) -> int:
         """Return P."""
-        return self.settings.num_partitions
+        return self.training.num_partitions
 
     @property
     def helpers(self) -> tuple[int, ...]:
@@ -74,11 +73,11 @@ class Plan:
     @property
     def num_shards(self) -> int:
         """Return how many shards the training set is cut into."""
-        return self.settings.dataset_n_splits or len(self.owners)
+        return self.training.dataset_n_splits or len(self.owners)
 
     def facts(self) -> dict[str, Any]:
         """Return every fact that must be equal on all clients, as plain JSON data."""
-        s = self.settings
+        s = self.training
         facts: dict[str, Any] = {
             "clients": s.num_clients,
             "model": s.model,
@@ -121,7 +120,7 @@ class Plan:
         else:
             offload_text = "Every partition runs on its owner (nothing offloaded)."
         helpers = ", ".join(map(str, self.helpers)) or "none"
-        s = self.settings
+        s = self.training
         return (
             f"Valid plan: {self.num_clients} clients; data owners "
             f"{', '.join(map(str, self.owners))}; data-less helpers {helpers}. Model {s.model} "
@@ -131,53 +130,38 @@ class Plan:
         )
 
 
-def build_plan(settings: Settings) -> Plan:
-    """Check every placement rule against ``settings``; raise one ConfigError listing all."""
-    plan, violations = _check(settings)
+def build_plan(training: TrainingSettings) -> Plan:
+    """Check every placement rule against ``training``; raise one ConfigError listing all."""
+    plan, violations = _check(training)
     if violations or plan is None:
-        raise ConfigError(violations, settings.source)
+        raise ConfigError(violations)
     return plan
 
 
-def _check(settings: Settings) -> tuple[Plan | None, list[Violation]]:
+def plan_violations(training: TrainingSettings) -> list[Violation]:
+    """Return every placement violation of ``training`` (a ``check`` for ``config.load``)."""
+    return _check(training)[1]
+
+
+def _check(training: TrainingSettings) -> tuple[Plan | None, list[Violation]]:
     placement, violations = check_placement(
-        settings.stages_clients, settings.num_clients, settings.num_partitions, settings.model,
-        settings.pair_stages, settings.dataset_n_splits)
+        training.stages_clients, training.num_clients, training.num_partitions, training.model,
+        training.pair_stages, training.dataset_n_splits)
     if violations:
         return None, violations
-    p = settings.num_partitions
+    p = training.num_partitions
     runners = {
         (task.owner, partition_of(task.stage, p)): client
         for task, client in placement.runner_of_task.items()
         if task.stage == stage_of(partition_of(task.stage, p), p, forward=True)
     }
-    plan = Plan(settings, placement.client_tasks, runners, placement.owners)
+    plan = Plan(training, placement.client_tasks, runners, placement.owners)
     unfinished = plan.dry_run().unfinished
     if unfinished:  # cannot happen once coverage holds; kept as the proof's check
         violations.append(Violation("schedule", "the dry run cannot complete: "
                                     + ", ".join(map(str, unfinished))))
         return None, violations
     return plan, violations
-
-
-def load_plan(
-    env_file: Path | None = Path(".env"),
-    environ: Mapping[str, str] | None = None,
-    *,
-    env_file_required: bool = False,
-) -> Plan:
-    """Read settings and build the plan, reporting settings and placement errors together."""
-    raw = read_config(env_file, environ, env_file_required=env_file_required)
-    settings, violations, bad_keys = check_settings(
-        raw.values, raw.violations, raw.warnings, source=raw.source, base_dir=raw.base_dir)
-    plan = None
-    shape_keys = {"NUM_CLIENTS", "CURRENT_MODEL", "BERT_MODEL", "SIMULATION_STAGES_CLIENTS"}
-    if not bad_keys & shape_keys:
-        plan, placement_violations = _check(settings)
-        violations = violations + placement_violations
-    if violations or plan is None:
-        raise ConfigError(violations, raw.source, tuple(raw.warnings))
-    return plan
 
 
 def _offload_ranges(offloads: list[tuple[int, int, int]]) -> list[str]:

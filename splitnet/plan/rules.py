@@ -8,7 +8,8 @@ Rules, by the name a violation carries:
    partition count is reported once, as such);
 4. ``coverage``      every stage of every owner appears exactly once across all lists;
 5. ``pairing``       stage s and stage 2P+1-s of an owner share a runner; an explicit
-   ``FORWARD_BACKWARD_PAIR_STAGES`` must equal that canonical pairing;
+   ``FORWARD_BACKWARD_PAIR_STAGES`` must equal that canonical pairing (each pair named in
+   one direction or in both, as a list of pairs or a mapping);
 6. ``co-location``   stages 1, P, P+1 and 2P of owner o run on client o;
 7. ``data-shards``   ``DATASET_N_SPLITS`` gives every owner a shard.
 
@@ -181,13 +182,37 @@ def _check_colocation(runner: dict[Task, int], owners: tuple[int, ...], p: int,
 
 
 def _check_explicit_pairing(given: Any, p: int, violations: list[Violation]) -> None:
+    """Accept the canonical pairing, each pair named in one direction or in both.
+
+    Note: pairing in both directions. The system splitnet replaces documented the pairing as a
+    mapping of every stage to its pair (``{1: 8, 2: 7, ..., 8: 1}``); a pair named once, either
+    way round, or in both directions is the same pairing.
+    """
     canonical = [[s, pair_stage(s, p)] for s in range(1, p + 1)]
-    pairs = _as_pairs(given)
-    expected = {frozenset(pair) for pair in canonical}
-    if pairs is None or {frozenset(pair) for pair in pairs} != expected or len(pairs) != p:
+    problem = _pairing_problem(_as_pairs(given), p)
+    if problem:
         violations.append(Violation(
             "pairing", f"FORWARD_BACKWARD_PAIR_STAGES={show(repr(given))} is not the pairing of "
-            f"a {p}-partition model; expected {canonical} (stage s pairs with {2 * p + 1}-s)"))
+            f"a {p}-partition model ({problem}); expected {canonical} (stage s pairs with "
+            f"{2 * p + 1}-s; each pair in one direction or in both)"))
+
+
+def _pairing_problem(pairs: list[tuple[int, int]] | None, p: int) -> str:
+    """Return what is wrong with ``pairs`` as the pairing of a ``p``-partition model, or ""."""
+    if pairs is None:
+        return "expected a list of [stage, stage] pairs or a {stage: stage} mapping"
+    seen: set[tuple[int, int]] = set()
+    for a, b in pairs:
+        if not (1 <= a <= 2 * p and b == pair_stage(a, p)):
+            return f"{a} ↔ {b} is not a pair"
+        if (a, b) in seen:
+            return f"{a} ↔ {b} is given twice"
+        seen.add((a, b))
+    missing = [s for s in range(1, p + 1)
+               if (s, pair_stage(s, p)) not in seen and (pair_stage(s, p), s) not in seen]
+    if missing:
+        return f"the pair of stage {missing[0]} is missing"
+    return ""
 
 
 def _as_pairs(given: Any) -> list[tuple[int, int]] | None:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from splitnet.plan.plan import Plan
 from splitnet.plan.schedule import predecessor, strict_order_wait_chain
 from splitnet.plan.task import Task
 
-__all__ = ["plan_as_json", "plan_as_text"]
+__all__ = ["plan_as_json", "plan_as_text", "render"]
+
+
+def render(plan: Plan, fmt: str = "text") -> str:
+    """Return what ``splitnet plan`` prints: :func:`plan_as_text`, or the JSON (``fmt="json"``)."""
+    if fmt == "json":
+        return json.dumps(plan_as_json(plan), indent=2)
+    return plan_as_text(plan)
 
 
 def plan_as_json(plan: Plan) -> dict[str, Any]:

@@ -1,11 +1,14 @@
-"""The runtime interprets the plan: it feeds segments from an inbox and hands results on.
+"""The interpreter runs one client's part of the plan: it feeds segments from an inbox.
 
-One client's runtime keeps a segment (``splitnet.runtime.segment.Segment``) for every maximal
-run of an owner's partitions it runs, an inbox per task, and one compute worker. Input arrives
-only at a segment's ends: the forward of its first partition and the backward of its last.
-Whenever tasks have input waiting, the worker runs the earliest of them in the client's list
-(``splitnet.plan.schedule.pick``; Note: readiness scheduling). Results go to the runner of the next
-stage through ``send`` (the network).
+A client keeps a segment for every run of an owner's partitions it runs
+(:class:`~splitnet.runtime.replicas.Replicas`), an inbox per task, and one compute worker. Input
+arrives only at a step's entry (:meth:`splitnet.plan.segments.Run.entries`): the forward of a
+run's first partition, or the backward of its last. Whenever tasks have input waiting, the worker
+runs the earliest of them in the client's list (``splitnet.plan.schedule.pick``; Note: readiness
+scheduling). The result goes to the task :func:`splitnet.plan.segments.hand_on` names, through
+``send``, which only queues (Note: one failure path, in ``splitnet.transport.base``); when no task
+follows, the owner's batch is done and its feeder (:class:`~splitnet.runtime.feeder.Feeder`) is
+told.
 
 Note: loss chained. The forward of an owner's last segment runs on the owner, and so does the
 loss (endpoint co-location): the loss and the segment's backward follow in the same step.
@@ -14,57 +17,38 @@ Note: inline compute. Handing a step to the compute thread and back costs ~0.1 m
 small partition's whole step. A task whose steps have taken under ``INLINE_SECONDS`` of CPU time
 (a moving average) runs on the event loop instead, which yields between steps so that network
 I/O goes on; a task is first run on the thread, so a large partition never blocks the loop.
-
-Note: one batch in flight per owner. An owner feeds batch b+1 only when batch b has finished its
-last backward stage, so every replica has applied batch b before it sees batch b+1: the result
-equals plain SGD on the owner's model wherever the partitions run. Owners run concurrently.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import torch
-from torch import nn
 
 from splitnet.errors import ProtocolError, RuntimeFailure
-from splitnet.learning.data import OwnerData
 from splitnet.plan.plan import Plan
+from splitnet.plan.rounds import INITIAL_ROUND
 from splitnet.plan.schedule import pick
+from splitnet.plan.segments import entries_of, hand_on
 from splitnet.plan.task import Task, partition_of
+from splitnet.runtime.replicas import Replicas
 from splitnet.runtime.segment import Segment
 from splitnet.telemetry.metrics import Metrics
-from splitnet.telemetry.progress import Progress
+from splitnet.telemetry.records import TimelineRow
 from splitnet.transport.messages import TaskMessage
 
-__all__ = ["OwnerStats", "TaskRunner"]
+__all__ = ["INLINE_SECONDS", "Interpreter", "Send"]
 
 log = logging.getLogger("splitnet.runtime")
 INLINE_SECONDS = 0.002
-Send = Callable[[int, TaskMessage], Awaitable[None] | None]  # None: queued, nothing to await
-
-
-@dataclass
-class OwnerStats:
-    """What one owner did in one round."""
-
-    owner: int
-    samples: int = 0
-    batches: int = 0
-    loss_sum: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the stats as JSON data."""
-        return {"owner": self.owner, "samples": self.samples, "batches": self.batches,
-                "loss_sum": self.loss_sum}
+Send = Callable[[int, TaskMessage], None]
+"""Queues a message for the client that runs its task; never raises (Note: one failure path)."""
 
 
 @dataclass
@@ -74,31 +58,51 @@ class _Pending:
     tensor: torch.Tensor
 
 
-class TaskRunner:
-    """Runs one client's tasks for every owner it serves."""
+@dataclass
+class _Batch:
+    """An owner's batch in flight, kept on the owner: its labels, its loss, its completion."""
 
-    def __init__(self, plan: Plan, me: int, parts: list[nn.Module], send: Send,
+    labels: torch.Tensor
+    done: asyncio.Future[float]
+    loss: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What the step an entry task starts does: which segment, and where its result goes."""
+
+    segment: Segment
+    next: Task | None  # None: the owner's batch is done
+    runner: int  # the client that runs ``next`` (0 when there is none)
+
+
+class Interpreter:
+    """Runs client ``me``'s tasks for every owner it serves."""
+
+    def __init__(self, plan: Plan, me: int, replicas: Replicas, send: Send,
                  metrics: Metrics | None = None) -> None:
         self.plan = plan
-        self.metrics = metrics or Metrics(me)
         self.me = me
+        self.replicas = replicas
+        self.metrics = metrics or Metrics(me)
         self.order = plan.tasks_of(me)
+        self.round = INITIAL_ROUND  # no task before the initial model; start_round(0) opens 0
+        self.timeline: list[TimelineRow] = []
         self._send = send
-        self.segments = _segments(plan, me, parts)
-        self._segment = {(seg.owner, p): seg for seg in self.segments for p in seg.modules}
-        self.round = -1  # Note: no task before the initial model; start_round(0) opens round 0
-        self.timeline: list[tuple[Any, ...]] = []
+        self._steps = {task: self._step(task, run.owner, run.first)
+                       for task, run in entries_of(plan, me).items()}
         self._inbox: dict[Task, deque[_Pending]] = defaultdict(deque)
-        self._labels: dict[tuple[int, int], torch.Tensor] = {}
-        self._done: dict[tuple[int, int], asyncio.Future[None]] = {}
-        self._loss: dict[int, float] = defaultdict(float)
-        self._next_batch: dict[int, int] = defaultdict(int)
+        self._batches: dict[tuple[int, int], _Batch] = {}
         self._wake = asyncio.Event()
         self._cost: dict[Task, float] = {}  # moving average of each task's step, seconds
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"compute{me}")
-        self._sending: set[asyncio.Task[None]] = set()
-        self.failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
-        self.progress = Progress(f"owner {me}", plan.settings.num_rounds, plan.settings.num_epochs)
+
+    def _step(self, task: Task, owner: int, first: int) -> _Step:
+        nxt = hand_on(self.plan, task)
+        runner = 0 if nxt is None else self.plan.runner_of(nxt)
+        # Runs are maximal, so the next stage after a step always runs elsewhere.
+        assert runner != self.me, f"task {task} hands on to {nxt} on its own client"
+        return _Step(self.replicas.segment_for(owner, first), nxt, runner)
 
     def start_round(self, round_: int) -> None:
         """Enter ``round_``: queued messages of that round may now run."""
@@ -119,8 +123,8 @@ class TaskRunner:
                                 f"not on client {self.me}")
         if msg.stage in (1, p + 1):
             raise ProtocolError(f"task {task} takes its input from its owner only")
-        segment = self._segment[(msg.owner, partition_of(msg.stage, p))]
-        if msg.stage != (segment.first if msg.stage <= p else 2 * p + 1 - segment.last):
+        if task not in self._steps:
+            segment = self.replicas.segment_for(msg.owner, partition_of(msg.stage, p))
             raise ProtocolError(f"task {task} is inside client {self.me}'s segment of owner "
                                 f"{msg.owner}'s partitions {segment.first}-{segment.last}; input "
                                 "arrives only at a segment's ends")
@@ -136,14 +140,27 @@ class TaskRunner:
             raise ProtocolError(f"task {task} batch {msg.batch} arrived twice")
         self._deliver(task, _Pending(msg.batch, msg.round, msg.tensor))
 
+    def feed(self, owner: int, batch: int, round_: int, x: torch.Tensor,
+             labels: torch.Tensor) -> asyncio.Future[float]:
+        """Queue owner's ``batch`` at stage 1; the future gives its loss once it is done."""
+        task = Task(owner, 1)
+        assert task in self._steps, f"client {self.me} does not run {task}"
+        done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._batches[(owner, batch)] = _Batch(labels, done)
+        self._deliver(task, _Pending(batch, round_, x))
+        return done
+
     def _deliver(self, task: Task, item: _Pending) -> None:
         self._inbox[task].append(item)
         self._wake.set()
 
     # -- compute loop --------------------------------------------------------------------------
 
-    async def compute_loop(self) -> None:
-        """Run ready tasks forever, earliest in the client's list first."""
+    async def run(self) -> None:
+        """Run ready tasks forever, earliest in the client's list first.
+
+        Raises RuntimeFailure naming the step (and showing the client's order) when one fails.
+        """
         loop = asyncio.get_running_loop()
         while True:
             ready = {t for t, q in self._inbox.items() if q and q[0].round == self.round}
@@ -159,9 +176,9 @@ class TaskRunner:
             inline = self._cost.get(task, INLINE_SECONDS) < INLINE_SECONDS
             try:
                 if inline:  # Note: inline compute
-                    (stage, result), cpu = self._timed_compute(task, item)
+                    result, cpu = self._timed_compute(task, item)
                 else:
-                    (stage, result), cpu = await loop.run_in_executor(
+                    result, cpu = await loop.run_in_executor(
                         self._pool, self._timed_compute, task, item)
             except Exception as exc:
                 raise RuntimeFailure(self._step_failure(task, item, exc)) from exc
@@ -170,9 +187,9 @@ class TaskRunner:
             p = self.plan.num_partitions
             m.task_seconds.labels(m.client, str(task.owner), str(partition_of(task.stage, p)),
                                   "forward" if task.stage <= p else "backward").observe(end - start)
-            self.timeline.append((self.me, task.owner, task.stage, item.batch, item.round,
-                                  f"{start:.6f}", f"{end:.6f}", "compute", "", 0))
-            self._hand_on(task, item, stage, result)
+            self.timeline.append(TimelineRow(self.me, task.owner, task.stage, item.batch,
+                                             item.round, start, end, "compute", None, 0))
+            self._hand_on(task, item, result)
             if inline:
                 await asyncio.sleep(0)  # let network I/O and the owners run between steps
 
@@ -182,121 +199,37 @@ class TaskRunner:
         return (f"client {self.me}: task {task} (batch {item.batch}, round {item.round}) failed: "
                 f"{type(exc).__name__}: {exc}\n  client {self.me}'s order: {order}")
 
-    def _timed_compute(self, task: Task, item: _Pending) -> tuple[
-            tuple[int, torch.Tensor | None], float]:
+    def _timed_compute(self, task: Task, item: _Pending) -> tuple[torch.Tensor | None, float]:
         """Compute and return the CPU seconds the step took (wall time counts other processes)."""
         cpu = time.thread_time()
         result = self._compute(task, item)
         return result, time.thread_time() - cpu
 
-    def _compute(self, task: Task, item: _Pending) -> tuple[int, torch.Tensor | None]:
-        """Run the segment step ``task`` starts; return the next stage and its input."""
+    def _compute(self, task: Task, item: _Pending) -> torch.Tensor | None:
+        """Run the segment step ``task`` starts; return what goes to the next task."""
+        step = self._steps[task]
         p = self.plan.num_partitions
-        if task.stage <= p:
-            segment = self._segment[(task.owner, task.stage)]
-            out = segment.forward(item.batch, item.tensor)
-            if segment.last < p:
-                return segment.last + 1, out
-            loss, grad = segment.backward_loss(  # Note: loss chained
-                item.batch, self._labels.pop((task.owner, item.batch)))
-            self._loss[task.owner] += loss
-            self.metrics.train_loss.labels(self.metrics.client, str(task.owner)).set(loss)
-        else:
-            segment = self._segment[(task.owner, partition_of(task.stage, p))]
-            grad = segment.backward(item.batch, item.tensor)
-        return 2 * p + 2 - segment.first, grad
+        if task.stage > p:
+            return step.segment.backward(item.batch, item.tensor)
+        out = step.segment.forward(item.batch, item.tensor)
+        if step.next is not None and step.next.stage <= p:
+            return out
+        batch = self._batches[(task.owner, item.batch)]  # Note: loss chained
+        batch.loss, grad = step.segment.backward_loss(item.batch, batch.labels)
+        self.metrics.train_loss.labels(self.metrics.client, str(task.owner)).set(batch.loss)
+        return grad
 
-    def _hand_on(self, task: Task, item: _Pending, stage: int,
-                 result: torch.Tensor | None) -> None:
-        if stage > 2 * self.plan.num_partitions:
-            future = self._done.pop((task.owner, item.batch))
-            if not future.done():
-                future.set_result(None)
+    def _hand_on(self, task: Task, item: _Pending, result: torch.Tensor | None) -> None:
+        step = self._steps[task]
+        if step.next is None:
+            batch = self._batches.pop((task.owner, item.batch))
+            if not batch.done.done():
+                batch.done.set_result(batch.loss)
             return
-        nxt = Task(task.owner, stage)
-        assert result is not None, f"task {task} produced nothing for {nxt}"
-        runner = self.plan.runner_of(nxt)
-        # Segments are maximal, so the next stage after a segment always runs elsewhere.
-        assert runner != self.me, f"task {task} hands on to {nxt} on its own client"
-        msg = TaskMessage(nxt.owner, nxt.stage, item.batch, item.round, self.me, result)
-        pending = self._send(runner, msg)
-        if pending is None:
-            return
-        sending = asyncio.ensure_future(pending)
-        self._sending.add(sending)
-        sending.add_done_callback(self._sent)
-
-    def _sent(self, sending: asyncio.Task[None]) -> None:
-        self._sending.discard(sending)
-        if not sending.cancelled() and sending.exception() and not self.failure.done():
-            self.failure.set_result(sending.exception())  # type: ignore[arg-type]
-
-    # -- owner side ----------------------------------------------------------------------------
-
-    async def train_owner(self, owner: int, data: OwnerData, round_: int) -> OwnerStats:
-        """Feed owner's shard through the pipeline for ``TRAINING_NUM_EPOCHS`` epochs."""
-        s = self.plan.settings
-        stats = OwnerStats(owner)
-        self._loss[owner] = 0.0
-        generator = torch.Generator().manual_seed(s.seed * 1_000_003 + owner * 7919 + round_)
-        n = len(data.train_y)
-        loop = asyncio.get_running_loop()
-        m, owner_label = self.metrics, str(owner)
-        for epoch in range(s.num_epochs):
-            m.epoch.labels(m.client).set(epoch)
-            order = torch.randperm(n, generator=generator)
-            for start in range(0, n, s.batch_size):
-                index = order[start:start + s.batch_size]
-                batch = self._next_batch[owner]
-                self._next_batch[owner] += 1
-                done: asyncio.Future[None] = loop.create_future()
-                self._done[(owner, batch)] = done
-                self._labels[(owner, batch)] = data.train_y[index]
-                self._deliver(Task(owner, 1), _Pending(batch, round_, data.train_x[index]))
-                m.in_flight.labels(m.client).set(1)
-                await done  # Note: one batch in flight per owner
-                m.in_flight.labels(m.client).set(0)
-                stats.samples += len(index)
-                stats.batches += 1
-                m.batches.labels(m.client, owner_label).inc()
-                m.samples.labels(m.client, owner_label).inc(len(index))
-                self.progress.tick(round_, epoch, stats.batches, self._loss[owner], False)
-        self.progress.tick(round_, s.num_epochs - 1, stats.batches, self._loss[owner], True)
-        stats.loss_sum = self._loss[owner]
-        return stats
-
-    # -- weights -------------------------------------------------------------------------------
-
-    def states(self) -> dict[str, torch.Tensor]:
-        """Return every partition's weights as ``{"owner/partition/name": tensor}``."""
-        return {f"{seg.owner}/{p}/{k}": v for seg in self.segments for p in seg.modules
-                for k, v in seg.state(p).items()}
-
-    def load_average(self, averaged: dict[str, torch.Tensor]) -> None:
-        """Load ``{"partition/name": tensor}`` into every copy of that partition."""
-        by_partition: dict[int, dict[str, torch.Tensor]] = defaultdict(dict)
-        for key, value in averaged.items():
-            partition, _, name = key.partition("/")
-            by_partition[int(partition)][name] = value
-        for seg in self.segments:
-            for p in seg.modules:
-                seg.load(p, by_partition[p])
+        assert result is not None, f"task {task} produced nothing for {step.next}"
+        self._send(step.runner, TaskMessage(step.next.owner, step.next.stage, item.batch,
+                                            item.round, self.me, result))
 
     def close(self) -> None:
         """Stop the compute thread."""
-        for sending in list(self._sending):
-            sending.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _segments(plan: Plan, me: int, parts: list[nn.Module]) -> list[Segment]:
-    """Return ``me``'s segments: each owner's maximal runs of consecutive partitions on ``me``."""
-    s = plan.settings
-    runs: list[list[tuple[int, int]]] = []
-    for owner, p in plan.replicas_of(me):  # sorted by owner, then partition
-        if runs and runs[-1][-1] == (owner, p - 1):
-            runs[-1].append((owner, p))
-        else:
-            runs.append([(owner, p)])
-    return [Segment(run[0][0], run[0][1], [copy.deepcopy(parts[p - 1]) for _, p in run],
-                    s.optimizer, s.learning_rate) for run in runs]

@@ -12,21 +12,14 @@ send). With one batch per owner in flight this is exactly plain SGD on the owner
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["Segment", "make_optimizer"]
+from splitnet.learning.optim import make_optimizer
 
-
-def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """Return the optimizer ``OPTIMIZER`` names."""
-    if name == "ADAM":
-        return torch.optim.Adam(params, lr=lr)
-    if name == "ADAMW":
-        return torch.optim.AdamW(params, lr=lr)
-    return torch.optim.SGD(params, lr=lr)
+__all__ = ["Segment"]
 
 
 class Segment:

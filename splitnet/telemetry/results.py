@@ -2,7 +2,8 @@
 
 Layout of ``RESULTS_DIR``: ``metrics.csv``, ``summary.json``, ``timeline.csv`` (one row per
 executed task of every client; each client writes ``timeline-client{n}.csv`` and ``splitnet
-local`` merges them), ``models/round{r}.safetensors`` (the averaged model after round r).
+local`` merges them), ``models/round{r}.safetensors`` (the averaged model after round r). The
+rows' formats are :class:`splitnet.telemetry.records.RoundRow` and ``TimelineRow``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,9 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-__all__ = ["METRIC_COLUMNS", "TIMELINE_COLUMNS", "ResultsWriter", "merge_timelines"]
+from splitnet.telemetry.records import METRIC_COLUMNS, TIMELINE_COLUMNS, RoundRow, TimelineRow
 
-METRIC_COLUMNS = ["round", "test_accuracy", "f1_macro", "test_loss", "train_loss",
-                  "round_seconds", "bytes_sent", "bytes_received", "samples"]
-TIMELINE_COLUMNS = ["client", "owner", "stage", "batch", "round", "start", "end", "kind", "peer",
-                    "bytes"]
+__all__ = ["ResultsWriter", "merge_timelines"]
 
 
 class ResultsWriter:
@@ -37,10 +35,13 @@ class ResultsWriter:
         with self._metrics.open("w", newline="") as handle:
             csv.writer(handle).writerow(METRIC_COLUMNS)
 
-    def add_round(self, row: Mapping[str, Any]) -> None:
+    def add_round(self, row: RoundRow | Mapping[str, Any]) -> None:
         """Append one round's metrics."""
+        # Transitional (issue 11): the Mapping form goes when the node passes RoundRow.
+        cells = row.as_csv() if isinstance(row, RoundRow) else [row.get(c, "")
+                                                                for c in METRIC_COLUMNS]
         with self._metrics.open("a", newline="") as handle:
-            csv.writer(handle).writerow([row.get(c, "") for c in METRIC_COLUMNS])
+            csv.writer(handle).writerow(cells)
 
     def save_model(self, round_: int, state: Mapping[str, torch.Tensor]) -> Path:
         """Write the averaged model of ``round_`` as safetensors; return its path."""
@@ -53,13 +54,14 @@ class ResultsWriter:
         """Write ``summary.json``."""
         (self.root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
-    def write_timeline(self, client: int, rows: Iterable[Iterable[Any]]) -> None:
+    def write_timeline(self, client: int,
+                       rows: Iterable[TimelineRow | Iterable[Any]]) -> None:
         """Write this client's executed tasks."""
+        # Transitional (issue 11): plain tuples go when the runtime and node pass TimelineRow.
         with (self.root / f"timeline-client{client}.csv").open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(TIMELINE_COLUMNS)
-            writer.writerows(rows)
-
+            writer.writerows(r.as_csv() if isinstance(r, TimelineRow) else r for r in rows)
 
     def write_client(self, client: int, facts: Mapping[str, Any]) -> None:
         """Write one client's own counters as ``client-{client}.json`` (read by ``bench``)."""

@@ -28,7 +28,7 @@ from splitnet.errors import TransferFailed
 from splitnet.transport.messages import Blob, TaskMessage
 
 __all__ = ["BulkTransport", "Fail", "Network", "PeerControl", "PeerHandler", "Receive",
-           "TensorTransport"]
+           "Reject", "TensorTransport"]
 
 Receive = Callable[[TaskMessage], Awaitable[None]]
 """Takes one incoming activation/gradient; raises ProtocolError to refuse it (sender is told)."""
@@ -36,6 +36,9 @@ Receive = Callable[[TaskMessage], Awaitable[None]]
 Fail = Callable[[TransferFailed], None]
 """Where a transport reports a failure that happened after ``send`` returned (Note: one failure
 path)."""
+
+Reject = Callable[[str], None]
+"""Told the name of every call or connection refused for a missing or wrong cluster token."""
 
 
 class _AsyncClosing(Protocol):
@@ -79,6 +82,12 @@ class BulkTransport(_AsyncClosing, Protocol):
 
     def disk_bytes(self) -> int:
         """Return the bytes this client's published objects take on disk."""
+
+    def stats(self) -> dict[str, int]:
+        """Return the BitTorrent counters (empty when nothing goes over BitTorrent).
+
+        Keys: peers, upload_rate, download_rate (bytes/s), uploaded (bytes), over every torrent.
+        """
 
 
 class PeerControl(_AsyncClosing, Protocol):
@@ -134,11 +143,13 @@ class Network(_AsyncClosing, Protocol):
     tensors: TensorTransport
     bulk: BulkTransport
 
-    async def serve(self, handler: PeerHandler, on_failure: Fail) -> None:
+    async def serve(self, handler: PeerHandler, on_failure: Fail,
+                    on_reject: Reject | None = None) -> None:
         """Start answering peers' calls with ``handler`` (and receiving their tensors).
 
         ``on_failure`` receives every failure of the tensor and bulk transports that happens
-        after the call that started it returned (Note: one failure path).
+        after the call that started it returned (Note: one failure path); ``on_reject`` is told
+        of every call refused for a missing or wrong cluster token.
         """
 
     @property

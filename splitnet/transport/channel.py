@@ -6,7 +6,10 @@ whose partitions run on other clients makes four hops. Here the event loop reads
 socket itself: a length-prefixed protobuf ``TaskHeader`` followed by the tensor's raw bytes
 (no pickle; the header is checked before any data is read, as on the gRPC path). gRPC stays
 for everything else (join, heartbeats, round ends, bulk), and ``ACTIVATION_TRANSPORT=grpc``
-sends activations over a long-lived gRPC stream instead.
+sends activations over a long-lived gRPC stream instead. :class:`TensorChannel` implements
+:class:`~splitnet.transport.base.TensorTransport`: ``send`` only queues, and every failure
+reaches ``on_failure`` as a :class:`~splitnet.errors.TransferFailed` naming the peer (Note: one
+failure path).
 
 Wire format (integers big-endian):
 
@@ -22,13 +25,12 @@ Wire format (integers big-endian):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import struct
-from collections.abc import Awaitable, Callable
+from types import TracebackType
 
 from google.protobuf.message import DecodeError
 
@@ -37,17 +39,19 @@ from splitnet.errors import (
     ProtocolError,
     RuntimeFailure,
     SplitnetError,
-    raise_error,
+    TransferFailed,
 )
+from splitnet.transport.base import Fail, Receive, Reject
 from splitnet.transport.codec import tensor_view
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.messages import TaskMessage
-from splitnet.transport.serde import (
-    checked_tensor_size,
-    refusal_error,
-    refusal_kind,
-    task_header,
-    task_message,
+from splitnet.transport.serde import checked_tensor_size, task_header, task_message
+from splitnet.transport.status import (
+    kind_of,
+    refused,
+    reported,
+    task_label,
+    transfer_failed,
 )
 
 __all__ = ["TensorChannel"]
@@ -80,7 +84,13 @@ class _Link:
             self._backlog.append(msg)
             return
         assert msg.tensor is not None, "the direct channel carries tensors, not references"
-        header = task_header(msg).SerializeToString()
+        try:
+            header = task_header(msg).SerializeToString()
+        except SplitnetError as exc:  # a dtype that may not be sent
+            self.channel.fail(transfer_failed(self.peer, self.where, "was not sent "
+                                              f"{task_label(msg.owner, msg.stage, msg.batch)}",
+                                              exc))
+            return
         self._writer.writelines([U32.pack(len(header)), header, tensor_view(msg.tensor)])
 
     async def _run(self, host: str, port: int) -> None:
@@ -101,18 +111,17 @@ class _Link:
             while True:
                 (n,) = U32.unpack(await reader.readexactly(4))
                 refusal = json.loads(await reader.readexactly(n))
-                channel.on_error(refusal_error(str(refusal.get("kind")),
-                                               f"client {self.peer} ({self.where}) refused a "
-                                               f"tensor: {refusal.get('error')}"))
+                channel.fail(refused(self.peer, self.where, str(refusal.get("kind")),
+                                     str(refusal.get("error"))))
         except asyncio.CancelledError:
             raise
         except SplitnetError as exc:
-            channel.on_error(exc)
+            channel.fail(reported(exc))
         except (OSError, EOFError, ValueError) as exc:
             if not channel.closing:
-                channel.on_error(PeerUnavailable(
+                channel.fail(reported(PeerUnavailable(
                     f"client {self.peer} ({self.where}): tensor channel ended: "
-                    f"{type(exc).__name__}: {exc}"))
+                    f"{type(exc).__name__}: {exc}")))
         finally:
             self.closed = True
             if writer is not None:
@@ -126,28 +135,38 @@ class _Link:
 class TensorChannel:
     """One client's end of the direct channel: a listener and a link per peer it sends to."""
 
-    def __init__(self, me: int, token: str, handle: Callable[[TaskMessage], Awaitable[None]],
-                 on_reject: Callable[[str], None] | None = None) -> None:
+    def __init__(self, me: int, token: str) -> None:
         self.me = me
         self.token = token
         self.closing = False
-        self.on_error: Callable[[Exception], None] = raise_error
-        self._handle = handle
-        self._on_reject = on_reject
+        self._receive: Receive | None = None
+        self._on_failure: Fail | None = None
+        self._on_reject: Reject | None = None
         self._proof = _proof(token)
         self._server: asyncio.Server | None = None
         self._links: dict[int, _Link] = {}
         self._addresses: dict[int, tuple[str, int]] = {}
         self._serving: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen on ``host:port`` (0: any free port); return the port."""
+    async def start(self, host: str, port: int, receive: Receive, on_failure: Fail,
+                    on_reject: Reject | None = None) -> int:
+        """Listen on ``host:port`` (0: any free port), handing messages to ``receive``.
+
+        Return the port. ``on_failure`` gets every failure of this client's sends;
+        ``on_reject`` is told of every connection refused for a wrong token.
+        """
+        self._receive, self._on_failure, self._on_reject = receive, on_failure, on_reject
         try:
             self._server = await asyncio.start_server(self._serve, host, port)
         except OSError as exc:
             raise RuntimeFailure(f"client {self.me} cannot listen for tensors on {host}:{port} "
                                  f"({exc}); set TENSOR_PORT to a free port, or 0") from None
-        return int(self._server.sockets[0].getsockname()[1])
+        return self.port
+
+    @property
+    def port(self) -> int:
+        """Return the port the listener is bound to (0 before :meth:`start`)."""
+        return int(self._server.sockets[0].getsockname()[1]) if self._server else 0
 
     def learn(self, peer: int, host: str, port: int) -> None:
         """Record where peer ``peer``'s channel listens."""
@@ -155,13 +174,23 @@ class TensorChannel:
             self._addresses[peer] = (host, port)
 
     def send(self, peer: int, msg: TaskMessage) -> None:
-        """Queue ``msg`` for ``peer`` (connecting on first use); failures go to ``on_error``."""
+        """Queue ``msg`` for ``peer`` (connecting on first use); failures go to ``on_failure``."""
         link = self._links.get(peer)
         if link is None or link.closed:
             if peer not in self._addresses:
-                raise PeerUnavailable(f"client {peer} announced no tensor channel")
+                self.fail(reported(PeerUnavailable(
+                    f"client {peer} announced no tensor channel; "
+                    f"{task_label(msg.owner, msg.stage, msg.batch)} was not sent")))
+                return
             link = self._links[peer] = _Link(self, peer, *self._addresses[peer])
         link.send(msg)
+
+    def fail(self, failure: TransferFailed) -> None:
+        """Report one failure (logged when nobody listens yet)."""
+        if self._on_failure is None:
+            log.warning("client %d: %s", self.me, failure)
+        else:
+            self._on_failure(failure)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -170,7 +199,7 @@ class TensorChannel:
         try:
             peer = await asyncio.wait_for(self._hello(reader, writer), HELLO_SECONDS)
             if peer:
-                await self._receive(peer, reader, writer)
+                await self._receive_from(peer, reader, writer)
         except (OSError, EOFError, asyncio.TimeoutError, asyncio.IncompleteReadError):
             pass  # the sender went away; its own side reports why
         except ProtocolError as exc:
@@ -195,8 +224,9 @@ class TensorChannel:
         await writer.drain()
         return 0 if reason else int(peer)
 
-    async def _receive(self, peer: int, reader: asyncio.StreamReader,
-                       writer: asyncio.StreamWriter) -> None:
+    async def _receive_from(self, peer: int, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+        assert self._receive is not None
         while True:
             try:
                 (n,) = U32.unpack(await reader.readexactly(4))
@@ -214,15 +244,14 @@ class TensorChannel:
                                     ) from None
             data = await reader.readexactly(checked_tensor_size(header))
             try:
-                msg = task_message(header, data)
-                await self._handle(msg)
+                await self._receive(task_message(header, data))
             except SplitnetError as exc:
-                refusal = json.dumps({"kind": refusal_kind(exc), "error": (
-                    f"task {header.owner}_{header.stage} batch {header.batch}: {exc}")}).encode()
+                label = task_label(header.owner, header.stage, header.batch)
+                refusal = json.dumps({"kind": kind_of(exc), "error": f"{label}: {exc}"}).encode()
                 writer.write(U32.pack(len(refusal)) + refusal)
 
     async def aclose(self) -> None:
-        """Close every link and the listener."""
+        """Close every link and the listener; idempotent."""
         self.closing = True
         for link in self._links.values():
             await link.aclose()
@@ -232,5 +261,12 @@ class TensorChannel:
         await asyncio.gather(*serving, return_exceptions=True)
         if self._server is not None:
             self._server.close()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> TensorChannel:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()

@@ -1,101 +1,61 @@
 """Calling one peer over gRPC: every call carries the cluster token and a deadline.
 
-gRPC failures are re-raised as the most specific splitnet error, naming the peer.
+:class:`PeerClient` implements :class:`~splitnet.transport.base.PeerControl`. gRPC failures are
+re-raised as the most specific splitnet error, naming the peer (the table in
+``transport.status``). The channel opens on the first call.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from types import TracebackType
 from typing import Any
 
 import grpc
 
-from splitnet.errors import (
-    PeerUnavailable,
-    PlanMismatch,
-    ProtocolError,
-    RuntimeFailure,
-    raise_error,
-)
+from splitnet.errors import SplitnetError
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
 from splitnet.transport.messages import Blob, TaskMessage
-from splitnet.transport.serde import blob_from_frames, blob_to_frames, refusal_error, task_to_frames
+from splitnet.transport.serde import blob_from_frames, blob_to_frames, task_to_frames
 from splitnet.transport.server import GRPC_OPTIONS
+from splitnet.transport.status import error_for, task_label
 
-__all__ = ["PeerClient"]
+__all__ = ["Pace", "PeerClient"]
+
+Pace = Callable[[int], Awaitable[None]]
+"""Awaited with each frame's size before the frame goes out (an uplink limit, for benchmarks)."""
 
 
-class _TensorStream:
-    """One long-lived ``TensorStream`` call to a peer (Note: tensor stream).
-
-    ``send`` only queues: one writer (the request iterator) puts messages on the stream in
-    order. The peer answers only when it refuses a message; that, or the call ending with an
-    error, goes to the peer client's ``on_stream_error``.
-    """
-
-    def __init__(self, peer: PeerClient) -> None:
-        self._peer = peer
-        self._queue: asyncio.Queue[TaskMessage | None] = asyncio.Queue()
-        self.closed = self._closing = False
-        self._call = peer._stub.TensorStream(self._requests(), metadata=peer._metadata,
-                                             wait_for_ready=True)
-        self._reader = asyncio.ensure_future(self._read_refusals())
-
-    async def _requests(self) -> AsyncIterator[pb.TensorFrame]:
-        while (msg := await self._queue.get()) is not None:
-            for frame in task_to_frames(msg):
-                yield frame
-
-    def send(self, msg: TaskMessage) -> None:
-        self._queue.put_nowait(msg)
-
-    async def _read_refusals(self) -> None:
-        peer = self._peer
-        try:
-            async for ack in self._call:
-                peer.on_stream_error(refusal_error(ack.kind, f"client {peer.number} "
-                                                   f"({peer.address}) refused a tensor: "
-                                                   f"{ack.error}"))
-        except grpc.aio.AioRpcError as exc:
-            if not self._closing:
-                peer.on_stream_error(peer._error(exc, "ended the tensor stream"))
-        finally:
-            self.closed = True
-
-    async def aclose(self) -> None:
-        self._closing = True
-        self._queue.put_nowait(None)
-        self._reader.cancel()
-        self._call.cancel()
+async def _paced(frames: Iterable[pb.BlobFrame], pace: Pace) -> AsyncIterator[pb.BlobFrame]:
+    for frame in frames:
+        await pace(len(frame.data))
+        yield frame
 
 
 class PeerClient:
-    """The calls one client makes to peer ``number`` at ``address``."""
+    """The calls one client (``me``) makes to peer ``number`` at ``address``."""
 
     def __init__(self, number: int, address: str, token: str, me: int, timeout: float) -> None:
         self.number = number
         self.address = address
         self.me = me
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
-        self._stub = pb_grpc.PeerStub(self._channel)
+        self._channel: grpc.aio.Channel | None = None
+        self._stub_: pb_grpc.PeerStub | None = None
         self._metadata = (("authorization", f"Bearer {token}"),)
-        self._stream: _TensorStream | None = None
-        self.on_stream_error: Callable[[Exception], None] = raise_error
 
-    def _error(self, exc: grpc.aio.AioRpcError, what: str) -> Exception:
-        text = f"client {self.number} ({self.address}) {what}: {exc.details()}"
-        code = exc.code()
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
-            return ProtocolError(text)
-        if code == grpc.StatusCode.FAILED_PRECONDITION:
-            return PlanMismatch(exc.details() or text)
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            return PeerUnavailable(text)
-        return RuntimeFailure(text)
+    @property
+    def _stub(self) -> pb_grpc.PeerStub:
+        if self._stub_ is None:
+            self._channel = grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS)
+            self._stub_ = pb_grpc.PeerStub(self._channel)
+        return self._stub_
+
+    def error(self, exc: grpc.aio.AioRpcError, what: str) -> SplitnetError:
+        """Return the splitnet error for a failed call (``what``: the call, as a verb phrase)."""
+        return error_for(exc.code(), exc.details() or "", self.number, self.address, what)
 
     async def _unary(self, method: Any, request: Any, what: str,
                      timeout: float | None = None, ready: bool = True) -> Any:
@@ -103,7 +63,7 @@ class PeerClient:
             return await method(request, metadata=self._metadata,
                                 timeout=timeout or self.timeout, wait_for_ready=ready)
         except grpc.aio.AioRpcError as exc:
-            raise self._error(exc, what) from exc
+            raise self.error(exc, what) from exc
 
     async def join(self, fingerprint: str, facts: dict[str, Any], timeout: float,
                    torrent_port: int = 0, tensor_port: int = 0) -> tuple[
@@ -122,24 +82,22 @@ class PeerClient:
         return int(reply.round)
 
     async def send_tensor(self, msg: TaskMessage, timeout: float | None = None) -> None:
-        """Send one activation or gradient."""
+        """Send one activation/gradient (or its torrent reference) and wait for the peer."""
         try:
             await self._stub.SendTensor(task_to_frames(msg), metadata=self._metadata,
                                         timeout=timeout or self.timeout, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
-            raise self._error(exc, f"did not take task {msg.owner}_{msg.stage} "
-                                   f"batch {msg.batch}") from exc
+            what = f"did not take {task_label(msg.owner, msg.stage, msg.batch)}"
+            raise self.error(exc, what) from exc
 
-    def stream_tensor(self, msg: TaskMessage) -> None:
-        """Queue one activation or gradient on the peer's long-lived tensor stream."""
-        if self._stream is None or self._stream.closed:
-            self._stream = _TensorStream(self)
-        self._stream.send(msg)
+    def tensor_stream(self, requests: AsyncIterator[pb.TensorFrame]) -> Any:
+        """Open the peer's long-lived tensor stream (Note: tensor stream); return the call."""
+        return self._stub.TensorStream(requests, metadata=self._metadata, wait_for_ready=True)
 
-    async def round_done(self, round_: int, stats: dict[str, Any]) -> None:
-        """Tell the aggregator this client's owners finished ``round_``."""
+    async def round_done(self, round_: int, report_json: str) -> None:
+        """Tell the aggregator this client's owners finished ``round_`` (a RoundReport)."""
         await self._unary(self._stub.RoundDone, pb.RoundDoneRequest(
-            client=self.me, round=round_, stats_json=json.dumps(stats)), "did not take round end")
+            client=self.me, round=round_, stats_json=report_json), "did not take round end")
 
     async def get_states(self, round_: int) -> Blob:
         """Fetch the peer's replica states at the end of ``round_``."""
@@ -148,15 +106,18 @@ class PeerClient:
                                         timeout=self.timeout, wait_for_ready=True)
             return await blob_from_frames(call)
         except grpc.aio.AioRpcError as exc:
-            raise self._error(exc, "did not send its replica states") from exc
+            raise self.error(exc, "did not send its replica states") from exc
 
-    async def put_model(self, blob: Blob, timeout: float | None = None) -> None:
-        """Send averaged partitions to the peer."""
+    async def put_model(self, blob: Blob, timeout: float | None = None,
+                        pace: Pace | None = None) -> None:
+        """Send averaged partitions to the peer (``pace``: see :data:`Pace`)."""
+        frames = blob_to_frames(blob)
         try:
-            await self._stub.PutModel(blob_to_frames(blob), metadata=self._metadata,
+            await self._stub.PutModel(frames if pace is None else _paced(frames, pace),
+                                      metadata=self._metadata,
                                       timeout=timeout or self.timeout, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
-            raise self._error(exc, "did not take the averaged model") from exc
+            raise self.error(exc, "did not take the averaged model") from exc
 
     async def finish(self, reason: str) -> None:
         """Tell the peer training is over."""
@@ -169,7 +130,14 @@ class PeerClient:
                           "did not take the abort notice", 5.0)
 
     async def aclose(self) -> None:
-        """Close the tensor stream and the channel."""
-        if self._stream is not None:
-            await self._stream.aclose()
-        await self._channel.close()
+        """Close the channel; idempotent."""
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = self._stub_ = None
+
+    async def __aenter__(self) -> PeerClient:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()

@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import Any
 
-from splitnet.errors import PlanMismatch, ProtocolError, RuntimeFailure, SplitnetError
+from splitnet.errors import ProtocolError
 from splitnet.transport.codec import (
     TensorMeta,
     check_meta,
@@ -23,7 +23,7 @@ from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.messages import Blob, TaskMessage
 
 __all__ = ["CHUNK_BYTES", "MAX_BLOB_BYTES", "blob_from_frames", "blob_to_frames",
-           "checked_tensor_size", "refusal_error", "refusal_kind", "task_from_frames",
+           "checked_tensor_size", "task_from_frames",
            "task_header", "task_message", "task_to_frames", "tasks_from_stream"]
 
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -102,18 +102,6 @@ def _checked_blob_size(header: pb.BlobHeader) -> int:
     if header.nbytes > MAX_BLOB_BYTES:
         raise ProtocolError(f"blob of {header.nbytes} bytes exceeds {MAX_BLOB_BYTES}")
     return int(header.nbytes)
-
-
-def refusal_kind(exc: SplitnetError) -> str:
-    """Name the kind of a refused message's error for the wire (see ``refusal_error``)."""
-    if isinstance(exc, ProtocolError):
-        return "protocol"
-    return "plan" if isinstance(exc, PlanMismatch) else "runtime"
-
-
-def refusal_error(kind: str, text: str) -> SplitnetError:
-    """Rebuild the error a peer refused a message with, from ``refusal_kind`` and its text."""
-    return {"protocol": ProtocolError, "plan": PlanMismatch}.get(kind, RuntimeFailure)(text)
 
 
 def task_header(msg: TaskMessage) -> pb.TaskHeader:

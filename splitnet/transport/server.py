@@ -1,8 +1,9 @@
-"""The gRPC server: a token-checking interceptor and a thin servicer over a :class:`PeerHandler`.
+"""The gRPC server: a token-checking interceptor and a thin servicer over a ``PeerHandler``.
 
 The servicer converts frames to domain messages and calls the handler; the handler raises domain
-errors and the servicer maps them to status codes (ProtocolError → INVALID_ARGUMENT,
-PlanMismatch → FAILED_PRECONDITION, other splitnet errors → ABORTED).
+errors and the servicer answers with their status codes (the table in ``transport.status``).
+Incoming tensors go to ``receive`` (the handler's ``tensor``, or a wrapper that first fetches a
+torrent reference's bytes).
 """
 
 from __future__ import annotations
@@ -11,23 +12,23 @@ import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 
-from splitnet.errors import PlanMismatch, ProtocolError, SplitnetError
+from splitnet.errors import SplitnetError
+from splitnet.transport.base import PeerHandler, Receive, Reject
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
-from splitnet.transport.messages import Blob, TaskMessage
 from splitnet.transport.serde import (
     blob_from_frames,
     blob_to_frames,
-    refusal_kind,
     task_from_frames,
     tasks_from_stream,
 )
+from splitnet.transport.status import kind_of, status_of, task_label
 
-__all__ = ["GRPC_OPTIONS", "PeerHandler", "start_server"]
+__all__ = ["GRPC_OPTIONS", "start_server"]
 
 log = logging.getLogger("splitnet.transport")
 GRPC_OPTIONS = [
@@ -40,25 +41,10 @@ GRPC_OPTIONS = [
 ]
 
 
-class PeerHandler(Protocol):
-    """What a client does when a peer calls it."""
-
-    async def join(self, client: int, fingerprint: str, facts: dict[str, Any],
-                   torrent_port: int, tensor_port: int) -> tuple[str, dict[str, Any], int, int]:
-        ...
-    async def ping(self, client: int) -> int: ...
-    async def tensor(self, msg: TaskMessage) -> None: ...
-    async def round_done(self, client: int, round_: int, stats: dict[str, Any]) -> None: ...
-    async def get_states(self, round_: int) -> Blob: ...
-    async def put_model(self, blob: Blob) -> None: ...
-    async def finish(self, client: int, reason: str) -> None: ...
-    async def abort(self, client: int, reason: str) -> None: ...
-
-
 class _TokenInterceptor(grpc.aio.ServerInterceptor):
     """Reject every call that does not carry the cluster token (UNAUTHENTICATED)."""
 
-    def __init__(self, token: str, on_reject: Callable[[str], None] | None = None) -> None:
+    def __init__(self, token: str, on_reject: Reject | None = None) -> None:
         self._expected = f"Bearer {token}".encode()
         self._on_reject = on_reject
 
@@ -100,17 +86,14 @@ async def _then(read: Awaitable[Any], handle: Callable[[Any], Awaitable[None]]) 
 async def _guard(context: grpc.aio.ServicerContext, call: Awaitable[Any]) -> Any:
     try:
         return await call
-    except ProtocolError as exc:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-    except PlanMismatch as exc:
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
     except SplitnetError as exc:
-        await context.abort(grpc.StatusCode.ABORTED, str(exc))
+        await context.abort(status_of(exc), str(exc))
 
 
 class _Servicer(pb_grpc.PeerServicer):
-    def __init__(self, handler: PeerHandler) -> None:
+    def __init__(self, handler: PeerHandler, receive: Receive) -> None:
         self._h = handler
+        self._receive = receive
 
     async def Join(self, request: Any, context: Any) -> Any:
         try:
@@ -127,13 +110,13 @@ class _Servicer(pb_grpc.PeerServicer):
         return pb.PingReply(round=await _guard(context, self._h.ping(request.client)))
 
     async def SendTensor(self, request_iterator: Any, context: Any) -> Any:
-        await _guard(context, _then(task_from_frames(request_iterator), self._h.tensor))
+        await _guard(context, _then(task_from_frames(request_iterator), self._receive))
         return pb.Ack()
 
     async def TensorStream(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
-        # Note: tensor stream. Messages are not acknowledged one by one (an answer per message
-        # would double the cost of a hop); a message that does not fit the plan gets a refusal
-        # naming it, and a frame that breaks the stream's framing ends it (INVALID_ARGUMENT).
+        # Note: tensor stream (transport/stream.py). A message that does not fit the plan gets
+        # a refusal naming it; a frame that breaks the stream's framing ends it
+        # (INVALID_ARGUMENT).
         messages = tasks_from_stream(request_iterator)
         while True:
             try:
@@ -141,14 +124,14 @@ class _Servicer(pb_grpc.PeerServicer):
             except StopAsyncIteration:
                 return
             try:
-                await self._h.tensor(msg)
+                await self._receive(msg)
             except SplitnetError as exc:
-                yield pb.TensorAck(error=f"task {msg.owner}_{msg.stage} batch {msg.batch}: "
-                                         f"{exc}", kind=refusal_kind(exc))
+                yield pb.TensorAck(error=f"{task_label(msg.owner, msg.stage, msg.batch)}: {exc}",
+                                   kind=kind_of(exc))
 
     async def RoundDone(self, request: Any, context: Any) -> Any:
-        stats = json.loads(request.stats_json or "{}")
-        await _guard(context, self._h.round_done(request.client, request.round, stats))
+        await _guard(context, self._h.round_done(request.client, request.round,
+                                                 request.stats_json))
         return pb.Ack()
 
     async def GetStates(self, request: Any, context: Any) -> AsyncIterator[Any]:
@@ -170,13 +153,19 @@ class _Servicer(pb_grpc.PeerServicer):
 
 
 async def start_server(handler: PeerHandler, host: str, port: int, token: str,
-                       on_reject: Callable[[str], None] | None = None) -> tuple[
+                       on_reject: Reject | None = None, receive: Receive | None = None) -> tuple[
                            grpc.aio.Server, int]:
-    """Start serving ``handler`` on ``host:port`` (0 picks a free port); return server, port."""
+    """Start serving ``handler`` on ``host:port`` (0 picks a free port); return server, port.
+
+    Raises OSError when the address cannot be bound.
+    """
     server = grpc.aio.server(interceptors=[_TokenInterceptor(token, on_reject)],
                              options=GRPC_OPTIONS)
-    pb_grpc.add_PeerServicer_to_server(_Servicer(handler), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    pb_grpc.add_PeerServicer_to_server(_Servicer(handler, receive or handler.tensor), server)
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as exc:  # newer grpc raises instead of returning 0
+        raise OSError(f"cannot listen on {host}:{port}: {exc}") from None
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")
     await server.start()

@@ -8,33 +8,43 @@ from typing import Any
 
 import torch
 
-from splitnet.config.settings import settings_from_values
-from splitnet.node.node import Node, NodeOptions
-from splitnet.ops.local import free_ports
+from splitnet.config import Settings, load
+from splitnet.node import Node
+from splitnet.node.client import network_options
 from splitnet.plan.plan import Plan, build_plan
+from splitnet.transport.network import GrpcNetwork
+from splitnet.transport.ports import free_ports
+
+
+def make_settings(values: dict[str, str], client: int) -> Settings:
+    return load(values={"TORRENT_PORT": "0", "METRICS_PORT": "0", **values,
+                        "CLIENT_NUMBER": str(client)})
 
 
 def make_plan(values: dict[str, str], client: int) -> Plan:
-    return build_plan(settings_from_values({"TORRENT_PORT": "0", "METRICS_PORT": "0", **values, "CLIENT_NUMBER": str(client)}))
+    return build_plan(make_settings(values, client).training)
 
 
 def make_nodes(values: dict[str, str], results: Path, token: str = "t0k3n",
                per_client: dict[int, dict[str, str]] | None = None) -> list[Node]:
-    first = make_plan(values, 1)
-    n = first.num_clients
-    addresses = [f"127.0.0.1:{p}" for p in free_ports(n)]
+    """Return one Node per client on loopback (call it inside the event loop that runs them)."""
+    n = make_plan(values, 1).num_clients
+    peers = ",".join(f"127.0.0.1:{p}" for p in free_ports(n))
     nodes = []
     for k in range(1, n + 1):
-        plan = make_plan({**values, **(per_client or {}).get(k, {})}, k)
-        nodes.append(Node(plan, NodeOptions(k, addresses, token, "127.0.0.1", results)))
+        settings = make_settings({**values, **(per_client or {}).get(k, {}), "PEERS": peers,
+                                  "SPLITNET_TOKEN": token, "LISTEN_HOST": "127.0.0.1",
+                                  "RESULTS_DIR": str(results)}, k)
+        nodes.append(Node(build_plan(settings.training), settings,
+                          GrpcNetwork(network_options(settings))))
     return nodes
 
 
 def run_cluster(values: dict[str, str], results: Path, **kw: Any) -> list[Any]:
     torch.set_num_threads(1)  # deterministic kernels: placement tests compare to 1e-5
-    nodes = make_nodes(values, results, **kw)
 
     async def main() -> list[Any]:
+        nodes = make_nodes(values, results, **kw)
         return await asyncio.gather(*(node.run() for node in nodes), return_exceptions=True)
 
     return asyncio.run(main())

@@ -8,20 +8,25 @@ import struct
 import pytest
 import torch
 
-from splitnet.errors import PeerUnavailable, ProtocolError
+from splitnet.errors import PeerUnavailable, ProtocolError, TransferFailed
 from splitnet.transport.channel import TensorChannel
 from splitnet.transport.messages import TaskMessage
 
 
 async def _pair(handle, token_a="t", token_b="t"):
     rejected: list[str] = []
-    receiver = TensorChannel(2, token_b, handle, rejected.append)
-    port = await receiver.start("127.0.0.1", 0)
-    sender = TensorChannel(1, token_a, handle)
-    errors: list[Exception] = []
-    sender.on_error = errors.append
-    sender.learn(2, "127.0.0.1", port)
+    errors: list[TransferFailed] = []
+    receiver = TensorChannel(2, token_b)
+    port = await receiver.start("127.0.0.1", 0, handle, errors.append, rejected.append)
+    sender = await _sender(token_a, handle, errors, port)
     return sender, receiver, port, errors, rejected
+
+
+async def _sender(token, handle, errors, port):
+    sender = TensorChannel(1, token)
+    await sender.start("127.0.0.1", 0, handle, errors.append)
+    sender.learn(2, "127.0.0.1", port)
+    return sender
 
 
 async def _until(condition, seconds=5.0):
@@ -67,11 +72,11 @@ def test_a_wrong_token_is_refused_and_the_listener_keeps_serving():
         bad, receiver, port, errors, rejected = await _pair(handle, token_a="wrong")
         bad.send(2, TaskMessage(1, 3, 0, 0, 1, torch.ones(2)))
         await _until(lambda: errors)
-        assert isinstance(errors[0], PeerUnavailable)
+        assert isinstance(errors[0], TransferFailed) and "client 2" in str(errors[0])
+        assert isinstance(errors[0].__cause__, PeerUnavailable)
         assert "missing or wrong cluster token" in str(errors[0])
         assert rejected == ["TensorChannel"] and got == []
-        good = TensorChannel(1, "t", handle)
-        good.learn(2, "127.0.0.1", port)
+        good = await _sender("t", handle, [], port)
         good.send(2, TaskMessage(1, 3, 1, 0, 1, torch.ones(2)))
         await _until(lambda: got)
         for channel in (bad, good, receiver):
@@ -93,7 +98,8 @@ def test_a_refused_message_is_reported_to_its_sender_naming_the_task():
         sender.send(2, TaskMessage(1, 3, 0, 0, 1, torch.ones(2)))
         sender.send(2, TaskMessage(1, 3, 1, 0, 1, torch.ones(2)))
         await _until(lambda: errors and got)
-        assert isinstance(errors[0], ProtocolError)
+        assert isinstance(errors[0], TransferFailed) and "client 2" in str(errors[0])
+        assert isinstance(errors[0].__cause__, ProtocolError)
         assert "task 1_3 batch 0" in str(errors[0]) and "client 4" in str(errors[0])
         assert [m.batch for m in got] == [1]  # the stream goes on after a refusal
         await sender.aclose()
@@ -126,5 +132,25 @@ def test_broken_framing_closes_only_that_connection(junk):
         assert errors == []
         await sender.aclose()
         await receiver.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_send_never_raises_and_reports_what_cannot_go():
+    async def handle(msg):
+        raise AssertionError("nothing arrives")
+
+    async def scenario():
+        sender, receiver, _, errors, _ = await _pair(handle)
+        sender.send(3, TaskMessage(1, 3, 0, 0, 1, torch.ones(2)))  # nobody announced client 3
+        sender.send(2, TaskMessage(1, 3, 1, 0, 1, torch.ones(2, dtype=torch.complex64)))
+        await _until(lambda: len(errors) == 2)
+        assert all(isinstance(e, TransferFailed) for e in errors)
+        assert "client 3" in str(errors[0]) and "task 1_3 batch 0" in str(errors[0])
+        assert "client 2" in str(errors[1]) and "task 1_3 batch 1" in str(errors[1])
+        assert isinstance(errors[1].__cause__, ProtocolError)
+        for channel in (sender, receiver):
+            await channel.aclose()
+            await channel.aclose()
 
     asyncio.run(scenario())

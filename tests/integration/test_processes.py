@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from splitnet.ops.local import free_ports
+from splitnet.transport.ports import free_ports
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from splitnet.ops.local import free_ports
+from splitnet.transport.ports import free_ports
 
 from ..conftest import ROOT
 

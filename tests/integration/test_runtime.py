@@ -7,16 +7,17 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from splitnet.config.settings import read_env_file
+from splitnet.config.envfile import read_env_file
 from splitnet.errors import PlanMismatch, ProtocolError, RuntimeFailure
+from splitnet.learning.batches import epoch_batches, owner_generator
 from splitnet.learning.data import load_dataset, owner_data
 from splitnet.learning.models import build_partitions, compose
-from splitnet.runtime.segment import make_optimizer
+from splitnet.learning.optim import make_optimizer
 from splitnet.transport.client import PeerClient
 from splitnet.transport.messages import TaskMessage
 
 from ..conftest import EXAMPLES
-from .cluster import make_nodes, make_plan, run_cluster
+from .cluster import make_nodes, make_plan, make_settings, run_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -51,16 +52,15 @@ def test_split_training_equals_plain_training_of_the_owner(tmp_path, optimizer):
     assert not [r for r in results if isinstance(r, BaseException)], results
     split = final_model(tmp_path)
 
-    plan = make_plan(values, 1)
-    s = plan.settings
-    data = owner_data(load_dataset(s), 0, s, plan.num_shards)
-    model = compose(build_partitions(s.model, load_dataset(s).spec, s.seed))
+    settings = make_settings(values, 1)
+    plan, s = make_plan(values, 1), settings.training
+    dataset = load_dataset(s, settings.data)
+    data = owner_data(dataset, 0, s, plan.num_shards)
+    model = compose(build_partitions(s.model, dataset.spec, s.seed))
     opt = make_optimizer(s.optimizer, model.parameters(), s.learning_rate)
-    generator = torch.Generator().manual_seed(s.seed * 1_000_003 + 1 * 7919 + 0)
+    generator = owner_generator(s.seed, 1, 0)
     for _ in range(s.num_epochs):
-        order = torch.randperm(len(data.train_y), generator=generator)
-        for start in range(0, len(order), s.batch_size):
-            index = order[start:start + s.batch_size]
+        for index in epoch_batches(len(data.train_y), s.batch_size, generator):
             opt.zero_grad()
             nn.functional.cross_entropy(model(data.train_x[index]), data.train_y[index]).backward()
             opt.step()
@@ -82,10 +82,9 @@ def _lonely_node(tmp_path):
 
 
 def test_wrong_token_is_rejected_and_malformed_messages_leave_the_client_running(tmp_path):
-    node = _lonely_node(tmp_path)
-    address = node.opt.addresses[0]
-
     async def scenario():
+        node = _lonely_node(tmp_path)
+        address = node.network.options.addresses[0]
         running = asyncio.ensure_future(node.run())
         good = PeerClient(1, address, "right", 2, 10.0)
         bad = PeerClient(1, address, "wrong", 2, 10.0)

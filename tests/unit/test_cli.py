@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from splitnet.cli import main
-from splitnet.config.settings import load_settings
+from splitnet.config import load
 from splitnet.plan.rules import check_placement
 
 from ..conftest import EXAMPLES, ROOT
@@ -21,7 +21,7 @@ def test_every_example_configuration_validates(path, capsys):
 
 
 def test_examples_cover_the_promised_models():
-    models = {load_settings(p, environ={}).model for p in ENV_FILES}
+    models = {load(p, environ={}).training.model for p in ENV_FILES}
     assert {"CNN", "RESNET18", "RESNET50", "BERT"} <= models
 
 
@@ -94,3 +94,24 @@ def test_module_entry_point_runs_without_traceback_on_garbage(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "configuration error" in done.stderr
+
+
+@pytest.mark.parametrize("args, messages", [
+    (["bench", "--clients", "1", "--shaped", "fast", "--lr", "0"],
+     ["--clients 1: expected a whole number of at least 2", "--shaped 'fast'",
+      "--batch-size and --lr must be positive"]),
+    (["bench", "transfer", "--sizes", "a", "--receivers", "0", "--cap", "0"],
+     ["--sizes 'a'", "--receivers '0'", "--payload and --cap must be positive"]),
+    (["compose", "--clients", "0"], ["--clients 0: expected 1..1024"]),
+])
+def test_bad_command_lines_exit_2_naming_every_problem(args, messages, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert all(message in err for message in messages), err
+
+
+def test_compose_to_stdout_prints_the_file(capsys):
+    from splitnet.ops.compose import render_compose
+
+    assert main(["compose", "--clients", "3", "--output", "-"]) == 0
+    assert capsys.readouterr().out == render_compose(3)

@@ -2,36 +2,37 @@ import json
 
 import pytest
 
-from splitnet.config.settings import load_settings, settings_from_values
+from splitnet.config import load
 from splitnet.errors import ConfigError
-from splitnet.plan.plan import load_plan
+from splitnet.ops.prepare import prepare
 
 TWO = '[["1_1","1_2","1_3","1_4","1_5","1_6","1_7","1_8"],["2_1","2_2","2_3","2_4","2_5","2_6","2_7","2_8"]]'
 
 
 def test_settings_are_typed_and_defaults_fill_the_rest(write_env):
-    s = load_settings(write_env(SIMULATION_STAGES_CLIENTS=TWO, BATCH_SIZE="16",
+    s = load(write_env(SIMULATION_STAGES_CLIENTS=TWO, BATCH_SIZE="16",
                                 LEARNING_RATE="0.1", OPTIMIZER="adam"), environ={})
-    assert (s.num_clients, s.batch_size, s.learning_rate, s.optimizer) == (2, 16, 0.1, "ADAM")
-    assert s.stages_clients[1][0] == "2_1"
-    assert s.num_partitions == 4 and s.model == "CNN"
+    t = s.training
+    assert (t.num_clients, t.batch_size, t.learning_rate, t.optimizer) == (2, 16, 0.1, "ADAM")
+    assert t.stages_clients[1][0] == "2_1"
+    assert t.num_partitions == 4 and t.model == "CNN"
 
 
 def test_environment_wins_over_the_env_file(write_env):
-    s = load_settings(write_env(SIMULATION_STAGES_CLIENTS=TWO, BATCH_SIZE="16"),
+    s = load(write_env(SIMULATION_STAGES_CLIENTS=TWO, BATCH_SIZE="16"),
                       environ={"BATCH_SIZE": "64", "UNRELATED": "x"})
-    assert s.batch_size == 64
+    assert s.training.batch_size == 64
 
 
 def test_python_literal_and_alias_are_accepted(write_env):
     literal = TWO.replace('"', "'")
-    s = load_settings(write_env(STAGES_CLIENTS=literal), environ={})
-    assert s.stages_clients == tuple(tuple(x) for x in json.loads(TWO))
+    s = load(write_env(STAGES_CLIENTS=literal), environ={})
+    assert s.training.stages_clients == tuple(tuple(x) for x in json.loads(TWO))
 
 
 def test_every_bad_value_is_reported_at_once(write_env):
     with pytest.raises(ConfigError) as info:
-        load_settings(write_env(SIMULATION_STAGES_CLIENTS=TWO, BATCH_SIZE="abc",
+        load(write_env(SIMULATION_STAGES_CLIENTS=TWO, BATCH_SIZE="abc",
                                 LEARNING_RATE="-1", OPTIMIZER="rmsprop", SEED="x",
                                 UPLOAD_BANDWIDTH="fast", SERVER_NUMBER="9"), environ={})
     text = str(info.value)
@@ -42,7 +43,7 @@ def test_every_bad_value_is_reported_at_once(write_env):
 
 
 def test_misspelt_key_gets_a_suggestion(write_env):
-    s = load_settings(write_env(SIMULATION_STAGES_CLIENTS=TWO, OPTIMZER="adam"), environ={})
+    s = load(write_env(SIMULATION_STAGES_CLIENTS=TWO, OPTIMZER="adam"), environ={})
     assert any("OPTIMZER" in w and "did you mean OPTIMIZER" in w for w in s.warnings)
 
 
@@ -50,27 +51,27 @@ def test_stage_lists_are_data_never_code(write_env, tmp_path):
     marker = tmp_path / "pwned"
     code = f'__import__("pathlib").Path("{marker}").touch()'
     with pytest.raises(ConfigError, match="only literals are allowed"):
-        load_settings(write_env(SIMULATION_STAGES_CLIENTS=code), environ={})
+        load(write_env(SIMULATION_STAGES_CLIENTS=code), environ={})
     assert not marker.exists()
 
 
 def test_config_file_holds_the_lists_as_data(tmp_path, write_env):
     (tmp_path / "stages.py").write_text(f"# old style\nSIMULATION_STAGES_CLIENTS = {TWO}\n")
-    s = load_settings(write_env(CONFIG_FILE="stages.py"), environ={})
-    assert len(s.stages_clients) == 2
+    s = load(write_env(CONFIG_FILE="stages.py"), environ={})
+    assert len(s.training.stages_clients) == 2
     (tmp_path / "stages.json").write_text(json.dumps({"SIMULATION_STAGES_CLIENTS": json.loads(TWO)}))
-    assert load_settings(write_env(CONFIG_FILE="stages.json"), environ={}).num_clients == 2
+    assert load(write_env(CONFIG_FILE="stages.json"), environ={}).training.num_clients == 2
 
 
 def test_two_sources_of_lists_are_refused(tmp_path, write_env):
     (tmp_path / "stages.json").write_text(TWO)
     with pytest.raises(ConfigError, match="set only one source"):
-        load_settings(write_env(CONFIG_FILE="stages.json", SIMULATION_STAGES_CLIENTS=TWO), environ={})
+        load(write_env(CONFIG_FILE="stages.json", SIMULATION_STAGES_CLIENTS=TWO), environ={})
 
 
 def test_missing_config_file_is_named(write_env):
     with pytest.raises(ConfigError, match="cannot read CONFIG_FILE .*nothere.json"):
-        load_settings(write_env(CONFIG_FILE="nothere.json"), environ={})
+        load(write_env(CONFIG_FILE="nothere.json"), environ={})
 
 
 @pytest.mark.parametrize("content, message", [
@@ -88,16 +89,99 @@ def test_bad_env_files_get_a_clear_error(tmp_path, content, message):
     path = tmp_path / "bad.env"
     path.write_bytes(content)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
-        load_plan(path, environ={}, env_file_required=True)
+        prepare(path, environ={}, env_file_required=True)
 
 
 def test_huge_env_file_is_refused_before_parsing(tmp_path):
     path = tmp_path / "huge.env"
     path.write_bytes(b"A=" + b"x" * (5 * 1024 * 1024))
     with pytest.raises(ConfigError, match="the limit is"):
-        load_plan(path, environ={}, env_file_required=True)
+        prepare(path, environ={}, env_file_required=True)
 
 
 def test_dataset_must_fit_the_model():
     with pytest.raises(ConfigError, match="CURRENT_DATASET=DIGITS is image data but CURRENT_MODEL=BERT takes text"):
-        settings_from_values({"CURRENT_MODEL": "BERT", "SIMULATION_STAGES_CLIENTS": "[['1_1']]"})
+        load(values={"CURRENT_MODEL": "BERT", "SIMULATION_STAGES_CLIENTS": "[['1_1']]"})
+
+
+def test_every_key_fills_one_attribute_of_its_group():
+    from dataclasses import fields
+
+    from splitnet.config.fields import FIELDS, GROUPS
+
+    s = load(values={"SIMULATION_STAGES_CLIENTS": TWO})
+    declared = {(f.group, f.attr) for f in FIELDS if f.group is not None}
+    assert len(declared) == len([f for f in FIELDS if f.group is not None])
+    for group in GROUPS:
+        names = {f.name for f in fields(getattr(s, group))} - {"stages_clients"}
+        assert names == {attr for g, attr in declared if g == group}, group
+    for spec in FIELDS:
+        if spec.group is not None and spec.default is not None:
+            assert getattr(getattr(s, spec.group), spec.attr) == spec.default, spec.key
+
+
+def test_settings_land_in_their_groups(write_env):
+    s = load(write_env(SIMULATION_STAGES_CLIENTS=TWO, PEER_TIMEOUT="5", TORRENT_PORT="0",
+                       NO_TC="yes", METRICS_PORT="0", DATA_DIR="/d", CLIENT_NUMBER="2"), environ={})
+    assert (s.network.peer_timeout, s.network.client_number) == (5.0, 2)
+    assert s.transport.torrent_port == 0 and s.shaping.no_tc is True
+    assert s.output.metrics_port == 0 and s.data.data_dir == "/d"
+    assert s.source.endswith("test.env")
+
+
+def test_given_values_are_validated_alone(write_env, monkeypatch):
+    monkeypatch.setenv("BATCH_SIZE", "7")
+    s = load(write_env(BATCH_SIZE="9"), values={"SIMULATION_STAGES_CLIENTS": TWO})
+    assert s.training.batch_size == 32
+
+
+def test_a_check_reports_together_with_the_settings_and_only_on_sound_lists():
+    from splitnet.errors import Violation
+
+    seen = []
+
+    def check(training):
+        seen.append(training.num_clients)
+        return [Violation("coverage", "from the check")]
+
+    with pytest.raises(ConfigError) as info:
+        load(values={"SIMULATION_STAGES_CLIENTS": TWO, "SEED": "x"}, check=check)
+    assert [v.rule for v in info.value.violations] == ["setting", "coverage"] and seen == [2]
+    with pytest.raises(ConfigError) as info:
+        load(values={"SIMULATION_STAGES_CLIENTS": TWO, "CURRENT_MODEL": "GPT"}, check=check)
+    assert "from the check" not in str(info.value) and seen == [2]
+
+
+def test_prepare_lists_a_bad_setting_and_a_bad_task_together(write_env):
+    lists = json.loads(TWO)
+    lists[0][2] = "2_3"
+    with pytest.raises(ConfigError) as info:
+        prepare(write_env(SIMULATION_STAGES_CLIENTS=json.dumps(lists), BATCH_SIZE="0"),
+                environ={})
+    rules = {v.rule for v in info.value.violations}
+    assert {"setting", "coverage"} <= rules
+
+
+def test_old_style_pairing_in_both_directions_loads(write_env):
+    both = "{1: 8, 2: 7, 3: 6, 4: 5, 5: 4, 6: 3, 7: 2, 8: 1}"
+    settings, plan = prepare(write_env(SIMULATION_STAGES_CLIENTS=TWO,
+                                       FORWARD_BACKWARD_PAIR_STAGES=both), environ={})
+    assert settings.training.pair_stages[8] == 1 and plan.num_partitions == 4
+
+
+def test_an_old_config_module_may_assign_more_than_the_lists(tmp_path, write_env):
+    lists = json.loads(TWO)
+    (tmp_path / "config_stages_client.py").write_text(
+        "STAGES_CLIENTS = [\n" + "".join(f"    {x},  # client {k}\n" for k, x in enumerate(lists, 1))
+        + "]\n\nforward_backward_pair_stages = {\n    1: 8,  # forward 1 ↔ backward 8\n"
+        "    2: 7, 3: 6, 4: 5, 5: 4, 6: 3, 7: 2, 8: 1}\n")
+    s = load(write_env(CONFIG_FILE="config_stages_client.py"), environ={})
+    assert s.training.stages_clients == tuple(tuple(x) for x in lists)
+
+
+def test_the_old_readme_pairing_block_loads_from_an_env_file(write_env):
+    block = ('"{\n    1: 8,  # forward stage 1 ↔ backward stage 8\n    2: 7,\n    3: 6,\n    4: 5,\n'
+             '    5: 4,  # backward stage 5 ↔ forward stage 4\n    6: 3,\n    7: 2,\n    8: 1 } "')
+    settings, _ = prepare(write_env(SIMULATION_STAGES_CLIENTS=TWO,
+                                    FORWARD_BACKWARD_PAIR_STAGES=block), environ={})
+    assert settings.training.pair_stages == {1: 8, 2: 7, 3: 6, 4: 5, 5: 4, 6: 3, 7: 2, 8: 1}

@@ -5,15 +5,27 @@ import numpy as np
 import pytest
 import torch
 
-from splitnet.config.settings import settings_from_values
+from splitnet.config import load
 from splitnet.errors import ConfigError
-from splitnet.learning.data import dataset_spec, load_dataset, owner_data, shard_indices, tokenize
+from splitnet.learning.data import (
+    HELD_OUT_FRACTION,
+    dataset_spec,
+    load_dataset,
+    owner_data,
+    shard_indices,
+    tokenize,
+)
 
 STAGES = "[['1_1','1_2','1_3','1_4','1_5','1_6','1_7','1_8']]"
 
 
 def settings(**values):
-    return settings_from_values({"SIMULATION_STAGES_CLIENTS": STAGES, **values})
+    return load(values={"SIMULATION_STAGES_CLIENTS": STAGES, **values})
+
+
+def dataset(**values):
+    s = settings(**values)
+    return load_dataset(s.training, s.data)
 
 
 @pytest.mark.parametrize("partitioning", ["iid", "dirichlet"])
@@ -36,15 +48,22 @@ def test_dirichlet_skews_labels_more_than_iid():
     assert skew(shard_indices(labels, 5, "dirichlet", 0.1, 1)) > skew(shard_indices(labels, 5, "iid", 0.1, 1)) + 0.2
 
 
-def test_digits_owner_gets_its_own_shard_and_a_validation_split():
-    s = settings()
-    data = load_dataset(s)
-    assert data.spec.shape == dataset_spec(s).shape == (1, 8, 8)
-    first, second = owner_data(data, 0, s, 2), owner_data(data, 1, s, 2)
-    assert len(first.val_y) > 0
-    assert len(first.train_y) + len(first.val_y) + len(second.train_y) + len(second.val_y) == len(data.train_y)
+def test_digits_owner_gets_its_own_shard_less_the_held_out_tenth():
+    t = settings().training
+    data = dataset()
+    assert data.spec.shape == dataset_spec(t).shape == (1, 8, 8)
+    first, second = owner_data(data, 0, t, 2), owner_data(data, 1, t, 2)
+    for owner, shard in ((first, 0), (second, 1)):
+        size = len(shard_indices(data.train_y.numpy(), 2, "iid", 0.5, t.seed)[shard])
+        assert len(owner.train_y) == size - int(size * HELD_OUT_FRACTION)
     rows = {tuple(r.tolist()) for r in first.train_x.flatten(1)}
     assert not any(tuple(r.tolist()) in rows for r in second.train_x.flatten(1)[:50])
+
+
+def test_owner_data_is_the_same_every_time():
+    t = settings(DATA_PARTITIONING="dirichlet").training
+    one, two = owner_data(dataset(), 1, t, 3), owner_data(dataset(), 1, t, 3)
+    assert torch.equal(one.train_x, two.train_x) and torch.equal(one.train_y, two.train_y)
 
 
 def _idx(path, array):
@@ -60,7 +79,7 @@ def test_mnist_is_read_from_idx_files(tmp_path):
     _idx(folder / "train-labels-idx1-ubyte.gz", np.arange(20) % 10)
     _idx(folder / "t10k-images-idx3-ubyte.gz", images[:5])
     _idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(5))
-    data = load_dataset(settings(CURRENT_DATASET="MNIST", DATA_DIR=str(tmp_path)))
+    data = dataset(CURRENT_DATASET="MNIST", DATA_DIR=str(tmp_path))
     assert data.train_x.shape == (20, 1, 28, 28) and data.test_y.tolist() == [0, 1, 2, 3, 4]
     expected = (images[3, 4, 5] / 255.0 - 0.5) / 0.5
     assert abs(float(data.train_x[3, 0, 4, 5]) - expected) < 1e-6
@@ -73,7 +92,7 @@ def test_cifar10_is_read_from_the_binary_batches(tmp_path):
     for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
         records = np.concatenate([np.full((4, 1), 7), rng.integers(0, 255, (4, 3072))], axis=1)
         (folder / name).write_bytes(records.astype(np.uint8).tobytes())
-    data = load_dataset(settings(CURRENT_DATASET="CIFAR10", DATA_DIR=str(tmp_path)))
+    data = dataset(CURRENT_DATASET="CIFAR10", DATA_DIR=str(tmp_path))
     assert data.train_x.shape == (20, 3, 32, 32) and set(data.train_y.tolist()) == {7}
 
 
@@ -81,10 +100,8 @@ def test_cifar10_is_read_from_the_binary_batches(tmp_path):
                                         ("AG_NEWS", "train.csv"), ("IMDB", "aclImdb")])
 def test_missing_dataset_says_where_it_looked_and_how_to_provide_it(tmp_path, name, hint):
     model = "BERT" if name in ("AG_NEWS", "IMDB") else "CNN"
-    stages = STAGES
     with pytest.raises(ConfigError, match=str(tmp_path)) as info:
-        load_dataset(settings_from_values({"SIMULATION_STAGES_CLIENTS": stages, "CURRENT_MODEL": model,
-                                           "CURRENT_DATASET": name, "DATA_DIR": str(tmp_path)}))
+        dataset(CURRENT_MODEL=model, CURRENT_DATASET=name, DATA_DIR=str(tmp_path))
     assert hint in str(info.value)
 
 
@@ -93,7 +110,23 @@ def test_ag_news_csv_is_tokenized_offline(tmp_path):
     folder.mkdir()
     (folder / "train.csv").write_text('"3","Wall St. Bears","Short-sellers are back"\n"1","World","news"\n')
     (folder / "test.csv").write_text('"2","Sports","a game"\n')
-    data = load_dataset(settings_from_values({"SIMULATION_STAGES_CLIENTS": STAGES, "CURRENT_MODEL": "BERT",
-                                              "CURRENT_DATASET": "AG_NEWS", "DATA_DIR": str(tmp_path)}))
+    data = dataset(CURRENT_MODEL="BERT", CURRENT_DATASET="AG_NEWS", DATA_DIR=str(tmp_path))
     assert data.train_y.tolist() == [2, 0] and data.train_x.dtype == torch.int64
     assert data.train_x[0, 0] == 1 and tokenize("Wall") == tokenize("wall")
+
+
+@pytest.mark.parametrize("partitioning, shards, shard, size, digest", [
+    ("iid", 3, 1, 432, "1a480b75ee9363e0"),
+    ("dirichlet", 5, 4, 154, "7a6b170cc0acfbf8"),
+])
+def test_owners_train_on_exactly_the_samples_earlier_versions_did(partitioning, shards, shard,
+                                                                   size, digest):
+    # Pinned from the version that still returned a validation split: dropping it must not
+    # shift a single draw (see "Note: held-out tenth").
+    import hashlib
+
+    t = settings(DATA_PARTITIONING=partitioning).training
+    owner = owner_data(dataset(DATA_PARTITIONING=partitioning), shard, t, shards)
+    blob = owner.train_x.numpy().tobytes() + owner.train_y.numpy().tobytes()
+    assert len(owner.train_y) == size
+    assert hashlib.sha256(blob).hexdigest()[:16] == digest

@@ -65,6 +65,30 @@ def test_explicit_pairing_must_be_canonical():
     assert v.rule == "pairing" and "expected [[1, 8], [2, 7], [3, 6], [4, 5]]" in v.message
 
 
+@pytest.mark.parametrize("pairs", [
+    {1: 8, 2: 7, 3: 6, 4: 5, 5: 4, 6: 3, 7: 2, 8: 1},  # the old README's mapping
+    [[1, 8], [8, 1], [2, 7], [7, 2], [3, 6], [6, 3], [4, 5], [5, 4]],
+    {"1": 8, "8": 1, "2": 7, "7": 2, "3": 6, "6": 3, "4": 5, "5": 4},  # JSON keys are strings
+    [[8, 1], [7, 2], [6, 3], [5, 4]],
+    [[1, 8], [8, 1], [2, 7], [3, 6], [4, 5]],
+])
+def test_explicit_pairing_may_name_each_pair_in_either_or_both_directions(pairs):
+    assert rules_of([P4_OWNER1], pair_stages=pairs) == []
+
+
+@pytest.mark.parametrize("pairs, problem", [
+    ({1: 8, 2: 7, 3: 6, 4: 5, 5: 4, 6: 3, 7: 1, 8: 2}, "7 ↔ 1 is not a pair"),
+    ([[1, 8], [2, 7], [3, 6]], "the pair of stage 4 is missing"),
+    ([[1, 8], [1, 8], [2, 7], [3, 6], [4, 5]], "1 ↔ 8 is given twice"),
+    ([[1, 8], [2, 7], [3, 6], [4, 5], [9, 0]], "9 ↔ 0 is not a pair"),
+    ("1-8", "expected a list of [stage, stage] pairs or a {stage: stage} mapping"),
+])
+def test_a_different_pairing_is_refused_saying_what_is_wrong(pairs, problem):
+    (v,) = rules_of([P4_OWNER1], pair_stages=pairs)
+    assert v.rule == "pairing" and problem in v.message
+    assert "expected [[1, 8], [2, 7], [3, 6], [4, 5]]" in v.message
+
+
 @pytest.mark.parametrize("partition, stages", [(1, ("1_1", "1_8")), (4, ("1_4", "1_5"))])
 def test_colocation_rule(partition, stages):
     lists = [[t for t in P4_OWNER1 if t not in stages], P4_OWNER2 + list(stages)]

@@ -5,9 +5,9 @@ import contextlib
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from splitnet.config.settings import settings_from_values
+from splitnet.config import load
 from splitnet.errors import ConfigError
-from splitnet.plan.plan import load_plan
+from splitnet.ops.prepare import prepare
 from splitnet.plan.rules import check_placement
 from splitnet.plan.schedule import dry_run
 from splitnet.plan.task import Task, pair_stage
@@ -73,7 +73,7 @@ def test_moving_an_endpoint_partition_breaks_colocation(case, data):
 @given(st.text(max_size=2000))
 def test_arbitrary_text_never_raises_anything_but_config_error(text):
     with contextlib.suppress(ConfigError):
-        settings_from_values({"SIMULATION_STAGES_CLIENTS": text, "NUM_CLIENTS": "2"})
+        load(values={"SIMULATION_STAGES_CLIENTS": text, "NUM_CLIENTS": "2"})
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -82,16 +82,16 @@ def test_arbitrary_env_file_bytes_never_raise_anything_but_config_error(tmp_path
     path = tmp_path / "fuzz.env"
     path.write_bytes(content)
     with contextlib.suppress(ConfigError):
-        load_plan(path, environ={}, env_file_required=True)
+        prepare(path, environ={}, env_file_required=True)
 
 
 @given(st.text(alphabet="[](){}'\",_ 0123456789-a:", max_size=300))
 def test_bracket_soup_never_raises_anything_but_config_error(text):
     try:
-        settings = settings_from_values({"SIMULATION_STAGES_CLIENTS": text})
+        settings = load(values={"SIMULATION_STAGES_CLIENTS": text})
     except ConfigError:
         return
     try:
-        check_placement(settings.stages_clients, settings.num_clients, 4, "CNN")
+        check_placement(settings.training.stages_clients, settings.training.num_clients, 4, "CNN")
     except Exception as exc:  # pragma: no cover - the assertion below explains
         raise AssertionError(f"placement check raised {exc!r} on {text!r}") from exc

@@ -1,0 +1,106 @@
+"""What ``splitnet bench`` and ``splitnet bench transfer`` are asked to do, checked at once."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from splitnet.errors import ConfigError, Violation
+
+__all__ = ["QUICK", "SHAPED_FORM", "BenchOptions", "TransferOptions", "bench_options",
+           "command_line", "transfer_options"]
+
+QUICK = {"clients": 3, "rounds": 2, "epochs": 1}
+SHAPED_FORM = re.compile(r"\d+(\.\d+)?(bit|kbit|mbit|gbit)(,\d+(\.\d+)?(us|ms|s))?")
+_SIZES = {"clients": 5, "rounds": 10, "epochs": 3}
+COMMAND_LINE = "the command line"
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``splitnet bench`` compares, and where it writes."""
+
+    out: Path
+    model: str = "CNN"
+    dataset: str = "DIGITS"
+    clients: int = 5
+    rounds: int = 10
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float = 0.1
+    seed: int = 42
+    shaped: str | None = None
+    bulk_transport: str = "auto"
+
+
+def bench_options(out: Path, *, quick: bool = False, model: str = "CNN",
+                  dataset: str = "DIGITS", clients: int | None = None,
+                  rounds: int | None = None, epochs: int | None = None, batch_size: int = 32,
+                  learning_rate: float = 0.1, seed: int = 42, shaped: str | None = None,
+                  bulk_transport: str = "auto") -> BenchOptions:
+    """Return the options (``quick`` sizes where none is given); raise every problem at once."""
+    given = {"clients": clients, "rounds": rounds, "epochs": epochs}
+    defaults = QUICK if quick else _SIZES
+    chosen = {k: v if v is not None else defaults[k] for k, v in given.items()}
+    problems = [Violation("usage", f"--{k} {v}: expected a whole number of at least "
+                                   f"{2 if k == 'clients' else 1}")
+                for k, v in chosen.items() if v < (2 if k == "clients" else 1)]
+    if shaped is not None and not SHAPED_FORM.fullmatch(shaped):
+        problems.append(Violation("usage", f"--shaped {shaped!r}: expected RATE[,DELAY], "
+                                           "e.g. 100mbit or 100mbit,5ms"))
+    if batch_size < 1 or learning_rate <= 0:
+        problems.append(Violation("usage", "--batch-size and --lr must be positive"))
+    if problems:
+        raise ConfigError(problems, COMMAND_LINE)
+    return BenchOptions(out=out, model=model.upper(), dataset=dataset.upper(),
+                        batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                        shaped=shaped, bulk_transport=bulk_transport, **chosen)
+
+
+_FLAGS = {"model": "model", "dataset": "dataset", "clients": "clients", "rounds": "rounds",
+          "epochs": "epochs", "batch_size": "batch-size", "learning_rate": "lr", "seed": "seed",
+          "bulk_transport": "bulk", "shaped": "shaped"}
+
+
+def command_line(opts: BenchOptions) -> str:
+    """Return the ``splitnet bench`` command line that repeats this run."""
+    defaults = BenchOptions(out=opts.out)
+    return " ".join(["splitnet bench", *(f"--{flag} {getattr(opts, field)}"
+                                         for field, flag in _FLAGS.items()
+                                         if getattr(opts, field) != getattr(defaults, field))])
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    """What ``splitnet bench transfer`` measures."""
+
+    sizes: list[int]
+    receivers: list[int]
+    payload: int
+    cap: float
+    resnet: bool = False
+
+
+def transfer_options(sizes: str, receivers: str, payload: int, cap: float,
+                     resnet: bool = False) -> TransferOptions:
+    """Parse the comma lists and check the numbers; raise every problem at once."""
+    problems: list[Violation] = []
+    size_list = _int_list(sizes, "--sizes", problems)
+    receiver_list = _int_list(receivers, "--receivers", problems)
+    if payload < 1 or cap <= 0:
+        problems.append(Violation("usage", "--payload and --cap must be positive"))
+    if problems:
+        raise ConfigError(problems, COMMAND_LINE)
+    return TransferOptions(size_list, receiver_list, payload, cap, resnet)
+
+
+def _int_list(text: str, option: str, problems: list[Violation]) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        problems.append(Violation("usage", f"{option} {text!r}: expected positive integers "
+                                           "separated by commas, e.g. 4,64"))
+    return values

@@ -1,0 +1,134 @@
+"""Every setting, declared once: its key, the group and attribute it fills, its parser, default.
+
+A group is one of the :class:`~splitnet.config.settings.Settings` groups (``training``,
+``data``, ``network``, ``transport``, ``shaping``, ``output``); ``CONFIG_FILE`` has none: it only
+says where the task lists are read from while loading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from splitnet.config import catalog
+from splitnet.config.parsing import (
+    bandwidth,
+    boolean,
+    choice,
+    integer,
+    parse_literal,
+    percent,
+    positive_float,
+    text,
+    time_value,
+)
+
+__all__ = ["FIELDS", "GROUPS", "KNOWN_KEYS", "STAGES_ALIAS", "STAGES_KEY", "Field"]
+
+STAGES_KEY = "SIMULATION_STAGES_CLIENTS"
+STAGES_ALIAS = "STAGES_CLIENTS"
+GROUPS = ("training", "data", "network", "transport", "shaping", "output")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One setting: its key, the group and attribute it fills, its parser and default."""
+
+    key: str
+    group: str | None
+    attr: str
+    parse: Callable[[str], Any]
+    default: Any = None
+    help: str = ""
+
+
+FIELDS: tuple[Field, ...] = (
+    # training: facts that must match on every client (the plan's fingerprint covers them)
+    Field("NUM_CLIENTS", "training", "num_clients", integer(1, 1024), None,
+          "number of clients (default: the number of lists in SIMULATION_STAGES_CLIENTS)"),
+    Field("SERVER_NUMBER", "training", "server_number", integer(1), 1,
+          "the client that aggregates"),
+    Field("CURRENT_MODEL", "training", "model", choice(*catalog.model_names()), "CNN",
+          "model to train"),
+    Field("BERT_MODEL", "training", "bert_model", choice(*catalog.BERT_LAYERS), "tiny",
+          "BERT size"),
+    Field("CURRENT_DATASET", "training", "dataset", choice(*catalog.DATASET_KINDS), "DIGITS",
+          "dataset"),
+    Field("BATCH_SIZE", "training", "batch_size", integer(1, 1_000_000), 32, "samples per batch"),
+    Field("TRAINING_NUM_ROUNDS", "training", "num_rounds", integer(1, 1_000_000), 1,
+          "averaging rounds"),
+    Field("TRAINING_NUM_EPOCHS", "training", "num_epochs", integer(1, 1_000_000), 1,
+          "local epochs a round"),
+    Field("DATASET_N_SPLITS", "training", "dataset_n_splits", integer(1, 100_000), None,
+          "training-set shards (default: the number of data owners)"),
+    Field("FORWARD_BACKWARD_PAIR_STAGES", "training", "pair_stages", parse_literal, None,
+          "optional explicit stage pairing; must equal the canonical one"),
+    Field("SEED", "training", "seed", integer(0, 2**32 - 1), 42,
+          "seed for data split and weights"),
+    Field("LEARNING_RATE", "training", "learning_rate", positive_float, 0.05,
+          "optimizer step size"),
+    Field("OPTIMIZER", "training", "optimizer", choice("SGD", "ADAM", "ADAMW"), "SGD",
+          "optimizer"),
+    Field("DATA_PARTITIONING", "training", "data_partitioning", choice("iid", "dirichlet"),
+          "iid", "how shards are cut"),
+    Field("DIRICHLET_ALPHA", "training", "dirichlet_alpha", positive_float, 0.5,
+          "label skew (dirichlet)"),
+    # data: where this client reads datasets and weights from
+    Field("DATA_DIR", "data", "data_dir", text, "./data", "where datasets are read from"),
+    Field("DATASET_DOWNLOAD", "data", "dataset_download", boolean, False,
+          "download missing datasets"),
+    Field("BERT_PRETRAINED", "data", "bert_pretrained", text, None,
+          "local safetensors file with published BERT weights (never downloaded)"),
+    # network: who this client is, where its peers are, how it proves it belongs
+    Field("CLIENT_NUMBER", "network", "client_number", integer(1), None,
+          "which client this process is"),
+    Field("PEERS", "network", "peers", text, None, "comma-separated host:port of clients 1..N"),
+    Field("GRPC_PORT", "network", "grpc_port", integer(1, 65535), 50051, "gRPC port"),
+    Field("LISTEN_HOST", "network", "listen_host", text, "0.0.0.0",
+          "address the gRPC server binds"),
+    Field("SPLITNET_TOKEN", "network", "token", text, None, "cluster credential"),
+    Field("SPLITNET_TOKEN_FILE", "network", "token_file", text, None,
+          "file holding the credential"),
+    Field("JOIN_TIMEOUT", "network", "join_timeout", positive_float, 120.0,
+          "seconds to wait for peers"),
+    Field("PEER_TIMEOUT", "network", "peer_timeout", positive_float, 60.0,
+          "seconds a peer may be silent"),
+    Field("TENSOR_PORT", "network", "tensor_port", integer(0, 65535), 0,
+          "direct tensor channel listen port (0: any free port, announced at join)"),
+    # transport: how tensors and model states travel
+    Field("BULK_TRANSPORT", "transport", "bulk_transport", choice("auto", "torrent", "grpc"),
+          "auto", "how model states and partitions travel (auto: BitTorrent from "
+          "BULK_TORRENT_MIN_MIB up, gRPC below)"),
+    Field("BULK_TORRENT_MIN_MIB", "transport", "bulk_torrent_min_mib", positive_float, 16.0,
+          "with BULK_TRANSPORT=auto, the smallest object that goes over BitTorrent"),
+    Field("ACTIVATION_TRANSPORT", "transport", "activation_transport",
+          choice("direct", "grpc", "torrent"), "direct", "how activations and gradients travel"),
+    Field("TORRENT_PORT", "transport", "torrent_port", integer(0, 65535), 6881,
+          "libtorrent listen port (0: any free port)"),
+    Field("TORRENT_TIMEOUT", "transport", "torrent_timeout", positive_float, 120.0,
+          "seconds a BitTorrent fetch may take"),
+    Field("TORRENT_UTP", "transport", "torrent_utp", boolean, False, "allow uTP besides TCP"),
+    # shaping: traffic control the container entrypoint applies
+    Field("UPLOAD_BANDWIDTH", "shaping", "upload_bandwidth", bandwidth, None,
+          "egress rate cap (tc)"),
+    Field("DOWNLOAD_BANDWIDTH", "shaping", "download_bandwidth", bandwidth, None,
+          "ingress rate cap (tc)"),
+    Field("NETWORK_DELAY", "shaping", "network_delay", time_value, None, "added latency (netem)"),
+    Field("NETWORK_JITTER", "shaping", "network_jitter", time_value, None,
+          "latency jitter (netem)"),
+    Field("NETWORK_LOSS", "shaping", "network_loss", percent, None, "packet loss (netem)"),
+    Field("NO_TC", "shaping", "no_tc", boolean, False, "skip traffic shaping"),
+    # output: what this client writes and serves, and how hard it works
+    Field("RESULTS_DIR", "output", "results_dir", text, "./results", "where results are written"),
+    Field("METRICS_PORT", "output", "metrics_port", integer(0, 65535), 9100,
+          "Prometheus /metrics port (0: off)"),
+    Field("METRICS_HOLD", "output", "metrics_hold", integer(0, 86400), 0,
+          "seconds to keep serving /metrics after training, for a last scrape"),
+    Field("TORCH_THREADS", "output", "torch_threads", integer(0, 1024), 0,
+          "torch intra-op threads per client (0: torch's default)"),
+    # loading only
+    Field("CONFIG_FILE", None, "config_file", text, None,
+          "file holding SIMULATION_STAGES_CLIENTS as data (JSON or a Python literal)"),
+)
+KNOWN_KEYS = frozenset({f.key for f in FIELDS} | {STAGES_KEY, STAGES_ALIAS})

@@ -1,0 +1,111 @@
+"""The aggregator (``SERVER_NUMBER``): collect round reports, pull states, FedAvg, push.
+
+Once every client has reported round r, the aggregator pulls every client's replica states (its
+own in place), averages each partition over its replicas weighted by the owners' samples
+(:func:`~splitnet.learning.averaging.average_replicas`), and pushes the averaged partitions to
+every client (itself last, in place). Evaluation and result files follow off the critical path
+(Note: evaluation off the critical path, in :mod:`splitnet.node.recorder`).
+
+A round report enters as JSON from a peer and is validated there
+(:meth:`RoundReport.from_json`): a malformed one is refused with ProtocolError (the peer gets
+INVALID_ARGUMENT) and the aggregator goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from splitnet.errors import ProtocolError
+from splitnet.learning.averaging import average_replicas
+from splitnet.node.recorder import Recorder
+from splitnet.node.rounds import INITIAL, MODEL
+from splitnet.node.routing import Routing
+from splitnet.node.state import Background
+from splitnet.plan.plan import Plan
+from splitnet.telemetry.records import OwnerStats, RoundReport
+from splitnet.transport.base import BulkTransport
+from splitnet.transport.messages import Blob
+
+__all__ = ["Aggregator"]
+
+
+class Aggregator:
+    """Averages each round's replicas and hands the result to every client."""
+
+    def __init__(self, plan: Plan, me: int, routing: Routing, bulk: BulkTransport,
+                 own_states: Callable[[int], Awaitable[Blob]],
+                 apply: Callable[[str, int, bytes], None], recorder: Recorder,
+                 background: Background) -> None:
+        self.me = me
+        self.num_clients = plan.num_clients
+        self.num_rounds = plan.training.num_rounds
+        self._owners = frozenset(plan.owners)
+        self._routing = routing
+        self._bulk = bulk
+        self._own_states = own_states
+        self._apply = apply
+        self.recorder = recorder
+        self._background = background
+        self._reports: defaultdict[int, dict[int, RoundReport]] = defaultdict(dict)
+        self.exchange_seconds: list[float] = []
+        self._round_started = time.time()
+
+    def round_done(self, client: int, round_: int, report_json: str) -> None:
+        """Take a client's report of ``round_``; average once every client has reported."""
+        if not 1 <= client <= self.num_clients or not 0 <= round_ < self.num_rounds:
+            raise ProtocolError(f"round report of client {client}, round {round_}: the plan has "
+                                f"clients 1..{self.num_clients} and rounds "
+                                f"0..{self.num_rounds - 1}")
+        report = RoundReport.from_json(report_json, client, round_)
+        owners = [o.owner for o in report.owners]
+        if owners != ([client] if client in self._owners else []):
+            raise ProtocolError(f"round report of client {client}, round {round_}: owners "
+                                f"{owners}, but a client reports only itself, if it owns data")
+        reports = self._reports[round_]
+        if client in reports:
+            raise ProtocolError(f"client {client} reported round {round_} twice")
+        reports[client] = report
+        if len(reports) == self.num_clients:
+            self._background.start(self._aggregate(round_))
+
+    async def distribute_initial(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Send every client the aggregator's weights (``partition/name``), so all start alike."""
+        data = await asyncio.get_running_loop().run_in_executor(None, save_safetensors,
+                                                                dict(state))
+        await self._push(INITIAL, 0, data)
+        self._round_started = time.time()  # round 0 starts once everybody has the model
+
+    async def _push(self, kind: str, round_: int, data: bytes) -> None:
+        everyone = range(1, self.num_clients + 1)
+        blob = self._bulk.out(kind, round_, data, sources=everyone)
+        await asyncio.gather(*(self._routing.push(k, blob, len(data))
+                               for k in everyone if k != self.me))
+        self._apply(kind, round_, data)
+
+    async def _aggregate(self, round_: int) -> None:
+        loop = asyncio.get_running_loop()
+        exchange_start = time.time()
+        blobs = await asyncio.gather(*(
+            self._own_states(round_) if k == self.me else self._routing.pull(k, round_)
+            for k in range(1, self.num_clients + 1)))
+        reports = self._reports.pop(round_)
+        owners = [o for _, report in sorted(reports.items()) for o in report.owners]
+        averaged = await loop.run_in_executor(None, _average, blobs, owners)
+        data = await loop.run_in_executor(None, save_safetensors, averaged)
+        await self._push(MODEL, round_, data)
+        self.exchange_seconds.append(time.time() - exchange_start)
+        seconds = time.time() - self._round_started
+        self._round_started = time.time()
+        self.recorder.record(round_, blobs, owners, averaged, seconds)
+
+
+def _average(blobs: list[Blob], owners: list[OwnerStats]) -> dict[str, torch.Tensor]:
+    weights = {o.owner: float(o.samples) for o in owners}
+    return average_replicas((load_safetensors(blob.data) for blob in blobs), weights)

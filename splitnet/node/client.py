@@ -1,0 +1,54 @@
+"""Run this process as one client of a cluster (what ``splitnet run`` does)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import torch
+
+from splitnet.config.network import peer_addresses, resolve_token
+from splitnet.config.settings import Settings
+from splitnet.errors import ConfigError, Violation
+from splitnet.node.node import Node
+from splitnet.plan.plan import Plan
+from splitnet.transport.network import GrpcNetwork, NetworkOptions
+
+__all__ = ["network_options", "run_client"]
+
+
+def network_options(settings: Settings) -> NetworkOptions:
+    """Return how client ``CLIENT_NUMBER`` reaches its peers, from its settings."""
+    network, transport = settings.network, settings.transport
+    if network.client_number is None:
+        raise ConfigError(Violation("setting", "CLIENT_NUMBER is not set: each client needs its "
+                                               f"number, 1..{settings.training.num_clients}"),
+                          settings.source)
+    return NetworkOptions(
+        me=network.client_number, addresses=peer_addresses(settings),
+        token=resolve_token(settings), listen_host=network.listen_host,
+        activation_transport=transport.activation_transport,
+        bulk_transport=transport.bulk_transport,
+        torrent_min_bytes=int(transport.bulk_torrent_min_mib * 1024 * 1024),
+        torrent_port=transport.torrent_port, torrent_timeout=transport.torrent_timeout,
+        torrent_utp=transport.torrent_utp, tensor_port=network.tensor_port,
+        peer_timeout=network.peer_timeout)
+
+
+def run_client(plan: Plan, settings: Settings) -> dict[str, Any]:
+    """Run one client to the end over gRPC; return its summary (the run's, on the aggregator).
+
+    SIGTERM stops the client like a failure: its peers are told and its results written.
+    """
+    options = network_options(settings)
+    if settings.output.torch_threads:
+        torch.set_num_threads(settings.output.torch_threads)
+
+    async def main() -> dict[str, Any]:
+        node = Node(plan, settings, GrpcNetwork(options))
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, node.stop,
+                                                      "stopped by SIGTERM")
+        return await node.run()
+
+    return asyncio.run(main())

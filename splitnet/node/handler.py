@@ -1,0 +1,68 @@
+"""What this client does when a peer calls it: a thin :class:`PeerHandler` over the node's parts.
+
+The transport's servicer turns wire frames into these calls and maps the domain errors raised
+here to status codes (``splitnet.transport.status``); the parts hold the state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from splitnet.errors import RuntimeFailure
+from splitnet.node.aggregator import Aggregator
+from splitnet.node.membership import Membership
+from splitnet.node.rounds import Rounds
+from splitnet.node.routing import Routing
+from splitnet.node.state import Failure
+from splitnet.runtime import Interpreter
+from splitnet.transport.messages import Blob, TaskMessage
+
+__all__ = ["NodeHandler"]
+
+
+class NodeHandler:
+    """Serves peers' calls by delegating each to the part that owns it."""
+
+    def __init__(self, membership: Membership, routing: Routing, interpreter: Interpreter,
+                 rounds: Rounds, aggregator: Aggregator | None, failure: Failure) -> None:
+        self._membership = membership
+        self._routing = routing
+        self._interpreter = interpreter
+        self._rounds = rounds
+        self._aggregator = aggregator
+        self._failure = failure
+
+    async def join(self, client: int, fingerprint: str, facts: dict[str, Any],
+                   torrent_port: int, tensor_port: int) -> tuple[str, dict[str, Any], int, int]:
+        """Accept a joining peer; refuse it (and stop) if its plan differs."""
+        return self._membership.answer(client, fingerprint, facts, torrent_port, tensor_port)
+
+    async def ping(self, client: int) -> int:
+        """Answer a liveness check with the current round."""
+        return max(self._interpreter.round, 0)
+
+    async def tensor(self, msg: TaskMessage) -> None:
+        """Queue a peer's activation or gradient (ProtocolError if it does not fit the plan)."""
+        self._routing.receive(msg, self._interpreter.accept)
+
+    async def round_done(self, client: int, round_: int, report_json: str) -> None:
+        """Take a client's round report (aggregator only; ProtocolError if it is malformed)."""
+        if self._aggregator is None:
+            raise RuntimeFailure(f"client {self._routing.me} is not the aggregator")
+        self._aggregator.round_done(client, round_, report_json)
+
+    async def get_states(self, round_: int) -> Blob:
+        """Return this client's replica states and counters."""
+        return await self._rounds.states(round_)
+
+    async def put_model(self, blob: Blob) -> None:
+        """Load averaged partitions (or the initial model) and move on to the next round."""
+        await self._rounds.put_model(blob)
+
+    async def finish(self, client: int, reason: str) -> None:
+        """End this client: the aggregator says training is over."""
+        self._rounds.finish()
+
+    async def abort(self, client: int, reason: str) -> None:
+        """Stop too, naming the peer that stopped because of an error."""
+        self._failure.fail(RuntimeFailure(f"client {client} stopped: {reason}"))

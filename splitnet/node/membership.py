@@ -1,0 +1,156 @@
+"""Membership: who is in the cluster, with the same plan, and still answering.
+
+A client joins every peer (retrying with backoff until ``JOIN_TIMEOUT``): both sides compare
+plan fingerprints and a difference is named key by key; each side learns the ports the other
+announced. Then heartbeats ping every peer; a peer silent for ``PEER_TIMEOUT`` seconds stops
+this client with an error naming it (Note: one failure path (node)).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from splitnet.errors import PeerUnavailable, PlanMismatch, RuntimeFailure, SplitnetError
+from splitnet.node.state import Failure
+from splitnet.plan.plan import Plan, describe_difference
+from splitnet.telemetry.metrics import Metrics
+from splitnet.transport.base import Network, PeerControl
+
+__all__ = ["Membership"]
+
+log = logging.getLogger("splitnet.node")
+JOIN_CALL_SECONDS = 5.0
+ABORT_SECONDS = 6.0
+
+
+class Membership:
+    """Joins the peers, answers their joins, and watches that they stay alive."""
+
+    def __init__(self, plan: Plan, network: Network, metrics: Metrics, failure: Failure, *,
+                 join_timeout: float, peer_timeout: float) -> None:
+        self._plan = plan
+        self._network = network
+        self._metrics = metrics
+        self._failure = failure
+        self._join_timeout = join_timeout
+        self._peer_timeout = peer_timeout
+
+    @property
+    def me(self) -> int:
+        """Return this client's number."""
+        return self._network.me
+
+    # -- join ----------------------------------------------------------------------------------
+
+    async def join_all(self) -> None:
+        """Join every peer; raise PlanMismatch or PeerUnavailable naming the first that fails."""
+        await asyncio.gather(*(self._join(peer) for peer in self._network.peers.values()))
+        log.info("client %d joined %d peer(s); plan %s", self.me, len(self._network.peers),
+                 self._plan.fingerprint)
+
+    async def _join(self, peer: PeerControl) -> None:
+        deadline = time.monotonic() + self._join_timeout
+        delay = 0.05
+        while True:
+            try:
+                fingerprint, facts, torrent_port, tensor_port = await peer.join(
+                    self._plan.fingerprint, self._plan.facts(), timeout=JOIN_CALL_SECONDS,
+                    torrent_port=self._network.bulk.port,
+                    tensor_port=self._network.tensor_port)
+                break
+            except PeerUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise PeerUnavailable(
+                        f"client {peer.number} ({peer.address}) did not answer within "
+                        f"JOIN_TIMEOUT={self._join_timeout:g}s: {exc}") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        if fingerprint != self._plan.fingerprint:
+            raise PlanMismatch(self._mismatch(peer.number, facts))
+        self._network.learn(peer.number, torrent_port, tensor_port)
+
+    def answer(self, client: int, fingerprint: str, facts: dict[str, Any], torrent_port: int,
+               tensor_port: int) -> tuple[str, dict[str, Any], int, int]:
+        """Accept a joining peer; refuse it (and stop this client) if its plan differs."""
+        if fingerprint != self._plan.fingerprint:
+            error = PlanMismatch(self._mismatch(client, facts))
+            self._failure.fail(error)
+            raise error
+        if client in self._network.peers:
+            self._network.learn(client, torrent_port, tensor_port)
+        return (self._plan.fingerprint, self._plan.facts(), self._network.bulk.port,
+                self._network.tensor_port)
+
+    def _mismatch(self, other: int, facts: dict[str, Any]) -> str:
+        return (f"client {other}'s plan differs from client {self.me}'s in: "
+                f"{describe_difference(self._plan.facts(), facts, self.me, other)}")
+
+    # -- liveness ------------------------------------------------------------------------------
+
+    async def heartbeat(self, finished: asyncio.Event) -> None:
+        """Ping every peer until ``finished``; fail the client when one is silent too long."""
+        timeout = self._peer_timeout
+        interval = min(1.0, timeout / 4)
+        peers = self._network.peers
+        last_ok = {k: time.monotonic() for k in peers}
+
+        async def ping(k: int, peer: PeerControl) -> bool:
+            try:
+                await peer.ping(timeout=interval)
+            except RuntimeFailure:
+                self._metrics.error("timeout")
+                return False
+            last_ok[k] = time.monotonic()
+            return True
+
+        m = self._metrics
+        while not finished.is_set():
+            answered = await asyncio.gather(*(ping(k, p) for k, p in peers.items()))
+            m.peers_up.labels(m.client).set(sum(answered))
+            self._report_torrent()
+            now = time.monotonic()
+            for k, seen in last_ok.items():
+                if now - seen > timeout and not finished.is_set():
+                    self._failure.fail(PeerUnavailable(
+                        f"client {k} ({peers[k].address}) stopped answering: no reply for "
+                        f"{now - seen:.1f}s (PEER_TIMEOUT={timeout:g}s)"))
+                    return
+            await asyncio.sleep(interval)
+
+    def _report_torrent(self) -> None:
+        stats = self._network.bulk.stats()
+        if not stats:  # nothing goes over BitTorrent
+            return
+        m = self._metrics
+        m.torrent_peers.labels(m.client).set(stats["peers"])
+        m.torrent_upload_rate.labels(m.client).set(stats["upload_rate"])
+        m.torrent_download_rate.labels(m.client).set(stats["download_rate"])
+        m.torrent_served.labels(m.client).set(stats["uploaded"])
+
+    # -- notices -------------------------------------------------------------------------------
+
+    async def finish_all(self, reason: str) -> None:
+        """Tell every peer training is over (one that has gone already is no failure)."""
+        await asyncio.gather(*(self._tell(peer, peer.finish, reason)
+                               for peer in self._network.peers.values()))
+
+    async def abort_all(self, reason: str) -> None:
+        """Tell every peer this client stops because of an error (best effort, bounded)."""
+        first_line = reason.splitlines()[0] if reason else reason
+        try:
+            await asyncio.wait_for(asyncio.gather(*(
+                self._tell(peer, peer.abort, first_line)
+                for peer in self._network.peers.values())), ABORT_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("client %d: peers did not take the abort notice within %gs", self.me,
+                        ABORT_SECONDS)
+
+    async def _tell(self, peer: PeerControl, call: Callable[[str], Any], reason: str) -> None:
+        try:
+            await call(reason)
+        except SplitnetError as exc:  # the peer may have stopped already: nothing to tell
+            log.debug("client %d could not tell client %d: %s", self.me, peer.number, exc)

@@ -1,0 +1,120 @@
+"""The aggregator's record of the run: evaluate each averaged model, write rows and the summary.
+
+Note: evaluation off the critical path. The clients train round r+1 while the aggregator
+evaluates round r; evaluations run in round order (each waits for the one before) and all end
+before the aggregator sends Finish and writes the summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from splitnet.learning.data import Dataset
+from splitnet.learning.evaluation import evaluate
+from splitnet.learning.keys import by_partition
+from splitnet.learning.models import compose
+from splitnet.node.state import Background
+from splitnet.plan.plan import Plan
+from splitnet.telemetry.metrics import Metrics
+from splitnet.telemetry.records import Exchange, OwnerStats, RoundRow, Trained, run_summary
+from splitnet.telemetry.results import ResultsWriter
+from splitnet.transport.messages import Blob
+
+__all__ = ["Recorder"]
+
+log = logging.getLogger("splitnet.node")
+
+
+class Recorder:
+    """Evaluates every round's averaged model in order and records rows, models and summary."""
+
+    def __init__(self, plan: Plan, dataset: Dataset, parts: list[nn.Module],
+                 results: ResultsWriter, metrics: Metrics, background: Background) -> None:
+        self._plan = plan
+        self._dataset = dataset
+        self._parts = parts
+        self._results = results
+        self._metrics = metrics
+        self._background = background
+        self._evaluations: list[asyncio.Future[None]] = []
+        self._counters: dict[int, tuple[int, int]] = {}  # round -> (sent, received), cumulative
+        self.rows: list[RoundRow] = []
+        self.peak_rss_kib: dict[int, int] = {}
+        self.torrent_disk: dict[int, int] = {}
+        self.torrent_disk_history: list[int] = []
+        self.model_path: Path | None = None
+        results.start_metrics()
+
+    def record(self, round_: int, blobs: Sequence[Blob], owners: Sequence[OwnerStats],
+               averaged: Mapping[str, torch.Tensor], seconds: float) -> None:
+        """Evaluate and record round ``round_`` once the rounds before it are recorded."""
+        previous = self._evaluations[-1] if self._evaluations else None
+        evaluation = self._background.start(
+            self._evaluate_round(previous, round_, blobs, owners, averaged, seconds))
+        self._evaluations.append(evaluation)
+
+    async def drain(self) -> None:
+        """Wait until every round is recorded."""
+        await asyncio.gather(*self._evaluations)
+
+    async def _evaluate_round(self, previous: asyncio.Future[None] | None, round_: int,
+                              blobs: Sequence[Blob], owners: Sequence[OwnerStats],
+                              averaged: Mapping[str, torch.Tensor], seconds: float) -> None:
+        if previous is not None:
+            await previous
+        scores = await asyncio.get_running_loop().run_in_executor(None, self._evaluate, averaged)
+        self._record(round_, blobs, owners, scores, averaged, seconds)
+
+    def _evaluate(self, averaged: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        parts = by_partition(averaged)
+        for p, part in enumerate(self._parts, 1):
+            part.load_state_dict(parts[p])
+        return evaluate(compose(self._parts), self._dataset.test_x, self._dataset.test_y)
+
+    def _record(self, round_: int, blobs: Sequence[Blob], owners: Sequence[OwnerStats],
+                scores: dict[str, float], averaged: Mapping[str, torch.Tensor],
+                seconds: float) -> None:
+        sent = sum(int(b.meta.get("sent", 0)) for b in blobs)
+        received = sum(int(b.meta.get("received", 0)) for b in blobs)
+        sent_before, received_before = self._counters.get(round_ - 1, (0, 0))
+        self._counters[round_] = (sent, received)
+        row = RoundRow.measured(
+            round_, scores, loss_sum=sum(o.loss_sum for o in owners),
+            batches=sum(o.batches for o in owners), seconds=seconds,
+            bytes_sent=sent - sent_before, bytes_received=received - received_before,
+            samples=sum(o.samples for o in owners))
+        self._results.add_round(row)
+        m = self._metrics
+        m.test_accuracy.labels(m.client).set(row.test_accuracy)
+        m.test_f1.labels(m.client).set(row.f1_macro)
+        m.round_seconds.labels(m.client).set(row.round_seconds)
+        self.rows.append(row)
+        self.peak_rss_kib = {b.sender: int(b.meta.get("peak_rss_kib", 0)) for b in blobs}
+        self.torrent_disk = {b.sender: int(b.meta.get("torrent_disk_bytes", 0))
+                             for b in blobs}
+        self.torrent_disk_history.append(sum(self.torrent_disk.values()))
+        self.model_path = self._results.save_model(round_ + 1, averaged)
+        log.info("round %d/%d: test accuracy %.4f, macro F1 %.4f, train loss %.4f, %.1fs",
+                 round_ + 1, self._plan.training.num_rounds, row.test_accuracy, row.f1_macro,
+                 row.train_loss, row.round_seconds)
+
+    def summary(self, seconds: float, exchange_seconds: Sequence[float], *,
+                bulk_transport: str, activation_transport: str) -> dict[str, Any]:
+        """Write and return the run summary (``summary.json``)."""
+        assert self.model_path is not None, "no round was recorded"
+        s = self._plan.training
+        summary = run_summary(
+            s.model, s.dataset, self.peak_rss_kib,
+            trained=Trained(self._plan.fingerprint, self._plan.num_clients, self.rows,
+                            seconds, self.model_path.stat().st_size),
+            exchange=Exchange(bulk_transport, activation_transport, exchange_seconds,
+                              self.torrent_disk, self.torrent_disk_history))
+        self._results.write_summary(summary)
+        return summary

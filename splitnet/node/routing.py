@@ -1,0 +1,116 @@
+"""Routing: what carries each tensor and bulk object, and what every transfer counts.
+
+Activations and gradients go to the client that runs the next task through the network's one
+tensor transport (``ACTIVATION_TRANSPORT`` picked it when the network was built); replica states
+and models go through its bulk transport (``BULK_TRANSPORT``). Every transfer is counted here:
+payload bytes (what the aggregator reports per round), Prometheus metrics, and a ``transfer``
+row in this client's timeline for every tensor sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from splitnet.errors import SplitnetError
+from splitnet.node.state import Counters
+from splitnet.plan.plan import Plan
+from splitnet.telemetry.metrics import Metrics
+from splitnet.telemetry.records import TimelineRow
+from splitnet.transport.base import Network
+from splitnet.transport.messages import Blob, TaskMessage
+
+__all__ = ["Routing"]
+
+log = logging.getLogger("splitnet.node")
+
+
+class Routing:
+    """Hands tensors and bulk objects to the network, counting each transfer."""
+
+    def __init__(self, plan: Plan, network: Network, metrics: Metrics, counters: Counters, *,
+                 activation_transport: str, bulk_transport: str,
+                 bulk_timeout: float | None = None) -> None:
+        self._plan = plan
+        self._network = network
+        self._metrics = metrics
+        self.counters = counters
+        self._activations = activation_transport
+        self._bulk = bulk_transport
+        self._bulk_timeout = bulk_timeout
+        self.timeline: list[TimelineRow] = []  # transfers; the interpreter keeps compute rows
+
+    @property
+    def me(self) -> int:
+        """Return this client's number."""
+        return self._network.me
+
+    def _kind(self, stage: int) -> str:
+        return "activation" if stage <= self._plan.num_partitions else "gradient"
+
+    # -- tensors -------------------------------------------------------------------------------
+
+    def send(self, runner: int, msg: TaskMessage) -> None:
+        """Queue an activation/gradient for ``runner`` (failures reach the node's one path)."""
+        assert msg.tensor is not None
+        start = time.time()
+        self._network.tensors.send(runner, msg)
+        end = time.time()
+        nbytes = msg.tensor.numel() * msg.tensor.element_size()
+        self.counters.sent += nbytes
+        self._metrics.transfer(runner, self._activations, self._kind(msg.stage), nbytes,
+                               end - start, sent=True)
+        self.timeline.append(TimelineRow(self.me, msg.owner, msg.stage, msg.batch, msg.round,
+                                         start, end, "transfer", runner, nbytes))
+
+    def receive(self, msg: TaskMessage, accept: Callable[[TaskMessage], None]) -> None:
+        """Hand a peer's tensor to ``accept`` (the interpreter), counting it or its refusal."""
+        try:
+            accept(msg)
+        except SplitnetError:
+            self.counters.rejected += 1
+            self._metrics.error("rejected")
+            raise
+        assert msg.tensor is not None
+        nbytes = msg.tensor.numel() * msg.tensor.element_size()
+        self.counters.received += nbytes
+        self._metrics.transfer(msg.sender, self._activations, self._kind(msg.stage), nbytes,
+                               0.0, sent=False)
+
+    def refused_call(self, method: str) -> None:
+        """Count a call refused for lacking the cluster token."""
+        self.counters.rejected += 1
+        self._metrics.error("auth")
+        log.warning("client %d rejected a call to %s without the cluster token", self.me,
+                    method)
+
+    # -- bulk ----------------------------------------------------------------------------------
+
+    def states_blob(self, round_: int, data: bytes, meta: dict[str, int]) -> Blob:
+        """Return this client's replica states as a blob for the aggregator to pull."""
+        self.counters.sent += len(data)
+        return self._network.bulk.out("states", round_, data, meta)
+
+    async def pull(self, peer: int, round_: int) -> Blob:
+        """Fetch ``peer``'s replica states of ``round_``, payload included."""
+        start = time.time()
+        blob = await self._network.peers[peer].get_states(round_)
+        data = await self._network.bulk.into(blob)
+        self.counters.received += len(data)
+        self._metrics.transfer(peer, self._bulk, "bulk", len(data), time.time() - start,
+                               sent=False)
+        return Blob(blob.kind, blob.round, blob.sender, data, blob.meta)
+
+    async def push(self, peer: int, model: Blob, size: int) -> None:
+        """Send a model blob (of ``size`` payload bytes) to ``peer``."""
+        start = time.time()
+        await self._network.peers[peer].put_model(model, timeout=self._bulk_timeout)
+        self.counters.sent += len(model.data) or size
+        self._metrics.transfer(peer, self._bulk, "bulk", size, time.time() - start, sent=True)
+
+    async def take(self, blob: Blob) -> bytes:
+        """Return a received model blob's payload (fetched when it is a reference)."""
+        data = await self._network.bulk.into(blob)
+        self.counters.received += len(data)
+        return data

@@ -1,0 +1,102 @@
+"""Build one client's parts and connect them (what each part is given is all it knows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from splitnet.config.settings import Settings
+from splitnet.learning.data import Dataset, dataset_spec, load_dataset, owner_data
+from splitnet.learning.keys import flatten
+from splitnet.learning.models import build_partitions
+from splitnet.node.aggregator import Aggregator
+from splitnet.node.handler import NodeHandler
+from splitnet.node.membership import Membership
+from splitnet.node.recorder import Recorder
+from splitnet.node.rounds import Report, Rounds
+from splitnet.node.routing import Routing
+from splitnet.node.state import Background, Counters, Failure
+from splitnet.plan.plan import Plan
+from splitnet.runtime import Feeder, Interpreter, Replicas
+from splitnet.telemetry.metrics import Metrics
+from splitnet.telemetry.results import ResultsWriter
+from splitnet.transport.base import Network
+
+__all__ = ["Parts", "build_parts"]
+
+
+@dataclass
+class Parts:
+    """One client's parts, connected; ``background`` runs the tasks beside the main one."""
+
+    plan: Plan
+    membership: Membership
+    routing: Routing
+    interpreter: Interpreter
+    rounds: Rounds
+    handler: NodeHandler
+    aggregator: Aggregator | None
+    dataset: Dataset | None
+    evaluation_parts: list[nn.Module]
+    background: Background
+
+    def feeder(self) -> Feeder | None:
+        """Return this client's owner feeder (None on a helper)."""
+        me = self.rounds.me
+        if me not in self.plan.owners:
+            return None
+        assert self.dataset is not None
+        s = self.plan.training
+        data = owner_data(self.dataset, self.plan.shard_of(me), s, self.plan.num_shards)
+        return Feeder(self.interpreter, me, data)
+
+    def initial_model(self) -> dict[str, torch.Tensor]:
+        """Return the aggregator's freshly built weights, keyed ``partition/name``."""
+        return flatten({p: part.state_dict()
+                        for p, part in enumerate(self.evaluation_parts, 1)})
+
+
+def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metrics,
+                counters: Counters, results: ResultsWriter, failure: Failure) -> Parts:
+    """Build and connect every part of client ``network.me``."""
+    s = plan.training
+    me = network.me
+    is_aggregator = me == s.server_number
+
+    def partitions() -> list[nn.Module]:
+        return build_partitions(s.model, dataset_spec(s), s.seed, s.bert_model,
+                                settings.data.bert_pretrained)
+
+    replicas = Replicas(plan, me, partitions(), s.optimizer, s.learning_rate)
+    routing = Routing(plan, network, metrics, counters,
+                      activation_transport=settings.transport.activation_transport,
+                      bulk_transport=settings.transport.bulk_transport,
+                      bulk_timeout=(settings.transport.torrent_timeout
+                                    + settings.network.peer_timeout))
+    interpreter = Interpreter(plan, me, replicas, routing.send, metrics)
+    membership = Membership(plan, network, metrics, failure,
+                            join_timeout=settings.network.join_timeout,
+                            peer_timeout=settings.network.peer_timeout)
+    background = Background(failure)
+    aggregator: Aggregator | None = None
+
+    async def report_here(round_: int, report_json: str) -> None:
+        assert aggregator is not None
+        aggregator.round_done(me, round_, report_json)
+
+    report: Report = report_here if is_aggregator else network.peers[s.server_number].round_done
+    rounds = Rounds(me, s.num_rounds, interpreter, replicas, routing, network.bulk, report,
+                    in_place=is_aggregator)
+    dataset = load_dataset(s, settings.data) if is_aggregator or me in plan.owners else None
+    evaluation_parts: list[nn.Module] = []
+    if is_aggregator:
+        assert dataset is not None
+        evaluation_parts = partitions()
+        recorder = Recorder(plan, dataset, evaluation_parts, results, metrics, background)
+        aggregator = Aggregator(plan, me, routing, network.bulk, rounds.states,
+                                rounds.apply, recorder, background)
+    handler = NodeHandler(membership, routing, interpreter, rounds, aggregator, failure)
+    return Parts(plan, membership, routing, interpreter, rounds, handler, aggregator, dataset,
+                 evaluation_parts, background)

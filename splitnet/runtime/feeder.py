@@ -1,0 +1,57 @@
+"""The owner side: feed an owner's shard through the pipeline, epoch by epoch, batch by batch.
+
+The batch order comes from :func:`splitnet.learning.batches.owner_generator` and
+:func:`~splitnet.learning.batches.epoch_batches`, the functions the baseline and the pipelining
+benchmark use too.
+
+Note: one batch in flight per owner. An owner feeds batch b+1 only when batch b has finished its
+last backward stage, so every replica has applied batch b before it sees batch b+1: the result
+equals plain SGD on the owner's model wherever the partitions run. Owners run concurrently.
+"""
+
+from __future__ import annotations
+
+from splitnet.learning.batches import epoch_batches, owner_generator
+from splitnet.learning.data import OwnerData
+from splitnet.runtime.interpreter import Interpreter
+from splitnet.telemetry.progress import Progress
+from splitnet.telemetry.records import OwnerStats
+
+__all__ = ["Feeder"]
+
+
+class Feeder:
+    """Feeds ``owner``'s training data to ``interpreter`` (the owner's own client)."""
+
+    def __init__(self, interpreter: Interpreter, owner: int, data: OwnerData) -> None:
+        self.interpreter = interpreter
+        self.owner = owner
+        self.data = data
+        s = interpreter.plan.settings
+        self.progress = Progress(f"owner {owner}", s.num_rounds, s.num_epochs)
+        self._next_batch = 0  # batch numbers go on across rounds
+
+    async def train(self, round_: int) -> OwnerStats:
+        """Feed the shard for ``TRAINING_NUM_EPOCHS`` epochs of round ``round_``."""
+        s = self.interpreter.plan.settings
+        generator = owner_generator(s.seed, self.owner, round_)
+        x, y = self.data.train_x, self.data.train_y
+        m, label = self.interpreter.metrics, str(self.owner)
+        samples = batches = 0
+        loss_sum = 0.0
+        for epoch in range(s.num_epochs):
+            m.epoch.labels(m.client).set(epoch)
+            for index in epoch_batches(len(y), s.batch_size, generator):
+                batch = self._next_batch
+                self._next_batch += 1
+                done = self.interpreter.feed(self.owner, batch, round_, x[index], y[index])
+                m.in_flight.labels(m.client).set(1)
+                loss_sum += await done  # Note: one batch in flight per owner
+                m.in_flight.labels(m.client).set(0)
+                samples += len(index)
+                batches += 1
+                m.batches.labels(m.client, label).inc()
+                m.samples.labels(m.client, label).inc(len(index))
+                self.progress.tick(round_, epoch, batches, loss_sum, False)
+        self.progress.tick(round_, s.num_epochs - 1, batches, loss_sum, True)
+        return OwnerStats(self.owner, samples, batches, loss_sum)

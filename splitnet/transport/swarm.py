@@ -1,0 +1,89 @@
+"""One client's BitTorrent swarm: its libtorrent session and where every peer's session listens.
+
+Shared by the BitTorrent bulk transport and the BitTorrent tensor transport (both announce the
+session's port at join as ``torrent_port``). The session is created by :meth:`Swarm.open`, when
+the network starts serving, and closed (every torrent removed, its files deleted) by
+:meth:`Swarm.close`.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from splitnet.errors import PeerUnavailable, RuntimeFailure
+from splitnet.transport.torrent import TorrentRef, TorrentSession
+
+__all__ = ["Swarm"]
+
+
+class Swarm:
+    """A libtorrent session (opened on demand) plus the cluster's peer table."""
+
+    def __init__(self, me: int, timeout: float, *, host: str = "0.0.0.0", port: int = 0,
+                 utp: bool = False, workdir: Path | None = None) -> None:
+        self.me = me
+        self.timeout = timeout
+        self.addresses: dict[int, tuple[str, int]] = {}
+        self._host, self._port, self._utp, self._workdir = host, port, utp, workdir
+        self._session: TorrentSession | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def session(self) -> TorrentSession:
+        """Return the open session (RuntimeFailure before :meth:`open`)."""
+        if self._session is None:
+            raise RuntimeFailure(f"client {self.me}'s BitTorrent session is not open")
+        return self._session
+
+    @property
+    def port(self) -> int:
+        """Return the session's listen port (0 before :meth:`open`)."""
+        return self._session.port if self._session else 0
+
+    def open(self) -> None:
+        """Create the session, listening on the configured host and port."""
+        workdir = self._workdir
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"splitnet-torrents-{self.me}-")
+            workdir = Path(self._tmp.name)
+        self._session = TorrentSession(workdir, self._host, self._port, utp=self._utp)
+
+    def learn(self, peer: int, host: str, port: int) -> None:
+        """Record where ``peer``'s session listens (libtorrent needs an IP address)."""
+        if port:
+            try:
+                address = socket.gethostbyname(host)
+            except OSError as exc:
+                raise PeerUnavailable(f"client {peer}'s host {host!r} does not resolve: "
+                                      f"{exc}") from exc
+            self.addresses[peer] = (address, port)
+
+    async def fetch(self, ref: TorrentRef, sources: Iterable[int]) -> bytes:
+        """Download ``ref`` from every known source other than this client."""
+        peers = [self.addresses[k] for k in sources if k != self.me and k in self.addresses]
+        return await self.session.fetch(ref, peers, self.timeout)
+
+    def remove(self, info_hash: str) -> None:
+        """Remove one torrent and its files (nothing once closed)."""
+        if self._session is not None:
+            self._session.remove(info_hash)
+
+    def disk_bytes(self) -> int:
+        """Return the bytes the session's files take on disk."""
+        return self._session.disk_bytes() if self._session else 0
+
+    def stats(self) -> dict[str, int]:
+        """Return the session's counters (see ``TorrentSession.stats``); empty when closed."""
+        return self._session.stats() if self._session else {}
+
+    def close(self) -> None:
+        """Remove every torrent and the working directory; idempotent."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None

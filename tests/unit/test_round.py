@@ -1,0 +1,220 @@
+"""Whole runs of several nodes in one process on the in-memory transport (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import load_file
+
+from splitnet.config import load
+from splitnet.config.envfile import read_env_file
+from splitnet.errors import PeerUnavailable, PlanMismatch, ProtocolError, RuntimeFailure
+from splitnet.learning.averaging import average_replicas
+from splitnet.node import Node
+from splitnet.node.aggregator import Aggregator
+from splitnet.node.rounds import Rounds
+from splitnet.plan.plan import build_plan
+from splitnet.runtime.segment import Segment
+from splitnet.telemetry.records import RoundReport
+from splitnet.transport.memory import MemoryHub, MemoryNetwork
+
+from ..conftest import EXAMPLES
+
+THREE = ('[["1_1","1_2","3_2","1_3","3_3","1_4","1_5","1_6","3_6","1_7","3_7","1_8"],'
+         '["2_1","2_3","2_4","2_5","2_6","2_8"],["3_1","2_2","3_4","3_5","2_7","3_8"]]')
+SMALL = {"CURRENT_MODEL": "CNN", "CURRENT_DATASET": "DIGITS", "BATCH_SIZE": "64",
+         "LEARNING_RATE": "0.1", "TRAINING_NUM_ROUNDS": "2", "TRAINING_NUM_EPOCHS": "1",
+         "SIMULATION_STAGES_CLIENTS": THREE}
+
+
+def example(name: str, **overrides: str) -> dict[str, str]:
+    values, violations, _ = read_env_file(EXAMPLES / name)
+    assert not violations
+    return {**values, **overrides}
+
+
+def build(values: dict[str, str], results: Path) -> tuple[list[Node], list[MemoryNetwork]]:
+    values = {"JOIN_TIMEOUT": "10", "PEER_TIMEOUT": "30", **values, "RESULTS_DIR": str(results),
+              "METRICS_PORT": "0", "TORRENT_PORT": "0"}
+    hub = MemoryHub()
+    n = load(values=values).training.num_clients
+    networks = [hub.network(k) for k in range(1, n + 1)]
+    nodes = []
+    for k, network in enumerate(networks, 1):
+        settings = load(values={**values, "CLIENT_NUMBER": str(k)})
+        nodes.append(Node(build_plan(settings.training), settings, network))
+    return nodes, networks
+
+
+def run(nodes: list[Node], *also: Any) -> list[Any]:
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(node.run() for node in nodes), *also,
+                                    return_exceptions=True)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # deterministic kernels: placements compare to 1e-5
+    try:
+        return asyncio.run(main())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def errors(results: list[Any]) -> list[BaseException]:
+    return [r for r in results if isinstance(r, BaseException)]
+
+
+def final_model(results: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(sorted((results / "models").glob("round*.safetensors"))[-1]))
+
+
+def test_a_run_ends_with_the_summary_and_the_fedavg_of_the_replicas(tmp_path, monkeypatch):
+    states: dict[tuple[int, int], bytes] = {}
+    reports: dict[tuple[int, int], str] = {}
+    own_states, own_report = Rounds.states, Aggregator.round_done
+
+    async def recording_states(self: Rounds, round_: int) -> Any:
+        blob = await own_states(self, round_)
+        states[(round_, self.me)] = blob.data
+        return blob
+
+    def recording_report(self: Aggregator, client: int, round_: int, text: str) -> None:
+        reports[(round_, client)] = text
+        own_report(self, client, round_, text)
+
+    monkeypatch.setattr(Rounds, "states", recording_states)
+    monkeypatch.setattr(Aggregator, "round_done", recording_report)
+    nodes, _ = build(SMALL, tmp_path)
+    results = run(nodes)
+    assert not errors(results), results
+
+    summary = results[0]
+    assert summary["rounds"] == 2 and summary["clients"] == 3
+    assert {"fingerprint", "test_accuracy", "f1_macro", "train_loss", "exchange_seconds",
+            "peak_rss_mib", "bytes_sent", "model_bytes_on_disk"} <= summary.keys()
+    assert 0.0 <= summary["test_accuracy"] <= 1.0 and len(summary["exchange_seconds"]) == 2
+    assert results[1:] == [{"client": 2}, {"client": 3}]
+    assert (tmp_path / "summary.json").exists()
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3
+    assert {p.name for p in tmp_path.glob("timeline-client*.csv")} == {
+        "timeline-client1.csv", "timeline-client2.csv", "timeline-client3.csv"}
+
+    last = summary["rounds"] - 1
+    weights = {o.owner: float(o.samples) for k in (1, 2, 3)
+               for o in RoundReport.from_json(reports[(last, k)], k, last).owners}
+    assert set(weights) == {1, 2, 3}
+    expected = average_replicas([load_safetensors(states[(last, k)]) for k in (1, 2, 3)],
+                                weights)
+    model = final_model(tmp_path)
+    assert model.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(model[key], expected[key]), key
+
+
+def test_placement_does_not_change_the_averaged_weights(tmp_path):
+    one_round = {"TRAINING_NUM_ROUNDS": "1", "TRAINING_NUM_EPOCHS": "1"}
+    local, _ = build(example("cnn_all_local.env", **one_round), tmp_path / "local")
+    offloaded, _ = build(example("cnn_cross_offload.env", **one_round), tmp_path / "offloaded")
+    results = run(local) + run(offloaded)
+    assert not errors(results), results
+    a, b = final_model(tmp_path / "local"), final_model(tmp_path / "offloaded")
+    assert a.keys() == b.keys() and len(a) == 8
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("text, field", [
+    ("not json", "not JSON"),
+    ('{"owners": [{"owner": 2, "samples": -3, "batches": 1, "loss_sum": 0.5}]}', "samples"),
+    ('{"owners": [{"owner": 2, "batches": 1, "loss_sum": 0.5}]}', "'samples'"),
+    ('{"owners": "all"}', "owners"),
+    ('{"owners": [{"owner": 1, "samples": 3, "batches": 1, "loss_sum": 0.5}]}', "owners [1]"),
+])
+def test_a_malformed_round_report_is_refused_and_the_run_completes(tmp_path, text, field):
+    nodes, networks = build(SMALL, tmp_path)
+    refusals: list[BaseException] = []
+
+    async def send_malformed() -> None:
+        while networks[0].handler is None:  # the aggregator is serving
+            await asyncio.sleep(0.01)
+        try:
+            await networks[1].peers[1].round_done(0, text)
+        except ProtocolError as exc:
+            refusals.append(exc)
+
+    results = run(nodes, send_malformed())
+    assert not errors(results), results
+    assert results[0]["rounds"] == 2
+    assert len(refusals) == 1 and field in str(refusals[0]), refusals
+
+
+def test_a_failing_step_stops_every_node_with_an_error_naming_it(tmp_path, monkeypatch):
+    forward = Segment.forward
+
+    def failing_forward(self: Segment, *args: Any, **kwargs: Any) -> Any:
+        if self.first == 2:  # the helper's segment: partitions 2-3 run on client 2
+            raise ValueError("boom in the helper")
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(Segment, "forward", failing_forward)
+    nodes, _ = build(example("owner_and_helper.env", TRAINING_NUM_ROUNDS="1"), tmp_path)
+    owner, helper = run(nodes)
+    assert isinstance(helper, RuntimeFailure) and "boom in the helper" in str(helper)
+    assert "task 1_2" in str(helper)
+    assert isinstance(owner, RuntimeFailure) and "client 2" in str(owner), owner
+    assert "boom in the helper" in str(owner)
+
+
+def test_a_different_plan_is_refused_at_join_and_both_sides_name_the_difference(tmp_path):
+    nodes, networks = build(example("owner_and_helper.env"), tmp_path)
+    settings = load(values={**example("owner_and_helper.env"), "SEED": "7", "CLIENT_NUMBER": "2",
+                            "RESULTS_DIR": str(tmp_path), "METRICS_PORT": "0"})
+    nodes[1] = Node(build_plan(settings.training), settings, networks[1])
+    results = run(nodes)
+    assert all(isinstance(r, PlanMismatch) for r in results), results
+    for r in results:
+        assert "seed (client" in str(r) and "42" in str(r) and "7" in str(r)
+
+
+def test_a_peer_that_never_answers_fails_the_join_naming_it(tmp_path):
+    nodes, _ = build(example("owner_and_helper.env", JOIN_TIMEOUT="0.3"), tmp_path)
+    (result,) = run(nodes[:1])
+    assert isinstance(result, PeerUnavailable), result
+    assert "client 2" in str(result) and "JOIN_TIMEOUT=0.3" in str(result)
+
+
+def test_a_stopped_node_tells_the_others_why(tmp_path):
+    nodes, networks = build(SMALL, tmp_path)
+
+    async def stop_client_3() -> None:
+        while networks[0].handler is None:
+            await asyncio.sleep(0.01)
+        nodes[2].stop("stopped by SIGTERM")
+
+    *results, _ = run(nodes, stop_client_3())
+    assert all(isinstance(r, RuntimeFailure) for r in results), results
+    assert "client 3 stopped by SIGTERM" in str(results[2])
+    for r in results[:2]:
+        assert "client 3 stopped: client 3 stopped by SIGTERM" in str(r)
+    assert (tmp_path / "timeline-client3.csv").exists()  # written on the failure path too
+
+
+def test_a_vanished_peer_makes_the_others_stop_with_an_error_naming_it(tmp_path):
+    nodes, _ = build({**SMALL, "TRAINING_NUM_ROUNDS": "50", "PEER_TIMEOUT": "1"}, tmp_path)
+
+    async def main() -> list[Any]:
+        runs = [asyncio.ensure_future(node.run()) for node in nodes]
+        while not (tmp_path / "models" / "round1.safetensors").exists():
+            assert not runs[0].done(), runs[0]
+            await asyncio.sleep(0.01)
+        runs[2].cancel()  # client 3 is gone without a word (as if killed)
+        return await asyncio.gather(*runs[:2], return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, RuntimeFailure) for r in results), results
+    for r in results:
+        assert "client 3" in str(r), r
