@@ -30,20 +30,20 @@ from splitnet.learning.batches import epoch_batches
 from splitnet.learning.data import load_dataset
 from splitnet.learning.keys import flatten
 from splitnet.learning.models import build_partitions
+from splitnet.learning.optim import make_optimizer
 from splitnet.ops.baseline import train_union
-from splitnet.ops.local import free_ports
-from splitnet.plan.plan import load_plan
-from splitnet.runtime.segment import make_optimizer
+from splitnet.ops.prepare import prepare
 from splitnet.telemetry.records import Pipelined, peak_rss_kib, run_summary
 from splitnet.telemetry.results import ResultsWriter
+from splitnet.transport.ports import free_ports
 
 __all__ = ["launch"]
 
 
 def launch(env_file: Path, results: Path, microbatches: int) -> None:
     """Start one rank per partition and wait for all of them; merge their partitions."""
-    settings = load_plan(env_file).settings
-    world = num_partitions(settings.model, settings.bert_model)
+    training = prepare(env_file)[0].training
+    world = num_partitions(training.model, training.bert_model)
     port = free_ports(1)[0]
     results.mkdir(parents=True, exist_ok=True)
     procs = [subprocess.Popen(
@@ -68,12 +68,13 @@ def _rank(env_file: Path, results: Path, microbatches: int) -> None:
     from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    plan = load_plan(env_file)
-    s = plan.settings
-    torch.set_num_threads(s.torch_threads or 1)
-    dataset = load_dataset(s)
+    settings, plan = prepare(env_file)
+    s = plan.training
+    torch.set_num_threads(settings.output.torch_threads or 1)
+    dataset = load_dataset(s, settings.data)
     x, y = train_union(plan, dataset)
-    parts = build_partitions(s.model, dataset.spec, s.seed, s.bert_model, s.bert_pretrained)
+    parts = build_partitions(s.model, dataset.spec, s.seed, s.bert_model,
+                             settings.data.bert_pretrained)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     module = parts[rank]
     stage = PipelineStage(_Contiguous(module), rank, world, torch.device("cpu"))

@@ -15,12 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from splitnet.config import Settings
 from splitnet.learning.batches import epoch_batches
 from splitnet.learning.data import Dataset, load_dataset, owner_data
 from splitnet.learning.evaluation import evaluate
 from splitnet.learning.models import build_partitions, compose
+from splitnet.learning.optim import make_optimizer
 from splitnet.plan.plan import Plan
-from splitnet.runtime.segment import make_optimizer
 from splitnet.telemetry.progress import Progress
 from splitnet.telemetry.records import RoundRow, Trained, peak_rss_kib, run_summary
 from splitnet.telemetry.results import ResultsWriter
@@ -30,18 +31,18 @@ __all__ = ["run_baseline", "train_union"]
 
 def train_union(plan: Plan, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     """Return the union of the owners' training shards: exactly what the cluster trains on."""
-    s = plan.settings
-    shards = [owner_data(dataset, plan.shard_of(o), s, plan.num_shards) for o in plan.owners]
+    shards = [owner_data(dataset, plan.shard_of(o), plan.training, plan.num_shards)
+              for o in plan.owners]
     return torch.cat([d.train_x for d in shards]), torch.cat([d.train_y for d in shards])
 
 
-def run_baseline(plan: Plan, results_dir: Path) -> dict[str, Any]:
+def run_baseline(settings: Settings, plan: Plan, results_dir: Path) -> dict[str, Any]:
     """Train centrally; write metrics.csv, summary.json and models; return the summary."""
-    s = plan.settings
-    dataset = load_dataset(s)
+    s = plan.training
+    dataset = load_dataset(s, settings.data)
     x, y = train_union(plan, dataset)
     model = compose(build_partitions(
-        s.model, dataset.spec, s.seed, s.bert_model, s.bert_pretrained))
+        s.model, dataset.spec, s.seed, s.bert_model, settings.data.bert_pretrained))
     optimizer = make_optimizer(s.optimizer, model.parameters(), s.learning_rate)
     generator = torch.Generator().manual_seed(s.seed)
     writer = ResultsWriter(results_dir)

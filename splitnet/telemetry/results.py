@@ -35,13 +35,10 @@ class ResultsWriter:
         with self._metrics.open("w", newline="") as handle:
             csv.writer(handle).writerow(METRIC_COLUMNS)
 
-    def add_round(self, row: RoundRow | Mapping[str, Any]) -> None:
+    def add_round(self, row: RoundRow) -> None:
         """Append one round's metrics."""
-        # Transitional (issue 11): the Mapping form goes when the node passes RoundRow.
-        cells = row.as_csv() if isinstance(row, RoundRow) else [row.get(c, "")
-                                                                for c in METRIC_COLUMNS]
         with self._metrics.open("a", newline="") as handle:
-            csv.writer(handle).writerow(cells)
+            csv.writer(handle).writerow(row.as_csv())
 
     def save_model(self, round_: int, state: Mapping[str, torch.Tensor]) -> Path:
         """Write the averaged model of ``round_`` as safetensors; return its path."""
@@ -54,14 +51,12 @@ class ResultsWriter:
         """Write ``summary.json``."""
         (self.root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
-    def write_timeline(self, client: int,
-                       rows: Iterable[TimelineRow | Iterable[Any]]) -> None:
+    def write_timeline(self, client: int, rows: Iterable[TimelineRow]) -> None:
         """Write this client's executed tasks."""
-        # Transitional (issue 11): plain tuples go when the runtime and node pass TimelineRow.
         with (self.root / f"timeline-client{client}.csv").open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(TIMELINE_COLUMNS)
-            writer.writerows(r.as_csv() if isinstance(r, TimelineRow) else r for r in rows)
+            writer.writerows(row.as_csv() for row in rows)
 
     def write_client(self, client: int, facts: Mapping[str, Any]) -> None:
         """Write one client's own counters as ``client-{client}.json`` (read by ``bench``)."""
