@@ -20,9 +20,7 @@ from splitnet.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RUNTIME,
-    ConfigError,
     SplitnetError,
-    Violation,
 )
 
 if TYPE_CHECKING:
@@ -178,36 +176,14 @@ def _setup_logging(name: str) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import asyncio
-    import signal
-
-    import torch
-
-    from splitnet.config import peer_addresses, resolve_token
-    from splitnet.node.node import Node, NodeOptions
+    from splitnet.node import run_client
     from splitnet.ops.summary import summary_line
 
     settings, plan = _prepare(args)
-    me, output = settings.network.client_number, settings.output
-    if me is None:
-        raise ConfigError(Violation("setting", "CLIENT_NUMBER is not set: each client needs its "
-                                               f"number, 1..{plan.num_clients}"), settings.source)
-    token = resolve_token(settings)
-    addresses = peer_addresses(settings)
-    _setup_logging(f"client{me}")
-    if output.torch_threads:
-        torch.set_num_threads(output.torch_threads)
-    node = Node(plan, NodeOptions(me, addresses, token, settings.network.listen_host,
-                                  Path(output.results_dir)))
-
-    async def main() -> dict[str, object]:
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, node.stop, "stopped by SIGTERM")
-        return await node.run()
-
-    summary = asyncio.run(main())
+    _setup_logging(f"client{settings.network.client_number}")
+    summary = run_client(plan, settings)
     if "test_accuracy" in summary:
-        print(summary_line(summary, Path(output.results_dir)))
+        print(summary_line(summary, Path(settings.output.results_dir)))
     return EXIT_OK
 
 
@@ -230,7 +206,7 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     settings, plan = _prepare(args)
     _setup_logging("baseline")
     results = Path(settings.output.results_dir) / "baseline"
-    print(summary_line(run_baseline(plan, results), results))
+    print(summary_line(run_baseline(settings, plan, results), results))
     return EXIT_OK
 
 

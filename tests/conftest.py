@@ -6,8 +6,23 @@ from pathlib import Path
 
 import pytest
 
+from splitnet.config import Settings, load
+from splitnet.plan.plan import Plan, build_plan
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "example_configurations"
+
+
+def settings_of(name: str | None = None, **values: str) -> Settings:
+    """Settings from an example configuration (or none) with ``values`` on top; no environment."""
+    if name:  # the file's directory resolves CONFIG_FILE; values win, as the environment does
+        return load(EXAMPLES / name, environ=values, env_file_required=True)
+    return load(values=values)
+
+
+def plan_of(name: str | None = None, **values: str) -> Plan:
+    """The plan of :func:`settings_of`."""
+    return build_plan(settings_of(name, **values).training)
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from splitnet.bench.netns import loopback_bytes, netns_available, wrap
 from splitnet.bench.options import BenchOptions, command_line
 from splitnet.config import Settings
 from splitnet.config.catalog import num_partitions
@@ -45,7 +45,8 @@ from splitnet.ops.prepare import prepare
 from splitnet.plan.generate import generate_lists
 from splitnet.plan.plan import Plan
 
-__all__ = ["netns_available", "placements", "run_bench", "table"]
+__all__ = ["placements", "run_bench", "table"]
+
 
 def _settings_lines(opts: BenchOptions, lists: list[list[str]]) -> list[str]:
     return [f"NUM_CLIENTS={opts.clients}", f"CURRENT_MODEL={opts.model}",
@@ -64,37 +65,6 @@ def placements(clients: int, partitions: int) -> dict[str, list[list[str]]]:
             "offload": generate_lists(clients, partitions, None, offload)}
 
 
-def netns_available() -> bool:
-    """Return True when a fresh network namespace can be made here (root and ``unshare``)."""
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    done = subprocess.run(["unshare", "--net", "ip", "link", "set", "lo", "up"],
-                          capture_output=True, check=False)
-    return done.returncode == 0
-
-
-def _wrap(command: list[str], counters: Path, shaping: str | None) -> list[str]:
-    """Run ``command`` in a new network namespace; write its loopback counters at the end."""
-    setup = "ip link set lo up"
-    if shaping:
-        rate, _, delay = shaping.partition(",")
-        setup += f" && tc qdisc add dev lo root handle 1: tbf rate {rate} burst 256kb latency 50ms"
-        if delay:
-            setup += f" && tc qdisc add dev lo parent 1:1 handle 10: netem delay {delay}"
-    script = f'{setup} || exit 97; "$@"; rc=$?; cat /proc/net/dev > "{counters}"; exit $rc'
-    return ["unshare", "--net", "sh", "-c", script, "sh", *command]
-
-
-def _loopback_bytes(counters: Path) -> int | None:
-    if not counters.exists():
-        return None
-    for line in counters.read_text().splitlines():
-        name, _, fields = line.partition(":")
-        if name.strip() == "lo":
-            return int(fields.split()[8])  # transmitted bytes (every packet crosses lo once)
-    return None
-
-
 @dataclass
 class _Run:
     name: str
@@ -108,7 +78,7 @@ def _run(name: str, command: list[str], results: Path, isolate: bool, shaping: s
          log: Path) -> _Run:
     counters = results.parent / f"{results.name}.netdev"
     counters.unlink(missing_ok=True)
-    full = _wrap(command, counters, shaping) if isolate else command
+    full = wrap(command, counters, shaping) if isolate else command
     start = time.time()
     with log.open("w") as out:
         done = subprocess.run(full, stdout=out, stderr=subprocess.STDOUT, check=False)
@@ -118,7 +88,7 @@ def _run(name: str, command: list[str], results: Path, isolate: bool, shaping: s
     if done.returncode != 0:
         tail = log.read_text()[-1500:]
         raise RuntimeFailure(f"bench: {name} failed (exit {done.returncode}); log {log}:\n{tail}")
-    return _Run(name, results, time.time() - start, _loopback_bytes(counters) if isolate else None)
+    return _Run(name, results, time.time() - start, loopback_bytes(counters) if isolate else None)
 
 
 @dataclass(frozen=True)

@@ -26,46 +26,16 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from splitnet.errors import RuntimeFailure, TransferFailed
+from splitnet.bench.sinks import Pacer, Sink, serve_sinks
+from splitnet.errors import RuntimeFailure
 from splitnet.transport.client import PeerClient
 from splitnet.transport.messages import Blob
-from splitnet.transport.network import GrpcNetwork, NetworkOptions
 from splitnet.transport.ports import free_ports
 from splitnet.transport.torrent import TorrentSession
 
 __all__ = ["run_transfer_bench"]
 
 MIB = 1024 * 1024
-
-
-class _Sink:
-    """A peer that only takes blobs (the other calls are not part of the benchmark)."""
-
-    def __init__(self) -> None:
-        self.received = 0
-
-    async def put_model(self, blob: Blob) -> None:
-        self.received += len(blob.data)
-
-    async def join(self, *args: Any) -> Any:
-        raise RuntimeFailure("not in the benchmark")
-
-    ping = tensor = round_done = get_states = finish = abort = join
-
-
-def _no_failure(failure: TransferFailed) -> None:
-    raise AssertionError(f"the benchmark sends no tensors: {failure}")
-
-
-async def _serve_sinks(stack: AsyncExitStack, sinks: list[_Sink], token: str) -> list[str]:
-    """Serve each sink as client 1 of its own network (control only); return the addresses."""
-    addresses = [f"127.0.0.1:{port}" for port in free_ports(len(sinks))]
-    for sink, address in zip(sinks, addresses, strict=True):
-        network = await stack.enter_async_context(GrpcNetwork(NetworkOptions(
-            me=1, addresses=[address], token=token, listen_host="127.0.0.1",
-            activation_transport="grpc", bulk_transport="grpc")))
-        await network.serve(sink, _no_failure)
-    return addresses
 
 
 def _raw_tcp(data: bytes) -> float:
@@ -97,7 +67,7 @@ def _raw_tcp(data: bytes) -> float:
 async def _grpc_once(data: bytes) -> float:
     token = secrets.token_hex(8)
     async with AsyncExitStack() as stack:
-        (address,) = await _serve_sinks(stack, [_Sink()], token)
+        (address,) = await serve_sinks(stack, [Sink()], token)
         client = await stack.enter_async_context(PeerClient(1, address, token, 2, 600))
         await client.put_model(Blob("warm", 0, 2, b"x"))
         start = time.perf_counter()
@@ -194,29 +164,14 @@ def one_to_many_torrent(n: int, size: int, cap: int, workdir: Path) -> float:
         pub.close()
 
 
-class _Pacer:
-    """A shared uplink of ``rate`` bytes/s."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self.start = time.perf_counter()
-        self.sent = 0
-
-    async def take(self, n: int) -> None:
-        self.sent += n
-        ahead = self.sent / self.rate - (time.perf_counter() - self.start)
-        if ahead > 0:
-            await asyncio.sleep(ahead)
-
-
 async def _one_to_many_grpc(n: int, size: int, cap: int) -> float:
     token = secrets.token_hex(8)
     data = os.urandom(size)
     async with AsyncExitStack() as stack:
-        addresses = await _serve_sinks(stack, [_Sink() for _ in range(n)], token)
+        addresses = await serve_sinks(stack, [Sink() for _ in range(n)], token)
         clients = [await stack.enter_async_context(PeerClient(1, address, token, 0, 600))
                    for address in addresses]
-        pacer = _Pacer(cap)
+        pacer = Pacer(cap)
         start = time.perf_counter()
         await asyncio.gather(*(c.put_model(Blob("b", 0, 0, data), 600, pacer.take)
                                for c in clients))

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,35 +21,12 @@ from splitnet.errors import RuntimeFailure
 from splitnet.plan.plan import Plan
 from splitnet.telemetry.progress import is_progress
 from splitnet.telemetry.results import merge_timelines
+from splitnet.transport.ports import free_ports
 
-__all__ = ["free_ports", "run_local"]
+__all__ = ["run_local"]
 
 
 CLEAR = "\r\x1b[K"  # return to column 0 and clear: a progress line is replaced, not kept
-
-
-def free_ports(count: int) -> list[int]:
-    """Return ``count`` distinct free TCP ports on loopback.
-
-    Note: below the ephemeral range. Ports come from 20000-32767, which the kernel never hands
-    out for port-0 binds or outgoing connections (Linux: 32768-60999), so another socket cannot
-    take one between this check and the client binding it.
-    """
-    sockets: list[socket.socket] = []
-    rng = random.Random()
-    try:
-        while len(sockets) < count:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                sock.bind(("127.0.0.1", rng.randrange(20000, 32768)))
-            except OSError:
-                sock.close()
-                continue
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _pump(stream: IO[str], prefix: str, out: IO[str], lock: threading.Lock) -> None:

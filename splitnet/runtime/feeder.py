@@ -27,13 +27,13 @@ class Feeder:
         self.interpreter = interpreter
         self.owner = owner
         self.data = data
-        s = interpreter.plan.settings
+        s = interpreter.plan.training
         self.progress = Progress(f"owner {owner}", s.num_rounds, s.num_epochs)
         self._next_batch = 0  # batch numbers go on across rounds
 
     async def train(self, round_: int) -> OwnerStats:
         """Feed the shard for ``TRAINING_NUM_EPOCHS`` epochs of round ``round_``."""
-        s = self.interpreter.plan.settings
+        s = self.interpreter.plan.training
         generator = owner_generator(s.seed, self.owner, round_)
         x, y = self.data.train_x, self.data.train_y
         m, label = self.interpreter.metrics, str(self.owner)

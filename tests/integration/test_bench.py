@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from splitnet.bench.systems import netns_available, placements
+from splitnet.bench.netns import netns_available
+from splitnet.bench.systems import placements
 from splitnet.plan.task import Task
 
 SYSTEMS = ["centralized PyTorch", "splitnet all-local", "splitnet offload",

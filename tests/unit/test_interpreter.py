@@ -8,19 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from splitnet.config.settings import read_env_file, settings_from_values
 from splitnet.errors import ProtocolError, RuntimeFailure
 from splitnet.learning.batches import epoch_batches, owner_generator
 from splitnet.learning.data import load_dataset, owner_data
 from splitnet.learning.keys import StateKey
 from splitnet.learning.models import build_partitions, compose
 from splitnet.learning.optim import make_optimizer
-from splitnet.plan.plan import build_plan
 from splitnet.plan.task import Task
 from splitnet.runtime import Feeder, Interpreter, Replicas
 from splitnet.transport.messages import TaskMessage
 
-from ..conftest import EXAMPLES
+from ..conftest import plan_of, settings_of
 
 ONE_EPOCH = {"TRAINING_NUM_ROUNDS": "1", "TRAINING_NUM_EPOCHS": "1"}
 
@@ -35,17 +33,16 @@ def one_torch_thread():
 
 
 def make_plan(name=None, **values):
-    base = read_env_file(EXAMPLES / name)[0] if name else {}
-    return build_plan(settings_from_values({**base, **values}))
+    return plan_of(name, **values)
 
 
 class Cluster:
     """Every client's replicas and interpreter; ``send`` hands a message to its runner."""
 
     def __init__(self, plan, send=None):
-        s = plan.settings
+        s = plan.training
         self.plan = plan
-        self.dataset = load_dataset(s)
+        self.dataset = load_dataset(s, settings_of("cnn_all_local.env").data)  # the bundled DIGITS
         self.parts = build_partitions(s.model, self.dataset.spec, s.seed)
         self.sent: list[tuple[int, TaskMessage]] = []
         self.clients = {c: Interpreter(plan, c, Replicas(plan, c, self.parts, s.optimizer,
@@ -57,7 +54,7 @@ class Cluster:
         self.clients[runner].accept(msg)
 
     def data(self, owner):
-        return owner_data(self.dataset, self.plan.shard_of(owner), self.plan.settings,
+        return owner_data(self.dataset, self.plan.shard_of(owner), self.plan.training,
                           self.plan.num_shards)
 
     async def train(self):
@@ -66,7 +63,7 @@ class Cluster:
         feeders = [Feeder(self.clients[o], o, self.data(o)) for o in self.plan.owners]
         rounds = []
         try:
-            for round_ in range(self.plan.settings.num_rounds):
+            for round_ in range(self.plan.training.num_rounds):
                 for client in self.clients.values():
                     client.start_round(round_)
                 training = asyncio.gather(*(f.train(round_) for f in feeders))
@@ -86,7 +83,7 @@ class Cluster:
 
 def plain_training(cluster, owner):
     """Plain SGD on the owner's composed model, in the feeder's batch order."""
-    s = cluster.plan.settings
+    s = cluster.plan.training
     model = compose(copy.deepcopy(cluster.parts)).train()
     optimizer = make_optimizer(s.optimizer, model.parameters(), s.learning_rate)
     data = cluster.data(owner)

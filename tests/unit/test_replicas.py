@@ -3,20 +3,17 @@
 import pytest
 import torch
 
-from splitnet.config.settings import read_env_file, settings_from_values
 from splitnet.errors import ProtocolError
 from splitnet.learning.keys import StateKey, by_partition, flatten
 from splitnet.learning.models import InputSpec, build_partitions
-from splitnet.plan.plan import build_plan
 from splitnet.runtime import Replicas
 
-from ..conftest import EXAMPLES
+from ..conftest import plan_of
 
 
 @pytest.fixture
 def plan():
-    values, _, _ = read_env_file(EXAMPLES / "cnn_cross_offload.env")
-    return build_plan(settings_from_values(values))
+    return plan_of("cnn_cross_offload.env")
 
 
 @pytest.fixture

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import given
 
-from splitnet.plan.plan import load_plan
 from splitnet.plan.rules import check_placement
 from splitnet.plan.segments import Run, entries_of, hand_on, run_of, runs_of
 from splitnet.plan.task import Task
 
-from ..conftest import EXAMPLES
+from ..conftest import EXAMPLES, plan_of
 from ..plans import valid_lists
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.env"))
@@ -78,13 +77,13 @@ def test_hand_on_visits_every_stage_in_order_skipping_those_inside_segments(case
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.stem)
 def test_every_example_plan_hands_on_through_all_its_stages(path):
-    plan = load_plan(path, environ={}, env_file_required=True)
+    plan = plan_of(path.name)
     check_runs(plan)
     check_chains(plan, plan.owners)
 
 
 def test_cross_offload_example_runs_and_next_stages():
-    plan = load_plan(EXAMPLES / "cnn_cross_offload.env", environ={}, env_file_required=True)
+    plan = plan_of("cnn_cross_offload.env")
     assert runs_of(plan, 1) == [Run(1, 1, 2), Run(1, 4, 4), Run(4, 3, 3)]
     assert runs_of(plan, 3) == [Run(3, 1, 1), Run(3, 4, 4), Run(5, 2, 3)]
     assert [str(t) for t in chain(plan, 1)] == ["1_1", "1_3", "1_4", "1_6", "1_7"]
@@ -94,7 +93,7 @@ def test_cross_offload_example_runs_and_next_stages():
 
 
 def test_all_local_owner_is_one_step():
-    plan = load_plan(EXAMPLES / "cnn_all_local.env", environ={}, env_file_required=True)
+    plan = plan_of("cnn_all_local.env")
     assert runs_of(plan, 2) == [Run(2, 1, 4)]
     assert hand_on(plan, Task(2, 1)) is None
     assert list(entries_of(plan, 2)) == [Task(2, 1)]
