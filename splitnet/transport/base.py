@@ -20,15 +20,16 @@ Every part is an async context manager; ``aclose`` is idempotent.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from splitnet.errors import TransferFailed
 from splitnet.transport.messages import Blob, TaskMessage
 
-__all__ = ["BulkTransport", "Fail", "Network", "PeerControl", "PeerHandler", "Receive",
-           "Reject", "TensorTransport"]
+__all__ = ["AsyncClosing", "BulkTransport", "Fail", "Network", "PeerControl", "PeerHandler",
+           "Receive", "Reject", "TensorTransport", "report_failure"]
 
 Receive = Callable[[TaskMessage], Awaitable[None]]
 """Takes one incoming activation/gradient; raises ProtocolError to refuse it (sender is told)."""
@@ -39,6 +40,32 @@ path)."""
 
 Reject = Callable[[str], None]
 """Told the name of every call or connection refused for a missing or wrong cluster token."""
+
+
+log = logging.getLogger("splitnet.transport")
+_C = TypeVar("_C", bound="AsyncClosing")
+
+
+def report_failure(on_failure: Fail | None, failure: TransferFailed) -> None:
+    """Hand ``failure`` to ``on_failure`` (Note: one failure path); log it if nobody listens."""
+    if on_failure is None:
+        log.warning("%s", failure)
+    else:
+        on_failure(failure)
+
+
+class AsyncClosing:
+    """Mixin for a transport's parts: ``async with part:`` closes it with :meth:`aclose`."""
+
+    async def aclose(self) -> None:
+        """Release what the part holds (nothing unless a subclass says otherwise); idempotent."""
+
+    async def __aenter__(self: _C) -> _C:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
 
 
 class _AsyncClosing(Protocol):

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from types import TracebackType
 from typing import Any
 
 from splitnet.plan.rounds import INITIAL_ROUND
+from splitnet.transport.base import AsyncClosing
 from splitnet.transport.messages import Blob
 from splitnet.transport.swarm import Swarm
 from splitnet.transport.torrent import TorrentRef
@@ -40,19 +40,7 @@ def bulk_min_bytes(mode: str, torrent_min_bytes: int) -> float:
     return {"auto": float(torrent_min_bytes), "torrent": 0.0}.get(mode, math.inf)
 
 
-class _Closing:
-    async def aclose(self) -> None:
-        """Release what the transport holds (nothing here); idempotent."""
-
-    async def __aenter__(self) -> Any:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()
-
-
-class InlineBulk(_Closing):
+class InlineBulk(AsyncClosing):
     """Every object travels inside the control call that carries its blob."""
 
     def __init__(self, me: int) -> None:
@@ -87,7 +75,7 @@ class InlineBulk(_Closing):
         return {}
 
 
-class TorrentBulk(_Closing):
+class TorrentBulk(AsyncClosing):
     """Objects of at least ``min_bytes`` are published on the swarm; smaller ones go inline.
 
     The network opens and closes the swarm (it may carry activations too).

@@ -30,7 +30,6 @@ import hmac
 import json
 import logging
 import struct
-from types import TracebackType
 
 from google.protobuf.message import DecodeError
 
@@ -41,7 +40,7 @@ from splitnet.errors import (
     SplitnetError,
     TransferFailed,
 )
-from splitnet.transport.base import Fail, Receive, Reject
+from splitnet.transport.base import AsyncClosing, Fail, Receive, Reject
 from splitnet.transport.codec import tensor_view
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.messages import TaskMessage
@@ -132,7 +131,7 @@ class _Link:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
-class TensorChannel:
+class TensorChannel(AsyncClosing):
     """One client's end of the direct channel: a listener and a link per peer it sends to."""
 
     def __init__(self, me: int, token: str) -> None:
@@ -263,10 +262,3 @@ class TensorChannel:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-
-    async def __aenter__(self) -> TensorChannel:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()

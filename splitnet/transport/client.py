@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from types import TracebackType
 from typing import Any
 
 import grpc
 
 from splitnet.errors import SplitnetError
+from splitnet.transport.base import AsyncClosing
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
 from splitnet.transport.messages import Blob, TaskMessage
@@ -34,7 +34,7 @@ async def _paced(frames: Iterable[pb.BlobFrame], pace: Pace) -> AsyncIterator[pb
         yield frame
 
 
-class PeerClient:
+class PeerClient(AsyncClosing):
     """The calls one client (``me``) makes to peer ``number`` at ``address``."""
 
     def __init__(self, number: int, address: str, token: str, me: int, timeout: float) -> None:
@@ -134,10 +134,3 @@ class PeerClient:
         if self._channel is not None:
             await self._channel.close()
             self._channel = self._stub_ = None
-
-    async def __aenter__(self) -> PeerClient:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()

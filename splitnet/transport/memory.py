@@ -15,19 +15,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
 
 from splitnet.errors import PeerUnavailable, SplitnetError, TransferFailed
 from splitnet.transport.base import (
+    AsyncClosing,
     BulkTransport,
     Fail,
     PeerControl,
     PeerHandler,
     Reject,
     TensorTransport,
+    report_failure,
 )
 from splitnet.transport.bulk import InlineBulk
 from splitnet.transport.codec import decode_tensor, encode_tensor
@@ -73,7 +74,7 @@ class MemoryHub:
         return sorted(self._networks)
 
 
-class MemoryPeer:
+class MemoryPeer(AsyncClosing):
     """The control calls to one peer in the hub (implements ``PeerControl``)."""
 
     def __init__(self, hub: MemoryHub, me: int, number: int) -> None:
@@ -138,13 +139,6 @@ class MemoryPeer:
     async def aclose(self) -> None:
         """Nothing to close."""
 
-    async def __aenter__(self) -> MemoryPeer:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()
-
 
 def _copy(blob: Blob) -> Blob:
     """Return ``blob`` as the receiver would rebuild it from the wire."""
@@ -152,7 +146,7 @@ def _copy(blob: Blob) -> Blob:
                 json.loads(json.dumps(blob.meta)))
 
 
-class MemoryTensors:
+class MemoryTensors(AsyncClosing):
     """Tensors to peers in the hub: one ordered queue and delivery task per peer."""
 
     def __init__(self, hub: MemoryHub, me: int) -> None:
@@ -195,8 +189,7 @@ class MemoryTensors:
                                            exc))
 
     def _fail(self, failure: TransferFailed) -> None:
-        if self.on_failure is not None:
-            self.on_failure(failure)
+        report_failure(self.on_failure, failure)
 
     async def aclose(self) -> None:
         """Stop delivering; what is still queued is dropped. Idempotent."""
@@ -204,13 +197,6 @@ class MemoryTensors:
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-
-    async def __aenter__(self) -> MemoryTensors:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()
 
 
 def _wire_copy(msg: TaskMessage) -> TaskMessage:
@@ -242,7 +228,7 @@ class _Peers(Mapping[int, MemoryPeer]):
         return sum(1 for _ in self)
 
 
-class MemoryNetwork:
+class MemoryNetwork(AsyncClosing):
     """Client ``me``'s network in a :class:`MemoryHub` (implements ``Network``)."""
 
     def __init__(self, hub: MemoryHub, me: int) -> None:
@@ -276,10 +262,3 @@ class MemoryNetwork:
         self.handler = None
         await self.tensors.aclose()
         await self.bulk.aclose()
-
-    async def __aenter__(self) -> MemoryNetwork:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()

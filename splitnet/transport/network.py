@@ -18,10 +18,10 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from splitnet.errors import RuntimeFailure
 from splitnet.transport.base import (
+    AsyncClosing,
     BulkTransport,
     Fail,
     PeerControl,
@@ -64,7 +64,7 @@ def host_of(address: str) -> str:
     return address.rsplit(":", 1)[0].strip("[]")
 
 
-class GrpcNetwork:
+class GrpcNetwork(AsyncClosing):
     """One client's network over gRPC, the direct channel and BitTorrent."""
 
     def __init__(self, options: NetworkOptions) -> None:
@@ -149,10 +149,3 @@ class GrpcNetwork:
             await stack.aclose()
         else:
             await self._close_clients()
-
-    async def __aenter__(self) -> GrpcNetwork:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()

@@ -32,8 +32,8 @@ from splitnet.errors import (
     TransferFailed,
 )
 
-__all__ = ["error_for", "error_of_kind", "kind_of", "refused", "reported", "status_of",
-           "task_label", "transfer_failed"]
+__all__ = ["error_for", "error_of_kind", "kind_of", "not_a_peer", "refused", "reported",
+           "status_of", "task_label", "transfer_failed"]
 
 
 @dataclass(frozen=True)
@@ -124,3 +124,8 @@ def reported(cause: SplitnetError) -> TransferFailed:
     failure = TransferFailed(str(cause))
     failure.__cause__ = cause
     return failure
+
+
+def not_a_peer(peer: int, label: str) -> TransferFailed:
+    """Return the failure of sending ``label`` to a client that is not in the peer table."""
+    return reported(PeerUnavailable(f"client {peer} is not a peer; {label} was not sent"))

@@ -11,23 +11,19 @@ receiving side is the gRPC server's ``TensorStream`` method.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
 
 import grpc
 
-from splitnet.errors import PeerUnavailable, SplitnetError, TransferFailed
-from splitnet.transport.base import Fail
+from splitnet.errors import SplitnetError, TransferFailed
+from splitnet.transport.base import AsyncClosing, Fail, report_failure
 from splitnet.transport.client import PeerClient
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.messages import TaskMessage
 from splitnet.transport.serde import task_to_frames
-from splitnet.transport.status import refused, reported, task_label, transfer_failed
+from splitnet.transport.status import not_a_peer, refused, reported, task_label, transfer_failed
 
 __all__ = ["StreamTransport"]
-
-log = logging.getLogger("splitnet.transport")
 
 
 class _Stream:
@@ -67,7 +63,7 @@ class _Stream:
         await asyncio.gather(self._reader, return_exceptions=True)
 
 
-class StreamTransport:
+class StreamTransport(AsyncClosing):
     """Tensors to peers over their gRPC servers (implements ``TensorTransport``)."""
 
     def __init__(self, peers: Mapping[int, PeerClient]) -> None:
@@ -87,8 +83,7 @@ class StreamTransport:
         label = task_label(msg.owner, msg.stage, msg.batch)
         client = self._peers.get(peer)
         if client is None:
-            self._fail(reported(PeerUnavailable(f"client {peer} is not a peer; {label} was "
-                                                "not sent")))
+            self._fail(not_a_peer(peer, label))
             return
         try:
             frames = list(task_to_frames(msg))
@@ -101,10 +96,7 @@ class StreamTransport:
         stream.send(frames)
 
     def _fail(self, failure: TransferFailed) -> None:
-        if self._on_failure is None:
-            log.warning("%s", failure)
-        else:
-            self._on_failure(failure)
+        report_failure(self._on_failure, failure)
 
     async def aclose(self) -> None:
         """Close every stream; idempotent."""
@@ -112,10 +104,3 @@ class StreamTransport:
         self._streams.clear()
         for stream in streams:
             await stream.aclose()
-
-    async def __aenter__(self) -> StreamTransport:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()

@@ -12,25 +12,21 @@ Slow (Note: connection tick, in torrent.py), but it exercises the swarm on every
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
-from types import TracebackType
 
-from splitnet.errors import PeerUnavailable, ProtocolError, SplitnetError, TransferFailed
-from splitnet.transport.base import Fail, Receive
+from splitnet.errors import ProtocolError, SplitnetError, TransferFailed
+from splitnet.transport.base import AsyncClosing, Fail, Receive, report_failure
 from splitnet.transport.client import PeerClient
 from splitnet.transport.codec import decode_tensor, encode_tensor
 from splitnet.transport.messages import TaskMessage
-from splitnet.transport.status import reported, task_label, transfer_failed
+from splitnet.transport.status import not_a_peer, reported, task_label, transfer_failed
 from splitnet.transport.swarm import Swarm
 from splitnet.transport.torrent import TorrentRef
 
 __all__ = ["TorrentTensors", "fetching"]
 
-log = logging.getLogger("splitnet.transport")
 
-
-class TorrentTensors:
+class TorrentTensors(AsyncClosing):
     """Tensors published on the swarm and announced over gRPC (implements ``TensorTransport``)."""
 
     def __init__(self, peers: Mapping[int, PeerClient], swarm: Swarm, timeout: float) -> None:
@@ -57,8 +53,7 @@ class TorrentTensors:
         label = task_label(msg.owner, msg.stage, msg.batch)
         client = self._peers.get(peer)
         if client is None:
-            self._fail(reported(PeerUnavailable(f"client {peer} is not a peer; {label} was "
-                                                "not sent")))
+            self._fail(not_a_peer(peer, label))
             return
         assert msg.tensor is not None
         try:
@@ -78,10 +73,7 @@ class TorrentTensors:
             self._swarm.remove(ref.info_hash)
 
     def _fail(self, failure: TransferFailed) -> None:
-        if self._on_failure is None:
-            log.warning("%s", failure)
-        else:
-            self._on_failure(failure)
+        report_failure(self._on_failure, failure)
 
     async def aclose(self) -> None:
         """Cancel the transfers under way; idempotent."""
@@ -89,13 +81,6 @@ class TorrentTensors:
         for transfer in transfers:
             transfer.cancel()
         await asyncio.gather(*transfers, return_exceptions=True)
-
-    async def __aenter__(self) -> TorrentTensors:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()
 
 
 def fetching(receive: Receive, me: int, swarm: Swarm | None) -> Receive:
