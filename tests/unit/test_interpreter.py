@@ -1,4 +1,5 @@
-"""The interpreter, feeder and replicas of several clients in one process, joined by a dict."""
+"""The interpreter, feeder and replicas of several clients in one process, joined by the
+in-memory transport (no sockets)."""
 
 import asyncio
 import copy
@@ -16,6 +17,7 @@ from splitnet.learning.models import build_partitions, compose
 from splitnet.learning.optim import make_optimizer
 from splitnet.plan.task import Task
 from splitnet.runtime import Feeder, Interpreter, Replicas
+from splitnet.transport.memory import MemoryHub
 from splitnet.transport.messages import TaskMessage
 
 from ..conftest import plan_of, settings_of
@@ -36,8 +38,20 @@ def make_plan(name=None, **values):
     return plan_of(name, **values)
 
 
+class _Tensors:
+    """A peer handler that only takes tensors: into its client's interpreter."""
+
+    def __init__(self, interpreter):
+        self.tensor_calls = 0
+        self._interpreter = interpreter
+
+    async def tensor(self, msg):
+        self.tensor_calls += 1
+        self._interpreter.accept(msg)
+
+
 class Cluster:
-    """Every client's replicas and interpreter; ``send`` hands a message to its runner."""
+    """Every client's replicas and interpreter; by default results travel over a MemoryHub."""
 
     def __init__(self, plan, send=None):
         s = plan.training
@@ -45,13 +59,17 @@ class Cluster:
         self.dataset = load_dataset(s, settings_of("cnn_all_local.env").data)  # the bundled DIGITS
         self.parts = build_partitions(s.model, self.dataset.spec, s.seed)
         self.sent: list[tuple[int, TaskMessage]] = []
+        self.failures: list[Exception] = []
+        hub = MemoryHub()
+        self.networks = {c: hub.network(c) for c in range(1, plan.num_clients + 1)}
         self.clients = {c: Interpreter(plan, c, Replicas(plan, c, self.parts, s.optimizer,
                                                          s.learning_rate), send or self.send)
                         for c in range(1, plan.num_clients + 1)}
+        self.handlers = {c: _Tensors(client) for c, client in self.clients.items()}
 
     def send(self, runner, msg):
         self.sent.append((runner, msg))
-        self.clients[runner].accept(msg)
+        self.networks[msg.sender].tensors.send(runner, msg)
 
     def data(self, owner):
         return owner_data(self.dataset, self.plan.shard_of(owner), self.plan.training,
@@ -59,6 +77,8 @@ class Cluster:
 
     async def train(self):
         """Run every round; return each round's OwnerStats (raise what an interpreter raised)."""
+        for c, network in self.networks.items():
+            await network.serve(self.handlers[c], self.failures.append)
         loops = [asyncio.ensure_future(c.run()) for c in self.clients.values()]
         feeders = [Feeder(self.clients[o], o, self.data(o)) for o in self.plan.owners]
         rounds = []
@@ -78,6 +98,9 @@ class Cluster:
                 loop.cancel()
             for client in self.clients.values():
                 client.close()
+            for network in self.networks.values():
+                await network.aclose()
+        assert not self.failures, self.failures
         return rounds
 
 
@@ -126,6 +149,7 @@ def test_split_training_equals_plain_sgd_on_each_owners_model(name, values):
     hops = {(runner, str(Task(m.owner, m.stage))) for runner, m in cluster.sent}
     offloads = cluster.plan.offloads()
     assert bool(hops) == bool(offloads)  # an all-local plan sends nothing
+    assert sum(h.tensor_calls for h in cluster.handlers.values()) == len(cluster.sent)
 
 
 def test_a_failing_step_names_the_step_and_marks_it_in_the_order():
