@@ -39,6 +39,7 @@ from splitnet.config.catalog import num_partitions
 from splitnet.errors import RuntimeFailure
 from splitnet.learning.data import Dataset, load_dataset, owner_data
 from splitnet.learning.evaluation import evaluate
+from splitnet.learning.keys import by_partition
 from splitnet.learning.models import build_partitions, compose
 from splitnet.ops.baseline import train_union
 from splitnet.ops.prepare import prepare
@@ -107,10 +108,10 @@ def _load_model(data: _Data, path: Path) -> torch.nn.Module:
     parts = build_partitions(t.model, data.dataset.spec, t.seed, t.bert_model,
                              data.settings.data.bert_pretrained)
     state = load_file(str(path))
-    if any("/" in key for key in state):  # splitnet's "partition/name"
+    if any("/" in key for key in state):  # splitnet's averaged model, "partition/name" keys
+        by_part = by_partition(state)
         for p, part in enumerate(parts, 1):
-            part.load_state_dict({k.split("/", 1)[1]: v for k, v in state.items()
-                                  if k.split("/", 1)[0] == str(p)})
+            part.load_state_dict(by_part[p])
         return compose(parts)
     model = compose(parts)
     model.load_state_dict(state)

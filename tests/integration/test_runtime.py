@@ -11,6 +11,7 @@ from splitnet.config.envfile import read_env_file
 from splitnet.errors import PlanMismatch, ProtocolError, RuntimeFailure
 from splitnet.learning.batches import epoch_batches, owner_generator
 from splitnet.learning.data import load_dataset, owner_data
+from splitnet.learning.keys import flatten
 from splitnet.learning.models import build_partitions, compose
 from splitnet.learning.optim import make_optimizer
 from splitnet.transport.client import PeerClient
@@ -64,7 +65,11 @@ def test_split_training_equals_plain_training_of_the_owner(tmp_path, optimizer):
             opt.zero_grad()
             nn.functional.cross_entropy(model(data.train_x[index]), data.train_y[index]).backward()
             opt.step()
-    plain = {f"{int(k.split('.')[0]) + 1}/{k.split('.', 1)[1]}": v for k, v in model.state_dict().items()}
+    by_part: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in model.state_dict().items():  # "0.conv.weight": partition 1's conv.weight
+        index, name = key.split(".", 1)
+        by_part.setdefault(int(index) + 1, {})[name] = value
+    plain = flatten(by_part)
     assert plain.keys() == split.keys()
     # Adam divides by sqrt(v): where a gradient is ~0, float rounding (1e-9) of the split and the
     # joint backward is amplified for a few elements; SGD shows the runtime's math is exact.
