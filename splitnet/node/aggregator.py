@@ -9,6 +9,10 @@ every client (itself last, in place). Evaluation and result files follow off the
 A round report enters as JSON from a peer and is validated there
 (:meth:`RoundReport.from_json`): a malformed one is refused with ProtocolError (the peer gets
 INVALID_ARGUMENT) and the aggregator goes on.
+
+Note: one round at a time. A client reports round r+1 only after it has loaded round r's
+averaged model, which the aggregator pushes only once all of round r is in; so reports for any
+round but the one being collected (a late duplicate, a round ahead) are refused.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class Aggregator:
         self.recorder = recorder
         self._background = background
         self._reports: defaultdict[int, dict[int, RoundReport]] = defaultdict(dict)
+        self._collecting = 0  # the round whose reports are awaited (Note: one round at a time)
         self.exchange_seconds: list[float] = []
         self._round_started = time.time()
 
@@ -63,6 +68,9 @@ class Aggregator:
             raise ProtocolError(f"round report of client {client}, round {round_}: the plan has "
                                 f"clients 1..{self.num_clients} and rounds "
                                 f"0..{self.num_rounds - 1}")
+        if round_ != self._collecting:
+            raise ProtocolError(f"round report of client {client}, round {round_}: the "
+                                f"aggregator collects round {self._collecting}'s reports")
         report = RoundReport.from_json(report_json, client, round_)
         owners = [o.owner for o in report.owners]
         if owners != ([client] if client in self._owners else []):
@@ -73,6 +81,7 @@ class Aggregator:
             raise ProtocolError(f"client {client} reported round {round_} twice")
         reports[client] = report
         if len(reports) == self.num_clients:
+            self._collecting = round_ + 1
             self._background.start(self._aggregate(round_))
 
     async def distribute_initial(self, state: Mapping[str, torch.Tensor]) -> None:

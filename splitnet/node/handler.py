@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from splitnet.errors import RuntimeFailure
+from splitnet.errors import ProtocolError, RuntimeFailure
 from splitnet.node.aggregator import Aggregator
 from splitnet.node.membership import Membership
 from splitnet.node.rounds import Rounds
@@ -49,6 +49,9 @@ class NodeHandler:
         """Take a client's round report (aggregator only; ProtocolError if it is malformed)."""
         if self._aggregator is None:
             raise RuntimeFailure(f"client {self._routing.me} is not the aggregator")
+        if client == self._routing.me:
+            raise ProtocolError(f"a peer's round report claims to come from client {client}, "
+                                "the aggregator itself")
         self._aggregator.round_done(client, round_, report_json)
 
     async def get_states(self, round_: int) -> Blob:

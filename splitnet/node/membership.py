@@ -24,6 +24,7 @@ __all__ = ["Membership"]
 
 log = logging.getLogger("splitnet.node")
 JOIN_CALL_SECONDS = 5.0
+ABORT_REASON_CHARS = 2000
 ABORT_SECONDS = 6.0
 
 
@@ -140,10 +141,12 @@ class Membership:
 
     async def abort_all(self, reason: str) -> None:
         """Tell every peer this client stops because of an error (best effort, bounded)."""
-        first_line = reason.splitlines()[0] if reason else reason
+        # One line, so that a multi-line error (a configuration error's list) says what it is.
+        one_line = " ".join(line.strip() for line in reason.splitlines() if line.strip())
+        one_line = one_line[:ABORT_REASON_CHARS]
         try:
             await asyncio.wait_for(asyncio.gather(*(
-                self._tell(peer, peer.abort, first_line)
+                self._tell(peer, peer.abort, one_line)
                 for peer in self._network.peers.values())), ABORT_SECONDS)
         except asyncio.TimeoutError:
             log.warning("client %d: peers did not take the abort notice within %gs", self.me,

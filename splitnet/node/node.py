@@ -20,6 +20,7 @@ failure path (node)); the node then tells its peers (``Abort``) and raises it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -38,6 +39,8 @@ from splitnet.telemetry.results import ResultsWriter
 from splitnet.transport.base import Network
 
 __all__ = ["Node"]
+
+log = logging.getLogger("splitnet.node")
 
 
 class Node:
@@ -122,7 +125,10 @@ class Node:
                 self.failure.fail(exc)  # the main task's own error (a peer's may come first)
             error = self.failure.error
             if error is not None:
-                await parts.membership.abort_all(str(error))
+                try:
+                    await parts.membership.abort_all(str(error))
+                except Exception as exc:  # telling peers is best effort; raise the first error
+                    log.warning("client %d could not tell its peers: %s", self.me, exc)
                 raise error
             return main.result()
         finally:
@@ -140,9 +146,10 @@ class Node:
         await parts.membership.join_all()
         parts.background.start(parts.membership.heartbeat(parts.rounds.finished))
         if parts.aggregator is not None:
+            await parts.local_data.load()  # Note: data after join
             await parts.aggregator.distribute_initial(parts.initial_model())
         await parts.rounds.initial_model()
-        await parts.rounds.train(parts.feeder())
+        await parts.rounds.train(await parts.feeder())
         summary: dict[str, Any] = {"client": self.me}
         if parts.aggregator is not None:
             summary = await self._finish(parts, time.time() - start)

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from splitnet.learning.data import Dataset
 from splitnet.learning.evaluation import evaluate
 from splitnet.learning.keys import by_partition
 from splitnet.learning.models import compose
+from splitnet.node.data import LocalData
 from splitnet.node.state import Background
 from splitnet.plan.plan import Plan
 from splitnet.telemetry.metrics import Metrics
@@ -35,10 +35,10 @@ log = logging.getLogger("splitnet.node")
 class Recorder:
     """Evaluates every round's averaged model in order and records rows, models and summary."""
 
-    def __init__(self, plan: Plan, dataset: Dataset, parts: list[nn.Module],
+    def __init__(self, plan: Plan, data: LocalData, parts: list[nn.Module],
                  results: ResultsWriter, metrics: Metrics, background: Background) -> None:
         self._plan = plan
-        self._dataset = dataset
+        self._data = data  # read after join (Note: data after join), before round 0 ends
         self._parts = parts
         self._results = results
         self._metrics = metrics
@@ -76,7 +76,8 @@ class Recorder:
         parts = by_partition(averaged)
         for p, part in enumerate(self._parts, 1):
             part.load_state_dict(parts[p])
-        return evaluate(compose(self._parts), self._dataset.test_x, self._dataset.test_y)
+        dataset = self._data.dataset
+        return evaluate(compose(self._parts), dataset.test_x, dataset.test_y)
 
     def _record(self, round_: int, blobs: Sequence[Blob], owners: Sequence[OwnerStats],
                 scores: dict[str, float], averaged: Mapping[str, torch.Tensor],

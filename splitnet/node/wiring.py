@@ -8,10 +8,11 @@ import torch
 from torch import nn
 
 from splitnet.config.settings import Settings
-from splitnet.learning.data import Dataset, dataset_spec, load_dataset, owner_data
+from splitnet.learning.data import dataset_spec, owner_data
 from splitnet.learning.keys import flatten
 from splitnet.learning.models import build_partitions
 from splitnet.node.aggregator import Aggregator
+from splitnet.node.data import LocalData
 from splitnet.node.handler import NodeHandler
 from splitnet.node.membership import Membership
 from splitnet.node.recorder import Recorder
@@ -38,18 +39,18 @@ class Parts:
     rounds: Rounds
     handler: NodeHandler
     aggregator: Aggregator | None
-    dataset: Dataset | None
+    local_data: LocalData
     evaluation_parts: list[nn.Module]
     background: Background
 
-    def feeder(self) -> Feeder | None:
-        """Return this client's owner feeder (None on a helper)."""
+    async def feeder(self) -> Feeder | None:
+        """Return this client's owner feeder (None on a helper), reading its shard."""
         me = self.rounds.me
         if me not in self.plan.owners:
             return None
-        assert self.dataset is not None
         s = self.plan.training
-        data = owner_data(self.dataset, self.plan.shard_of(me), s, self.plan.num_shards)
+        dataset = await self.local_data.load()
+        data = owner_data(dataset, self.plan.shard_of(me), s, self.plan.num_shards)
         return Feeder(self.interpreter, me, data)
 
     def initial_model(self) -> dict[str, torch.Tensor]:
@@ -89,14 +90,13 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
     report: Report = report_here if is_aggregator else network.peers[s.server_number].round_done
     rounds = Rounds(me, s.num_rounds, interpreter, replicas, routing, network.bulk, report,
                     in_place=is_aggregator)
-    dataset = load_dataset(s, settings.data) if is_aggregator or me in plan.owners else None
+    local_data = LocalData(s, settings.data)
     evaluation_parts: list[nn.Module] = []
     if is_aggregator:
-        assert dataset is not None
         evaluation_parts = partitions()
-        recorder = Recorder(plan, dataset, evaluation_parts, results, metrics, background)
+        recorder = Recorder(plan, local_data, evaluation_parts, results, metrics, background)
         aggregator = Aggregator(plan, me, routing, network.bulk, rounds.states,
                                 rounds.apply, recorder, background)
     handler = NodeHandler(membership, routing, interpreter, rounds, aggregator, failure)
-    return Parts(plan, membership, routing, interpreter, rounds, handler, aggregator, dataset,
+    return Parts(plan, membership, routing, interpreter, rounds, handler, aggregator, local_data,
                  evaluation_parts, background)

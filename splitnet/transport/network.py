@@ -116,8 +116,8 @@ class GrpcNetwork(AsyncClosing):
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self._close_clients)
             if self._swarm is not None:
+                stack.callback(self._swarm.close)  # also when opening fails half way
                 self._swarm.open()
-                stack.callback(self._swarm.close)
             stack.push_async_callback(self.bulk.aclose)
             stack.push_async_callback(self.tensors.aclose)
             receive = fetching(handler.tensor, self.me, self._swarm)

@@ -3,8 +3,8 @@
 The sender publishes the tensor's bytes on its swarm and sends the reference (torrent metadata,
 size, SHA-256, the tensor's header) in a ``SendTensor`` call; the receiver fetches the bytes
 from the sender (:func:`fetching`) before handing the message on, and the call returns once it
-has; then the sender drops the torrent. ``send`` only queues: each transfer runs on its own, in
-the order they were queued, and a failure reaches ``on_failure`` as a
+has; then the sender drops the torrent. ``send`` only queues: each transfer runs on its own, started
+in the order they were queued, and any failure reaches ``on_failure`` as a
 :class:`~splitnet.errors.TransferFailed` naming the peer and the task (Note: one failure path).
 Slow (Note: connection tick, in torrent.py), but it exercises the swarm on every hop.
 """
@@ -60,7 +60,7 @@ class TorrentTensors(AsyncClosing):
             meta, data = encode_tensor(msg.tensor)
             ref = self._swarm.session.publish(f"act-{msg.owner}-{msg.stage}-{msg.batch}.bin",
                                               data)
-        except SplitnetError as exc:
+        except Exception as exc:  # a dtype that may not be sent, a full disk, libtorrent
             self._fail(transfer_failed(peer, client.address, f"was not sent {label}", exc))
             return
         reference = TaskMessage(msg.owner, msg.stage, msg.batch, msg.round, msg.sender, None,
@@ -69,6 +69,8 @@ class TorrentTensors(AsyncClosing):
             await client.send_tensor(reference, timeout=self._timeout)
         except SplitnetError as exc:  # names the peer and the task
             self._fail(reported(exc))
+        except Exception as exc:  # anything else ends this transfer too, never silently
+            self._fail(transfer_failed(peer, client.address, f"did not take {label}", exc))
         finally:
             self._swarm.remove(ref.info_hash)
 

@@ -13,7 +13,13 @@ from safetensors.torch import load_file
 
 from splitnet.config import load
 from splitnet.config.envfile import read_env_file
-from splitnet.errors import PeerUnavailable, PlanMismatch, ProtocolError, RuntimeFailure
+from splitnet.errors import (
+    PeerUnavailable,
+    PlanMismatch,
+    ProtocolError,
+    RuntimeFailure,
+    SplitnetError,
+)
 from splitnet.learning.averaging import average_replicas
 from splitnet.node import Node
 from splitnet.node.aggregator import Aggregator
@@ -127,14 +133,21 @@ def test_placement_does_not_change_the_averaged_weights(tmp_path):
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("text, field", [
-    ("not json", "not JSON"),
-    ('{"owners": [{"owner": 2, "samples": -3, "batches": 1, "loss_sum": 0.5}]}', "samples"),
-    ('{"owners": [{"owner": 2, "batches": 1, "loss_sum": 0.5}]}', "'samples'"),
-    ('{"owners": "all"}', "owners"),
-    ('{"owners": [{"owner": 1, "samples": 3, "batches": 1, "loss_sum": 0.5}]}', "owners [1]"),
+GOOD_REPORT = '{"owners": [{"owner": 2, "samples": 3, "batches": 1, "loss_sum": 0.5}]}'
+
+
+@pytest.mark.parametrize("client, round_, text, field", [
+    (2, 0, "not json", "not JSON"),
+    (2, 0, '{"owners": [{"owner": 2, "samples": -3, "batches": 1, "loss_sum": 0.5}]}', "samples"),
+    (2, 0, '{"owners": [{"owner": 2, "batches": 1, "loss_sum": 0.5}]}', "'samples'"),
+    (2, 0, '{"owners": "all"}', "owners"),
+    (2, 0, '{"owners": [{"owner": 1, "samples": 3, "batches": 1, "loss_sum": 0.5}]}', "owners [1]"),
+    (2, 1, GOOD_REPORT, "collects round 0"),  # a round ahead
+    (2, 7, GOOD_REPORT, "rounds 0..1"),  # not a round of the plan
+    (1, 0, GOOD_REPORT, "the aggregator itself"),  # a peer posing as the aggregator
 ])
-def test_a_malformed_round_report_is_refused_and_the_run_completes(tmp_path, text, field):
+def test_a_malformed_round_report_is_refused_and_the_run_completes(tmp_path, client, round_,
+                                                                   text, field):
     nodes, networks = build(SMALL, tmp_path)
     refusals: list[BaseException] = []
 
@@ -142,7 +155,10 @@ def test_a_malformed_round_report_is_refused_and_the_run_completes(tmp_path, tex
         while networks[0].handler is None:  # the aggregator is serving
             await asyncio.sleep(0.01)
         try:
-            await networks[1].peers[1].round_done(0, text)
+            if client == networks[1].me:
+                await networks[1].peers[1].round_done(round_, text)
+            else:  # what a forged wire message would make the aggregator's handler see
+                await networks[0].handler.round_done(client, round_, text)
         except ProtocolError as exc:
             refusals.append(exc)
 
@@ -218,3 +234,15 @@ def test_a_vanished_peer_makes_the_others_stop_with_an_error_naming_it(tmp_path)
     assert all(isinstance(r, RuntimeFailure) for r in results), results
     for r in results:
         assert "client 3" in str(r), r
+
+
+def test_a_dataset_the_aggregator_cannot_read_reaches_the_peers_as_an_abort(tmp_path):
+    empty = tmp_path / "data"
+    empty.mkdir()
+    nodes, _ = build({**SMALL, "CURRENT_DATASET": "MNIST", "DATA_DIR": str(empty),
+                      "JOIN_TIMEOUT": "30"}, tmp_path / "results")
+    results = run(nodes)
+    assert all(isinstance(r, SplitnetError) for r in results), results
+    assert "MNIST" in str(results[0])
+    for r in results[1:]:  # told at once (Note: data after join), not after JOIN_TIMEOUT
+        assert "client 1 stopped" in str(r) and "MNIST" in str(r), r
