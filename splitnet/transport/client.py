@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from splitnet.errors import SplitnetError
+from splitnet.errors import PeerUnavailable, SplitnetError
 from splitnet.transport.base import AsyncClosing
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
@@ -44,10 +44,14 @@ class PeerClient(AsyncClosing):
         self.timeout = timeout
         self._channel: grpc.aio.Channel | None = None
         self._stub_: pb_grpc.PeerStub | None = None
+        self._closed = False
         self._metadata = (("authorization", f"Bearer {token}"),)
 
     @property
     def _stub(self) -> pb_grpc.PeerStub:
+        if self._closed:  # a closed client opens no new channel that nobody would close
+            raise PeerUnavailable(f"client {self.number} ({self.address}): the connection to "
+                                  "it is closed")
         if self._stub_ is None:
             self._channel = grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS)
             self._stub_ = pb_grpc.PeerStub(self._channel)
@@ -130,7 +134,8 @@ class PeerClient(AsyncClosing):
                           "did not take the abort notice", 5.0)
 
     async def aclose(self) -> None:
-        """Close the channel; idempotent."""
+        """Close the channel; idempotent. Later calls raise PeerUnavailable."""
+        self._closed = True
         if self._channel is not None:
             await self._channel.close()
             self._channel = self._stub_ = None

@@ -92,7 +92,11 @@ class StreamTransport(AsyncClosing):
             return
         stream = self._streams.get(peer)
         if stream is None or stream.closed:
-            stream = self._streams[peer] = _Stream(client, self._fail)
+            try:
+                stream = self._streams[peer] = _Stream(client, self._fail)
+            except SplitnetError as exc:  # the connection to the peer is closed
+                self._fail(transfer_failed(peer, client.address, f"was not sent {label}", exc))
+                return
         stream.send(frames)
 
     def _fail(self, failure: TransferFailed) -> None:
