@@ -43,7 +43,7 @@ class NodeHandler:
 
     async def tensor(self, msg: TaskMessage) -> None:
         """Queue a peer's activation or gradient (ProtocolError if it does not fit the plan)."""
-        self._routing.receive(msg, self._interpreter.accept)
+        await self._routing.receive(msg, self._interpreter.accept)
 
     async def round_done(self, client: int, round_: int, report_json: str) -> None:
         """Take a client's round report (aggregator only; ProtocolError if it is malformed)."""

@@ -64,9 +64,14 @@ class Routing:
         self.timeline.append(TimelineRow(self.me, msg.owner, msg.stage, msg.batch, msg.round,
                                          start, end, "transfer", runner, nbytes))
 
-    def receive(self, msg: TaskMessage, accept: Callable[[TaskMessage], None]) -> None:
-        """Hand a peer's tensor to ``accept`` (the interpreter), counting it or its refusal."""
+    async def receive(self, msg: TaskMessage, accept: Callable[[TaskMessage], None]) -> None:
+        """Complete a peer's tensor and hand it to ``accept``, counting it or its refusal.
+
+        A BitTorrent reference is fetched first (``Network.complete``); ``accept`` is the
+        interpreter's admission. Either refusing counts as a rejected message.
+        """
         try:
+            await self._network.complete(msg)
             accept(msg)
         except SplitnetError:
             self.counters.rejected += 1
@@ -75,8 +80,8 @@ class Routing:
         assert msg.tensor is not None
         nbytes = msg.tensor.numel() * msg.tensor.element_size()
         self.counters.received += nbytes
-        self._metrics.transfer(msg.sender, self._activations, self._kind(msg.stage), nbytes,
-                               0.0, sent=False)
+        way = "torrent" if msg.torrent is not None else self._activations
+        self._metrics.transfer(msg.sender, way, self._kind(msg.stage), nbytes, 0.0, sent=False)
 
     def refused_call(self, method: str) -> None:
         """Count a call refused for lacking the cluster token."""

@@ -185,3 +185,11 @@ class Network(_AsyncClosing, Protocol):
 
     def learn(self, peer: int, torrent_port: int, tensor_port: int) -> None:
         """Record the ports ``peer`` announced at join."""
+
+    async def complete(self, msg: TaskMessage) -> None:
+        """Make a received tensor message whole before it is accepted.
+
+        A message that came as a reference (``ACTIVATION_TRANSPORT=torrent``) gets its bytes
+        fetched; one that carries them is left as it is. Raises ProtocolError or TransferFailed
+        to refuse the message (the receiver counts it; the sender is told).
+        """

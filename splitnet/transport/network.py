@@ -32,10 +32,11 @@ from splitnet.transport.base import (
 from splitnet.transport.bulk import InlineBulk, TorrentBulk, bulk_min_bytes
 from splitnet.transport.channel import TensorChannel
 from splitnet.transport.client import PeerClient
+from splitnet.transport.messages import TaskMessage
 from splitnet.transport.server import start_server
 from splitnet.transport.stream import StreamTransport
 from splitnet.transport.swarm import Swarm
-from splitnet.transport.torrent_tensors import TorrentTensors, fetching
+from splitnet.transport.torrent_tensors import TorrentTensors, fetch_reference
 
 __all__ = ["GrpcNetwork", "NetworkOptions", "host_of"]
 
@@ -120,7 +121,7 @@ class GrpcNetwork(AsyncClosing):
                 self._swarm.open()
             stack.push_async_callback(self.bulk.aclose)
             stack.push_async_callback(self.tensors.aclose)
-            receive = fetching(handler.tensor, self.me, self._swarm)
+            receive = handler.tensor
             if self._channel is not None:
                 await self._channel.start(o.listen_host, o.tensor_port, receive, on_failure,
                                           on_reject)
@@ -136,6 +137,13 @@ class GrpcNetwork(AsyncClosing):
                                      ) from None
             stack.push_async_callback(server.stop, 0.5)
             self._stack = stack.pop_all()
+
+    async def complete(self, msg: TaskMessage) -> None:
+        """Fetch the bytes of a tensor that came as a BitTorrent reference.
+
+        ProtocolError or TransferFailed when they cannot be had; nothing to do otherwise.
+        """
+        await fetch_reference(msg, self.me, self._swarm)
 
     async def _close_clients(self) -> None:
         for client in self._clients.values():

@@ -2,7 +2,8 @@
 
 The sender publishes the tensor's bytes on its swarm and sends the reference (torrent metadata,
 size, SHA-256, the tensor's header) in a ``SendTensor`` call; the receiver fetches the bytes
-from the sender (:func:`fetching`) before handing the message on, and the call returns once it
+from the sender (:func:`fetch_reference`, through ``Network.complete``) before the message is
+accepted, and the call returns once it
 has; then the sender drops the torrent. ``send`` only queues: each transfer runs on its own, started
 in the order they were queued, and any failure reaches ``on_failure`` as a
 :class:`~splitnet.errors.TransferFailed` naming the peer and the task (Note: one failure path).
@@ -15,7 +16,7 @@ import asyncio
 from collections.abc import Mapping
 
 from splitnet.errors import ProtocolError, SplitnetError, TransferFailed
-from splitnet.transport.base import AsyncClosing, Fail, Receive, report_failure
+from splitnet.transport.base import AsyncClosing, Fail, report_failure
 from splitnet.transport.client import PeerClient
 from splitnet.transport.codec import decode_tensor, encode_tensor
 from splitnet.transport.messages import TaskMessage
@@ -23,7 +24,7 @@ from splitnet.transport.status import not_a_peer, reported, task_label, transfer
 from splitnet.transport.swarm import Swarm
 from splitnet.transport.torrent import TorrentRef
 
-__all__ = ["TorrentTensors", "fetching"]
+__all__ = ["TorrentTensors", "fetch_reference"]
 
 
 class TorrentTensors(AsyncClosing):
@@ -85,28 +86,23 @@ class TorrentTensors(AsyncClosing):
         await asyncio.gather(*transfers, return_exceptions=True)
 
 
-def fetching(receive: Receive, me: int, swarm: Swarm | None) -> Receive:
-    """Return ``receive`` preceded by fetching a torrent reference's bytes from its sender.
+async def fetch_reference(msg: TaskMessage, me: int, swarm: Swarm | None) -> None:
+    """Fill in ``msg.tensor`` when ``msg`` is a torrent reference, fetching from its sender.
 
     The message keeps its ``torrent`` (the receiver can tell how it came); a reference this
     client cannot fetch (no swarm, or an unknown sender) is refused with ProtocolError.
     """
-
-    async def fetch_then_receive(msg: TaskMessage) -> None:
-        if msg.torrent is not None:
-            assert msg.meta is not None
-            if swarm is None or msg.sender not in swarm.addresses:
-                raise ProtocolError(f"client {me} takes no activations over BitTorrent "
-                                    f"from client {msg.sender}")
-            ref = TorrentRef.from_json(msg.torrent)
-            if ref.size != msg.meta.nbytes:
-                raise ProtocolError(f"torrent of {ref.size} bytes for a tensor of "
-                                    f"{msg.meta.nbytes}")
-            try:
-                data = await swarm.fetch(ref, [msg.sender])
-            finally:
-                swarm.remove(ref.info_hash)
-            msg.tensor = decode_tensor(msg.meta, data)
-        await receive(msg)
-
-    return fetch_then_receive
+    if msg.torrent is None:
+        return
+    assert msg.meta is not None
+    if swarm is None or msg.sender not in swarm.addresses:
+        raise ProtocolError(f"client {me} takes no activations over BitTorrent "
+                            f"from client {msg.sender}")
+    ref = TorrentRef.from_json(msg.torrent)
+    if ref.size != msg.meta.nbytes:
+        raise ProtocolError(f"torrent of {ref.size} bytes for a tensor of {msg.meta.nbytes}")
+    try:
+        data = await swarm.fetch(ref, [msg.sender])
+    finally:
+        swarm.remove(ref.info_hash)
+    msg.tensor = decode_tensor(msg.meta, data)

@@ -45,6 +45,7 @@ def test_a_refusal_reaches_on_failure_as_transfer_failed_naming_peer_and_task(ac
         handler.refuse_batch = 0
         async with GrpcNetwork(first) as one, GrpcNetwork(second) as two:
             await one.serve(RecordingHandler(), failures.append)
+            handler.network = two
             await two.serve(handler, failures.append)
             one.learn(2, two.bulk.port, two.tensor_port)
             two.learn(1, one.bulk.port, one.tensor_port)

@@ -27,7 +27,9 @@ from splitnet.node.rounds import Rounds
 from splitnet.plan.plan import build_plan
 from splitnet.runtime.segment import Segment
 from splitnet.telemetry.records import RoundReport
+from splitnet.transport.codec import TensorMeta
 from splitnet.transport.memory import MemoryHub, MemoryNetwork
+from splitnet.transport.messages import TaskMessage
 
 from ..conftest import EXAMPLES
 
@@ -246,3 +248,23 @@ def test_a_dataset_the_aggregator_cannot_read_reaches_the_peers_as_an_abort(tmp_
     assert "MNIST" in str(results[0])
     for r in results[1:]:  # told at once (Note: data after join), not after JOIN_TIMEOUT
         assert "client 1 stopped" in str(r) and "MNIST" in str(r), r
+
+
+def test_a_reference_the_client_cannot_fetch_is_refused_counted_and_survived(tmp_path):
+    nodes, networks = build(SMALL, tmp_path)
+    refusals: list[BaseException] = []
+
+    async def send_reference() -> None:
+        while networks[1].handler is None:
+            await asyncio.sleep(0.01)
+        reference = TaskMessage(1, 2, 0, 0, 1, None, {"info_hash": "00" * 20},
+                                TensorMeta("float32", (1,), 4))
+        try:
+            await networks[1].handler.tensor(reference)
+        except ProtocolError as exc:
+            refusals.append(exc)
+
+    results = run(nodes, send_reference())
+    assert not errors(results), results
+    assert len(refusals) == 1 and "BitTorrent" in str(refusals[0]), refusals
+    assert nodes[1].rejected == 1
