@@ -13,6 +13,10 @@ told.
 Note: loss chained. The forward of an owner's last segment runs on the owner, and so does the
 loss (endpoint co-location): the loss and the segment's backward follow in the same step.
 
+Note: admission. :meth:`Interpreter.accept` queues only what the plan, the round and the batches
+that ran here allow, in the shape the segment expects (:mod:`splitnet.runtime.admission`): a
+wrong input is refused there and never reaches a step.
+
 Note: inline compute. Handing a step to the compute thread and back costs ~0.1 ms, more than a
 small partition's whole step. A task whose steps have taken under ``INLINE_SECONDS`` of CPU time
 (a moving average) runs on the event loop instead, which yields between steps so that network
@@ -37,6 +41,7 @@ from splitnet.plan.rounds import INITIAL_ROUND
 from splitnet.plan.schedule import pick
 from splitnet.plan.segments import entries_of, hand_on
 from splitnet.plan.task import Task, partition_of
+from splitnet.runtime.admission import Admission
 from splitnet.runtime.replicas import Replicas
 from splitnet.runtime.segment import Segment
 from splitnet.telemetry.metrics import Metrics
@@ -89,8 +94,10 @@ class Interpreter:
         self.round = INITIAL_ROUND  # no task before the initial model; start_round(0) opens 0
         self.timeline: list[TimelineRow] = []
         self._send = send
+        entries = entries_of(plan, me)
         self._steps = {task: self._step(task, run.owner, run.first)
-                       for task, run in entries_of(plan, me).items()}
+                       for task, run in entries.items()}
+        self._admission = Admission(plan, me, replicas, entries)
         self._inbox: dict[Task, deque[_Pending]] = defaultdict(deque)
         self._batches: dict[tuple[int, int], _Batch] = {}
         self._wake = asyncio.Event()
@@ -128,17 +135,10 @@ class Interpreter:
             raise ProtocolError(f"task {task} is inside client {self.me}'s segment of owner "
                                 f"{msg.owner}'s partitions {segment.first}-{segment.last}; input "
                                 "arrives only at a segment's ends")
-        if msg.round not in (self.round, self.round + 1):
-            raise ProtocolError(f"message for round {msg.round} while client {self.me} is in "
-                                f"round {self.round}")
-        if msg.tensor is None:
-            raise ProtocolError(f"task {task} arrived without a tensor")
-        if not msg.tensor.is_floating_point():
-            raise ProtocolError(f"task {task} takes a floating-point tensor, got "
-                                f"{msg.tensor.dtype}")
-        if any(item.batch == msg.batch for item in self._inbox[task]):
+        tensor = self._admission.check(msg, task, self.round)  # Note: admission
+        if any((item.batch, item.round) == (msg.batch, msg.round) for item in self._inbox[task]):
             raise ProtocolError(f"task {task} batch {msg.batch} arrived twice")
-        self._deliver(task, _Pending(msg.batch, msg.round, msg.tensor))
+        self._deliver(task, _Pending(msg.batch, msg.round, tensor))
 
     def feed(self, owner: int, batch: int, round_: int, x: torch.Tensor,
              labels: torch.Tensor) -> asyncio.Future[float]:
@@ -163,13 +163,13 @@ class Interpreter:
         """
         loop = asyncio.get_running_loop()
         while True:
-            ready = {t for t, q in self._inbox.items() if q and q[0].round == self.round}
-            task = pick(ready, self.order)
+            task = pick(self._ready(), self.order)
             if task is None:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            item = self._inbox[task].popleft()
+            item = next(i for i in self._inbox[task] if i.round == self.round)
+            self._inbox[task].remove(item)
             m = self.metrics
             m.queue_depth.labels(m.client).set(sum(len(q) for q in self._inbox.values()))
             start = time.time()
@@ -189,9 +189,28 @@ class Interpreter:
                                   "forward" if task.stage <= p else "backward").observe(end - start)
             self.timeline.append(TimelineRow(self.me, task.owner, task.stage, item.batch,
                                              item.round, start, end, "compute", None, 0))
+            self._admission.ran(task, item.batch)
             self._hand_on(task, item, result)
             if inline:
                 await asyncio.sleep(0)  # let network I/O and the owners run between steps
+
+    def _ready(self) -> set[Task]:
+        """Drop what can no longer run; return the tasks with input of the current round.
+
+        Note: queue per round. Any queued item of the current round may run, wherever it stands
+        in its task's queue, so an input for the next round never holds up this round's.
+        """
+        ready = set()
+        for task, queue in self._inbox.items():
+            stale = [i for i in queue
+                     if i.round < self.round or self._admission.stale(task, i.batch)]
+            for item in stale:
+                queue.remove(item)
+                log.info("client %d: dropped task %s batch %d of round %d (it can no longer run)",
+                         self.me, task, item.batch, item.round)
+            if any(item.round == self.round for item in queue):
+                ready.add(task)
+        return ready
 
     def _step_failure(self, task: Task, item: _Pending, exc: BaseException) -> str:
         # Note: failing step. Show the client's order with the failing task marked.

@@ -4,6 +4,11 @@ Weights leave and enter as flat dicts keyed by :class:`~splitnet.learning.keys.S
 :meth:`Replicas.states` gives every replica as ``"owner/partition/name"``, and
 :meth:`Replicas.load_average` loads an averaged model (``"partition/name"``) into every copy of
 each partition.
+
+Note: expected shapes. What a segment may receive is fixed by the model and the dataset's input
+spec: :attr:`Replicas.outputs` gives each partition's per-sample output shape and dtype, found
+once per client by running the partitions (in eval mode, without gradients, so that no state or
+random generator moves) on a dummy batch of two inputs.
 """
 
 from __future__ import annotations
@@ -15,12 +20,16 @@ import torch
 from torch import nn
 
 from splitnet.errors import ProtocolError
+from splitnet.learning.data import dataset_spec
 from splitnet.learning.keys import StateKey, by_partition
 from splitnet.plan.plan import Plan
 from splitnet.plan.segments import runs_of
 from splitnet.runtime.segment import Segment
 
-__all__ = ["Replicas"]
+__all__ = ["Output", "Replicas"]
+
+Output = tuple[tuple[int, ...], torch.dtype]
+"""A partition's per-sample output shape and its dtype."""
 
 
 class Replicas:
@@ -35,6 +44,8 @@ class Replicas:
             for run in runs_of(plan, me)
         ]
         self._by_partition = {(seg.owner, p): seg for seg in self.segments for p in seg.modules}
+        last = max((seg.first - 1 for seg in self.segments), default=0)
+        self.outputs = _outputs(plan, parts[:last])  # Note: expected shapes
 
     def segment_for(self, owner: int, partition: int) -> Segment:
         """Return the segment that holds ``owner``'s ``partition`` (KeyError if not here)."""
@@ -53,3 +64,25 @@ class Replicas:
                 if p not in parts:
                     raise ProtocolError(f"client {self.me}: the model has no partition {p}")
                 seg.load(p, parts[p])
+
+
+def _outputs(plan: Plan, parts: Sequence[nn.Module]) -> dict[int, Output]:
+    """Return each partition's per-sample output shape and dtype (Note: expected shapes)."""
+    if not parts:
+        return {}
+    spec = dataset_spec(plan.training)
+    if spec.vocab_size:
+        x = torch.zeros((2, *spec.shape), dtype=torch.int64)
+    else:
+        x = torch.zeros((2, *spec.shape))
+    outputs = {}
+    with torch.no_grad():
+        for p, part in enumerate(parts, 1):
+            training = part.training
+            part.eval()
+            try:
+                x = part(x)
+            finally:
+                part.train(training)
+            outputs[p] = (tuple(x.shape[1:]), x.dtype)
+    return outputs

@@ -45,6 +45,11 @@ class Segment:
         self._stash[batch] = (x, out)
         return out.detach()
 
+    def stashed(self, batch: int) -> torch.Tensor | None:
+        """Return the output ``batch``'s forward stashed for its backward (None: none waits)."""
+        kept = self._stash.get(batch)
+        return None if kept is None else kept[1]
+
     def backward(self, batch: int, grad_out: torch.Tensor) -> torch.Tensor | None:
         """Backpropagate ``grad_out``, step, and return the gradient of the segment's input."""
         x, out = self._stash.pop(batch)

@@ -152,11 +152,26 @@ def test_split_training_equals_plain_sgd_on_each_owners_model(name, values):
     assert sum(h.tensor_calls for h in cluster.handlers.values()) == len(cluster.sent)
 
 
-def test_a_failing_step_names_the_step_and_marks_it_in_the_order():
+def activations(cluster, partitions, n=4):
+    """Return owner 1's first ``n`` samples after ``partitions`` partitions (what the plan sends)."""
+    x = cluster.dataset.train_x[:n]
+    with torch.no_grad():
+        for part in cluster.parts[:partitions]:
+            x = part(x)
+    return x
+
+
+def test_a_failing_step_names_the_step_and_marks_it_in_the_order(monkeypatch):
     cluster = Cluster(make_plan("owner_and_helper.env"))
     helper = cluster.clients[2]
     helper.start_round(0)
-    helper.accept(TaskMessage(1, 2, 7, 0, 1, torch.zeros(3, 5)))  # not partition 1's output
+    segment = helper.replicas.segment_for(1, 2)
+
+    def fail(batch, x):
+        raise RuntimeError("broken partition")
+
+    monkeypatch.setattr(segment, "forward", fail)
+    helper.accept(TaskMessage(1, 2, 0, 0, 1, activations(cluster, 1)))
 
     async def run():
         with pytest.raises(RuntimeFailure) as info:
@@ -165,7 +180,7 @@ def test_a_failing_step_names_the_step_and_marks_it_in_the_order():
 
     text = asyncio.run(run())
     helper.close()
-    assert "client 2: task 1_2 (batch 7, round 0) failed: RuntimeError" in text
+    assert "client 2: task 1_2 (batch 0, round 0) failed: RuntimeError" in text
     assert "client 2's order: >1_2< 1_3 1_6 1_7" in text
 
 
@@ -181,6 +196,8 @@ def test_a_failing_step_names_the_step_and_marks_it_in_the_order():
     (2, TaskMessage(1, 2, 0, 5, 1, torch.zeros(2)), "round 5 while client 2 is in round 0"),
     (2, TaskMessage(1, 2, 0, 0, 1, None), "arrived without a tensor"),
     (2, TaskMessage(1, 2, 0, 0, 1, torch.zeros(2, dtype=torch.int32)), "floating-point"),
+    (2, TaskMessage(1, 2, 0, 0, 1, torch.zeros(2)),
+     r"tensor of shape \(2,\) torch.float32, expected \(1..32, 32, 4, 4\) torch.float32"),
 ])
 def test_accept_refuses_what_does_not_fit_the_plan(client, msg, message):
     cluster = Cluster(make_plan("owner_and_helper.env"))
@@ -188,7 +205,8 @@ def test_accept_refuses_what_does_not_fit_the_plan(client, msg, message):
     interpreter.start_round(0)
     with pytest.raises(ProtocolError, match=message):
         interpreter.accept(msg)
-    interpreter.accept(TaskMessage(1, 4 if client == 1 else 6, 0, 0, 3 - client, torch.zeros(2)))
+    stage, partitions = (4, 3) if client == 1 else (2, 1)
+    interpreter.accept(TaskMessage(1, stage, 0, 0, 3 - client, activations(cluster, partitions)))
     interpreter.close()
 
 
@@ -196,10 +214,11 @@ def test_accept_refuses_a_batch_twice_and_takes_the_next_round_early():
     cluster = Cluster(make_plan("owner_and_helper.env"))
     helper = cluster.clients[2]
     helper.start_round(0)
-    helper.accept(TaskMessage(1, 2, 0, 0, 1, torch.zeros(2)))
+    x = activations(cluster, 1)
+    helper.accept(TaskMessage(1, 2, 0, 0, 1, x))
     with pytest.raises(ProtocolError, match="task 1_2 batch 0 arrived twice"):
-        helper.accept(TaskMessage(1, 2, 0, 0, 1, torch.zeros(2)))
-    helper.accept(TaskMessage(1, 2, 1, 1, 1, torch.zeros(2)))  # round r+1 waits in the inbox
+        helper.accept(TaskMessage(1, 2, 0, 0, 1, x))
+    helper.accept(TaskMessage(1, 2, 0, 1, 1, x))  # round r+1 waits in the inbox
     helper.close()
 
 
