@@ -73,10 +73,6 @@ class Admission:
         if self.stale(task, msg.batch):
             raise ProtocolError(f"task {task} batch {msg.batch} already ran here")
         if forward:
-            latest = self._latest.get(msg.owner, -1)
-            if not max(latest, 0) <= msg.batch <= latest + 1:
-                raise ProtocolError(f"task {task} batch {msg.batch} is not owner {msg.owner}'s "
-                                    f"batch in flight (its latest batch here is {latest})")
             shape, dtype = self.replicas.outputs[before]
             size = self.plan.training.batch_size
             ok = (msg.tensor.dim() == len(shape) + 1 and tuple(msg.tensor.shape[1:]) == shape
@@ -93,4 +89,8 @@ class Admission:
             raise ProtocolError(f"task {task} batch {msg.batch}: tensor of shape "
                                 f"{tuple(msg.tensor.shape)} {msg.tensor.dtype}, expected "
                                 f"{expected} {dtype}")
+        latest = self._latest.get(msg.owner, -1)
+        if forward and not max(latest, 0) <= msg.batch <= latest + 1:
+            raise ProtocolError(f"task {task} batch {msg.batch} is not owner {msg.owner}'s "
+                                f"batch in flight (its latest batch here is {latest})")
         return msg.tensor
