@@ -49,8 +49,8 @@ async def _messages(frames: AsyncIterable[Any], announced: Callable[[Any], int])
     one stream can carry many messages back to back.
     """
     header: Any = None
-    size, previous = 0, -1
-    buffer: bytes | bytearray = b""
+    size, previous, received = 0, -1, 0
+    parts: list[bytes] = []  # Note: linear reassembly: chunks are joined once, when complete
     async for frame in frames:
         if header is None:
             if not frame.HasField("header") and previous >= 0:
@@ -59,19 +59,19 @@ async def _messages(frames: AsyncIterable[Any], announced: Callable[[Any], int])
                 raise ProtocolError("the first frame carries no header")
             header = frame.header
             size = announced(header)
-            buffer = frame.data  # no copy while the message is one frame
         elif frame.HasField("header"):
             raise ProtocolError("a second header arrived in one message")
-        else:
-            buffer = bytearray(buffer)
-            buffer += frame.data
-        if len(buffer) > size:
+        received += len(frame.data)
+        if received > size:
             raise ProtocolError(f"more than the announced {size} bytes arrived")
-        if len(buffer) == size:
-            yield header, buffer
-            header, buffer, previous = None, b"", size
+        if frame.data:
+            parts.append(frame.data)
+        if received == size:
+            # no copy while the message is one frame
+            yield header, parts[0] if len(parts) == 1 else bytearray().join(parts)
+            header, parts, received, previous = None, [], 0, size
     if header is not None:
-        raise ProtocolError(f"received {len(buffer)} bytes but the header says {size}")
+        raise ProtocolError(f"received {received} bytes but the header says {size}")
 
 
 async def _read(frames: AsyncIterable[Any], announced: Callable[[Any], int]) -> tuple[
