@@ -98,10 +98,14 @@ def checked_tensor_size(header: pb.TaskHeader) -> int:
     return 0 if header.torrent_json else meta.nbytes
 
 
-def _checked_blob_size(header: pb.BlobHeader) -> int:
-    if header.nbytes > MAX_BLOB_BYTES:
-        raise ProtocolError(f"blob of {header.nbytes} bytes exceeds {MAX_BLOB_BYTES}")
-    return int(header.nbytes)
+def _blob_size_within(limit: int) -> Callable[[pb.BlobHeader], int]:
+    def checked(header: pb.BlobHeader) -> int:
+        if header.nbytes > limit:
+            raise ProtocolError(f"{header.kind or 'bulk'} object of round {header.round} from "
+                                f"client {header.sender} claims {header.nbytes} bytes "
+                                f"(limit {limit})")
+        return int(header.nbytes)
+    return checked
 
 
 def task_header(msg: TaskMessage) -> pb.TaskHeader:
@@ -158,9 +162,14 @@ def blob_to_frames(blob: Blob) -> Iterator[pb.BlobFrame]:
     return _frames(pb.BlobFrame, header, blob.data)
 
 
-async def blob_from_frames(frames: AsyncIterable[pb.BlobFrame]) -> Blob:
-    """Read frames into a :class:`Blob`, checking the announced size."""
-    header, buffer = await _read(frames, _checked_blob_size)
+async def blob_from_frames(frames: AsyncIterable[pb.BlobFrame],
+                           limit: int = MAX_BLOB_BYTES) -> Blob:
+    """Read frames into a :class:`Blob`, checking the announced size.
+
+    A header that claims more than ``limit`` bytes (the node can pass its model's size) is
+    refused before any data is kept.
+    """
+    header, buffer = await _read(frames, _blob_size_within(limit))
     try:
         meta = json.loads(header.meta_json or "{}")
     except ValueError:

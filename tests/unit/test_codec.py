@@ -117,3 +117,37 @@ def test_a_second_header_or_a_truncated_chunked_message_is_refused(monkeypatch):
         asyncio.run(serde.task_from_frames(_frames(frames[:3] + frames[:1])))
     with pytest.raises(ProtocolError, match="received 64 bytes but the header says 160"):
         asyncio.run(serde.task_from_frames(_frames(frames[:4])))
+
+
+def test_a_blob_claiming_more_than_the_limit_is_refused_before_its_data_is_read():
+    blob = Blob("model", 2, 1, b"x" * 1000, {})
+    consumed = []
+
+    async def stream():
+        for frame in serde.blob_to_frames(blob):
+            consumed.append(frame)
+            yield frame
+
+    with pytest.raises(ProtocolError, match=r"model object of round 2 from client 1 claims 1000 "
+                                            r"bytes \(limit 999\)"):
+        asyncio.run(serde.blob_from_frames(stream(), limit=999))
+    assert asyncio.run(serde.blob_from_frames(_frames(serde.blob_to_frames(blob)), 1000)) == blob
+    header = pb.BlobHeader(kind="states", nbytes=serde.MAX_BLOB_BYTES + 1)
+    with pytest.raises(ProtocolError, match="limit"):  # the default limit still holds
+        asyncio.run(serde.blob_from_frames(_frames([pb.BlobFrame(header=header)])))
+
+
+def test_a_torrent_reference_larger_than_the_bulk_limit_is_refused_before_fetching():
+    from splitnet.transport.bulk import TorrentBulk
+    from splitnet.transport.torrent import TorrentRef
+
+    class Swarm:
+        me = 3
+
+        async def fetch(self, ref, sources):
+            raise AssertionError("nothing may be fetched")
+
+    ref = TorrentRef("model-r1-c1.safetensors", "ab" * 20, b"meta", 5000, "0" * 64)
+    blob = Blob("model", 1, 1, b"", {"torrent": ref.to_json(), "sources": [1]})
+    with pytest.raises(ProtocolError, match=r"claims 5000 bytes \(limit 4096\)"):
+        asyncio.run(TorrentBulk(Swarm(), max_bytes=4096).into(blob))
