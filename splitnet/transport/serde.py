@@ -13,6 +13,7 @@ from typing import Any
 
 from splitnet.errors import ProtocolError
 from splitnet.transport.codec import (
+    MAX_TENSOR_BYTES,
     TensorMeta,
     check_meta,
     decode_tensor,
@@ -91,10 +92,13 @@ def _tensor_meta(header: pb.TaskHeader) -> TensorMeta:
     return TensorMeta(header.tensor.dtype, tuple(header.tensor.shape), header.tensor.nbytes)
 
 
-def checked_tensor_size(header: pb.TaskHeader) -> int:
-    """Check a task header's tensor description; return how many data bytes follow it."""
+def checked_tensor_size(header: pb.TaskHeader, limit: int = MAX_TENSOR_BYTES) -> int:
+    """Check a task header's tensor description; return how many data bytes follow it.
+
+    A tensor of more than ``limit`` bytes is refused (ProtocolError) before its data is read.
+    """
     meta = _tensor_meta(header)
-    check_meta(meta)
+    check_meta(meta, limit)
     return 0 if header.torrent_json else meta.nbytes
 
 
