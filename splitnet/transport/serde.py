@@ -132,14 +132,23 @@ def task_to_frames(msg: TaskMessage) -> Iterator[pb.TensorFrame]:
     return _frames(pb.TensorFrame, task_header(msg), data)
 
 
-async def task_from_frames(frames: AsyncIterable[pb.TensorFrame]) -> TaskMessage:
-    """Read frames into a validated :class:`TaskMessage`."""
-    return task_message(*await _read(frames, checked_tensor_size))
+def _tensor_size_within(limit: int) -> Callable[[pb.TaskHeader], int]:
+    return lambda header: checked_tensor_size(header, limit)
 
 
-async def tasks_from_stream(frames: AsyncIterable[pb.TensorFrame]) -> AsyncIterator[TaskMessage]:
-    """Read a long-lived stream of frames into validated :class:`TaskMessage` s, one by one."""
-    async for header, data in _messages(frames, checked_tensor_size):
+async def task_from_frames(frames: AsyncIterable[pb.TensorFrame],
+                           limit: int = MAX_TENSOR_BYTES) -> TaskMessage:
+    """Read frames into a validated :class:`TaskMessage` of at most ``limit`` tensor bytes."""
+    return task_message(*await _read(frames, _tensor_size_within(limit)))
+
+
+async def tasks_from_stream(frames: AsyncIterable[pb.TensorFrame],
+                            limit: int = MAX_TENSOR_BYTES) -> AsyncIterator[TaskMessage]:
+    """Read a long-lived stream of frames into validated :class:`TaskMessage` s, one by one.
+
+    A tensor of more than ``limit`` bytes is refused from its header, before its data.
+    """
+    async for header, data in _messages(frames, _tensor_size_within(limit)):
         yield task_message(header, data)
 
 

@@ -151,3 +151,14 @@ def test_a_torrent_reference_larger_than_the_bulk_limit_is_refused_before_fetchi
     blob = Blob("model", 1, 1, b"", {"torrent": ref.to_json(), "sources": [1]})
     with pytest.raises(ProtocolError, match=r"claims 5000 bytes \(limit 4096\)"):
         asyncio.run(TorrentBulk(Swarm(), max_bytes=4096).into(blob))
+
+
+def test_a_grpc_tensor_larger_than_the_limit_is_refused_from_its_header():
+    frames = list(serde.task_to_frames(TaskMessage(1, 2, 0, 0, 1, torch.zeros(300))))
+    with pytest.raises(ProtocolError, match="exceeds the limit of 1000"):
+        asyncio.run(serde.task_from_frames(_frames(frames[:1]), limit=1000))
+
+    async def read():
+        return [m async for m in serde.tasks_from_stream(_frames(frames), limit=1200)]
+
+    assert len(asyncio.run(read())) == 1
