@@ -21,9 +21,11 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from splitnet.errors import ProtocolError
 from splitnet.plan.rounds import INITIAL_ROUND
 from splitnet.transport.base import AsyncClosing
 from splitnet.transport.messages import Blob
+from splitnet.transport.serde import MAX_BLOB_BYTES
 from splitnet.transport.swarm import Swarm
 from splitnet.transport.torrent import TorrentRef
 
@@ -78,13 +80,17 @@ class InlineBulk(AsyncClosing):
 class TorrentBulk(AsyncClosing):
     """Objects of at least ``min_bytes`` are published on the swarm; smaller ones go inline.
 
-    The network opens and closes the swarm (it may carry activations too).
+    The network opens and closes the swarm (it may carry activations too). A reference that
+    claims more than ``max_bytes`` (the node can pass its model's size) is refused before
+    anything is fetched.
     """
 
-    def __init__(self, swarm: Swarm, min_bytes: float = 0.0) -> None:
+    def __init__(self, swarm: Swarm, min_bytes: float = 0.0,
+                 max_bytes: int = MAX_BLOB_BYTES) -> None:
         self.me = swarm.me
         self.swarm = swarm
         self.min_bytes = min_bytes
+        self.max_bytes = max_bytes
         self._rounds: dict[str, tuple[int, str]] = {}  # info-hash -> (round, kind)
 
     @property
@@ -112,6 +118,9 @@ class TorrentBulk(AsyncClosing):
         if "torrent" not in blob.meta:
             return blob.data
         ref = TorrentRef.from_json(blob.meta["torrent"])
+        if ref.size > self.max_bytes:
+            raise ProtocolError(f"{blob.kind} object of round {blob.round} from client "
+                                f"{blob.sender} claims {ref.size} bytes (limit {self.max_bytes})")
         sources = [int(k) for k in blob.meta.get("sources", [blob.sender])]
         data = await self.swarm.fetch(ref, sources)
         self._rounds[ref.info_hash] = (_tag(blob.kind, blob.round), blob.kind)

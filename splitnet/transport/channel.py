@@ -19,53 +19,34 @@ Wire format (integers big-endian):
 * answer: u32 0 when accepted; otherwise u32 n and n bytes of UTF-8 reason, then close.
 * message: u32 header length, ``TaskHeader`` bytes, tensor bytes (the header's ``nbytes``).
 * refusal, back to the sender: u32 n and n bytes of JSON ``{"kind", "error"}`` for a message
-  that does not fit the plan. A message that breaks the framing closes the connection.
+  that does not fit the plan. A message that breaks the framing or the listener's limits
+  (size, read deadline, connections; Note: channel limits in :mod:`~splitnet.transport.inbound`)
+  gets one as well, and its connection is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
-import struct
-
-from google.protobuf.message import DecodeError
 
 from splitnet.errors import (
     PeerUnavailable,
-    ProtocolError,
     RuntimeFailure,
     SplitnetError,
     TransferFailed,
 )
 from splitnet.transport.base import AsyncClosing, Fail, Receive, Reject
 from splitnet.transport.codec import tensor_view
-from splitnet.transport.generated import splitnet_pb2 as pb
+from splitnet.transport.inbound import HELLO, MAGIC, U32, VERSION, ChannelLimits, Inbound, proof
 from splitnet.transport.messages import TaskMessage
-from splitnet.transport.serde import checked_tensor_size, task_header, task_message
-from splitnet.transport.status import (
-    kind_of,
-    refused,
-    reported,
-    task_label,
-    transfer_failed,
-)
+from splitnet.transport.serde import task_header
+from splitnet.transport.status import refused, reported, task_label, transfer_failed
 
-__all__ = ["TensorChannel"]
+__all__ = ["HELLO", "MAGIC", "VERSION", "ChannelLimits", "TensorChannel"]
 
 log = logging.getLogger("splitnet.transport")
-MAGIC = b"SPLT"
-VERSION = 1
-HELLO = struct.Struct(">4sHI32s")
-U32 = struct.Struct(">I")
-MAX_HEADER_BYTES = 64 * 1024
-HELLO_SECONDS = 10.0
-
-
-def _proof(token: str) -> bytes:
-    return hmac.new(token.encode(), b"splitnet tensor channel", hashlib.sha256).digest()
+_proof = proof
 
 
 class _Link:
@@ -134,29 +115,29 @@ class _Link:
 class TensorChannel(AsyncClosing):
     """One client's end of the direct channel: a listener and a link per peer it sends to."""
 
-    def __init__(self, me: int, token: str) -> None:
+    def __init__(self, me: int, token: str, limits: ChannelLimits | None = None) -> None:
         self.me = me
         self.token = token
+        self.limits = limits or ChannelLimits()
         self.closing = False
-        self._receive: Receive | None = None
         self._on_failure: Fail | None = None
-        self._on_reject: Reject | None = None
-        self._proof = _proof(token)
+        self._inbound: Inbound | None = None
         self._server: asyncio.Server | None = None
         self._links: dict[int, _Link] = {}
         self._addresses: dict[int, tuple[str, int]] = {}
-        self._serving: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int, receive: Receive, on_failure: Fail,
                     on_reject: Reject | None = None) -> int:
         """Listen on ``host:port`` (0: any free port), handing messages to ``receive``.
 
         Return the port. ``on_failure`` gets every failure of this client's sends;
-        ``on_reject`` is told of every connection refused for a wrong token.
+        ``on_reject`` is told of every connection refused for a wrong token. What the listener
+        accepts is bounded by ``limits`` (Note: channel limits).
         """
-        self._receive, self._on_failure, self._on_reject = receive, on_failure, on_reject
+        self._on_failure = on_failure
+        self._inbound = Inbound(self.me, self.token, self.limits, receive, on_reject)
         try:
-            self._server = await asyncio.start_server(self._serve, host, port)
+            self._server = await asyncio.start_server(self._inbound.serve, host, port)
         except OSError as exc:
             raise RuntimeFailure(f"client {self.me} cannot listen for tensors on {host}:{port} "
                                  f"({exc}); set TENSOR_PORT to a free port, or 0") from None
@@ -191,70 +172,12 @@ class TensorChannel(AsyncClosing):
         else:
             self._on_failure(failure)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._serving.add(task)
-        try:
-            peer = await asyncio.wait_for(self._hello(reader, writer), HELLO_SECONDS)
-            if peer:
-                await self._receive_from(peer, reader, writer)
-        except (OSError, EOFError, asyncio.TimeoutError, asyncio.IncompleteReadError):
-            pass  # the sender went away; its own side reports why
-        except ProtocolError as exc:
-            log.warning("client %d closed a tensor channel: %s", self.me, exc)
-        except asyncio.CancelledError:
-            pass  # closing; ending normally keeps asyncio from logging the cancellation
-        finally:
-            writer.close()
-            self._serving.discard(task)
-
-    async def _hello(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
-        magic, version, peer, proof = HELLO.unpack(await reader.readexactly(HELLO.size))
-        reason = ""
-        if magic != MAGIC or version != VERSION:
-            reason = f"not a splitnet tensor channel hello (version {VERSION} expected)"
-        elif not hmac.compare_digest(proof, self._proof):
-            reason = "missing or wrong cluster token (SPLITNET_TOKEN)"
-            if self._on_reject:
-                self._on_reject("TensorChannel")
-        answer = reason.encode()
-        writer.write(U32.pack(len(answer)) + answer)
-        await writer.drain()
-        return 0 if reason else int(peer)
-
-    async def _receive_from(self, peer: int, reader: asyncio.StreamReader,
-                            writer: asyncio.StreamWriter) -> None:
-        assert self._receive is not None
-        while True:
-            try:
-                (n,) = U32.unpack(await reader.readexactly(4))
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial:
-                    raise
-                return  # a clean end between messages
-            if n > MAX_HEADER_BYTES:
-                raise ProtocolError(f"client {peer} sent a {n}-byte header (limit "
-                                    f"{MAX_HEADER_BYTES})")
-            try:
-                header = pb.TaskHeader.FromString(await reader.readexactly(n))
-            except DecodeError:
-                raise ProtocolError(f"client {peer} sent a header that is not a TaskHeader"
-                                    ) from None
-            data = await reader.readexactly(checked_tensor_size(header))
-            try:
-                await self._receive(task_message(header, data))
-            except SplitnetError as exc:
-                label = task_label(header.owner, header.stage, header.batch)
-                refusal = json.dumps({"kind": kind_of(exc), "error": f"{label}: {exc}"}).encode()
-                writer.write(U32.pack(len(refusal)) + refusal)
-
     async def aclose(self) -> None:
         """Close every link and the listener; idempotent."""
         self.closing = True
         for link in self._links.values():
             await link.aclose()
-        serving = list(self._serving)
+        serving = list(self._inbound.serving) if self._inbound else []
         for task in serving:
             task.cancel()
         await asyncio.gather(*serving, return_exceptions=True)

@@ -30,9 +30,11 @@ from splitnet.transport.base import (
     TensorTransport,
 )
 from splitnet.transport.bulk import InlineBulk, TorrentBulk, bulk_min_bytes
-from splitnet.transport.channel import TensorChannel
+from splitnet.transport.channel import ChannelLimits, TensorChannel
 from splitnet.transport.client import PeerClient
+from splitnet.transport.codec import MAX_TENSOR_BYTES
 from splitnet.transport.messages import TaskMessage
+from splitnet.transport.serde import MAX_BLOB_BYTES
 from splitnet.transport.server import start_server
 from splitnet.transport.stream import StreamTransport
 from splitnet.transport.swarm import Swarm
@@ -58,6 +60,8 @@ class NetworkOptions:
     tensor_port: int = 0
     peer_timeout: float = 60.0
     workdir: Path | None = None  # where torrents live (None: a temporary directory)
+    max_tensor_bytes: int = MAX_TENSOR_BYTES  # the largest tensor a peer may send (direct)
+    max_bulk_bytes: int = MAX_BLOB_BYTES  # the largest bulk object fetched over BitTorrent
 
 
 def host_of(address: str) -> str:
@@ -80,12 +84,13 @@ class GrpcNetwork(AsyncClosing):
         self._swarm = Swarm(o.me, o.torrent_timeout, host=o.listen_host, port=o.torrent_port,
                             utp=o.torrent_utp, workdir=o.workdir) if use_torrent else None
         self.bulk: BulkTransport = InlineBulk(o.me) if self._swarm is None else TorrentBulk(
-            self._swarm, bulk_min_bytes(o.bulk_transport, o.torrent_min_bytes))
+            self._swarm, bulk_min_bytes(o.bulk_transport, o.torrent_min_bytes), o.max_bulk_bytes)
         self._channel: TensorChannel | None = None
         self._others: StreamTransport | TorrentTensors | None = None
         self.tensors: TensorTransport
         if o.activation_transport == "direct":
-            self.tensors = self._channel = TensorChannel(o.me, o.token)
+            self.tensors = self._channel = TensorChannel(
+                o.me, o.token, ChannelLimits(max_tensor_bytes=o.max_tensor_bytes))
         elif o.activation_transport == "grpc":
             self.tensors = self._others = StreamTransport(self._clients)
         elif o.activation_transport == "torrent":

@@ -13,6 +13,7 @@ from typing import Any
 
 from splitnet.errors import ProtocolError
 from splitnet.transport.codec import (
+    MAX_TENSOR_BYTES,
     TensorMeta,
     check_meta,
     decode_tensor,
@@ -49,8 +50,8 @@ async def _messages(frames: AsyncIterable[Any], announced: Callable[[Any], int])
     one stream can carry many messages back to back.
     """
     header: Any = None
-    size, previous = 0, -1
-    buffer: bytes | bytearray = b""
+    size, previous, received = 0, -1, 0
+    parts: list[bytes] = []  # Note: linear reassembly: chunks are joined once, when complete
     async for frame in frames:
         if header is None:
             if not frame.HasField("header") and previous >= 0:
@@ -59,19 +60,19 @@ async def _messages(frames: AsyncIterable[Any], announced: Callable[[Any], int])
                 raise ProtocolError("the first frame carries no header")
             header = frame.header
             size = announced(header)
-            buffer = frame.data  # no copy while the message is one frame
         elif frame.HasField("header"):
             raise ProtocolError("a second header arrived in one message")
-        else:
-            buffer = bytearray(buffer)
-            buffer += frame.data
-        if len(buffer) > size:
+        received += len(frame.data)
+        if received > size:
             raise ProtocolError(f"more than the announced {size} bytes arrived")
-        if len(buffer) == size:
-            yield header, buffer
-            header, buffer, previous = None, b"", size
+        if frame.data:
+            parts.append(frame.data)
+        if received == size:
+            # no copy while the message is one frame
+            yield header, parts[0] if len(parts) == 1 else bytearray().join(parts)
+            header, parts, received, previous = None, [], 0, size
     if header is not None:
-        raise ProtocolError(f"received {len(buffer)} bytes but the header says {size}")
+        raise ProtocolError(f"received {received} bytes but the header says {size}")
 
 
 async def _read(frames: AsyncIterable[Any], announced: Callable[[Any], int]) -> tuple[
@@ -91,17 +92,24 @@ def _tensor_meta(header: pb.TaskHeader) -> TensorMeta:
     return TensorMeta(header.tensor.dtype, tuple(header.tensor.shape), header.tensor.nbytes)
 
 
-def checked_tensor_size(header: pb.TaskHeader) -> int:
-    """Check a task header's tensor description; return how many data bytes follow it."""
+def checked_tensor_size(header: pb.TaskHeader, limit: int = MAX_TENSOR_BYTES) -> int:
+    """Check a task header's tensor description; return how many data bytes follow it.
+
+    A tensor of more than ``limit`` bytes is refused (ProtocolError) before its data is read.
+    """
     meta = _tensor_meta(header)
-    check_meta(meta)
+    check_meta(meta, limit)
     return 0 if header.torrent_json else meta.nbytes
 
 
-def _checked_blob_size(header: pb.BlobHeader) -> int:
-    if header.nbytes > MAX_BLOB_BYTES:
-        raise ProtocolError(f"blob of {header.nbytes} bytes exceeds {MAX_BLOB_BYTES}")
-    return int(header.nbytes)
+def _blob_size_within(limit: int) -> Callable[[pb.BlobHeader], int]:
+    def checked(header: pb.BlobHeader) -> int:
+        if header.nbytes > limit:
+            raise ProtocolError(f"{header.kind or 'bulk'} object of round {header.round} from "
+                                f"client {header.sender} claims {header.nbytes} bytes "
+                                f"(limit {limit})")
+        return int(header.nbytes)
+    return checked
 
 
 def task_header(msg: TaskMessage) -> pb.TaskHeader:
@@ -124,14 +132,23 @@ def task_to_frames(msg: TaskMessage) -> Iterator[pb.TensorFrame]:
     return _frames(pb.TensorFrame, task_header(msg), data)
 
 
-async def task_from_frames(frames: AsyncIterable[pb.TensorFrame]) -> TaskMessage:
-    """Read frames into a validated :class:`TaskMessage`."""
-    return task_message(*await _read(frames, checked_tensor_size))
+def _tensor_size_within(limit: int) -> Callable[[pb.TaskHeader], int]:
+    return lambda header: checked_tensor_size(header, limit)
 
 
-async def tasks_from_stream(frames: AsyncIterable[pb.TensorFrame]) -> AsyncIterator[TaskMessage]:
-    """Read a long-lived stream of frames into validated :class:`TaskMessage` s, one by one."""
-    async for header, data in _messages(frames, checked_tensor_size):
+async def task_from_frames(frames: AsyncIterable[pb.TensorFrame],
+                           limit: int = MAX_TENSOR_BYTES) -> TaskMessage:
+    """Read frames into a validated :class:`TaskMessage` of at most ``limit`` tensor bytes."""
+    return task_message(*await _read(frames, _tensor_size_within(limit)))
+
+
+async def tasks_from_stream(frames: AsyncIterable[pb.TensorFrame],
+                            limit: int = MAX_TENSOR_BYTES) -> AsyncIterator[TaskMessage]:
+    """Read a long-lived stream of frames into validated :class:`TaskMessage` s, one by one.
+
+    A tensor of more than ``limit`` bytes is refused from its header, before its data.
+    """
+    async for header, data in _messages(frames, _tensor_size_within(limit)):
         yield task_message(header, data)
 
 
@@ -158,9 +175,14 @@ def blob_to_frames(blob: Blob) -> Iterator[pb.BlobFrame]:
     return _frames(pb.BlobFrame, header, blob.data)
 
 
-async def blob_from_frames(frames: AsyncIterable[pb.BlobFrame]) -> Blob:
-    """Read frames into a :class:`Blob`, checking the announced size."""
-    header, buffer = await _read(frames, _checked_blob_size)
+async def blob_from_frames(frames: AsyncIterable[pb.BlobFrame],
+                           limit: int = MAX_BLOB_BYTES) -> Blob:
+    """Read frames into a :class:`Blob`, checking the announced size.
+
+    A header that claims more than ``limit`` bytes (the node can pass its model's size) is
+    refused before any data is kept.
+    """
+    header, buffer = await _read(frames, _blob_size_within(limit))
     try:
         meta = json.loads(header.meta_json or "{}")
     except ValueError:

@@ -19,6 +19,9 @@ other SplitnetError   runtime     ABORTED               any other code (RuntimeF
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -32,8 +35,8 @@ from splitnet.errors import (
     TransferFailed,
 )
 
-__all__ = ["error_for", "error_of_kind", "kind_of", "not_a_peer", "refused", "reported",
-           "status_of", "task_label", "transfer_failed"]
+__all__ = ["RefusalLog", "error_for", "error_of_kind", "kind_of", "not_a_peer", "refused",
+           "reported", "status_of", "task_label", "transfer_failed"]
 
 
 @dataclass(frozen=True)
@@ -129,3 +132,39 @@ def reported(cause: SplitnetError) -> TransferFailed:
 def not_a_peer(peer: int, label: str) -> TransferFailed:
     """Return the failure of sending ``label`` to a client that is not in the peer table."""
     return reported(PeerUnavailable(f"client {peer} is not a peer; {label} was not sent"))
+
+
+class RefusalLog:
+    """Warnings about refused input, at most one line per key (a peer) per ``interval`` seconds.
+
+    Note: bounded refusal log. A peer that sends refused input in a loop must not flood the log
+    (nor spend the receiver's time writing it): the first line in each interval is written,
+    the others are counted, and the next line written for that key says how many were left out.
+    The refusal metrics still count every one.
+    """
+
+    MAX_KEYS = 256
+
+    def __init__(self, logger: logging.Logger, interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._logger, self._interval, self._clock = logger, interval, clock
+        self._last: dict[str, float] = {}
+        self._left_out: dict[str, int] = {}
+
+    def warning(self, key: str, line: str) -> None:
+        """Log ``line`` for ``key`` unless a line for ``key`` was written within the interval."""
+        now = self._clock()
+        if key not in self._last and len(self._last) >= self.MAX_KEYS:
+            for old in [k for k, t in self._last.items() if now - t >= self._interval]:
+                del self._last[old]  # many keys: forget the quiet ones
+                self._left_out.pop(old, None)
+            if len(self._last) >= self.MAX_KEYS:
+                key = "other peers"
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            self._left_out[key] = self._left_out.get(key, 0) + 1
+            return
+        left_out = self._left_out.pop(key, 0)
+        self._last[key] = now
+        more = f" ({left_out} more like it from {key} not logged)" if left_out else ""
+        self._logger.warning("%s%s", line, more)
