@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from splitnet.config.files import read_text_file
 from splitnet.config.settings import Settings
 from splitnet.errors import ConfigError, Violation
 
 __all__ = ["peer_addresses", "resolve_token"]
 
+MAX_TOKEN_FILE_BYTES = 64 * 1024
 _ADDRESS_RE = re.compile(r"[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}")
 
 
@@ -40,10 +42,10 @@ def resolve_token(settings: Settings) -> str:
         return network.token
     if network.token_file:
         try:
-            token = Path(network.token_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
+            token = read_text_file(Path(network.token_file), MAX_TOKEN_FILE_BYTES).strip()
+        except ValueError as exc:
             raise ConfigError(Violation("setting", f"SPLITNET_TOKEN_FILE={network.token_file}: "
-                                                   f"cannot read it ({exc})")) from None
+                                                   f"{exc}")) from None
         if token:
             return token
         raise ConfigError(Violation("setting", f"SPLITNET_TOKEN_FILE={network.token_file} is "
