@@ -4,6 +4,7 @@ Note: special files. ``stat`` says 0 bytes for ``/dev/zero`` and a FIFO, so a si
 lets ``read_bytes`` run until memory is gone (a device) or block forever (a FIFO with no writer).
 The file is therefore checked to be a regular file *before* it is opened, opened without
 blocking, checked again on the open descriptor (it may have been swapped), and read with a limit.
+``/dev/null`` alone is let through, as empty text.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ MAX_TEXT_FILE_BYTES = 4 * 1024 * 1024
 def read_text_file(path: Path, limit: int = MAX_TEXT_FILE_BYTES) -> str:
     """Return ``path``'s UTF-8 text; raise ``ValueError`` naming the rule it breaks."""
     try:
-        mode = path.stat().st_mode
+        info = path.stat()
+        if stat.S_ISCHR(info.st_mode) and os.path.samestat(info, os.stat(os.devnull)):
+            return ""  # /dev/null: the usual way to say "nothing", and it ends at once
     except OSError as exc:
         raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+    mode = info.st_mode
     if not stat.S_ISREG(mode):
         raise ValueError(f"is {_kind(mode)}, not a regular file; expected a text file")
     try:

@@ -53,3 +53,8 @@ def test_short_token_file_is_warned_about_and_used(tmp_path, write_env, caplog):
                               SPLITNET_TOKEN_FILE=str(tmp_path / "token")), environ={})
     assert resolve_token(settings) == "change-me"
     assert "SPLITNET_TOKEN_FILE is the placeholder 'change-me'" in caplog.text
+
+
+def test_dev_null_reads_as_an_empty_env_file():
+    with pytest.raises(ConfigError, match="SIMULATION_STAGES_CLIENTS is not set"):
+        load(Path(os.devnull), environ={}, env_file_required=True)
