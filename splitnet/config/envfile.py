@@ -12,30 +12,21 @@ from dotenv.main import DotEnv
 from dotenv.parser import parse_stream
 
 from splitnet.config.fields import KNOWN_KEYS
+from splitnet.config.files import MAX_TEXT_FILE_BYTES, read_text_file
 from splitnet.config.parsing import show
 from splitnet.errors import Violation
 
 __all__ = ["MAX_ENV_FILE_BYTES", "read_env_file"]
 
-MAX_ENV_FILE_BYTES = 4 * 1024 * 1024
+MAX_ENV_FILE_BYTES = MAX_TEXT_FILE_BYTES
 
 
 def read_env_file(path: Path) -> tuple[dict[str, str], list[Violation], list[str]]:
     """Read an env file as text; return its values, violations and warnings (never raises)."""
     try:
-        size = path.stat().st_size
-        if size > MAX_ENV_FILE_BYTES:
-            return {}, [Violation("env-file", f"{path} is {size} bytes; the limit is "
-                                  f"{MAX_ENV_FILE_BYTES} (is it really an env file?)")], []
-        raw = path.read_bytes()
-    except OSError as exc:
-        return {}, [Violation("env-file", f"cannot read {path}: {exc.strerror or exc}")], []
-    try:
-        content = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return {}, [Violation("env-file", f"{path} is not UTF-8 text (byte {exc.start})")], []
-    if "\x00" in content:
-        return {}, [Violation("env-file", f"{path} contains NUL bytes; expected text")], []
+        content = read_text_file(path, MAX_ENV_FILE_BYTES)
+    except ValueError as exc:
+        return {}, [Violation("env-file", f"env file {path}: {exc}")], []
     violations = [
         Violation("env-file", f"{path} line {binding.original.line}: cannot parse "
                   f"{show(binding.original.string.strip())}; expected KEY=VALUE")

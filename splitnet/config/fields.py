@@ -16,7 +16,11 @@ from splitnet.config.parsing import (
     bandwidth,
     boolean,
     choice,
+    directory,
+    host,
+    host_port_list,
     integer,
+    number,
     parse_literal,
     percent,
     positive_float,
@@ -28,6 +32,8 @@ __all__ = ["FIELDS", "GROUPS", "KNOWN_KEYS", "STAGES_ALIAS", "STAGES_KEY", "Fiel
 
 STAGES_KEY = "SIMULATION_STAGES_CLIENTS"
 STAGES_ALIAS = "STAGES_CLIENTS"
+_LEARNING_RATE = number(1e-12, 10.0, "0.05")
+_SECONDS = number(0.1, 1e7, "60")
 GROUPS = ("training", "data", "network", "transport", "shaping", "output")
 
 
@@ -66,7 +72,7 @@ FIELDS: tuple[Field, ...] = (
           "optional explicit stage pairing; must equal the canonical one"),
     Field("SEED", "training", "seed", integer(0, 2**32 - 1), 42,
           "seed for data split and weights"),
-    Field("LEARNING_RATE", "training", "learning_rate", positive_float, 0.05,
+    Field("LEARNING_RATE", "training", "learning_rate", _LEARNING_RATE, 0.05,
           "optimizer step size"),
     Field("OPTIMIZER", "training", "optimizer", choice("SGD", "ADAM", "ADAMW"), "SGD",
           "optimizer"),
@@ -83,16 +89,17 @@ FIELDS: tuple[Field, ...] = (
     # network: who this client is, where its peers are, how it proves it belongs
     Field("CLIENT_NUMBER", "network", "client_number", integer(1), None,
           "which client this process is"),
-    Field("PEERS", "network", "peers", text, None, "comma-separated host:port of clients 1..N"),
+    Field("PEERS", "network", "peers", host_port_list, None,
+          "comma-separated host:port of clients 1..N"),
     Field("GRPC_PORT", "network", "grpc_port", integer(1, 65535), 50051, "gRPC port"),
-    Field("LISTEN_HOST", "network", "listen_host", text, "0.0.0.0",
+    Field("LISTEN_HOST", "network", "listen_host", host, "0.0.0.0",
           "address the gRPC server binds"),
     Field("SPLITNET_TOKEN", "network", "token", text, None, "cluster credential"),
     Field("SPLITNET_TOKEN_FILE", "network", "token_file", text, None,
           "file holding the credential"),
-    Field("JOIN_TIMEOUT", "network", "join_timeout", positive_float, 120.0,
+    Field("JOIN_TIMEOUT", "network", "join_timeout", _SECONDS, 120.0,
           "seconds to wait for peers"),
-    Field("PEER_TIMEOUT", "network", "peer_timeout", positive_float, 60.0,
+    Field("PEER_TIMEOUT", "network", "peer_timeout", _SECONDS, 60.0,
           "seconds a peer may be silent"),
     Field("TENSOR_PORT", "network", "tensor_port", integer(0, 65535), 0,
           "direct tensor channel listen port (0: any free port, announced at join)"),
@@ -106,7 +113,7 @@ FIELDS: tuple[Field, ...] = (
           choice("direct", "grpc", "torrent"), "direct", "how activations and gradients travel"),
     Field("TORRENT_PORT", "transport", "torrent_port", integer(0, 65535), 6881,
           "libtorrent listen port (0: any free port)"),
-    Field("TORRENT_TIMEOUT", "transport", "torrent_timeout", positive_float, 120.0,
+    Field("TORRENT_TIMEOUT", "transport", "torrent_timeout", _SECONDS, 120.0,
           "seconds a BitTorrent fetch may take"),
     Field("TORRENT_UTP", "transport", "torrent_utp", boolean, False, "allow uTP besides TCP"),
     # shaping: traffic control the container entrypoint applies
@@ -120,7 +127,8 @@ FIELDS: tuple[Field, ...] = (
     Field("NETWORK_LOSS", "shaping", "network_loss", percent, None, "packet loss (netem)"),
     Field("NO_TC", "shaping", "no_tc", boolean, False, "skip traffic shaping"),
     # output: what this client writes and serves, and how hard it works
-    Field("RESULTS_DIR", "output", "results_dir", text, "./results", "where results are written"),
+    Field("RESULTS_DIR", "output", "results_dir", directory, "./results",
+          "where results are written"),
     Field("METRICS_PORT", "output", "metrics_port", integer(0, 65535), 9100,
           "Prometheus /metrics port (0: off)"),
     Field("METRICS_HOLD", "output", "metrics_hold", integer(0, 86400), 0,

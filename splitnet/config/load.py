@@ -16,6 +16,7 @@ from typing import Any
 from splitnet.config import catalog
 from splitnet.config.envfile import read_env_file
 from splitnet.config.fields import FIELDS, KNOWN_KEYS, STAGES_KEY
+from splitnet.config.network import token_warnings
 from splitnet.config.parsing import show
 from splitnet.config.settings import (
     DataSettings,
@@ -103,7 +104,15 @@ def _validate(values: Mapping[str, str], violations: list[Violation], base_dir: 
         bad_keys.add(STAGES_KEY)
     if training["num_clients"] is None:
         training["num_clients"] = len(training["stages_clients"]) or 1
-    _check_cross_field(training, groups["network"]["client_number"], violations)
+    network = groups["network"]
+    _check_cross_field(training, network["client_number"], violations)
+    if network["peers"] and "PEERS" not in bad_keys:
+        count, n = len(network["peers"].split(",")), training["num_clients"]
+        if count != n:
+            violations.append(Violation("setting", f"PEERS lists {count} address(es) but "
+                                        f"NUM_CLIENTS={n}: expected one host:port per client"))
+    if network["token"]:
+        warnings += tuple(token_warnings(network["token"], "SPLITNET_TOKEN"))
     built = {name: cls(**groups[name]) for name, cls in _GROUPS.items()}
     return Settings(**built, source=source, warnings=warnings), bad_keys
 

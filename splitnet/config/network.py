@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-import re
+import logging
 from pathlib import Path
 
+from splitnet.config.files import read_text_file
+from splitnet.config.parsing import host_port_list, show
 from splitnet.config.settings import Settings
 from splitnet.errors import ConfigError, Violation
 
-__all__ = ["peer_addresses", "resolve_token"]
+__all__ = [
+    "MIN_TOKEN_CHARS",
+    "PLACEHOLDER_TOKEN",
+    "peer_addresses",
+    "resolve_token",
+    "token_warnings",
+]
 
-_ADDRESS_RE = re.compile(r"[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}")
+_log = logging.getLogger(__name__)
+
+MAX_TOKEN_FILE_BYTES = 64 * 1024
+MIN_TOKEN_CHARS = 16
+PLACEHOLDER_TOKEN = "change-me"
+"""The token the generated compose file falls back to when ``SPLITNET_TOKEN`` is not set."""
 
 
 def peer_addresses(settings: Settings) -> list[str]:
@@ -23,14 +36,25 @@ def peer_addresses(settings: Settings) -> list[str]:
     if len(addresses) != n:
         problems.append(Violation("setting", f"PEERS lists {len(addresses)} address(es) but "
                                              f"NUM_CLIENTS={n}: expected one host:port per client"))
-    for address in addresses:
-        port = address.rsplit(":", 1)[-1]
-        if not _ADDRESS_RE.fullmatch(address) or not 1 <= int(port or 0) <= 65535:
-            problems.append(Violation("setting", f"PEERS entry {address!r}: expected host:port, "
-                                                 "e.g. client1:50051 or 127.0.0.1:7001"))
+    try:
+        host_port_list(network.peers)
+    except ValueError as exc:
+        problems.append(Violation("setting", f"PEERS={show(network.peers)}: {exc}"))
     if problems:
         raise ConfigError(problems, settings.source)
     return addresses
+
+
+def token_warnings(token: str, key: str) -> list[str]:
+    """Return warnings for a guessable cluster token: the compose placeholder, or a short one."""
+    if token == PLACEHOLDER_TOKEN:
+        return [f"{key} is the placeholder {PLACEHOLDER_TOKEN!r} the compose file falls back "
+                "to: anyone who knows it can join or stop the cluster; set SPLITNET_TOKEN to a "
+                "secret, e.g. `openssl rand -hex 16`"]
+    if len(token) < MIN_TOKEN_CHARS:
+        return [f"{key} is {len(token)} characters; a token shorter than {MIN_TOKEN_CHARS} "
+                "is easy to guess (e.g. `openssl rand -hex 16`)"]
+    return []
 
 
 def resolve_token(settings: Settings) -> str:
@@ -40,11 +64,13 @@ def resolve_token(settings: Settings) -> str:
         return network.token
     if network.token_file:
         try:
-            token = Path(network.token_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
+            token = read_text_file(Path(network.token_file), MAX_TOKEN_FILE_BYTES).strip()
+        except ValueError as exc:
             raise ConfigError(Violation("setting", f"SPLITNET_TOKEN_FILE={network.token_file}: "
-                                                   f"cannot read it ({exc})")) from None
+                                                   f"{exc}")) from None
         if token:
+            for warning in token_warnings(token, "SPLITNET_TOKEN_FILE"):
+                _log.warning("%s", warning)
             return token
         raise ConfigError(Violation("setting", f"SPLITNET_TOKEN_FILE={network.token_file} is "
                                                "empty"))

@@ -8,7 +8,10 @@ imported, evaluated or executed.
 from __future__ import annotations
 
 import ast
+import ipaddress
 import json
+import math
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +21,11 @@ __all__ = [
     "bandwidth",
     "boolean",
     "choice",
+    "directory",
+    "host",
+    "host_port_list",
     "integer",
+    "number",
     "parse_literal",
     "percent",
     "positive_float",
@@ -30,6 +37,8 @@ __all__ = [
 MAX_LITERAL_CHARS = 1_000_000
 _BANDWIDTH_RE = re.compile(r"[0-9]+(\.[0-9]+)?(bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps|tbps)")
 _TIME_RE = re.compile(r"[0-9]+(\.[0-9]+)?(us|ms|s)")
+_LABEL_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+_HOST_RULE = "expected an IPv4 address, a bracketed IPv6 address or a host name"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -75,6 +84,81 @@ def positive_float(value: str) -> float:
     if not (number > 0 and number != float("inf")):
         raise ValueError("expected a positive number, e.g. 0.01")
     return number
+
+
+def number(minimum: float, maximum: float | None = None,
+           example: str = "1") -> Callable[[str], float]:
+    """Return a parser for a finite number within ``[minimum, maximum]``."""
+    rule = (f"expected a number from {minimum:g} to {maximum:g}, e.g. {example}"
+            if maximum is not None else f"expected a number ≥ {minimum:g}, e.g. {example}")
+
+    def parse(value: str) -> float:
+        try:
+            parsed = float(value.strip())
+        except ValueError:
+            raise ValueError(rule) from None
+        if not math.isfinite(parsed) or parsed < minimum or (
+                maximum is not None and parsed > maximum):
+            raise ValueError(rule)
+        return parsed
+
+    return parse
+
+
+def host(value: str, *, bracketed_ipv6: bool = False) -> str:
+    """Parse an IPv4 address, an IPv6 address (in brackets if asked) or a host name."""
+    cleaned = value.strip()
+    if cleaned.startswith("[") or ":" in cleaned:
+        bracketed = cleaned.startswith("[") and cleaned.endswith("]")
+        if bracketed_ipv6 and not bracketed:
+            raise ValueError(f"{_HOST_RULE} (an IPv6 address goes in brackets, e.g. [::1])")
+        try:
+            ipaddress.IPv6Address(cleaned[1:-1] if bracketed else cleaned)
+        except ValueError:
+            raise ValueError(f"{_HOST_RULE}; {show(cleaned)} is not an IPv6 address") from None
+        return cleaned
+    if re.fullmatch(r"[0-9.]+", cleaned):
+        try:
+            ipaddress.IPv4Address(cleaned)
+        except ValueError:
+            raise ValueError(f"{_HOST_RULE}; {show(cleaned)} is not an IPv4 address") from None
+        return cleaned
+    labels = cleaned.rstrip(".").split(".")
+    if not cleaned or len(cleaned) > 253 or not all(_LABEL_RE.fullmatch(x) for x in labels):
+        raise ValueError(f"{_HOST_RULE} (labels of letters, digits and '-', at most 63 "
+                         "characters each), e.g. 0.0.0.0, [::] or client1")
+    return cleaned
+
+
+def host_port_list(value: str) -> str:
+    """Parse comma-separated ``host:port`` entries (IPv6 in brackets, ports 1 to 65535)."""
+    problems = []
+    for entry in (part.strip() for part in value.split(",")):
+        name, sep, port = entry.rpartition(":")
+        try:
+            if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError("expected host:port with a port from 1 to 65535")
+            host(name, bracketed_ipv6=True)
+        except ValueError as exc:
+            problems.append(f"entry {show(entry)}: {exc}")
+    if problems:
+        raise ValueError("; ".join(problems) + " (e.g. client1:50051,127.0.0.1:7001,[::1]:7002)")
+    return value.strip()
+
+
+def directory(value: str) -> str:
+    """Parse a folder that exists or can be created: not a file or device, and writable."""
+    cleaned = value.strip()
+    path = os.path.abspath(cleaned)
+    while not os.path.lexists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        what = "" if path == os.path.abspath(cleaned) else f" ({path} is in the way)"
+        raise ValueError(f"expected a folder that exists or can be created; it is a file or "
+                         f"device{what}")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"expected a folder this process can write; {path} is not writable")
+    return cleaned
 
 
 def boolean(value: str) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 
 from splitnet.config.envfile import MAX_ENV_FILE_BYTES
 from splitnet.config.fields import STAGES_ALIAS, STAGES_KEY
+from splitnet.config.files import read_text_file
 from splitnet.config.parsing import parse_literal, show
 from splitnet.errors import Violation
 
@@ -61,14 +62,9 @@ def _read_config_file(path: Path, violations: list[Violation]) -> tuple[str, str
     """Read CONFIG_FILE: a bare literal, a JSON object, or ``SIMULATION_STAGES_CLIENTS = [...]``."""
     label = f"CONFIG_FILE {path}"
     try:
-        if path.stat().st_size > MAX_ENV_FILE_BYTES:
-            violations.append(Violation("setting", f"{label} is larger than "
-                                        f"{MAX_ENV_FILE_BYTES} bytes"))
-            return label, None
-        content = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        violations.append(Violation("setting", f"cannot read {label}: {reason or exc}"))
+        content = read_text_file(path, MAX_ENV_FILE_BYTES)
+    except ValueError as exc:
+        violations.append(Violation("setting", f"{label}: {exc}"))
         return label, None
     assigned = _assigned_literal(content)
     if assigned is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from splitnet.config.network import PLACEHOLDER_TOKEN
 from splitnet.errors import ConfigError, Violation
 
 __all__ = ["render_compose", "render_swarm", "write_compose"]
@@ -46,7 +47,7 @@ def render_compose(n: int) -> str:
         "services:",
     ]
     for k in range(1, n + 1):
-        lines += [*_client(k), "      SPLITNET_TOKEN: ${SPLITNET_TOKEN:-change-me}"]
+        lines += [*_client(k), f"      SPLITNET_TOKEN: ${{SPLITNET_TOKEN:-{PLACEHOLDER_TOKEN}}}"]
     lines += [
         "",
         "  # Observability: docker-compose --profile monitoring up",

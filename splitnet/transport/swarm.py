@@ -8,6 +8,10 @@ the network starts serving, and closed (every torrent removed, its files deleted
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterable
@@ -16,7 +20,47 @@ from pathlib import Path
 from splitnet.errors import PeerUnavailable, RuntimeFailure
 from splitnet.transport.torrent import TorrentRef, TorrentSession
 
-__all__ = ["Swarm"]
+__all__ = ["Swarm", "remove_stale_workdirs"]
+
+_log = logging.getLogger(__name__)
+_WORKDIR_RE = re.compile(r"splitnet-torrents-(?P<me>[0-9]+)-(?P<pid>[0-9]+)-.*")
+
+
+def remove_stale_workdirs(me: int, parent: Path | None = None) -> list[Path]:
+    """Remove client ``me``'s torrent directories whose process is gone; return them.
+
+    Note: stale torrent directories. A killed client cannot remove its working directory, so the
+    next process of the same client number does: the directory's name carries the client number
+    and the pid that made it (``splitnet-torrents-{me}-{pid}-*``). Only a directory of this
+    client number whose pid no longer runs is removed; several clients (``splitnet local``) and
+    several test clusters share one temp folder, and a live process keeps its directory.
+    """
+    parent = Path(tempfile.gettempdir()) if parent is None else parent
+    removed = []
+    for path in parent.glob(f"splitnet-torrents-{me}-*"):
+        match = _WORKDIR_RE.fullmatch(path.name)
+        if match is None or int(match["me"]) != me or not path.is_dir() or path.is_symlink():
+            continue
+        if _running(int(match["pid"])):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    if removed:
+        _log.info("removed %d stale BitTorrent folder(s) of earlier client %d processes: %s",
+                  len(removed), me, ", ".join(p.name for p in removed))
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a pid we can ask about: keep the folder
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or not a pid at all: keep it
+    return True
 
 
 class Swarm:
@@ -47,7 +91,9 @@ class Swarm:
         """Create the session, listening on the configured host and port."""
         workdir = self._workdir
         if workdir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix=f"splitnet-torrents-{self.me}-")
+            remove_stale_workdirs(self.me)
+            self._tmp = tempfile.TemporaryDirectory(
+                prefix=f"splitnet-torrents-{self.me}-{os.getpid()}-")
             workdir = Path(self._tmp.name)
         self._session = TorrentSession(workdir, self._host, self._port, utp=self._utp)
 

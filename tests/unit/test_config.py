@@ -70,7 +70,7 @@ def test_two_sources_of_lists_are_refused(tmp_path, write_env):
 
 
 def test_missing_config_file_is_named(write_env):
-    with pytest.raises(ConfigError, match="cannot read CONFIG_FILE .*nothere.json"):
+    with pytest.raises(ConfigError, match="CONFIG_FILE .*nothere.json: cannot read it"):
         load(write_env(CONFIG_FILE="nothere.json"), environ={})
 
 

@@ -1,0 +1,70 @@
+"""Weak values are refused by name at load (``splitnet validate``), or warned about."""
+
+import pytest
+
+from splitnet.cli import main
+from splitnet.config import load
+from splitnet.config.network import PLACEHOLDER_TOKEN
+from splitnet.errors import ConfigError
+from splitnet.ops.compose import render_compose
+
+TWO = '[["1_1","1_2","1_3","1_4","1_5","1_6","1_7","1_8"],["2_1","2_2","2_3","2_4","2_5","2_6","2_7","2_8"]]'
+
+
+@pytest.mark.parametrize("key, value, rule", [
+    ("LEARNING_RATE", "1e26", "expected a number from 1e-12 to 10"),
+    ("LEARNING_RATE", "nan", "expected a number from 1e-12 to 10"),
+    ("PEER_TIMEOUT", "1e-320", "expected a number from 0.1 to 1e+07"),
+    ("JOIN_TIMEOUT", "0.01", "expected a number from 0.1 to 1e+07"),
+    ("TORRENT_TIMEOUT", "inf", "expected a number from 0.1 to 1e+07"),
+    ("LISTEN_HOST", "not a host!", "expected an IPv4 address, a bracketed IPv6 address or a host"),
+    ("LISTEN_HOST", "999.1.1.1", "'999.1.1.1' is not an IPv4 address"),
+    ("LISTEN_HOST", "::zz", "is not an IPv6 address"),
+    ("PEERS", "127.0.0.1:7001,127.0.0.1", "entry '127.0.0.1': expected host:port"),
+    ("PEERS", "127.0.0.1:7001,bad host:7002", "entry 'bad host:7002': expected an IPv4"),
+    ("PEERS", "127.0.0.1:7001,::1:7002", "an IPv6 address goes in brackets"),
+    ("PEERS", "127.0.0.1:7001,client2:70000", "a port from 1 to 65535"),
+    ("PEERS", "127.0.0.1:7001", "PEERS lists 1 address(es) but NUM_CLIENTS=2"),
+    ("RESULTS_DIR", "/dev/zero", "expected a folder that exists or can be created"),
+])
+def test_validate_refuses_weak_values_by_name(write_env, capsys, key, value, rule):
+    path = write_env(SIMULATION_STAGES_CLIENTS=TWO, **{key: value})
+    assert main(["validate", "--env-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert key in err and rule in err and "Traceback" not in err
+
+
+def test_results_dir_under_a_file_is_refused(tmp_path, write_env):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"RESULTS_DIR=.*it is a file or device \(.*file is in"):
+        load(write_env(SIMULATION_STAGES_CLIENTS=TWO, RESULTS_DIR=str(tmp_path / "file" / "r")),
+             environ={})
+
+
+@pytest.mark.parametrize("key, value", [
+    ("LISTEN_HOST", "0.0.0.0"), ("LISTEN_HOST", "::"), ("LISTEN_HOST", "[::1]"),
+    ("LISTEN_HOST", "client1"), ("LISTEN_HOST", "splitnet_client1.example.org"),
+    ("PEERS", "client1:50051,[::1]:7002"), ("PEERS", "127.0.0.1:7001, node-2.lan:7002"),
+    ("LEARNING_RATE", "10"), ("PEER_TIMEOUT", "0.1"), ("RESULTS_DIR", "new/sub/dir"),
+])
+def test_sound_values_still_pass(write_env, key, value):
+    load(write_env(SIMULATION_STAGES_CLIENTS=TWO, **{key: value}), environ={})
+
+
+@pytest.mark.parametrize("token, warned", [
+    (PLACEHOLDER_TOKEN, "placeholder 'change-me'"),
+    ("x", "SPLITNET_TOKEN is 1 characters; a token shorter than 16"),
+    ("0123456789abcdef0123456789abcdef", None),
+])
+def test_guessable_token_is_warned_about_at_validate(write_env, capsys, token, warned):
+    path = write_env(SIMULATION_STAGES_CLIENTS=TWO, SPLITNET_TOKEN=token)
+    assert main(["validate", "--env-file", str(path)]) == 0
+    err = capsys.readouterr().err
+    if warned:
+        assert "warning: SPLITNET_TOKEN" in err and warned in err
+    else:
+        assert "SPLITNET_TOKEN" not in err
+
+
+def test_the_compose_fallback_is_the_placeholder_that_is_warned_about():
+    assert f"${{SPLITNET_TOKEN:-{PLACEHOLDER_TOKEN}}}" in render_compose(2)
