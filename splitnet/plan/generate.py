@@ -115,7 +115,8 @@ def generate(
         lists = generate_lists(clients, p, owner_list, moved)
     except ValueError as exc:
         raise ConfigError(Violation("usage", str(exc)), COMMAND_LINE) from None
-    _, violations = check_placement(lists, clients, p, model or f"P={p}")
+    _, violations = check_placement(lists, clients, p,
+                                    f"--model {model}" if model else f"--partitions {p}")
     if violations:
         raise ConfigError(violations, "the generated plan")
     if fmt == "json":

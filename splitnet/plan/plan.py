@@ -143,10 +143,16 @@ def plan_violations(training: TrainingSettings) -> list[Violation]:
     return _check(training)[1]
 
 
+def _model_label(training: TrainingSettings) -> str:
+    """Name the model as the settings do, e.g. ``CURRENT_MODEL=BERT (BERT_MODEL=tiny)``."""
+    label = f"CURRENT_MODEL={training.model}"
+    return f"{label} (BERT_MODEL={training.bert_model})" if training.model == "BERT" else label
+
+
 def _check(training: TrainingSettings) -> tuple[Plan | None, list[Violation]]:
     placement, violations = check_placement(
-        training.stages_clients, training.num_clients, training.num_partitions, training.model,
-        training.pair_stages, training.dataset_n_splits)
+        training.stages_clients, training.num_clients, training.num_partitions,
+        _model_label(training), training.pair_stages, training.dataset_n_splits)
     if violations:
         return None, violations
     p = training.num_partitions

@@ -50,7 +50,7 @@ def check_placement(
     lists: Sequence[Sequence[str]],
     num_clients: int,
     num_partitions: int,
-    model: str,
+    model: str,  # how the user named the model, e.g. "CURRENT_MODEL=CNN" or "--partitions 4"
     pair_stages: Any = None,
     dataset_n_splits: int | None = None,
 ) -> tuple[Placement, list[Violation]]:
@@ -114,7 +114,7 @@ def _check_range(client_tasks: tuple[tuple[Task, ...], ...], n: int, p: int, mod
             elif task.stage > 2 * p:
                 out_of_range.append(Violation(
                     "range", f"task '{task}' in client {client}'s list: stage {task.stage} is "
-                    f"beyond {2 * p} (model {model} has {p} partitions, {2 * p} stages)"))
+                    f"beyond {2 * p} ({model} has {p} partitions, {2 * p} stages)"))
             else:
                 in_range.add(task)
     highest = set(max_stage_by_owner.values())
@@ -124,7 +124,7 @@ def _check_range(client_tasks: tuple[tuple[Task, ...], ...], n: int, p: int, mod
             # Note: partition-count mismatch. A config written for another model has every
             # owner end at the same even stage; say that once instead of one error per task.
             violations.append(Violation(
-                "range", f"config has {top // 2} partitions ({top} stages), model {model} has "
+                "range", f"config has {top // 2} partitions ({top} stages), {model} has "
                 f"{p}; write the task lists for {p} partitions ('splitnet plan --generate' can)"))
             return in_range, False
     violations.extend(out_of_range)

@@ -48,6 +48,14 @@ def test_broken_config_exits_2_listing_every_violation(write_env, capsys):
     assert "Traceback" not in err
 
 
+def test_a_config_for_another_model_names_the_setting(write_env, capsys):
+    path = write_env((ROOT / ".env").read_text(), CURRENT_MODEL="RESNET50",
+                     CURRENT_DATASET="SYNTHETIC")
+    assert main(["validate", "--env-file", str(path)]) == 2
+    assert "config has 4 partitions (8 stages), CURRENT_MODEL=RESNET50 has 18" in (
+        capsys.readouterr().err)
+
+
 def test_fingerprint_changes_with_what_must_match(write_env, capsys):
     base = (ROOT / ".env").read_text()
     prints = []

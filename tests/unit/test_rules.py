@@ -7,7 +7,7 @@ P4_OWNER2 = ["2_1", "2_2", "2_3", "2_4", "2_5", "2_6", "2_7", "2_8"]
 
 
 def rules_of(lists, n=None, p=4, **kw):
-    _, violations = check_placement(lists, len(lists) if n is None else n, p, "CNN", **kw)
+    _, violations = check_placement(lists, len(lists) if n is None else n, p, "CURRENT_MODEL=CNN", **kw)
     return violations
 
 
@@ -42,7 +42,7 @@ def test_range_rule_names_owner_and_stage():
 def test_config_for_another_partition_count_is_reported_once():
     v = rules_of([P4_OWNER1, P4_OWNER2], p=18)
     assert len(v) == 1 and v[0].rule == "range"
-    assert v[0].message.startswith("config has 4 partitions (8 stages), model CNN has 18")
+    assert v[0].message.startswith("config has 4 partitions (8 stages), CURRENT_MODEL=CNN has 18")
 
 
 def test_coverage_reports_missing_and_duplicate():
