@@ -26,8 +26,6 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import start_http_server
-
 from splitnet.config.settings import Settings
 from splitnet.errors import RuntimeFailure, TransferFailed
 from splitnet.node.state import Counters, Failure
@@ -90,8 +88,7 @@ class Node:
         if not port:
             return
         try:
-            server, thread = start_http_server(port, addr=host,
-                                               registry=self.metrics.registry)
+            server, thread = self.metrics.serve(port, host)
         except OSError as exc:
             raise RuntimeFailure(f"client {self.me} cannot serve metrics on "
                                  f"{host}:{port} ({exc}); set METRICS_PORT "

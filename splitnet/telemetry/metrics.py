@@ -7,6 +7,8 @@ values, so a dashboard shows zeros rather than "no data" before the first event.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -82,9 +84,9 @@ class Metrics:
                       self.torrent_served):
             gauge.labels(self.client).set(0)
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> None:
-        """Serve ``/metrics`` on ``host:port`` from a background thread."""
-        start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, port: int, host: str = "0.0.0.0") -> tuple[Any, Any]:
+        """Serve ``/metrics`` on ``host:port`` from a background thread; return server, thread."""
+        return start_http_server(port, addr=host, registry=self.registry)
 
     def error(self, kind: str) -> None:
         """Count one error of ``kind``."""
