@@ -34,7 +34,7 @@ class NodeHandler:
 
     async def join(self, client: int, fingerprint: str, facts: dict[str, Any],
                    torrent_port: int, tensor_port: int) -> tuple[str, dict[str, Any], int, int]:
-        """Accept a joining peer; refuse it (and stop) if its plan differs."""
+        """Accept a joining peer; refuse it if it is no member or its plan differs."""
         return self._membership.answer(client, fingerprint, facts, torrent_port, tensor_port)
 
     async def ping(self, client: int) -> int:
@@ -67,5 +67,15 @@ class NodeHandler:
         self._rounds.finish()
 
     async def abort(self, client: int, reason: str) -> None:
-        """Stop too, naming the peer that stopped because of an error."""
+        """Stop too, naming the peer that stopped because of an error.
+
+        A client whose join was refused (another plan) is not part of this run: its abort is
+        refused (Note: a refused joiner is not fatal).
+        """
+        if not self._membership.member(client):
+            raise ProtocolError(f"client {self._routing.me} refused an abort from client "
+                                f"{client}: not a peer of the plan")
+        if self._membership.refused(client):
+            raise ProtocolError(f"client {self._routing.me} refused an abort from client "
+                                f"{client}, whose join was refused for a different plan")
         self._failure.fail(RuntimeFailure(f"client {client} stopped: {reason}"))

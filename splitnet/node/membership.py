@@ -2,8 +2,11 @@
 
 A client joins every peer (retrying with backoff until ``JOIN_TIMEOUT``): both sides compare
 plan fingerprints and a difference is named key by key; each side learns the ports the other
-announced. Then heartbeats ping every peer; a peer silent for ``PEER_TIMEOUT`` seconds stops
-this client with an error naming it (Note: one failure path (node)).
+announced. A join with a different plan, or from a number outside the plan, is refused (the
+joiner stops); it never stops the members: at start-up a member that was refused this way fails
+its own join to that peer with the same difference (Note: a refused joiner is not fatal).
+Then heartbeats ping every peer; a peer silent for ``PEER_TIMEOUT`` seconds stops this client
+with an error naming it (Note: one failure path (node)).
 """
 
 from __future__ import annotations
@@ -14,7 +17,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from splitnet.errors import PeerUnavailable, PlanMismatch, RuntimeFailure, SplitnetError
+from splitnet.errors import (
+    PeerUnavailable,
+    PlanMismatch,
+    ProtocolError,
+    RuntimeFailure,
+    SplitnetError,
+)
 from splitnet.node.state import Failure
 from splitnet.plan.plan import Plan, describe_difference
 from splitnet.telemetry.metrics import Metrics
@@ -26,6 +35,8 @@ log = logging.getLogger("splitnet.node")
 JOIN_CALL_SECONDS = 5.0
 ABORT_REASON_CHARS = 2000
 ABORT_SECONDS = 6.0
+DIFFERENCE_CHARS = 2000  # a joiner's facts are its own: bound what a refusal repeats
+LOGGED_REFUSALS = 256  # distinct (client, fingerprint) refusals logged before the log resets
 
 
 class Membership:
@@ -39,6 +50,8 @@ class Membership:
         self._failure = failure
         self._join_timeout = join_timeout
         self._peer_timeout = peer_timeout
+        self._refused: dict[int, PlanMismatch] = {}  # members whose join had a different plan
+        self._logged: set[tuple[int, str]] = set()
 
     @property
     def me(self) -> int:
@@ -64,6 +77,8 @@ class Membership:
                     tensor_port=self._network.tensor_port)
                 break
             except PeerUnavailable as exc:
+                if peer.number in self._refused:  # it joined us with another plan, then left
+                    raise self._refused[peer.number] from None
                 if time.monotonic() + delay > deadline:
                     raise PeerUnavailable(
                         f"client {peer.number} ({peer.address}) did not answer within "
@@ -76,19 +91,49 @@ class Membership:
 
     def answer(self, client: int, fingerprint: str, facts: dict[str, Any], torrent_port: int,
                tensor_port: int) -> tuple[str, dict[str, Any], int, int]:
-        """Accept a joining peer; refuse it (and stop this client) if its plan differs."""
-        if fingerprint != self._plan.fingerprint:
-            error = PlanMismatch(self._mismatch(client, facts))
-            self._failure.fail(error)
+        """Accept a joining peer; refuse it if it is no member or its plan differs.
+
+        A refusal raises (ProtocolError, PlanMismatch) for the joiner and is logged once; this
+        client goes on.
+        """
+        if not self.member(client):
+            error: SplitnetError = ProtocolError(
+                f"client {self.me} refused a join from client {client}: not a peer of the plan "
+                f"(clients 1..{self._plan.num_clients}, this one is {self.me})")
+            self._log_refusal(client, fingerprint, error)
             raise error
+        if fingerprint != self._plan.fingerprint:
+            mismatch = PlanMismatch(self._mismatch(client, facts))
+            self._refused[client] = mismatch
+            self._log_refusal(client, fingerprint, mismatch)
+            raise mismatch
+        self._refused.pop(client, None)
         if client in self._network.peers:
             self._network.learn(client, torrent_port, tensor_port)
         return (self._plan.fingerprint, self._plan.facts(), self._network.bulk.port,
                 self._network.tensor_port)
 
+    def member(self, client: int) -> bool:
+        """Return whether ``client`` is another client of the plan."""
+        return 1 <= client <= self._plan.num_clients and client != self.me
+
+    def refused(self, client: int) -> bool:
+        """Return whether ``client``'s last join was refused for a different plan."""
+        return client in self._refused
+
+    def _log_refusal(self, client: int, fingerprint: str, error: SplitnetError) -> None:
+        if (client, fingerprint) in self._logged:
+            return
+        if len(self._logged) >= LOGGED_REFUSALS:
+            self._logged.clear()
+        self._logged.add((client, fingerprint))
+        log.warning("client %d refused a join from client %d: %s", self.me, client, error)
+
     def _mismatch(self, other: int, facts: dict[str, Any]) -> str:
-        return (f"client {other}'s plan differs from client {self.me}'s in: "
-                f"{describe_difference(self._plan.facts(), facts, self.me, other)}")
+        difference = describe_difference(self._plan.facts(), facts, self.me, other)
+        if len(difference) > DIFFERENCE_CHARS:
+            difference = difference[:DIFFERENCE_CHARS] + " ..."
+        return f"client {other}'s plan differs from client {self.me}'s in: {difference}"
 
     # -- liveness ------------------------------------------------------------------------------
 

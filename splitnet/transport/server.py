@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from splitnet.errors import SplitnetError
+from splitnet.errors import ProtocolError, SplitnetError
 from splitnet.transport.base import PeerHandler, Receive, Reject
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
@@ -86,6 +86,9 @@ async def _then(read: Awaitable[Any], handle: Callable[[Any], Awaitable[None]]) 
 async def _guard(context: grpc.aio.ServicerContext, call: Awaitable[Any]) -> Any:
     try:
         return await call
+    except ProtocolError as exc:
+        log.warning("refused a call: %s", str(exc).replace("\n", " "))
+        await context.abort(status_of(exc), str(exc))
     except SplitnetError as exc:
         await context.abort(status_of(exc), str(exc))
 
@@ -98,8 +101,13 @@ class _Servicer(pb_grpc.PeerServicer):
     async def Join(self, request: Any, context: Any) -> Any:
         try:
             facts = json.loads(request.facts_json or "{}")
-        except ValueError:
-            facts = {}
+        except (ValueError, RecursionError):
+            facts = None
+        if not isinstance(facts, dict):
+            log.warning("refused a join from client %d: its plan facts are not a JSON object",
+                        request.client)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "plan facts (facts_json) are not a JSON object")
         result = await _guard(context, self._h.join(request.client, request.fingerprint, facts,
                                                     request.torrent_port, request.tensor_port))
         fingerprint, own, torrent_port, tensor_port = result

@@ -268,3 +268,39 @@ def test_a_reference_the_client_cannot_fetch_is_refused_counted_and_survived(tmp
     assert not errors(results), results
     assert len(refusals) == 1 and "BitTorrent" in str(refusals[0]), refusals
     assert nodes[1].rejected == 1
+
+
+def test_a_join_with_another_plan_or_number_is_refused_and_the_run_goes_on(tmp_path, caplog):
+    nodes, networks = build(SMALL, tmp_path)
+    other = load(values={**SMALL, "SEED": "7", "CLIENT_NUMBER": "2", "RESULTS_DIR": str(tmp_path),
+                         "METRICS_PORT": "0"})
+    other_plan = build_plan(other.training)
+    refusals: list[BaseException] = []
+
+    async def join_with_another_plan() -> None:
+        while not (tmp_path / "models" / "round0.safetensors").exists():
+            await asyncio.sleep(0.01)
+        handler = networks[0].handler
+        for client, fingerprint in ((2, other_plan.fingerprint), (2, other_plan.fingerprint),
+                                    (9, nodes[0].plan.fingerprint)):
+            try:
+                await handler.join(client, fingerprint, other_plan.facts(), 0, 0)
+            except (PlanMismatch, ProtocolError) as exc:
+                refusals.append(exc)
+        for client in (2, 9):  # the refused joiner stops and tells its peers: not fatal here
+            try:
+                await handler.abort(client, "my plan differs")
+            except ProtocolError as exc:
+                refusals.append(exc)
+        await networks[0].handler.join(2, nodes[0].plan.fingerprint, nodes[0].plan.facts(), 0, 0)
+
+    with caplog.at_level("WARNING", logger="splitnet.node"):
+        results = run(nodes, join_with_another_plan())
+    assert not errors(results), results
+    assert results[0]["rounds"] == 2
+    assert [type(r) for r in refusals] == [PlanMismatch, PlanMismatch, ProtocolError,
+                                           ProtocolError, ProtocolError], refusals
+    assert "seed (client 1: 42, client 2: 7)" in str(refusals[0])
+    assert "client 9" in str(refusals[2]) and "not a peer" in str(refusals[2])
+    joins = [r.getMessage() for r in caplog.records if "refused a join" in r.getMessage()]
+    assert len(joins) == 2 and all("\n" not in line for line in joins), joins  # logged once
