@@ -278,7 +278,7 @@ def test_a_join_with_another_plan_or_number_is_refused_and_the_run_goes_on(tmp_p
     refusals: list[BaseException] = []
 
     async def join_with_another_plan() -> None:
-        while not (tmp_path / "models" / "round0.safetensors").exists():
+        while not (tmp_path / "models" / "round1.safetensors").exists():
             await asyncio.sleep(0.01)
         handler = networks[0].handler
         for client, fingerprint in ((2, other_plan.fingerprint), (2, other_plan.fingerprint),
