@@ -11,20 +11,26 @@ import torch
 from splitnet.config.network import peer_addresses, resolve_token
 from splitnet.config.settings import Settings
 from splitnet.errors import ConfigError, Violation
+from splitnet.learning.sizes import wire_limits
 from splitnet.node.node import Node
-from splitnet.plan.plan import Plan
+from splitnet.plan.plan import Plan, build_plan
 from splitnet.transport.network import GrpcNetwork, NetworkOptions
 
 __all__ = ["network_options", "run_client"]
 
 
 def network_options(settings: Settings) -> NetworkOptions:
-    """Return how client ``CLIENT_NUMBER`` reaches its peers, from its settings."""
+    """Return how client ``CLIENT_NUMBER`` reaches its peers, from its settings.
+
+    What a peer may send is bounded by what the plan allows (Note: wire limits in
+    :mod:`splitnet.learning.sizes`): the largest tensor and the largest bulk object.
+    """
     network, transport = settings.network, settings.transport
     if network.client_number is None:
         raise ConfigError(Violation("setting", "CLIENT_NUMBER is not set: each client needs its "
                                                f"number, 1..{settings.training.num_clients}"),
                           settings.source)
+    limits = wire_limits(build_plan(settings.training))
     return NetworkOptions(
         me=network.client_number, addresses=peer_addresses(settings),
         token=resolve_token(settings), listen_host=network.listen_host,
@@ -33,7 +39,8 @@ def network_options(settings: Settings) -> NetworkOptions:
         torrent_min_bytes=int(transport.bulk_torrent_min_mib * 1024 * 1024),
         torrent_port=transport.torrent_port, torrent_timeout=transport.torrent_timeout,
         torrent_utp=transport.torrent_utp, tensor_port=network.tensor_port,
-        peer_timeout=network.peer_timeout)
+        peer_timeout=network.peer_timeout, max_tensor_bytes=limits.tensor_bytes,
+        max_bulk_bytes=limits.bulk_bytes)
 
 
 def run_client(plan: Plan, settings: Settings) -> dict[str, Any]:

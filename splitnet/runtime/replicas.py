@@ -6,9 +6,8 @@ Weights leave and enter as flat dicts keyed by :class:`~splitnet.learning.keys.S
 each partition.
 
 Note: expected shapes. What a segment may receive is fixed by the model and the dataset's input
-spec: :attr:`Replicas.outputs` gives each partition's per-sample output shape and dtype, found
-once per client by running the partitions (in eval mode, without gradients, so that no state or
-random generator moves) on a dummy batch of two inputs.
+spec: :attr:`Replicas.outputs` gives each partition's per-sample output shape and dtype
+(:func:`~splitnet.learning.sizes.partition_outputs`), found once per client.
 """
 
 from __future__ import annotations
@@ -22,14 +21,12 @@ from torch import nn
 from splitnet.errors import ProtocolError
 from splitnet.learning.data import dataset_spec
 from splitnet.learning.keys import StateKey, by_partition
+from splitnet.learning.sizes import Output, partition_outputs
 from splitnet.plan.plan import Plan
 from splitnet.plan.segments import runs_of
 from splitnet.runtime.segment import Segment
 
 __all__ = ["Output", "Replicas"]
-
-Output = tuple[tuple[int, ...], torch.dtype]
-"""A partition's per-sample output shape and its dtype."""
 
 
 class Replicas:
@@ -45,7 +42,8 @@ class Replicas:
         ]
         self._by_partition = {(seg.owner, p): seg for seg in self.segments for p in seg.modules}
         last = max((seg.first - 1 for seg in self.segments), default=0)
-        self.outputs = _outputs(plan, parts[:last])  # Note: expected shapes
+        # Note: expected shapes
+        self.outputs = partition_outputs(parts[:last], dataset_spec(plan.training))
 
     def segment_for(self, owner: int, partition: int) -> Segment:
         """Return the segment that holds ``owner``'s ``partition`` (KeyError if not here)."""
@@ -64,25 +62,3 @@ class Replicas:
                 if p not in parts:
                     raise ProtocolError(f"client {self.me}: the model has no partition {p}")
                 seg.load(p, parts[p])
-
-
-def _outputs(plan: Plan, parts: Sequence[nn.Module]) -> dict[int, Output]:
-    """Return each partition's per-sample output shape and dtype (Note: expected shapes)."""
-    if not parts:
-        return {}
-    spec = dataset_spec(plan.training)
-    if spec.vocab_size:
-        x = torch.zeros((2, *spec.shape), dtype=torch.int64)
-    else:
-        x = torch.zeros((2, *spec.shape))
-    outputs = {}
-    with torch.no_grad():
-        for p, part in enumerate(parts, 1):
-            training = part.training
-            part.eval()
-            try:
-                x = part(x)
-            finally:
-                part.train(training)
-            outputs[p] = (tuple(x.shape[1:]), x.dtype)
-    return outputs

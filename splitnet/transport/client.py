@@ -18,7 +18,12 @@ from splitnet.transport.base import AsyncClosing
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
 from splitnet.transport.messages import Blob, TaskMessage
-from splitnet.transport.serde import blob_from_frames, blob_to_frames, task_to_frames
+from splitnet.transport.serde import (
+    MAX_BLOB_BYTES,
+    blob_from_frames,
+    blob_to_frames,
+    task_to_frames,
+)
 from splitnet.transport.server import GRPC_OPTIONS
 from splitnet.transport.status import error_for, task_label
 
@@ -37,8 +42,10 @@ async def _paced(frames: Iterable[pb.BlobFrame], pace: Pace) -> AsyncIterator[pb
 class PeerClient(AsyncClosing):
     """The calls one client (``me``) makes to peer ``number`` at ``address``."""
 
-    def __init__(self, number: int, address: str, token: str, me: int, timeout: float) -> None:
+    def __init__(self, number: int, address: str, token: str, me: int, timeout: float,
+                 max_blob_bytes: int = MAX_BLOB_BYTES) -> None:
         self.number = number
+        self.max_blob_bytes = max_blob_bytes  # the largest states object read from the peer
         self.address = address
         self.me = me
         self.timeout = timeout
@@ -108,7 +115,7 @@ class PeerClient(AsyncClosing):
         try:
             call = self._stub.GetStates(pb.StatesRequest(round=round_), metadata=self._metadata,
                                         timeout=self.timeout, wait_for_ready=True)
-            return await blob_from_frames(call)
+            return await blob_from_frames(call, self.max_blob_bytes)
         except grpc.aio.AioRpcError as exc:
             raise self.error(exc, "did not send its replica states") from exc
 

@@ -60,8 +60,8 @@ class NetworkOptions:
     tensor_port: int = 0
     peer_timeout: float = 60.0
     workdir: Path | None = None  # where torrents live (None: a temporary directory)
-    max_tensor_bytes: int = MAX_TENSOR_BYTES  # the largest tensor a peer may send (direct)
-    max_bulk_bytes: int = MAX_BLOB_BYTES  # the largest bulk object fetched over BitTorrent
+    max_tensor_bytes: int = MAX_TENSOR_BYTES  # the largest tensor a peer may send (any transport)
+    max_bulk_bytes: int = MAX_BLOB_BYTES  # the largest bulk object (gRPC or BitTorrent)
 
 
 def host_of(address: str) -> str:
@@ -76,7 +76,8 @@ class GrpcNetwork(AsyncClosing):
         o = options
         self.options = o
         self.me = o.me
-        self._clients = {k: PeerClient(k, address, o.token, o.me, o.peer_timeout)
+        self._clients = {k: PeerClient(k, address, o.token, o.me, o.peer_timeout,
+                                            o.max_bulk_bytes)
                          for k, address in enumerate(o.addresses, 1) if k != o.me}
         self.peers: Mapping[int, PeerControl] = self._clients
         use_torrent = (o.bulk_transport in ("auto", "torrent")
@@ -135,7 +136,8 @@ class GrpcNetwork(AsyncClosing):
             port = int(o.addresses[self.me - 1].rsplit(":", 1)[1])
             try:
                 server, _ = await start_server(handler, o.listen_host, port, o.token,
-                                               on_reject, receive)
+                                               on_reject, receive, o.max_tensor_bytes,
+                                               o.max_bulk_bytes)
             except OSError as exc:
                 raise RuntimeFailure(f"client {self.me} cannot listen for peers on "
                                      f"{o.listen_host}:{port} ({exc}); is GRPC_PORT free?"

@@ -18,9 +18,11 @@ import grpc
 
 from splitnet.errors import ProtocolError, SplitnetError
 from splitnet.transport.base import PeerHandler, Receive, Reject
+from splitnet.transport.codec import MAX_TENSOR_BYTES
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
 from splitnet.transport.serde import (
+    MAX_BLOB_BYTES,
     blob_from_frames,
     blob_to_frames,
     task_from_frames,
@@ -94,9 +96,12 @@ async def _guard(context: grpc.aio.ServicerContext, call: Awaitable[Any]) -> Any
 
 
 class _Servicer(pb_grpc.PeerServicer):
-    def __init__(self, handler: PeerHandler, receive: Receive) -> None:
+    def __init__(self, handler: PeerHandler, receive: Receive, max_tensor_bytes: int,
+                 max_blob_bytes: int) -> None:
         self._h = handler
         self._receive = receive
+        self._max_tensor_bytes = max_tensor_bytes
+        self._max_blob_bytes = max_blob_bytes
 
     async def Join(self, request: Any, context: Any) -> Any:
         try:
@@ -118,14 +123,15 @@ class _Servicer(pb_grpc.PeerServicer):
         return pb.PingReply(round=await _guard(context, self._h.ping(request.client)))
 
     async def SendTensor(self, request_iterator: Any, context: Any) -> Any:
-        await _guard(context, _then(task_from_frames(request_iterator), self._receive))
+        await _guard(context, _then(task_from_frames(request_iterator, self._max_tensor_bytes),
+                                           self._receive))
         return pb.Ack()
 
     async def TensorStream(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
         # Note: tensor stream (transport/stream.py). A message that does not fit the plan gets
         # a refusal naming it; a frame that breaks the stream's framing ends it
         # (INVALID_ARGUMENT).
-        messages = tasks_from_stream(request_iterator)
+        messages = tasks_from_stream(request_iterator, self._max_tensor_bytes)
         while True:
             try:
                 msg = await _guard(context, anext(messages))
@@ -148,7 +154,8 @@ class _Servicer(pb_grpc.PeerServicer):
             yield frame
 
     async def PutModel(self, request_iterator: Any, context: Any) -> Any:
-        await _guard(context, _then(blob_from_frames(request_iterator), self._h.put_model))
+        await _guard(context, _then(blob_from_frames(request_iterator, self._max_blob_bytes),
+                                           self._h.put_model))
         return pb.Ack()
 
     async def Finish(self, request: Any, context: Any) -> Any:
@@ -161,15 +168,19 @@ class _Servicer(pb_grpc.PeerServicer):
 
 
 async def start_server(handler: PeerHandler, host: str, port: int, token: str,
-                       on_reject: Reject | None = None, receive: Receive | None = None) -> tuple[
-                           grpc.aio.Server, int]:
+                       on_reject: Reject | None = None, receive: Receive | None = None,
+                       max_tensor_bytes: int = MAX_TENSOR_BYTES,
+                       max_blob_bytes: int = MAX_BLOB_BYTES) -> tuple[grpc.aio.Server, int]:
     """Start serving ``handler`` on ``host:port`` (0 picks a free port); return server, port.
 
+    A tensor (SendTensor, TensorStream) of more than ``max_tensor_bytes`` or a model (PutModel)
+    of more than ``max_blob_bytes`` is refused from its header, before its data is kept.
     Raises OSError when the address cannot be bound.
     """
     server = grpc.aio.server(interceptors=[_TokenInterceptor(token, on_reject)],
                              options=GRPC_OPTIONS)
-    pb_grpc.add_PeerServicer_to_server(_Servicer(handler, receive or handler.tensor), server)
+    servicer = _Servicer(handler, receive or handler.tensor, max_tensor_bytes, max_blob_bytes)
+    pb_grpc.add_PeerServicer_to_server(servicer, server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError as exc:  # newer grpc raises instead of returning 0

@@ -89,7 +89,8 @@ def compose_project(tmp_path, override_services=""):
 
 
 def compose(tmp_path, project, *args):
-    env = {**os.environ, "SPLITNET_IMAGE": IMAGE, "SPLITNET_TOKEN": "e2e-token"}
+    env = {**os.environ, "SPLITNET_IMAGE": IMAGE,
+           "SPLITNET_TOKEN": "e2e-token-0123456789abcdef"}
     return subprocess.run(["docker-compose", "-p", project, "-f", "docker-compose.yml",
                            "-f", "override.yml", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -230,7 +231,8 @@ def test_swarm_stack_deploys_trains_and_is_removed(engine, tmp_path):
         spec.setdefault("Labels", {}).update({f"splitnet_client_{k}": "true" for k in (1, 2, 3)})
         node.update(spec)
         if not engine.secrets.list(filters={"name": "splitnet_token"}):
-            secret = engine.secrets.create(name="splitnet_token", data=b"swarm-e2e-token")
+            secret = engine.secrets.create(name="splitnet_token",
+                                           data=b"swarm-e2e-token-0123456789")
         deploy = subprocess.run(["docker", "stack", "deploy", "-c", "docker-compose-swarm.yml",
                                  stack], cwd=tmp_path, env=env, capture_output=True, text=True,
                                 timeout=120)

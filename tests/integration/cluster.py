@@ -15,6 +15,8 @@ from splitnet.plan.plan import Plan, build_plan
 from splitnet.transport.network import GrpcNetwork
 from splitnet.transport.ports import free_ports
 
+TOKEN = "t0k3n-0123456789abcdef"  # the cluster token of make_nodes (at least MIN_TOKEN_CHARS)
+
 
 def make_settings(values: dict[str, str], client: int) -> Settings:
     return load(values={"TORRENT_PORT": "0", "METRICS_PORT": "0", **values,
@@ -25,7 +27,7 @@ def make_plan(values: dict[str, str], client: int) -> Plan:
     return build_plan(make_settings(values, client).training)
 
 
-def make_nodes(values: dict[str, str], results: Path, token: str = "t0k3n",
+def make_nodes(values: dict[str, str], results: Path, token: str = TOKEN,
                per_client: dict[int, dict[str, str]] | None = None) -> list[Node]:
     """Return one Node per client on loopback (call it inside the event loop that runs them)."""
     n = make_plan(values, 1).num_clients

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from splitnet.errors import ProtocolError, RuntimeFailure
+from splitnet.learning.sizes import wire_limits
 from splitnet.transport.client import PeerClient
 from splitnet.transport.messages import TaskMessage
 
-from .cluster import make_nodes, run_cluster
+from .cluster import TOKEN, make_nodes, make_plan, run_cluster
 from .test_runtime import example
 
 pytestmark = pytest.mark.integration
@@ -25,18 +26,20 @@ def test_refused_tensors_leave_the_helper_running_and_the_result_unchanged(tmp_p
     undisturbed = run_cluster(values, tmp_path / "undisturbed")
     assert not [r for r in undisturbed if isinstance(r, BaseException)], undisturbed
     activation = (1, 32, 4, 4)  # partition 1's output for DIGITS
+    too_many = torch.zeros(64, *activation[1:])  # twice BATCH_SIZE: over the plan's largest
     cases = [
         (torch.zeros(3, 5), r"task 1_2 batch 0: tensor of shape \(3, 5\) torch.float32, "
                             r"expected \(1..32, 32, 4, 4\) torch.float32"),
         (torch.zeros(*activation, dtype=torch.float64), "torch.float64, expected"),
-        (torch.zeros(64, *activation[1:]), r"tensor of shape \(64, 32, 4, 4\)"),
+        (too_many, f"tensor of {too_many.nbytes} bytes exceeds the limit of "  # plan's limit
+                   f"{wire_limits(make_plan(values, 2)).tensor_bytes}"),
     ]
 
     async def main():
         torch.set_num_threads(1)
         owner, helper = make_nodes(values, tmp_path / "disturbed")
         helping = asyncio.ensure_future(helper.run())  # serves while it waits for the owner
-        peer = PeerClient(2, helper.network.options.addresses[1], "t0k3n", 1, 10.0)
+        peer = PeerClient(2, helper.network.options.addresses[1], TOKEN, 1, 10.0)
         for _ in range(200):
             try:
                 await peer.ping(timeout=1.0)

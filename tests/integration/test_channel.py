@@ -13,7 +13,7 @@ from splitnet.transport.channel import TensorChannel
 from splitnet.transport.messages import TaskMessage
 
 
-async def _pair(handle, token_a="t", token_b="t"):
+async def _pair(handle, token_a="test-token-0123456789", token_b="test-token-0123456789"):
     rejected: list[str] = []
     errors: list[TransferFailed] = []
     receiver = TensorChannel(2, token_b)
@@ -69,14 +69,14 @@ def test_a_wrong_token_is_refused_and_the_listener_keeps_serving():
         got.append(msg)
 
     async def scenario():
-        bad, receiver, port, errors, rejected = await _pair(handle, token_a="wrong")
+        bad, receiver, port, errors, rejected = await _pair(handle, token_a="wrong-token-0123456789")
         bad.send(2, TaskMessage(1, 3, 0, 0, 1, torch.ones(2)))
         await _until(lambda: errors)
         assert isinstance(errors[0], TransferFailed) and "client 2" in str(errors[0])
         assert isinstance(errors[0].__cause__, PeerUnavailable)
         assert "missing or wrong cluster token" in str(errors[0])
         assert rejected == ["TensorChannel"] and got == []
-        good = await _sender("t", handle, [], port)
+        good = await _sender("test-token-0123456789", handle, [], port)
         good.send(2, TaskMessage(1, 3, 1, 0, 1, torch.ones(2)))
         await _until(lambda: got)
         for channel in (bad, good, receiver):
@@ -121,7 +121,7 @@ def test_broken_framing_closes_only_that_connection(junk):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         if not junk.startswith(b"NOPE"):
             from splitnet.transport.channel import HELLO, MAGIC, VERSION, _proof
-            writer.write(HELLO.pack(MAGIC, VERSION, 3, _proof("t")))
+            writer.write(HELLO.pack(MAGIC, VERSION, 3, _proof("test-token-0123456789")))
             assert await reader.readexactly(4) == b"\0\0\0\0"
         writer.write(junk)
         rest = await asyncio.wait_for(reader.read(), 5.0)  # the listener closes the connection

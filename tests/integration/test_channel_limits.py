@@ -37,7 +37,7 @@ async def _listener(limits, handle=None):
             await handle(msg)
         got.append(msg)
 
-    receiver = TensorChannel(2, "t", limits)
+    receiver = TensorChannel(2, "test-token-0123456789", limits)
     port = await receiver.start("127.0.0.1", 0, receive, lambda failure: None)
     return receiver, port, got
 
@@ -45,7 +45,7 @@ async def _listener(limits, handle=None):
 async def _raw(port, client=1, hello=True):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     if hello:
-        writer.write(HELLO.pack(MAGIC, VERSION, client, _proof("t")))
+        writer.write(HELLO.pack(MAGIC, VERSION, client, _proof("test-token-0123456789")))
         assert await reader.readexactly(4) == b"\0\0\0\0"
     return reader, writer
 
@@ -56,7 +56,7 @@ def _header(shape, batch=0):
 
 
 async def _good_peer_is_served(port, got, batch=99):
-    sender = TensorChannel(1, "t")
+    sender = TensorChannel(1, "test-token-0123456789")
     await sender.start("127.0.0.1", 0, lambda msg: None, lambda failure: None)
     sender.learn(2, "127.0.0.1", port)
     sender.send(2, TaskMessage(1, 3, batch, 0, 1, torch.ones(3)))

@@ -21,7 +21,7 @@ def test_a_join_with_facts_that_are_no_object_is_invalid_argument(tmp_path, capl
         node = _lonely_node(tmp_path)
         address = node.network.options.addresses[0]
         running = asyncio.ensure_future(node.run())
-        good = PeerClient(1, address, "right", 2, 10.0)
+        good = PeerClient(1, address, "right-token-0123456789", 2, 10.0)
         for _ in range(100):
             try:
                 await good.ping(timeout=1.0)
@@ -32,7 +32,7 @@ def test_a_join_with_facts_that_are_no_object_is_invalid_argument(tmp_path, capl
             stub = pb_grpc.PeerStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await stub.Join(pb.JoinRequest(client=2, fingerprint="x", facts_json=facts_json),
-                                metadata=(("authorization", "Bearer right"),), timeout=5.0)
+                                metadata=(("authorization", "Bearer right-token-0123456789"),), timeout=5.0)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert await good.ping(timeout=5.0) == 0  # still serving
         running.cancel()

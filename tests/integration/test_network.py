@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 def _options(activations: str, **kw) -> tuple[NetworkOptions, NetworkOptions]:
     ports = free_ports(2)
     addresses = [f"127.0.0.1:{p}" for p in ports]
-    common = dict(addresses=addresses, token="t", listen_host="127.0.0.1",
+    common = dict(addresses=addresses, token="test-token-0123456789", listen_host="127.0.0.1",
                   activation_transport=activations, torrent_timeout=20.0, peer_timeout=20.0)
     common.update(kw)
     return NetworkOptions(me=1, **common), NetworkOptions(me=2, **common)
@@ -90,7 +90,7 @@ def test_control_errors_token_and_ports_over_grpc():
                     await peer.round_done(0, "{}")
                 assert type(info.value) is expected and str(raised) in str(info.value)
             handler.error = None
-            stranger = PeerClient(2, second.addresses[1], "wrong", 1, 5.0)
+            stranger = PeerClient(2, second.addresses[1], "wrong-token-0123456789", 1, 5.0)
             with pytest.raises(RuntimeFailure, match="missing or wrong cluster token"):
                 await stranger.ping(5.0)
             await stranger.aclose()
@@ -112,7 +112,7 @@ def _bindable(port: int) -> bool:
 def test_a_grpc_port_in_use_closes_the_swarm_and_the_tensor_listener():
     grpc_port, tensor_port, torrent_port = free_ports(3)
     options = NetworkOptions(me=1, addresses=[f"127.0.0.1:{grpc_port}", "127.0.0.1:1"],
-                             token="t", listen_host="127.0.0.1", bulk_transport="torrent",
+                             token="test-token-0123456789", listen_host="127.0.0.1", bulk_transport="torrent",
                              tensor_port=tensor_port, torrent_port=torrent_port)
 
     async def scenario():

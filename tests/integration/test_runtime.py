@@ -82,7 +82,7 @@ def test_split_training_equals_plain_training_of_the_owner(tmp_path, optimizer):
 def _lonely_node(tmp_path):
     """Client 1 of a 2-client plan, serving while it waits for client 2 to join."""
     values = example("owner_and_helper.env", JOIN_TIMEOUT="60")
-    (node, _) = make_nodes(values, tmp_path, token="right")
+    (node, _) = make_nodes(values, tmp_path, token="right-token-0123456789")
     return node
 
 
@@ -91,8 +91,8 @@ def test_wrong_token_is_rejected_and_malformed_messages_leave_the_client_running
         node = _lonely_node(tmp_path)
         address = node.network.options.addresses[0]
         running = asyncio.ensure_future(node.run())
-        good = PeerClient(1, address, "right", 2, 10.0)
-        bad = PeerClient(1, address, "wrong", 2, 10.0)
+        good = PeerClient(1, address, "right-token-0123456789", 2, 10.0)
+        bad = PeerClient(1, address, "wrong-token-0123456789", 2, 10.0)
         for _ in range(100):
             try:
                 await good.ping(timeout=1.0)

@@ -10,7 +10,7 @@ from splitnet.transport.client import PeerClient
 
 def test_a_call_after_aclose_raises_and_opens_no_channel():
     async def main():
-        client = PeerClient(2, "127.0.0.1:1", "token", 1, timeout=1.0)
+        client = PeerClient(2, "127.0.0.1:1", "test-token-0123456789", 1, timeout=1.0)
         await client.aclose()
         await client.aclose()  # idempotent
         with pytest.raises(PeerUnavailable, match=r"client 2 \(127\.0\.0\.1:1\).*closed"):
