@@ -152,7 +152,11 @@ def _prepare(args: argparse.Namespace) -> tuple[Settings, Plan]:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    _, plan = _prepare(args)
+    from splitnet.config import resolve_token
+
+    settings, plan = _prepare(args)
+    if settings.network.token_file and not settings.network.token:
+        resolve_token(settings)  # the file it names is read and checked, as at start
     print(plan.summary())
     return EXIT_OK
 

@@ -16,7 +16,7 @@ from typing import Any
 from splitnet.config import catalog
 from splitnet.config.envfile import read_env_file
 from splitnet.config.fields import FIELDS, KNOWN_KEYS, STAGES_KEY
-from splitnet.config.network import token_warnings
+from splitnet.config.network import token_violation, token_warnings
 from splitnet.config.parsing import show
 from splitnet.config.settings import (
     DataSettings,
@@ -113,6 +113,10 @@ def _validate(values: Mapping[str, str], violations: list[Violation], base_dir: 
                                         f"NUM_CLIENTS={n}: expected one host:port per client"))
     if network["token"]:
         warnings += tuple(token_warnings(network["token"], "SPLITNET_TOKEN"))
+        weak = token_violation(network["token"], "SPLITNET_TOKEN")
+        if weak is not None:
+            violations.append(weak)
+            bad_keys.add("SPLITNET_TOKEN")
     built = {name: cls(**groups[name]) for name, cls in _GROUPS.items()}
     return Settings(**built, source=source, warnings=warnings), bad_keys
 

@@ -15,6 +15,7 @@ __all__ = [
     "PLACEHOLDER_TOKEN",
     "peer_addresses",
     "resolve_token",
+    "token_violation",
     "token_warnings",
 ]
 
@@ -46,22 +47,43 @@ def peer_addresses(settings: Settings) -> list[str]:
 
 
 def token_warnings(token: str, key: str) -> list[str]:
-    """Return warnings for a guessable cluster token: the compose placeholder, or a short one."""
+    """Return a warning for the compose placeholder token (Note: token strength)."""
     if token == PLACEHOLDER_TOKEN:
         return [f"{key} is the placeholder {PLACEHOLDER_TOKEN!r} the compose file falls back "
                 "to: anyone who knows it can join or stop the cluster; set SPLITNET_TOKEN to a "
                 "secret, e.g. `openssl rand -hex 16`"]
-    if len(token) < MIN_TOKEN_CHARS:
-        return [f"{key} is {len(token)} characters; a token shorter than {MIN_TOKEN_CHARS} "
-                "is easy to guess (e.g. `openssl rand -hex 16`)"]
     return []
 
 
+def token_violation(token: str, key: str) -> Violation | None:
+    """Return the violation of a token shorter than ``MIN_TOKEN_CHARS``, naming ``key``.
+
+    Note: token strength. A short token is an error; the compose placeholder (shorter too)
+    is only warned about, so that ``docker compose up`` without a secret still starts, loudly,
+    on every client. The token itself is never shown.
+    """
+    if token == PLACEHOLDER_TOKEN or len(token) >= MIN_TOKEN_CHARS:
+        return None
+    return Violation("setting", f"{key} is {len(token)} characters: the cluster token must be "
+                                f"at least {MIN_TOKEN_CHARS} (e.g. `openssl rand -hex 16`)")
+
+
+def _checked(token: str, key: str) -> str:
+    violation = token_violation(token, key)
+    if violation is not None:
+        raise ConfigError(violation)
+    return token
+
+
 def resolve_token(settings: Settings) -> str:
-    """Return the cluster credential from ``SPLITNET_TOKEN`` or ``SPLITNET_TOKEN_FILE``."""
+    """Return the cluster credential from ``SPLITNET_TOKEN`` or ``SPLITNET_TOKEN_FILE``.
+
+    ConfigError when neither is set, the file cannot be read, or the token is too short
+    (Note: token strength).
+    """
     network = settings.network
     if network.token:
-        return network.token
+        return _checked(network.token, "SPLITNET_TOKEN")
     if network.token_file:
         try:
             token = read_text_file(Path(network.token_file), MAX_TOKEN_FILE_BYTES).strip()
@@ -71,7 +93,7 @@ def resolve_token(settings: Settings) -> str:
         if token:
             for warning in token_warnings(token, "SPLITNET_TOKEN_FILE"):
                 _log.warning("%s", warning)
-            return token
+            return _checked(token, "SPLITNET_TOKEN_FILE")
         raise ConfigError(Violation("setting", f"SPLITNET_TOKEN_FILE={network.token_file} is "
                                                "empty"))
     raise ConfigError(Violation("setting", "no cluster token: set SPLITNET_TOKEN (the same "

@@ -47,7 +47,7 @@ def test_oversized_config_file_is_refused_by_a_bounded_read(tmp_path, write_env)
         load(write_env(CONFIG_FILE="big.json"), environ={})
 
 
-def test_short_token_file_is_warned_about_and_used(tmp_path, write_env, caplog):
+def test_a_placeholder_token_file_is_warned_about_and_used(tmp_path, write_env, caplog):
     (tmp_path / "token").write_text("change-me\n")
     settings = load(write_env(SIMULATION_STAGES_CLIENTS=TWO,
                               SPLITNET_TOKEN_FILE=str(tmp_path / "token")), environ={})

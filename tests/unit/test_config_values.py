@@ -3,8 +3,8 @@
 import pytest
 
 from splitnet.cli import main
-from splitnet.config import load
-from splitnet.config.network import PLACEHOLDER_TOKEN
+from splitnet.config import load, resolve_token
+from splitnet.config.network import MIN_TOKEN_CHARS, PLACEHOLDER_TOKEN
 from splitnet.errors import ConfigError
 from splitnet.ops.compose import render_compose
 
@@ -51,12 +51,39 @@ def test_sound_values_still_pass(write_env, key, value):
     load(write_env(SIMULATION_STAGES_CLIENTS=TWO, **{key: value}), environ={})
 
 
+SHORT = "sh0rt-s3cr3t"  # fewer than MIN_TOKEN_CHARS characters
+
+
+@pytest.mark.parametrize("token", [SHORT, "x", "a" * (MIN_TOKEN_CHARS - 1)])
+def test_a_short_token_is_an_error_at_validate_naming_the_setting_not_the_token(
+        write_env, capsys, token):
+    path = write_env(SIMULATION_STAGES_CLIENTS=TWO, SPLITNET_TOKEN=token)
+    assert main(["validate", "--env-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "SPLITNET_TOKEN" in line]
+    assert len(lines) == 1 and lines[0].endswith(
+        f"SPLITNET_TOKEN is {len(token)} characters: the cluster token must be at least "
+        f"{MIN_TOKEN_CHARS} (e.g. `openssl rand -hex 16`)")
+    assert "Traceback" not in err and (len(token) == 1 or token not in err)
+
+
+def test_a_short_token_file_is_an_error_at_validate_and_at_start(tmp_path, write_env, capsys):
+    (tmp_path / "token").write_text(SHORT + "\n")
+    path = write_env(SIMULATION_STAGES_CLIENTS=TWO, SPLITNET_TOKEN_FILE=str(tmp_path / "token"))
+    assert main(["validate", "--env-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"SPLITNET_TOKEN_FILE is {len(SHORT)} characters: the cluster token must be at least"\
+        in err and SHORT not in err and "Traceback" not in err
+    with pytest.raises(ConfigError, match="SPLITNET_TOKEN_FILE is 12 characters"):
+        resolve_token(load(path, environ={}))
+
+
 @pytest.mark.parametrize("token, warned", [
     (PLACEHOLDER_TOKEN, "placeholder 'change-me'"),
-    ("x", "SPLITNET_TOKEN is 1 characters; a token shorter than 16"),
+    ("a" * MIN_TOKEN_CHARS, None),
     ("0123456789abcdef0123456789abcdef", None),
 ])
-def test_guessable_token_is_warned_about_at_validate(write_env, capsys, token, warned):
+def test_the_placeholder_token_is_only_warned_about_at_validate(write_env, capsys, token, warned):
     path = write_env(SIMULATION_STAGES_CLIENTS=TWO, SPLITNET_TOKEN=token)
     assert main(["validate", "--env-file", str(path)]) == 0
     err = capsys.readouterr().err
@@ -64,6 +91,19 @@ def test_guessable_token_is_warned_about_at_validate(write_env, capsys, token, w
         assert "warning: SPLITNET_TOKEN" in err and warned in err
     else:
         assert "SPLITNET_TOKEN" not in err
+
+
+def test_every_client_warns_about_the_placeholder_token_at_start(write_env, capsys, monkeypatch):
+    started = []
+    monkeypatch.setattr("splitnet.node.run_client",
+                        lambda plan, settings: started.append(settings.network.client_number)
+                        or {})
+    for client in (1, 2):
+        path = write_env(SIMULATION_STAGES_CLIENTS=TWO, CLIENT_NUMBER=str(client),
+                         SPLITNET_TOKEN=PLACEHOLDER_TOKEN)
+        assert main(["run", "--env-file", str(path)]) == 0
+        assert "warning: SPLITNET_TOKEN is the placeholder 'change-me'" in capsys.readouterr().err
+    assert started == [1, 2]
 
 
 def test_the_compose_fallback_is_the_placeholder_that_is_warned_about():
