@@ -26,12 +26,22 @@ TWO = '[["1_1","1_2","1_3","1_4","1_5","1_6","1_7","1_8"],["2_1","2_2","2_3","2_
     ("PEERS", "127.0.0.1:7001,client2:70000", "a port from 1 to 65535"),
     ("PEERS", "127.0.0.1:7001", "PEERS lists 1 address(es) but NUM_CLIENTS=2"),
     ("RESULTS_DIR", "/dev/zero", "expected a folder that exists or can be created"),
+    ("LEARNING_RATE", "-1", "expected a number from 1e-12 to 10"),
+    ("PEER_TIMEOUT", "nan", "expected a number from 0.1 to 1e+07"),
+    ("JOIN_TIMEOUT", "1e400", "expected a number from 0.1 to 1e+07"),
+    ("PEERS", ",,", "entry '': expected host:port"),
+    ("SPLITNET_TOKEN", "sh0rt-s3cr3t",
+     f"is 12 characters: the cluster token must be at least {MIN_TOKEN_CHARS}"),
+    ("SPLITNET_TOKEN_FILE", "/dev/zero", "is a character device, not a regular file"),
+    ("CURRENT_MODEL", "RESNET18", "CURRENT_MODEL=RESNET18 has 10"),
 ])
 def test_validate_refuses_weak_values_by_name(write_env, capsys, key, value, rule):
     path = write_env(SIMULATION_STAGES_CLIENTS=TWO, **{key: value})
     assert main(["validate", "--env-file", str(path)]) == 2
     err = capsys.readouterr().err
-    assert key in err and rule in err and "Traceback" not in err
+    violations = [line for line in err.splitlines() if line.startswith("  - ")]
+    assert len(violations) == 1 and key in violations[0] and rule in violations[0]
+    assert "Traceback" not in err and (key != "SPLITNET_TOKEN" or value not in err)
 
 
 def test_results_dir_under_a_file_is_refused(tmp_path, write_env):
