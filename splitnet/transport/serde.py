@@ -23,11 +23,13 @@ from splitnet.transport.codec import (
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.messages import Blob, TaskMessage
 
-__all__ = ["CHUNK_BYTES", "MAX_BLOB_BYTES", "blob_from_frames", "blob_to_frames",
+__all__ = ["CHUNK_BYTES", "MAX_BLOB_BYTES", "MAX_FRAME_BYTES", "blob_from_frames", "blob_to_frames",
            "checked_tensor_size", "task_from_frames",
            "task_header", "task_message", "task_to_frames", "tasks_from_stream"]
 
 CHUNK_BYTES = 4 * 1024 * 1024
+MAX_FRAME_BYTES = CHUNK_BYTES + 1024 * 1024
+"""The largest gRPC message: one chunk plus its header (gRPC refuses a larger one unread)."""
 MAX_BLOB_BYTES = 8 * 1024**3
 
 

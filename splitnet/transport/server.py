@@ -23,6 +23,7 @@ from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
 from splitnet.transport.serde import (
     MAX_BLOB_BYTES,
+    MAX_FRAME_BYTES,
     blob_from_frames,
     blob_to_frames,
     task_from_frames,
@@ -34,8 +35,8 @@ __all__ = ["GRPC_OPTIONS", "start_server"]
 
 log = logging.getLogger("splitnet.transport")
 GRPC_OPTIONS = [
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", MAX_FRAME_BYTES),
+    ("grpc.max_receive_message_length", MAX_FRAME_BYTES),
     ("grpc.so_reuseport", 0),
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),

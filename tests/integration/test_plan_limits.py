@@ -25,6 +25,7 @@ from splitnet.transport.inbound import HELLO, MAGIC, U32, VERSION, proof
 from splitnet.transport.messages import Blob, TaskMessage
 from splitnet.transport.network import GrpcNetwork
 from splitnet.transport.ports import free_ports
+from splitnet.transport.serde import MAX_FRAME_BYTES
 
 from ..conftest import EXAMPLES
 from ..handlers import RecordingHandler
@@ -154,6 +155,29 @@ def test_a_bittorrent_object_over_the_plans_bulk_limit_is_refused_before_fetchin
         with pytest.raises(ProtocolError, match=f"claims {limit + 1} bytes"):
             await asyncio.wait_for(network.bulk.into(
                 Blob("model", 0, 1, b"", {"torrent": ref, "sources": [1]})), BOUND)
+        await network.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_grpc_message_larger_than_one_frame_is_refused_unread():
+    async def scenario():
+        _, options = _plan_and_options()
+        network = await _served(GrpcNetwork(options), RecordingHandler())
+        big = pb.BlobFrame(header=pb.BlobHeader(kind="model", round=0, sender=1,
+                                                nbytes=MAX_FRAME_BYTES + 1),
+                           data=bytes(MAX_FRAME_BYTES + 1))
+
+        async def one():
+            yield big
+
+        async with grpc.aio.insecure_channel(options.addresses[1]) as channel:
+            stub = pb_grpc.PeerStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.PutModel(one(), metadata=AUTH, timeout=BOUND)
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            pong = await stub.Ping(pb.PingRequest(client=1), metadata=AUTH, timeout=BOUND)
+            assert pong.round == 3  # still serving
         await network.aclose()
 
     asyncio.run(scenario())
