@@ -24,6 +24,7 @@ from splitnet.config.parsing import (
     parse_literal,
     percent,
     positive_float,
+    run_id,
     text,
     time_value,
 )
@@ -135,6 +136,9 @@ FIELDS: tuple[Field, ...] = (
           "seconds to keep serving /metrics after training, for a last scrape"),
     Field("TORCH_THREADS", "output", "torch_threads", integer(0, 1024), 0,
           "torch intra-op threads per client (0: torch's default)"),
+    Field("RUN_ID", "output", "run_id", run_id, None,
+          "the run's folder under RESULTS_DIR/runs (default: the aggregator makes one; a "
+          "finished run's is refused)"),
     # loading only
     Field("CONFIG_FILE", None, "config_file", text, None,
           "file holding SIMULATION_STAGES_CLIENTS as data (JSON or a Python literal)"),

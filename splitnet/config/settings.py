@@ -107,6 +107,7 @@ class OutputSettings:
     metrics_port: int
     metrics_hold: int
     torch_threads: int
+    run_id: str | None
 
 
 @dataclass(frozen=True)

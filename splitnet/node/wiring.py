@@ -18,6 +18,7 @@ from splitnet.node.membership import Membership
 from splitnet.node.recorder import Recorder
 from splitnet.node.rounds import Report, Rounds
 from splitnet.node.routing import Routing
+from splitnet.node.run import RunId
 from splitnet.node.state import Background, Counters, Failure
 from splitnet.plan.plan import Plan
 from splitnet.runtime import Feeder, Interpreter, Replicas
@@ -77,7 +78,8 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
                       bulk_timeout=(settings.transport.torrent_timeout
                                     + settings.network.peer_timeout))
     interpreter = Interpreter(plan, me, replicas, routing.send, metrics)
-    membership = Membership(plan, network, metrics, failure,
+    run = RunId(results, me, s.server_number, settings.output.run_id)
+    membership = Membership(plan, network, metrics, failure, run,
                             join_timeout=settings.network.join_timeout,
                             peer_timeout=settings.network.peer_timeout)
     background = Background(failure)

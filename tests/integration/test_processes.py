@@ -37,7 +37,8 @@ def test_three_clients_train_digits_well_above_chance(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[client 2]" in done.stdout and "test accuracy" in done.stdout.splitlines()[-1]
-    results = tmp_path / "results"
+    results = tmp_path / "results" / "latest"
+    assert f"results in {tmp_path / 'results' / 'runs'}/" in done.stdout.splitlines()[-1]
     summary = json.loads((results / "summary.json").read_text())
     assert summary["test_accuracy"] >= MEASURED_ACCURACY - MARGIN
     assert summary["f1_macro"] >= MEASURED_ACCURACY - MARGIN - 0.05
