@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="figures and a markdown summary of a run")
     report.add_argument("results", nargs="?", type=Path, default=None,
-                        help="results directory (default: RESULTS_DIR or ./results)")
+                        help="a results directory (its latest run) or a run folder "
+                             "RESULTS/runs/ID (default: RESULTS_DIR or ./results)")
     report.add_argument("--baseline", type=Path, default=None,
                         help="a baseline results directory (default: RESULTS/baseline if present)")
     report.set_defaults(handler=_cmd_report)

@@ -67,14 +67,15 @@ def point_latest(results_dir: Path, run_id: str) -> Path:
 def run_folder_of(path: Path) -> Path:
     """Return the run folder a reader should read for ``path``.
 
-    ``path`` is a run folder (it holds ``metrics.csv`` or ``summary.json``) or a ``RESULTS_DIR``
-    whose ``latest`` names one. Raises ConfigError naming ``path`` otherwise.
+    ``path`` is a ``RESULTS_DIR`` whose ``latest`` names a run (read first: results of an older
+    version at its top are not read), or a run folder (it holds ``metrics.csv`` or
+    ``summary.json``). Raises ConfigError naming ``path`` otherwise.
     """
-    if (path / "metrics.csv").exists() or (path / SUMMARY).exists():
-        return path
     latest = path / LATEST
     if latest.is_dir():
         return path / os.readlink(latest) if latest.is_symlink() else latest
+    if (path / "metrics.csv").exists() or (path / SUMMARY).exists():
+        return path
     raise ConfigError(Violation(
         "results", f"{path} is neither a run folder (metrics.csv, {SUMMARY}) nor a results "
         f"folder with a {LATEST} run ({latest} is missing): run `splitnet local` (or the "

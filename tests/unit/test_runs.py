@@ -115,3 +115,10 @@ def test_a_client_with_another_run_id_is_refused_at_join(tmp_path):
     assert any(isinstance(r, ProtocolError) and "but client 2 is in run 'mine' (its RUN_ID)"
                in str(r) for r in results), results
     assert not (tmp_path / "runs" / "mine").exists()
+
+
+def test_a_reader_prefers_latest_over_files_of_an_older_layout(tmp_path):
+    (tmp_path / "summary.json").write_text("{}")  # written at the top by an older version
+    writer = ResultsWriter(tmp_path)
+    folder = writer.start()
+    assert run_folder_of(tmp_path) == folder
