@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from splitnet.telemetry.records import METRIC_COLUMNS, TIMELINE_COLUMNS, RoundRo
 from splitnet.telemetry.runs import check_unfinished, new_run_id, point_latest, run_folder
 
 __all__ = ["ResultsWriter", "merge_timelines"]
+
+log = logging.getLogger("splitnet.telemetry")
 
 
 class ResultsWriter:
@@ -64,7 +67,11 @@ class ResultsWriter:
         runs.mkdir(parents=True, exist_ok=True)
         if run_id is not None:
             check_unfinished(self.results_dir, run_id)
-            run_folder(self.results_dir, run_id).mkdir(exist_ok=True)
+            folder = run_folder(self.results_dir, run_id)
+            if folder.exists():  # an unfinished run of this id (stopped, restarted): go on
+                log.warning("RUN_ID=%s: %s holds an unfinished run; this run writes over its "
+                            "files", run_id, folder)
+            folder.mkdir(exist_ok=True)
         else:
             while True:  # a fresh id names a folder no other run has
                 run_id = new_run_id()

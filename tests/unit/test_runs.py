@@ -122,3 +122,22 @@ def test_a_reader_prefers_latest_over_files_of_an_older_layout(tmp_path):
     writer = ResultsWriter(tmp_path)
     folder = writer.start()
     assert run_folder_of(tmp_path) == folder
+
+
+def test_a_malformed_run_id_from_the_aggregator_is_a_refused_join_naming_it(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setattr(RunId, "announced", lambda self: "../../etc")
+    nodes, _ = build({**SMALL, "JOIN_TIMEOUT": "2"}, tmp_path)
+    results = run(nodes)
+    assert all(isinstance(r, BaseException) for r in results), results
+    assert any(isinstance(r, ProtocolError) and "refused the run id '../../etc' of client 1 (the "
+               "aggregator): expected 1 to 64 characters" in str(r) for r in results), results
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "runs"]
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # only the aggregator's own folder
+
+
+def test_a_run_id_of_an_unfinished_run_is_taken_with_a_warning(tmp_path, caplog):
+    (tmp_path / "runs" / "again").mkdir(parents=True)
+    with caplog.at_level("WARNING", logger="splitnet.telemetry"):
+        assert ResultsWriter(tmp_path).start("again") == tmp_path / "runs" / "again"
+    assert "RUN_ID=again" in caplog.text and "unfinished run" in caplog.text
