@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from splitnet.errors import ConfigError, Violation
-from splitnet.telemetry.runs import RUNS, run_folder_of
+from splitnet.telemetry.runs import baseline_of, run_folder_of
 
 __all__ = ["write_report"]
 
@@ -121,12 +121,6 @@ def _links_figure(timeline: list[dict[str, str]], target: Path) -> dict[str, int
     return {f"{a}->{b}": n for (a, b), n in sorted(links.items())}
 
 
-def _default_baseline(given: Path, run: Path) -> Path | None:
-    """Return ``RESULTS_DIR/baseline`` if it exists (``given`` is RESULTS_DIR or a run folder)."""
-    root = run.parent.parent if run == given and run.parent.name == RUNS else given
-    return root / "baseline" if (root / "baseline").exists() else None
-
-
 def write_report(given: Path, baseline: Path | None = None) -> Path:
     """Write the run's ``report/`` (PNGs and report.md); return the markdown path.
 
@@ -138,7 +132,7 @@ def write_report(given: Path, baseline: Path | None = None) -> Path:
     if missing:
         raise ConfigError(Violation("report", f"{', '.join(map(str, missing))} not found: "
                                               "run `splitnet local` (or the containers) first"))
-    baseline = baseline or _default_baseline(given, results)
+    baseline = baseline or baseline_of(given)
     base_rows = _rows(baseline / "metrics.csv") if baseline else None
     out = results / "report"
     out.mkdir(exist_ok=True)

@@ -20,8 +20,8 @@ from splitnet.config.parsing import run_id as parse_run_id
 from splitnet.config.parsing import show
 from splitnet.errors import ConfigError, Violation
 
-__all__ = ["LATEST", "RUNS", "SUMMARY", "check_unfinished", "new_run_id", "point_latest",
-           "run_folder", "run_folder_of"]
+__all__ = ["LATEST", "RUNS", "SUMMARY", "baseline_of", "check_unfinished", "new_run_id",
+           "point_latest", "run_folder", "run_folder_of"]
 
 RUNS = "runs"
 LATEST = "latest"
@@ -80,3 +80,10 @@ def run_folder_of(path: Path) -> Path:
         "results", f"{path} is neither a run folder (metrics.csv, {SUMMARY}) nor a results "
         f"folder with a {LATEST} run ({latest} is missing): run `splitnet local` (or the "
         "containers) first"))
+
+
+def baseline_of(given: Path) -> Path | None:
+    """Return ``RESULTS_DIR/baseline`` if it exists; ``given`` is RESULTS_DIR or a run folder."""
+    run = run_folder_of(given)
+    root = given.parent.parent if run == given and given.parent.name == RUNS else given
+    return root / "baseline" if (root / "baseline").is_dir() else None

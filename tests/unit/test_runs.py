@@ -12,7 +12,7 @@ from splitnet.config.parsing import run_id
 from splitnet.errors import ConfigError, ProtocolError
 from splitnet.node.run import RunId
 from splitnet.telemetry.results import ResultsWriter
-from splitnet.telemetry.runs import new_run_id, point_latest, run_folder_of
+from splitnet.telemetry.runs import baseline_of, new_run_id, point_latest, run_folder_of
 
 from .test_round import SMALL, build, errors, run
 
@@ -141,3 +141,13 @@ def test_a_run_id_of_an_unfinished_run_is_taken_with_a_warning(tmp_path, caplog)
     with caplog.at_level("WARNING", logger="splitnet.telemetry"):
         assert ResultsWriter(tmp_path).start("again") == tmp_path / "runs" / "again"
     assert "RUN_ID=again" in caplog.text and "unfinished run" in caplog.text
+
+
+def test_the_baseline_is_found_from_results_dir_or_from_a_run_folder(tmp_path):
+    writer = ResultsWriter(tmp_path)
+    folder = writer.start()
+    writer.start_metrics()
+    assert baseline_of(tmp_path) is None and baseline_of(folder) is None
+    (tmp_path / "baseline").mkdir()
+    assert baseline_of(tmp_path) == tmp_path / "baseline"
+    assert baseline_of(folder) == tmp_path / "baseline"
