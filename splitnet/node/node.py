@@ -79,6 +79,8 @@ class Node:
         parts = build_parts(self.plan, self.settings, self.network, self.metrics,
                             self.counters, self.results, self.failure)
         stack.callback(parts.interpreter.close)
+        if parts.checkpointer is not None:
+            stack.callback(parts.checkpointer.close)
         stack.callback(self._write_client_files, parts)
         await self.network.serve(parts.handler,
                                  lambda error: self._transfer_failed(parts, error),
@@ -169,6 +171,8 @@ class Node:
             summary = await self._finish(parts, time.time() - start)
         else:
             await parts.rounds.finished.wait()
+        if parts.checkpointer is not None:
+            await parts.checkpointer.drain()  # the last round's checkpoint too
         await asyncio.sleep(self.settings.output.metrics_hold)  # a last scrape sees the end
         return summary
 

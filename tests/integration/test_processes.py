@@ -25,6 +25,7 @@ def env_file(tmp_path, **extra):
     values = {"CURRENT_MODEL": "CNN", "CURRENT_DATASET": "DIGITS", "BATCH_SIZE": "32",
               "LEARNING_RATE": "0.1", "TRAINING_NUM_ROUNDS": "6", "TRAINING_NUM_EPOCHS": "3",
               "SIMULATION_STAGES_CLIENTS": THREE, "RESULTS_DIR": str(tmp_path / "results"),
+              "CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
               **extra}
     path = tmp_path / "three.env"
     path.write_text("\n".join(f"{k}={v}" for k, v in values.items()) + "\n")

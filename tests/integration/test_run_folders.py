@@ -72,7 +72,7 @@ def test_a_killed_second_run_leaves_the_first_runs_folder_as_it_was(tmp_path):
     procs, output, readers = start_clients(second_env)
     try:
         deadline = time.monotonic() + 120
-        while not any("round 2/1000" in line for line in output[1]):
+        while not any("round 2/1000: test accuracy" in line for line in output[1]):
             assert time.monotonic() < deadline, output
             assert all(p.poll() is None for p in procs.values()), output
             time.sleep(0.1)

@@ -47,7 +47,8 @@ def example(name: str, **overrides: str) -> dict[str, str]:
 
 
 def build(values: dict[str, str], results: Path) -> tuple[list[Node], list[MemoryNetwork]]:
-    values = {"JOIN_TIMEOUT": "10", "PEER_TIMEOUT": "30", **values, "RESULTS_DIR": str(results),
+    values = {"JOIN_TIMEOUT": "10", "PEER_TIMEOUT": "30",
+              "CHECKPOINT_DIR": str(results / "checkpoints"), **values, "RESULTS_DIR": str(results),
               "METRICS_PORT": "0", "TORRENT_PORT": "0"}
     hub = MemoryHub()
     n = load(values=values).training.num_clients
