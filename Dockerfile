@@ -24,6 +24,7 @@ ENV PYTHONUNBUFFERED=1 \
     VIRTUAL_ENV=/opt/splitnet \
     PATH=/opt/splitnet/bin:$PATH \
     RESULTS_DIR=/results \
+    CHECKPOINT_DIR=/checkpoints \
     DATA_DIR=/data
 
 # tc (iproute2) shapes traffic; the offline base image already has it.

@@ -31,4 +31,4 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache results
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache results checkpoints

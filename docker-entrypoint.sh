@@ -52,6 +52,7 @@ fi
 
 if [ "$(id -u)" = "0" ] && id splitnet >/dev/null 2>&1; then
     chown splitnet:splitnet "${RESULTS_DIR:-/results}" 2>/dev/null || true
+    chown splitnet:splitnet "${CHECKPOINT_DIR:-/checkpoints}" 2>/dev/null || true
     exec setpriv --reuid=splitnet --regid=splitnet --init-groups --inh-caps=-all -- "$@"
 fi
 exec "$@"

@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="figures and a markdown summary of a run")
     report.add_argument("results", nargs="?", type=Path, default=None,
-                        help="results directory (default: RESULTS_DIR or ./results)")
+                        help="a results directory (its latest run) or a run folder "
+                             "RESULTS/runs/ID (default: RESULTS_DIR or ./results)")
     report.add_argument("--baseline", type=Path, default=None,
                         help="a baseline results directory (default: RESULTS/baseline if present)")
     report.set_defaults(handler=_cmd_report)
@@ -182,12 +183,13 @@ def _setup_logging(name: str) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from splitnet.node import run_client
     from splitnet.ops.summary import summary_line
+    from splitnet.telemetry.runs import run_folder_of
 
     settings, plan = _prepare(args)
     _setup_logging(f"client{settings.network.client_number}")
     summary = run_client(plan, settings)
     if "test_accuracy" in summary:
-        print(summary_line(summary, Path(settings.output.results_dir)))
+        print(summary_line(summary, run_folder_of(Path(settings.output.results_dir))))
     return EXIT_OK
 
 
@@ -199,7 +201,9 @@ def _cmd_local(args: argparse.Namespace) -> int:
     path, _ = _env_path(args)
     results = Path(settings.output.results_dir)
     print(plan.summary(), flush=True)
-    print(summary_line(run_local(plan, path if path.exists() else None, results), results))
+    summary, folder = run_local(plan, path if path.exists() else None, results,
+                                run_id=settings.output.run_id)
+    print(summary_line(summary, folder))
     return EXIT_OK
 
 

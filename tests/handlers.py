@@ -20,6 +20,7 @@ class RecordingHandler:
         self.reports: list[tuple[int, int, str]] = []
         self.models: list[Blob] = []
         self.facts: dict[str, Any] = {}
+        self.run_id = ""
         self.error: Exception | None = None
         self.refuse_batch = -1
         self.joined = joined  # called with (client, torrent_port, tensor_port) at join
@@ -29,12 +30,13 @@ class RecordingHandler:
         if self.error is not None:
             raise self.error
 
-    async def join(self, client, fingerprint, facts, torrent_port, tensor_port):
+    async def join(self, client, fingerprint, facts, torrent_port, tensor_port, run_id=""):
         self._check()
         self.facts = facts
+        self.run_id = run_id
         if self.joined is not None:
             self.joined(client, torrent_port, tensor_port)
-        return "fp", {"clients": 2}, 0, 0
+        return "fp", {"clients": 2}, 0, 0, ""
 
     async def ping(self, client):
         self._check()

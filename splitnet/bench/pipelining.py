@@ -108,7 +108,7 @@ def _rank(env_file: Path, results: Path, microbatches: int) -> None:
         batches = samples // s.batch_size
         summary = run_summary(s.model, s.dataset, dict(enumerate(rss, 1)), pipelined=Pipelined(
             world, microbatches, seconds, samples, epochs, batches, boundary * 2 * batches))
-        ResultsWriter(results).write_summary(summary)
+        ResultsWriter.into(results).write_summary(summary)
     dist.destroy_process_group()
 
 

@@ -45,6 +45,7 @@ from splitnet.ops.baseline import train_union
 from splitnet.ops.prepare import prepare
 from splitnet.plan.generate import generate_lists
 from splitnet.plan.plan import Plan
+from splitnet.telemetry.runs import run_folder_of
 
 __all__ = ["placements", "run_bench", "table"]
 
@@ -155,7 +156,10 @@ def _row(run: _Run, data: _Data, summary: dict[str, Any], model_path: Path,
 
 
 def _splitnet_facts(results: Path) -> tuple[int, dict[str, Any]]:
-    """Return the payload every client sent and the summary with every client's peak RSS."""
+    """Return the payload every client sent and the summary with every client's peak RSS.
+
+    ``results`` is the run's folder (``RESULTS_DIR/runs/<run id>``).
+    """
     summary = json.loads((results / "summary.json").read_text())
     clients = [json.loads(p.read_text()) for p in sorted(results.glob("client-*.json"))]
     payload = sum(int(c["payload_bytes_sent"]) for c in clients)
@@ -211,8 +215,9 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
         if run.note:
             rows.append({"system": name, "note": run.note})
             continue
-        payload, summary = _splitnet_facts(results)
-        model = results / "models" / f"round{t.num_rounds}.safetensors"
+        folder = run_folder_of(results)  # the run `splitnet local` made (a fresh RESULTS_DIR)
+        payload, summary = _splitnet_facts(folder)
+        model = folder / "models" / f"round{t.num_rounds}.safetensors"
         rows.append(_row(run, data, summary, model, batches, payload))
 
     # 4. torch.distributed.pipelining

@@ -28,6 +28,7 @@ from typing import Any
 
 from splitnet.bench.sinks import Pacer, Sink, serve_sinks
 from splitnet.errors import RuntimeFailure
+from splitnet.telemetry.runs import run_folder_of
 from splitnet.transport.client import PeerClient
 from splitnet.transport.messages import Blob
 from splitnet.transport.ports import free_ports
@@ -210,7 +211,7 @@ def resnet_exchange(workdir: Path) -> dict[str, Any]:
                               capture_output=True, text=True, timeout=1800)
         if done.returncode != 0:
             raise RuntimeFailure(f"ResNet18 run with {bulk} failed: {done.stdout[-800:]}")
-        summary = json.loads((results / "summary.json").read_text())
+        summary = json.loads((run_folder_of(results) / "summary.json").read_text())
         out[bulk] = summary["exchange_seconds"]
     return out
 

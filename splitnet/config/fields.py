@@ -1,8 +1,8 @@
 """Every setting, declared once: its key, the group and attribute it fills, its parser, default.
 
 A group is one of the :class:`~splitnet.config.settings.Settings` groups (``training``,
-``data``, ``network``, ``transport``, ``shaping``, ``output``); ``CONFIG_FILE`` has none: it only
-says where the task lists are read from while loading.
+``data``, ``network``, ``transport``, ``shaping``, ``output``, ``recovery``); ``CONFIG_FILE``
+has none: it only says where the task lists are read from while loading.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from splitnet.config.parsing import (
     parse_literal,
     percent,
     positive_float,
+    run_id,
     text,
     time_value,
 )
@@ -34,7 +35,7 @@ STAGES_KEY = "SIMULATION_STAGES_CLIENTS"
 STAGES_ALIAS = "STAGES_CLIENTS"
 _LEARNING_RATE = number(1e-12, 10.0, "0.05")
 _SECONDS = number(0.1, 1e7, "60")
-GROUPS = ("training", "data", "network", "transport", "shaping", "output")
+GROUPS = ("training", "data", "network", "transport", "shaping", "output", "recovery")
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,20 @@ FIELDS: tuple[Field, ...] = (
           "seconds to keep serving /metrics after training, for a last scrape"),
     Field("TORCH_THREADS", "output", "torch_threads", integer(0, 1024), 0,
           "torch intra-op threads per client (0: torch's default)"),
+    Field("RUN_ID", "output", "run_id", run_id, None,
+          "the run's folder under RESULTS_DIR/runs (default: the aggregator makes one; a "
+          "finished run's is refused)"),
+    # recovery: round checkpoints, and what a client does when a peer is lost
+    Field("CHECKPOINT_DIR", "recovery", "checkpoint_dir", directory, "./checkpoints",
+          "where round checkpoints are written (one set of files per client)"),
+    Field("CHECKPOINT_KEEP", "recovery", "checkpoint_keep", integer(1, 1_000_000), 2,
+          "how many of this client's newest round checkpoints are kept"),
+    Field("RESUME", "recovery", "resume", choice("auto", "never"), "auto",
+          "auto: resume from the latest checkpoint every client has; never: start at round 0"),
+    Field("FAILURE_POLICY", "recovery", "failure_policy", choice("wait", "drop", "abort"),
+          "wait", "when a peer is lost: wait for it to rejoin, drop it, or abort the run"),
+    Field("REJOIN_TIMEOUT", "recovery", "rejoin_timeout", number(1, 1e7, "300"), 300.0,
+          "seconds survivors wait for a lost peer to rejoin (FAILURE_POLICY=wait)"),
     # loading only
     Field("CONFIG_FILE", None, "config_file", text, None,
           "file holding SIMULATION_STAGES_CLIENTS as data (JSON or a Python literal)"),

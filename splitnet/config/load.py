@@ -22,6 +22,7 @@ from splitnet.config.settings import (
     DataSettings,
     NetworkSettings,
     OutputSettings,
+    RecoverySettings,
     Settings,
     ShapingSettings,
     TrainingSettings,
@@ -41,6 +42,7 @@ SHAPE_KEYS = frozenset({"NUM_CLIENTS", "CURRENT_MODEL", "BERT_MODEL", STAGES_KEY
 _GROUPS: dict[str, type] = {
     "training": TrainingSettings, "data": DataSettings, "network": NetworkSettings,
     "transport": TransportSettings, "shaping": ShapingSettings, "output": OutputSettings,
+    "recovery": RecoverySettings,
 }
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "parse_literal",
     "percent",
     "positive_float",
+    "run_id",
     "show",
     "text",
     "time_value",
@@ -39,6 +40,7 @@ _BANDWIDTH_RE = re.compile(r"[0-9]+(\.[0-9]+)?(bit|kbit|mbit|gbit|tbit|bps|kbps|
 _TIME_RE = re.compile(r"[0-9]+(\.[0-9]+)?(us|ms|s)")
 _LABEL_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _HOST_RULE = "expected an IPv4 address, a bracketed IPv6 address or a host name"
+_RUN_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -159,6 +161,14 @@ def directory(value: str) -> str:
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"expected a folder this process can write; {path} is not writable")
     return cleaned
+
+
+def run_id(value: str) -> str:
+    """Parse a run id: 1 to 64 of ``A-Z a-z 0-9 . _ -``, not ``.`` or ``..`` (a folder name)."""
+    if not _RUN_ID_RE.fullmatch(value) or value in (".", ".."):
+        raise ValueError("expected 1 to 64 characters from A-Z a-z 0-9 . _ - (a folder name, "
+                         "not . or ..)")
+    return value
 
 
 def boolean(value: str) -> bool:

@@ -1,9 +1,9 @@
 """Validated settings in groups: training facts that must match, then what each client tunes.
 
 ``Settings.training`` holds every fact the plan is built from and that must be equal on all
-clients; the other groups (data, network, transport, shaping, output) only concern the client
-that reads them. Defaults and parsers live in ``splitnet.config.fields``; build a ``Settings``
-with :func:`splitnet.config.load`.
+clients; the other groups (data, network, transport, shaping, output, recovery) only concern
+the client that reads them. Defaults and parsers live in ``splitnet.config.fields``; build a
+``Settings`` with :func:`splitnet.config.load`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ __all__ = [
     "DataSettings",
     "NetworkSettings",
     "OutputSettings",
+    "RecoverySettings",
     "Settings",
     "ShapingSettings",
     "TrainingSettings",
@@ -107,6 +108,18 @@ class OutputSettings:
     metrics_port: int
     metrics_hold: int
     torch_threads: int
+    run_id: str | None
+
+
+@dataclass(frozen=True)
+class RecoverySettings:
+    """Where this client keeps round checkpoints, and what it does when a peer is lost."""
+
+    checkpoint_dir: str
+    checkpoint_keep: int
+    resume: str
+    failure_policy: str
+    rejoin_timeout: float
 
 
 @dataclass(frozen=True)
@@ -119,5 +132,6 @@ class Settings:
     transport: TransportSettings
     shaping: ShapingSettings
     output: OutputSettings
+    recovery: RecoverySettings
     source: str = ""
     warnings: tuple[str, ...] = field(default=(), compare=False)

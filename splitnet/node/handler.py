@@ -15,6 +15,7 @@ from splitnet.node.rounds import Rounds
 from splitnet.node.routing import Routing
 from splitnet.node.state import Failure
 from splitnet.runtime import Interpreter
+from splitnet.transport.base import Joined
 from splitnet.transport.messages import Blob, TaskMessage
 
 __all__ = ["NodeHandler"]
@@ -33,9 +34,10 @@ class NodeHandler:
         self._failure = failure
 
     async def join(self, client: int, fingerprint: str, facts: dict[str, Any],
-                   torrent_port: int, tensor_port: int) -> tuple[str, dict[str, Any], int, int]:
-        """Accept a joining peer; refuse it if it is no member or its plan differs."""
-        return self._membership.answer(client, fingerprint, facts, torrent_port, tensor_port)
+                   torrent_port: int, tensor_port: int, run_id: str) -> Joined:
+        """Accept a joining peer; refuse it if it is no member, its plan or run id is wrong."""
+        return self._membership.answer(client, fingerprint, facts, torrent_port, tensor_port,
+                                       run_id)
 
     async def ping(self, client: int) -> int:
         """Answer a liveness check with the current round."""

@@ -2,9 +2,10 @@
 
 A client joins every peer (retrying with backoff until ``JOIN_TIMEOUT``): both sides compare
 plan fingerprints and a difference is named key by key; each side learns the ports the other
-announced. A join with a different plan, or from a number outside the plan, is refused (the
-joiner stops); it never stops the members: at start-up a member that was refused this way fails
-its own join to that peer with the same difference (Note: a refused joiner is not fatal).
+announced, and the run id (``splitnet.node.run``). A join with a different plan, or from a
+number outside the plan, is refused (the joiner stops); it never stops the members: at start-up
+a member that was refused this way fails its own join to that peer with the same difference
+(Note: a refused joiner is not fatal).
 Then heartbeats ping every peer; a peer silent for ``PEER_TIMEOUT`` seconds stops this client
 with an error naming it (Note: one failure path (node)).
 """
@@ -24,10 +25,11 @@ from splitnet.errors import (
     RuntimeFailure,
     SplitnetError,
 )
+from splitnet.node.run import RunId
 from splitnet.node.state import Failure
 from splitnet.plan.plan import Plan, describe_difference
 from splitnet.telemetry.metrics import Metrics
-from splitnet.transport.base import Network, PeerControl
+from splitnet.transport.base import Joined, Network, PeerControl
 
 __all__ = ["Membership"]
 
@@ -42,9 +44,10 @@ LOGGED_REFUSALS = 256  # distinct (client, fingerprint) refusals logged before t
 class Membership:
     """Joins the peers, answers their joins, and watches that they stay alive."""
 
-    def __init__(self, plan: Plan, network: Network, metrics: Metrics, failure: Failure, *,
-                 join_timeout: float, peer_timeout: float) -> None:
+    def __init__(self, plan: Plan, network: Network, metrics: Metrics, failure: Failure,
+                 run: RunId, *, join_timeout: float, peer_timeout: float) -> None:
         self._plan = plan
+        self._run = run
         self._network = network
         self._metrics = metrics
         self._failure = failure
@@ -71,10 +74,10 @@ class Membership:
         delay = 0.05
         while True:
             try:
-                fingerprint, facts, torrent_port, tensor_port = await peer.join(
+                fingerprint, facts, torrent_port, tensor_port, run_id = await peer.join(
                     self._plan.fingerprint, self._plan.facts(), timeout=JOIN_CALL_SECONDS,
                     torrent_port=self._network.bulk.port,
-                    tensor_port=self._network.tensor_port)
+                    tensor_port=self._network.tensor_port, run_id=self._run.announced())
                 break
             except PeerUnavailable as exc:
                 if peer.number in self._refused:  # it joined us with another plan, then left
@@ -87,11 +90,12 @@ class Membership:
                 delay = min(delay * 2, 1.0)
         if fingerprint != self._plan.fingerprint:
             raise PlanMismatch(self._mismatch(peer.number, facts))
+        self._run.learn(peer.number, run_id)
         self._network.learn(peer.number, torrent_port, tensor_port)
 
     def answer(self, client: int, fingerprint: str, facts: dict[str, Any], torrent_port: int,
-               tensor_port: int) -> tuple[str, dict[str, Any], int, int]:
-        """Accept a joining peer; refuse it if it is no member or its plan differs.
+               tensor_port: int, run_id: str = "") -> Joined:
+        """Accept a joining peer; refuse it if it is no member, its plan or its run id is wrong.
 
         A refusal raises (ProtocolError, PlanMismatch) for the joiner and is logged once; this
         client goes on.
@@ -107,11 +111,16 @@ class Membership:
             self._refused[client] = mismatch
             self._log_refusal(client, fingerprint, mismatch)
             raise mismatch
+        try:
+            self._run.learn(client, run_id)
+        except ProtocolError as exc:
+            self._log_refusal(client, fingerprint, exc)
+            raise
         self._refused.pop(client, None)
         if client in self._network.peers:
             self._network.learn(client, torrent_port, tensor_port)
         return (self._plan.fingerprint, self._plan.facts(), self._network.bulk.port,
-                self._network.tensor_port)
+                self._network.tensor_port, self._run.announced())
 
     def member(self, client: int) -> bool:
         """Return whether ``client`` is another client of the plan."""

@@ -34,6 +34,7 @@ from splitnet.plan.plan import Plan
 from splitnet.telemetry.metrics import Metrics
 from splitnet.telemetry.records import peak_rss_kib
 from splitnet.telemetry.results import ResultsWriter
+from splitnet.telemetry.runs import check_unfinished
 from splitnet.transport.base import Network
 
 __all__ = ["Node"]
@@ -72,16 +73,31 @@ class Node:
 
     async def _open(self, stack: AsyncExitStack) -> Parts:
         """Enter every resource on ``stack``, build the parts and start serving peers."""
+        self._start_run()
         await stack.enter_async_context(self.network)
         self._serve_metrics(stack)
         parts = build_parts(self.plan, self.settings, self.network, self.metrics,
                             self.counters, self.results, self.failure)
         stack.callback(parts.interpreter.close)
+        if parts.checkpointer is not None:
+            stack.callback(parts.checkpointer.close)
         stack.callback(self._write_client_files, parts)
         await self.network.serve(parts.handler,
                                  lambda error: self._transfer_failed(parts, error),
                                  parts.routing.refused_call)
         return parts
+
+    def _start_run(self) -> None:
+        """Start the run on the aggregator; refuse a ``RUN_ID`` of a finished run on any client.
+
+        Note: a run owns its folder (telemetry/runs.py).
+        """
+        run_id = self.settings.output.run_id
+        if run_id is not None:
+            check_unfinished(self.results.results_dir, run_id)
+        if self.me == self.plan.training.server_number:
+            folder = self.results.start(run_id)
+            log.info("client %d: run %s, results in %s", self.me, self.results.run_id, folder)
 
     def _serve_metrics(self, stack: AsyncExitStack) -> None:
         port, host = self.settings.output.metrics_port, self.settings.network.listen_host
@@ -104,6 +120,9 @@ class Node:
             self.failure.fail(error)
 
     def _write_client_files(self, parts: Parts) -> None:
+        if self.results.run_id is None:  # never joined the aggregator: no run to write into
+            log.info("client %d writes no result files: it never learnt the run id", self.me)
+            return
         rows = sorted([*parts.interpreter.timeline, *parts.routing.timeline],
                       key=lambda row: row.start)
         self.results.write_timeline(self.me, rows)
@@ -152,6 +171,8 @@ class Node:
             summary = await self._finish(parts, time.time() - start)
         else:
             await parts.rounds.finished.wait()
+        if parts.checkpointer is not None:
+            await parts.checkpointer.drain()  # the last round's checkpoint too
         await asyncio.sleep(self.settings.output.metrics_hold)  # a last scrape sees the end
         return summary
 

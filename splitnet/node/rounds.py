@@ -35,7 +35,7 @@ class Rounds:
 
     def __init__(self, me: int, num_rounds: int, interpreter: Interpreter, replicas: Replicas,
                  routing: Routing, bulk: BulkTransport, report: Report, *,
-                 in_place: bool) -> None:
+                 in_place: bool, on_model: Callable[[int, bytes], None] | None = None) -> None:
         self.me = me
         self.num_rounds = num_rounds
         self._interpreter = interpreter
@@ -44,6 +44,7 @@ class Rounds:
         self._bulk = bulk
         self._report = report
         self._in_place = in_place  # the aggregator reads its own states without a transfer
+        self._on_model = on_model  # round r's model is loaded, round r+1 not started (checkpoint)
         self.loaded: defaultdict[int, asyncio.Event] = defaultdict(asyncio.Event)
         self.finished = asyncio.Event()
 
@@ -86,6 +87,8 @@ class Rounds:
         key = INITIAL_ROUND if kind == INITIAL else round_
         if key != INITIAL_ROUND:
             self._bulk.model_applied(round_)
+            if self._on_model is not None:
+                self._on_model(round_, data)
         self.loaded[key].set()
 
     def finish(self) -> None:

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from splitnet.config.settings import Settings
+from splitnet.learning.checkpoints import CheckpointStore
 from splitnet.learning.data import dataset_spec, owner_data
 from splitnet.learning.keys import flatten
 from splitnet.learning.models import build_partitions
 from splitnet.node.aggregator import Aggregator
+from splitnet.node.checkpointing import Checkpointer
 from splitnet.node.data import LocalData
 from splitnet.node.handler import NodeHandler
 from splitnet.node.membership import Membership
 from splitnet.node.recorder import Recorder
 from splitnet.node.rounds import Report, Rounds
 from splitnet.node.routing import Routing
+from splitnet.node.run import RunId
 from splitnet.node.state import Background, Counters, Failure
 from splitnet.plan.plan import Plan
 from splitnet.runtime import Feeder, Interpreter, Replicas
@@ -42,6 +46,7 @@ class Parts:
     local_data: LocalData
     evaluation_parts: list[nn.Module]
     background: Background
+    checkpointer: Checkpointer | None = None
 
     async def feeder(self) -> Feeder | None:
         """Return this client's owner feeder (None on a helper), reading its shard."""
@@ -77,7 +82,8 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
                       bulk_timeout=(settings.transport.torrent_timeout
                                     + settings.network.peer_timeout))
     interpreter = Interpreter(plan, me, replicas, routing.send, metrics)
-    membership = Membership(plan, network, metrics, failure,
+    run = RunId(results, me, s.server_number, settings.output.run_id)
+    membership = Membership(plan, network, metrics, failure, run,
                             join_timeout=settings.network.join_timeout,
                             peer_timeout=settings.network.peer_timeout)
     background = Background(failure)
@@ -88,15 +94,26 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
         aggregator.round_done(me, round_, report_json)
 
     report: Report = report_here if is_aggregator else network.peers[s.server_number].round_done
+    checkpointer: Checkpointer | None = None
+
+    def checkpoint(round_: int, model: bytes) -> None:
+        assert checkpointer is not None
+        checkpointer.take(round_, model)
+
     rounds = Rounds(me, s.num_rounds, interpreter, replicas, routing, network.bulk, report,
-                    in_place=is_aggregator)
+                    in_place=is_aggregator, on_model=checkpoint)
     local_data = LocalData(s, settings.data)
     evaluation_parts: list[nn.Module] = []
+    recorder: Recorder | None = None
     if is_aggregator:
         evaluation_parts = partitions()
         recorder = Recorder(plan, local_data, evaluation_parts, results, metrics, background)
         aggregator = Aggregator(plan, me, routing, network.bulk, rounds.states,
                                 rounds.apply, recorder, background)
+    r = settings.recovery
+    store = CheckpointStore(Path(r.checkpoint_dir), me, plan.fingerprint, plan.facts(),
+                            r.checkpoint_keep)
+    checkpointer = Checkpointer(store, replicas, interpreter, recorder)
     handler = NodeHandler(membership, routing, interpreter, rounds, aggregator, failure)
     return Parts(plan, membership, routing, interpreter, rounds, handler, aggregator, local_data,
-                 evaluation_parts, background)
+                 evaluation_parts, background, checkpointer)

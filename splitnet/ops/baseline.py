@@ -45,7 +45,7 @@ def run_baseline(settings: Settings, plan: Plan, results_dir: Path) -> dict[str,
         s.model, dataset.spec, s.seed, s.bert_model, settings.data.bert_pretrained))
     optimizer = make_optimizer(s.optimizer, model.parameters(), s.learning_rate)
     generator = torch.Generator().manual_seed(s.seed)
-    writer = ResultsWriter(results_dir)
+    writer = ResultsWriter.into(results_dir)
     writer.start_metrics()
     rows: list[RoundRow] = []
     start = time.time()

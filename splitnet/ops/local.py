@@ -1,7 +1,9 @@
 """``splitnet local``: every client as a process on loopback, exactly as the containers run.
 
 Each client's log lines are prefixed ``[client k]``; if one exits with an error the others are
-stopped and the run fails; at the end the timelines are merged and the summary returned.
+stopped and the run fails; at the end the timelines are merged and the summary returned. Every
+client is given the run id (``RUN_ID``: the one set, or a fresh one), so the run's folder
+``RESULTS_DIR/runs/<run id>`` is the one this command ran, whatever ``latest`` says later.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from splitnet.errors import RuntimeFailure
 from splitnet.plan.plan import Plan
 from splitnet.telemetry.progress import is_progress
 from splitnet.telemetry.results import merge_timelines
+from splitnet.telemetry.runs import check_unfinished, new_run_id, run_folder
 from splitnet.transport.ports import free_ports
 
 __all__ = ["run_local"]
@@ -42,9 +45,14 @@ def _pump(stream: IO[str], prefix: str, out: IO[str], lock: threading.Lock) -> N
 
 
 def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
-              extra_env: dict[str, str] | None = None,
-              out: IO[str] = sys.stdout) -> dict[str, Any]:
-    """Run every client of ``plan`` as a process; return the run's summary (``summary.json``)."""
+              extra_env: dict[str, str] | None = None, out: IO[str] = sys.stdout,
+              run_id: str | None = None) -> tuple[dict[str, Any], Path]:
+    """Run every client of ``plan`` as a process; return the run's summary and its folder.
+
+    ``run_id`` names the run (default: a fresh id); a finished run's is refused (ConfigError).
+    """
+    run_id = run_id or new_run_id()
+    check_unfinished(results_dir, run_id)
     n = plan.num_clients
     ports = free_ports(3 * n)  # gRPC, libtorrent, metrics
     env = dict(os.environ)
@@ -53,6 +61,7 @@ def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
         "SPLITNET_TOKEN": secrets.token_hex(16),
         "LISTEN_HOST": "127.0.0.1",
         "RESULTS_DIR": str(results_dir),
+        "RUN_ID": run_id,
         "TORCH_THREADS": env.get("TORCH_THREADS", "1"),
         "PYTHONUNBUFFERED": "1",
     })
@@ -91,9 +100,10 @@ def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
     finally:
         for pump in pumps:
             pump.join(timeout=5)
-    merge_timelines(results_dir)
-    summary: dict[str, Any] = json.loads((results_dir / "summary.json").read_text())
-    return summary
+    folder = run_folder(results_dir, run_id)
+    merge_timelines(folder)
+    summary: dict[str, Any] = json.loads((folder / "summary.json").read_text())
+    return summary, folder
 
 
 def _wait(procs: list[subprocess.Popen[str]]) -> tuple[int, int] | None:

@@ -186,8 +186,12 @@ def _offload_ranges(offloads: list[tuple[int, int, int]]) -> list[str]:
 
 
 def describe_difference(ours: dict[str, Any], theirs: dict[str, Any], me: int,
-                        other: int) -> str:
-    """Say in which facts two clients' plans differ, e.g. "seed (client 1: 42, client 2: 7)"."""
+                        other: int, labels: tuple[str, str] | None = None) -> str:
+    """Say in which facts two clients' plans differ, e.g. "seed (client 1: 42, client 2: 7)".
+
+    ``labels`` names the two sides instead (e.g. ``("this run", "the checkpoint")``).
+    """
+    mine, yours = labels or (f"client {me}", f"client {other}")
     parts = []
     for key in sorted(set(ours) | set(theirs)):
         a, b = ours.get(key), theirs.get(key)
@@ -198,5 +202,5 @@ def describe_difference(ours: dict[str, Any], theirs: dict[str, Any], me: int,
                          if (a[i] if i < len(a) else None) != (b[i] if i < len(b) else None)]
             parts.append(f"task lists (client(s) {', '.join(differing)})")
         else:
-            parts.append(f"{key} (client {me}: {a}, client {other}: {b})")
+            parts.append(f"{key} ({mine}: {a}, {yours}: {b})")
     return "; ".join(parts) or "fingerprint only"

@@ -47,6 +47,10 @@ class Admission:
         self._ran[task] = batch
         self._latest[task.owner] = max(batch, self._latest.get(task.owner, -1))
 
+    def latest(self) -> dict[int, int]:
+        """Return each owner's latest batch that ran here (what a checkpoint keeps)."""
+        return dict(self._latest)
+
     def stale(self, task: Task, batch: int) -> bool:
         """Return whether ``task`` has already run ``batch`` (or a later one)."""
         return batch <= self._ran.get(task, -1)

@@ -117,6 +117,10 @@ class Interpreter:
         self.metrics.round.labels(self.metrics.client).set(max(round_, 0))
         self._wake.set()
 
+    def latest_batches(self) -> dict[int, int]:
+        """Return each owner's latest batch that ran here (batch numbers go on across rounds)."""
+        return self._admission.latest()
+
     # -- input -------------------------------------------------------------------------------
 
     def accept(self, msg: TaskMessage) -> None:

@@ -1,5 +1,8 @@
 """``splitnet report [RESULTS_DIR]``: PNG figures and a short markdown summary of a run.
 
+Given ``RESULTS_DIR`` it reports on the ``latest`` run; given a run folder
+(``RESULTS_DIR/runs/<run id>``), on that run. The report goes into the run's ``report/``.
+
 Figures: accuracy / macro F1 / loss per round (with the baseline's curves when
 ``RESULTS_DIR/baseline`` exists or ``--baseline`` names one), a Gantt timeline of task execution
 per client coloured by owner, compute vs transfer time per client, and bytes per link as a
@@ -20,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from splitnet.errors import ConfigError, Violation
+from splitnet.telemetry.runs import baseline_of, run_folder_of
 
 __all__ = ["write_report"]
 
@@ -117,14 +121,18 @@ def _links_figure(timeline: list[dict[str, str]], target: Path) -> dict[str, int
     return {f"{a}->{b}": n for (a, b), n in sorted(links.items())}
 
 
-def write_report(results: Path, baseline: Path | None = None) -> Path:
-    """Write ``results/report/`` (PNGs and report.md); return the markdown path."""
+def write_report(given: Path, baseline: Path | None = None) -> Path:
+    """Write the run's ``report/`` (PNGs and report.md); return the markdown path.
+
+    ``given`` is ``RESULTS_DIR`` (its ``latest`` run) or a run folder.
+    """
+    results = run_folder_of(given)
     metrics_path, timeline_path = results / "metrics.csv", results / "timeline.csv"
     missing = [p for p in (metrics_path, timeline_path) if not p.exists()]
     if missing:
         raise ConfigError(Violation("report", f"{', '.join(map(str, missing))} not found: "
                                               "run `splitnet local` (or the containers) first"))
-    baseline = baseline or (results / "baseline" if (results / "baseline").exists() else None)
+    baseline = baseline or baseline_of(given)
     base_rows = _rows(baseline / "metrics.csv") if baseline else None
     out = results / "report"
     out.mkdir(exist_ok=True)

@@ -1,8 +1,10 @@
 """Result files: ``metrics.csv`` per round, ``summary.json``, ``timeline.csv`` and models.
 
-Layout of ``RESULTS_DIR``: ``metrics.csv``, ``summary.json``, ``timeline.csv`` (one row per
-executed task of every client; each client writes ``timeline-client{n}.csv`` and ``splitnet
-local`` merges them), ``models/round{r}.safetensors`` (the averaged model after round r). The
+Each run writes into its own folder ``RESULTS_DIR/runs/<run id>/`` (Note: a run owns its folder,
+in :mod:`splitnet.telemetry.runs`). Layout of a run folder: ``metrics.csv``, ``summary.json``,
+``timeline.csv`` (one row per executed task of every client; each client writes
+``timeline-client{n}.csv`` and ``splitnet local`` merges them), ``client-{n}.json``,
+``models/round{r}.safetensors`` (the averaged model after round r). The
 rows' formats are :class:`splitnet.telemetry.records.RoundRow` and ``TimelineRow``.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,17 +21,74 @@ import torch
 from safetensors.torch import save_file
 
 from splitnet.telemetry.records import METRIC_COLUMNS, TIMELINE_COLUMNS, RoundRow, TimelineRow
+from splitnet.telemetry.runs import check_unfinished, new_run_id, point_latest, run_folder
 
 __all__ = ["ResultsWriter", "merge_timelines"]
 
+log = logging.getLogger("splitnet.telemetry")
+
 
 class ResultsWriter:
-    """Writes one run's result files under ``root``."""
+    """Writes one run's result files into its run folder under ``results_dir``.
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._metrics = root / "metrics.csv"
+    Nothing is written before the run is known: the aggregator :meth:`start` s it, the other
+    clients :meth:`follow` the id the aggregator announced.
+    """
+
+    def __init__(self, results_dir: Path) -> None:
+        self.results_dir = results_dir
+        self.run_id: str | None = None
+        self._root: Path | None = None
+
+    @classmethod
+    def into(cls, folder: Path) -> ResultsWriter:
+        """Return a writer that writes straight into ``folder`` (no run: the baseline's)."""
+        writer = cls(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        writer._root = folder
+        return writer
+
+    @property
+    def root(self) -> Path:
+        """Return this run's folder (only once the run is known)."""
+        assert self._root is not None, "the run is not known yet"
+        return self._root
+
+    @property
+    def _metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    def start(self, run_id: str | None = None) -> Path:
+        """Make this run's folder (a fresh id unless ``run_id``) and point ``latest`` at it.
+
+        Raises ConfigError when ``run_id`` names a finished run.
+        """
+        runs = self.results_dir / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        if run_id is not None:
+            check_unfinished(self.results_dir, run_id)
+            folder = run_folder(self.results_dir, run_id)
+            if folder.exists():  # an unfinished run of this id (stopped, restarted): go on
+                log.warning("RUN_ID=%s: %s holds an unfinished run; this run writes over its "
+                            "files", run_id, folder)
+            folder.mkdir(exist_ok=True)
+        else:
+            while True:  # a fresh id names a folder no other run has
+                run_id = new_run_id()
+                try:
+                    run_folder(self.results_dir, run_id).mkdir()
+                    break
+                except FileExistsError:
+                    continue
+        point_latest(self.results_dir, run_id)
+        return self.follow(run_id)
+
+    def follow(self, run_id: str) -> Path:
+        """Write into the folder of run ``run_id`` (validated), made by its aggregator."""
+        folder = run_folder(self.results_dir, run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.run_id, self._root = run_id, folder
+        return folder
 
     def start_metrics(self) -> None:
         """Start ``metrics.csv`` with its header (truncating an earlier run's)."""

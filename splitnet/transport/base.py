@@ -28,8 +28,8 @@ from typing import Any, Protocol, TypeVar
 from splitnet.errors import TransferFailed
 from splitnet.transport.messages import Blob, TaskMessage
 
-__all__ = ["AsyncClosing", "BulkTransport", "Fail", "Network", "PeerControl", "PeerHandler",
-           "Receive", "Reject", "TensorTransport", "report_failure"]
+__all__ = ["AsyncClosing", "BulkTransport", "Fail", "Joined", "Network", "PeerControl",
+           "PeerHandler", "Receive", "Reject", "TensorTransport", "report_failure"]
 
 Receive = Callable[[TaskMessage], Awaitable[None]]
 """Takes one incoming activation/gradient; raises ProtocolError to refuse it (sender is told)."""
@@ -37,6 +37,9 @@ Receive = Callable[[TaskMessage], Awaitable[None]]
 Fail = Callable[[TransferFailed], None]
 """Where a transport reports a failure that happened after ``send`` returned (Note: one failure
 path)."""
+
+Joined = tuple[str, dict[str, Any], int, int, str]
+"""A join's answer: plan fingerprint, plan facts, torrent port, tensor port, run id ("": none)."""
 
 Reject = Callable[[str], None]
 """Told the name of every call or connection refused for a missing or wrong cluster token."""
@@ -124,8 +127,8 @@ class PeerControl(_AsyncClosing, Protocol):
     address: str
 
     async def join(self, fingerprint: str, facts: dict[str, Any], timeout: float,
-                   torrent_port: int = 0, tensor_port: int = 0) -> tuple[
-                       str, dict[str, Any], int, int]: ...
+                   torrent_port: int = 0, tensor_port: int = 0, run_id: str = "") -> Joined:
+        ...
 
     async def ping(self, timeout: float) -> int: ...
 
@@ -144,7 +147,7 @@ class PeerHandler(Protocol):
     """What a client does when a peer calls it; raises domain errors (see ``transport.status``)."""
 
     async def join(self, client: int, fingerprint: str, facts: dict[str, Any],
-                   torrent_port: int, tensor_port: int) -> tuple[str, dict[str, Any], int, int]:
+                   torrent_port: int, tensor_port: int, run_id: str) -> Joined:
         ...
 
     async def ping(self, client: int) -> int: ...

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 
 from splitnet.errors import PeerUnavailable, SplitnetError
-from splitnet.transport.base import AsyncClosing
+from splitnet.transport.base import AsyncClosing, Joined
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
 from splitnet.transport.messages import Blob, TaskMessage
@@ -77,14 +77,14 @@ class PeerClient(AsyncClosing):
             raise self.error(exc, what) from exc
 
     async def join(self, fingerprint: str, facts: dict[str, Any], timeout: float,
-                   torrent_port: int = 0, tensor_port: int = 0) -> tuple[
-                       str, dict[str, Any], int, int]:
-        """Exchange plan fingerprints and ports; the peer refuses a different plan."""
+                   torrent_port: int = 0, tensor_port: int = 0, run_id: str = "") -> Joined:
+        """Exchange plan fingerprints, ports and the run id; the peer refuses a different plan."""
         reply = await self._unary(self._stub.Join, pb.JoinRequest(
             client=self.me, fingerprint=fingerprint, facts_json=json.dumps(facts),
-            torrent_port=torrent_port, tensor_port=tensor_port), "refused to join", timeout)
+            torrent_port=torrent_port, tensor_port=tensor_port, run_id=run_id),
+            "refused to join", timeout)
         return (reply.fingerprint, json.loads(reply.facts_json or "{}"), int(reply.torrent_port),
-                int(reply.tensor_port))
+                int(reply.tensor_port), reply.run_id)
 
     async def ping(self, timeout: float) -> int:
         """Ask the peer whether it is alive; return its current round."""

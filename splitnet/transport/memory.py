@@ -24,6 +24,7 @@ from splitnet.transport.base import (
     AsyncClosing,
     BulkTransport,
     Fail,
+    Joined,
     PeerControl,
     PeerHandler,
     Reject,
@@ -98,14 +99,15 @@ class MemoryPeer(AsyncClosing):
                             self.number, self.address, what) from exc
 
     async def join(self, fingerprint: str, facts: dict[str, Any], timeout: float,
-                   torrent_port: int = 0, tensor_port: int = 0) -> tuple[
-                       str, dict[str, Any], int, int]:
-        """Exchange plan fingerprints and ports."""
+                   torrent_port: int = 0, tensor_port: int = 0, run_id: str = "") -> Joined:
+        """Exchange plan fingerprints, ports and the run id."""
         facts_json = json.dumps(facts)
         reply = await self._call("refused to join", lambda h: h.join(
-            self.me, fingerprint, json.loads(facts_json), torrent_port, tensor_port), timeout)
-        theirs, own, port, their_tensor_port = reply
-        return theirs, json.loads(json.dumps(own)), int(port), int(their_tensor_port)
+            self.me, fingerprint, json.loads(facts_json), torrent_port, tensor_port, run_id),
+            timeout)
+        theirs, own, port, their_tensor_port, their_run = reply
+        return (theirs, json.loads(json.dumps(own)), int(port), int(their_tensor_port),
+                str(their_run))
 
     async def ping(self, timeout: float) -> int:
         """Return the peer's current round."""

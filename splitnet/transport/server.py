@@ -115,10 +115,11 @@ class _Servicer(pb_grpc.PeerServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "plan facts (facts_json) are not a JSON object")
         result = await _guard(context, self._h.join(request.client, request.fingerprint, facts,
-                                                    request.torrent_port, request.tensor_port))
-        fingerprint, own, torrent_port, tensor_port = result
+                                                    request.torrent_port, request.tensor_port,
+                                                    request.run_id))
+        fingerprint, own, torrent_port, tensor_port, run_id = result
         return pb.JoinReply(fingerprint=fingerprint, facts_json=json.dumps(own),
-                            torrent_port=torrent_port, tensor_port=tensor_port)
+                            torrent_port=torrent_port, tensor_port=tensor_port, run_id=run_id)
 
     async def Ping(self, request: Any, context: Any) -> Any:
         return pb.PingReply(round=await _guard(context, self._h.ping(request.client)))

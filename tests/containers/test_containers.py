@@ -120,7 +120,7 @@ def test_compose_trains_three_clients_offline(engine, tmp_path):
         for name, container in containers.items():
             state = container.attrs["State"]
             assert state["ExitCode"] == 0, (name, container.logs()[-2000:])
-        summary = json.loads((tmp_path / "results" / "summary.json").read_text())
+        summary = json.loads((tmp_path / "results" / "latest" / "summary.json").read_text())
         assert summary["test_accuracy"] >= MARGIN_ACCURACY and summary["clients"] == 3
         logs = containers["client1"].logs().decode()
         assert "joined 2 peer(s)" in logs and "round 6/6" in logs
@@ -253,7 +253,8 @@ def test_swarm_stack_deploys_trains_and_is_removed(engine, tmp_path):
             assert time.monotonic() < deadline, (states, failures, logs)
             time.sleep(2)
         print("swarm task failures before completion:", failures)
-        reader = engine.containers.run(IMAGE, ["cat", "/results/summary.json"], remove=True,
+        reader = engine.containers.run(IMAGE, ["cat", "/results/latest/summary.json"],
+                                       remove=True,
                                        entrypoint=[], volumes={f"{stack}_results1": {
                                            "bind": "/results", "mode": "ro"}})
         summary = json.loads(reader)

@@ -36,7 +36,8 @@ def make_nodes(values: dict[str, str], results: Path, token: str = TOKEN,
     for k in range(1, n + 1):
         settings = make_settings({**values, **(per_client or {}).get(k, {}), "PEERS": peers,
                                   "SPLITNET_TOKEN": token, "LISTEN_HOST": "127.0.0.1",
-                                  "RESULTS_DIR": str(results)}, k)
+                                  "RESULTS_DIR": str(results),
+                                  "CHECKPOINT_DIR": str(results / "checkpoints")}, k)
         nodes.append(Node(build_plan(settings.training), settings,
                           GrpcNetwork(network_options(settings))))
     return nodes

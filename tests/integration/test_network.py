@@ -74,7 +74,7 @@ def test_control_errors_token_and_ports_over_grpc():
             await two.serve(handler, [].append, rejected.append)
             peer = one.peers[2]
             assert await peer.join("fp", {"model": "cnn"}, 5.0, one.bulk.port,
-                                   one.tensor_port) == ("fp", {"clients": 2}, 0, 0)
+                                   one.tensor_port) == ("fp", {"clients": 2}, 0, 0, "")
             assert handler.facts == {"model": "cnn"}
             two.tensors.send(1, TaskMessage(1, 5, 0, 0, 2, torch.ones(3)))  # ports learnt
             await _until(lambda: first_handler.tensors)

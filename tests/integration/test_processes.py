@@ -25,6 +25,7 @@ def env_file(tmp_path, **extra):
     values = {"CURRENT_MODEL": "CNN", "CURRENT_DATASET": "DIGITS", "BATCH_SIZE": "32",
               "LEARNING_RATE": "0.1", "TRAINING_NUM_ROUNDS": "6", "TRAINING_NUM_EPOCHS": "3",
               "SIMULATION_STAGES_CLIENTS": THREE, "RESULTS_DIR": str(tmp_path / "results"),
+              "CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
               **extra}
     path = tmp_path / "three.env"
     path.write_text("\n".join(f"{k}={v}" for k, v in values.items()) + "\n")
@@ -37,7 +38,8 @@ def test_three_clients_train_digits_well_above_chance(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[client 2]" in done.stdout and "test accuracy" in done.stdout.splitlines()[-1]
-    results = tmp_path / "results"
+    results = tmp_path / "results" / "latest"
+    assert f"results in {tmp_path / 'results' / 'runs'}/" in done.stdout.splitlines()[-1]
     summary = json.loads((results / "summary.json").read_text())
     assert summary["test_accuracy"] >= MEASURED_ACCURACY - MARGIN
     assert summary["f1_macro"] >= MEASURED_ACCURACY - MARGIN - 0.05

@@ -83,7 +83,7 @@ def test_every_dashboard_panel_query_returns_series(prometheus, tmp_path):
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 180
-        while not (results / "summary.json").exists():
+        while not (results / "latest" / "summary.json").exists():
             assert run.poll() is None, run.stdout.read()[-3000:]
             assert time.monotonic() < deadline
             time.sleep(0.5)

@@ -30,7 +30,7 @@ def example(name, **overrides):
 
 
 def final_model(results):
-    return load_file(str(sorted((results / "models").glob("round*.safetensors"))[-1]))
+    return load_file(str(sorted((results / "latest" / "models").glob("round*.safetensors"))[-1]))
 
 
 def test_placement_does_not_change_the_averaged_weights(tmp_path):

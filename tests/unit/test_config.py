@@ -129,6 +129,29 @@ def test_settings_land_in_their_groups(write_env):
     assert s.source.endswith("test.env")
 
 
+def test_recovery_settings_default_and_parse(write_env):
+    s = load(write_env(SIMULATION_STAGES_CLIENTS=TWO), environ={})
+    r = s.recovery
+    assert (r.checkpoint_dir, r.checkpoint_keep, r.resume, r.failure_policy, r.rejoin_timeout) \
+        == ("./checkpoints", 2, "auto", "wait", 300.0)
+    s = load(write_env(SIMULATION_STAGES_CLIENTS=TWO, CHECKPOINT_DIR="/c", CHECKPOINT_KEEP="5",
+                       RESUME="Never", FAILURE_POLICY="ABORT", REJOIN_TIMEOUT="12.5"), environ={})
+    r = s.recovery
+    assert (r.checkpoint_dir, r.checkpoint_keep, r.resume, r.failure_policy, r.rejoin_timeout) \
+        == ("/c", 5, "never", "abort", 12.5)
+
+
+def test_bad_recovery_settings_are_named_together(write_env):
+    with pytest.raises(ConfigError) as info:
+        load(write_env(SIMULATION_STAGES_CLIENTS=TWO, CHECKPOINT_KEEP="-1", RESUME="yes",
+                       FAILURE_POLICY="", REJOIN_TIMEOUT="0"), environ={})
+    text = str(info.value)
+    assert "CHECKPOINT_KEEP='-1': expected an integer from 1 to 1000000" in text
+    assert "RESUME='yes': expected one of auto, never" in text
+    assert "REJOIN_TIMEOUT='0': expected a number from 1 to 1e+07" in text
+    assert len(info.value.violations) == 3  # an empty FAILURE_POLICY means the default
+
+
 def test_given_values_are_validated_alone(write_env, monkeypatch):
     monkeypatch.setenv("BATCH_SIZE", "7")
     s = load(write_env(BATCH_SIZE="9"), values={"SIMULATION_STAGES_CLIENTS": TWO})

@@ -95,7 +95,7 @@ def test_control_calls_carry_wire_data():
     async def scenario():
         one, two, handler, _ = await _pair()
         facts = {"model": "cnn"}
-        assert await one.peers[2].join("fp", facts, 5.0) == ("fp", {"clients": 2}, 0, 0)
+        assert await one.peers[2].join("fp", facts, 5.0) == ("fp", {"clients": 2}, 0, 0, "")
         assert handler.facts == facts and handler.facts is not facts
         await one.peers[2].round_done(0, '{"owners": []}')
         assert handler.reports == [(1, 0, '{"owners": []}')]

@@ -65,7 +65,7 @@ def test_timeline_rows_are_written_in_todays_csv_format(tmp_path):
     rows = [TimelineRow(2, 1, 3, 0, 0, 5.25, 5.5, "compute", None, 0),
             TimelineRow(2, 1, 4, 0, 0, 1.0, 2.0000004, "transfer", 3, 4096)]
     assert rows[0].as_csv() == ["2", "1", "3", "0", "0", "5.250000", "5.500000", "compute", "", "0"]
-    ResultsWriter(tmp_path).write_timeline(2, rows)
+    ResultsWriter.into(tmp_path).write_timeline(2, rows)
     text = (tmp_path / "timeline-client2.csv").read_bytes().decode()
     assert text == ("client,owner,stage,batch,round,start,end,kind,peer,bytes\r\n"
                     "2,1,3,0,0,5.250000,5.500000,compute,,0\r\n"
@@ -85,7 +85,7 @@ def test_round_rows_are_rounded_once_and_written_in_column_order(tmp_path):
     row = _row(0, 1.23456)
     assert (row.round, row.test_accuracy, row.test_loss, row.train_loss, row.round_seconds) == (
         1, 0.912346, 0.333333, 0.666667, 1.235)
-    writer = ResultsWriter(tmp_path)
+    writer = ResultsWriter.into(tmp_path)
     writer.start_metrics()
     writer.add_round(row)
     with (tmp_path / "metrics.csv").open(newline="") as handle:

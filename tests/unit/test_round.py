@@ -47,7 +47,8 @@ def example(name: str, **overrides: str) -> dict[str, str]:
 
 
 def build(values: dict[str, str], results: Path) -> tuple[list[Node], list[MemoryNetwork]]:
-    values = {"JOIN_TIMEOUT": "10", "PEER_TIMEOUT": "30", **values, "RESULTS_DIR": str(results),
+    values = {"JOIN_TIMEOUT": "10", "PEER_TIMEOUT": "30",
+              "CHECKPOINT_DIR": str(results / "checkpoints"), **values, "RESULTS_DIR": str(results),
               "METRICS_PORT": "0", "TORRENT_PORT": "0"}
     hub = MemoryHub()
     n = load(values=values).training.num_clients
@@ -77,7 +78,7 @@ def errors(results: list[Any]) -> list[BaseException]:
 
 
 def final_model(results: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(sorted((results / "models").glob("round*.safetensors"))[-1]))
+    return load_file(str(sorted((results / "latest" / "models").glob("round*.safetensors"))[-1]))
 
 
 def test_a_run_ends_with_the_summary_and_the_fedavg_of_the_replicas(tmp_path, monkeypatch):
@@ -106,9 +107,10 @@ def test_a_run_ends_with_the_summary_and_the_fedavg_of_the_replicas(tmp_path, mo
             "peak_rss_mib", "bytes_sent", "model_bytes_on_disk"} <= summary.keys()
     assert 0.0 <= summary["test_accuracy"] <= 1.0 and len(summary["exchange_seconds"]) == 2
     assert results[1:] == [{"client": 2}, {"client": 3}]
-    assert (tmp_path / "summary.json").exists()
-    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3
-    assert {p.name for p in tmp_path.glob("timeline-client*.csv")} == {
+    run_dir = tmp_path / "latest"  # every client wrote into the run's folder
+    assert (run_dir / "summary.json").exists()
+    assert len((run_dir / "metrics.csv").read_text().splitlines()) == 3
+    assert {p.name for p in run_dir.glob("timeline-client*.csv")} == {
         "timeline-client1.csv", "timeline-client2.csv", "timeline-client3.csv"}
 
     last = summary["rounds"] - 1
@@ -209,7 +211,7 @@ def test_a_stopped_node_tells_the_others_why(tmp_path):
     nodes, networks = build(SMALL, tmp_path)
 
     async def stop_client_3() -> None:
-        while networks[0].handler is None:
+        while networks[0].handler is None or nodes[2].results.run_id is None:
             await asyncio.sleep(0.01)
         nodes[2].stop("stopped by SIGTERM")
 
@@ -218,7 +220,7 @@ def test_a_stopped_node_tells_the_others_why(tmp_path):
     assert "client 3 stopped by SIGTERM" in str(results[2])
     for r in results[:2]:
         assert "client 3 stopped: client 3 stopped by SIGTERM" in str(r)
-    assert (tmp_path / "timeline-client3.csv").exists()  # written on the failure path too
+    assert (tmp_path / "latest" / "timeline-client3.csv").exists()  # on the failure path too
 
 
 def test_a_vanished_peer_makes_the_others_stop_with_an_error_naming_it(tmp_path):
@@ -226,7 +228,7 @@ def test_a_vanished_peer_makes_the_others_stop_with_an_error_naming_it(tmp_path)
 
     async def main() -> list[Any]:
         runs = [asyncio.ensure_future(node.run()) for node in nodes]
-        while not (tmp_path / "models" / "round1.safetensors").exists():
+        while not (tmp_path / "latest" / "models" / "round1.safetensors").exists():
             assert not runs[0].done(), runs[0]
             await asyncio.sleep(0.01)
         runs[2].cancel()  # client 3 is gone without a word (as if killed)
@@ -278,13 +280,13 @@ def test_a_join_with_another_plan_or_number_is_refused_and_the_run_goes_on(tmp_p
     refusals: list[BaseException] = []
 
     async def join_with_another_plan() -> None:
-        while not (tmp_path / "models" / "round1.safetensors").exists():
+        while not (tmp_path / "latest" / "models" / "round1.safetensors").exists():
             await asyncio.sleep(0.01)
         handler = networks[0].handler
         for client, fingerprint in ((2, other_plan.fingerprint), (2, other_plan.fingerprint),
                                     (9, nodes[0].plan.fingerprint)):
             try:
-                await handler.join(client, fingerprint, other_plan.facts(), 0, 0)
+                await handler.join(client, fingerprint, other_plan.facts(), 0, 0, "")
             except (PlanMismatch, ProtocolError) as exc:
                 refusals.append(exc)
         for client in (2, 9):  # the refused joiner stops and tells its peers: not fatal here
@@ -292,7 +294,8 @@ def test_a_join_with_another_plan_or_number_is_refused_and_the_run_goes_on(tmp_p
                 await handler.abort(client, "my plan differs")
             except ProtocolError as exc:
                 refusals.append(exc)
-        await networks[0].handler.join(2, nodes[0].plan.fingerprint, nodes[0].plan.facts(), 0, 0)
+        await networks[0].handler.join(2, nodes[0].plan.fingerprint, nodes[0].plan.facts(), 0, 0,
+                                       "")
 
     with caplog.at_level("WARNING", logger="splitnet.node"):
         results = run(nodes, join_with_another_plan())

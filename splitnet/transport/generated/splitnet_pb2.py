@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0esplitnet.proto\x12\x0bsplitnet.v1\"<\n\x0cTensorHeader\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0e\n\x06nbytes\x18\x03 \x01(\x04\"\x99\x01\n\nTaskHeader\x12\r\n\x05owner\x18\x01 \x01(\r\x12\r\n\x05stage\x18\x02 \x01(\r\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\x04\x12\r\n\x05round\x18\x04 \x01(\r\x12\x0e\n\x06sender\x18\x05 \x01(\r\x12)\n\x06tensor\x18\x06 \x01(\x0b\x32\x19.splitnet.v1.TensorHeader\x12\x14\n\x0ctorrent_json\x18\x07 \x01(\t\"D\n\x0bTensorFrame\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.splitnet.v1.TaskHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\\\n\nBlobHeader\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06sender\x18\x03 \x01(\r\x12\x0e\n\x06nbytes\x18\x04 \x01(\x04\x12\x11\n\tmeta_json\x18\x05 \x01(\t\"B\n\tBlobFrame\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.splitnet.v1.BlobHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"q\n\x0bJoinRequest\x12\x0e\n\x06\x63lient\x18\x01 \x01(\r\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\x12\x12\n\nfacts_json\x18\x03 \x01(\t\x12\x14\n\x0ctorrent_port\x18\x04 \x01(\r\x12\x13\n\x0btensor_port\x18\x05 \x01(\r\"o\n\tJoinReply\x12\x0e\n\x06\x63lient\x18\x01 \x01(\r\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\x12\x12\n\nfacts_json\x18\x03 \x01(\t\x12\x14\n\x0ctorrent_port\x18\x04 \x01(\r\x12\x13\n\x0btensor_port\x18\x05 \x01(\r\"\x1d\n\x0bPingRequest\x12\x0e\n\x06\x63lient\x18\x01 \x01(\r\"*\n\tPingReply\x12\x0e\n\x06\x63lient\x18\x01 \x01(\r\x12\r\n\x05round\x18\x02 \x01(\r\"E\n\x10RoundDoneRequest\x12\x0e\n\x06\x63lient\x18\x01 \x01(\r\x12\r\n\x05round\x18\x02 \x01(\r\x12\x12\n\nstats_json\x18\x03 \x01(\t\"\x1e\n\rStatesRequest\x12\r\n\x05round\x18\x01 \x01(\r\"/\n\rNoticeRequest\x12\x0e\n\x06\x63lient\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x05\n\x03\x41\x63k\"(\n\tTensorAck\x12\r\n\x05\x65rror\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t2\xa4\x04\n\x04Peer\x12\x38\n\x04Join\x12\x18.splitnet.v1.JoinRequest\x1a\x16.splitnet.v1.JoinReply\x12\x38\n\x04Ping\x12\x18.splitnet.v1.PingRequest\x1a\x16.splitnet.v1.PingReply\x12:\n\nSendTensor\x12\x18.splitnet.v1.TensorFrame\x1a\x10.splitnet.v1.Ack(\x01\x12\x44\n\x0cTensorStream\x12\x18.splitnet.v1.TensorFrame\x1a\x16.splitnet.v1.TensorAck(\x01\x30\x01\x12<\n\tRoundDone\x12\x1d.splitnet.v1.RoundDoneRequest\x1a\x10.splitnet.v1.Ack\x12\x41\n\tGetStates\x12\x1a.splitnet.v1.StatesRequest\x1a\x16.splitnet.v1.BlobFrame0\x01\x12\x36\n\x08PutModel\x12\x16.splitnet.v1.BlobFrame\x1a\x10.splitnet.v1.Ack(\x01\x12\x36\n\x06\x46inish\x12\x1a.splitnet.v1.NoticeRequest\x1a\x10.splitnet.v1.Ack\x12\x35\n\x05\x41\x62ort\x12\x1a.splitnet.v1.NoticeRequest\x1a\x10.splitnet.v1.Ackb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0esplitnet.proto\x12\x0bsplitnet.v1\"<\n\x0cTensorHeader\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0e\n\x06nbytes\x18\x03 \x01(\x04\"\x99\x01\n\nTaskHeader\x12\r\n\x05owner\x18\x01 \x01(\r\x12\r\n\x05stage\x18\x02 \x01(\r\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\x04\x12\r\n\x05round\x18\x04 \x01(\r\x12\x0e\n\x06sender\x18\x05 \x01(\r\x12)\n\x06tensor\x18\x06 \x01(\x0b\x32\x19.splitnet.v1.TensorHeader\x12\x14\n\x0ctorrent_json\x18\x07 \x01(\t\"D\n\x0bTensorFrame\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.splitnet.v1.TaskHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\\\n\nBlobHeader\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06sender\x18\x03 \x01(\r\x12\x0e\n\x06nbytes\x18\x04 \x01(\x04\x12\x11\n\tmeta_json\x18\x05 \x01(\t\"B\n\tBlobFrame\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.splitnet.v1.BlobHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x81\x01\n\x0bJoinRequest\x12\x0e\n\x06\x63lient\x18\x01 \x01(\r\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\x12\x12\n\nfacts_json\x18\x03 \x01(\t\x12\x14\n\x0ctorrent_port\x18\x04 \x01(\r\x12\x13\n\x0btensor_port\x18\x05 \x01(\r\x12\x0e\n\x06run_id\x18\x06 \x01(\t\"\x7f\n\tJoinReply\x12\x0e\n\x06\x63lient\x18\x01 \x01(\r\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\x12\x12\n\nfacts_json\x18\x03 \x01(\t\x12\x14\n\x0ctorrent_port\x18\x04 \x01(\r\x12\x13\n\x0btensor_port\x18\x05 \x01(\r\x12\x0e\n\x06run_id\x18\x06 \x01(\t\"\x1d\n\x0bPingRequest\x12\x0e\n\x06\x63lient\x18\x01 \x01(\r\"*\n\tPingReply\x12\x0e\n\x06\x63lient\x18\x01 \x01(\r\x12\r\n\x05round\x18\x02 \x01(\r\"E\n\x10RoundDoneRequest\x12\x0e\n\x06\x63lient\x18\x01 \x01(\r\x12\r\n\x05round\x18\x02 \x01(\r\x12\x12\n\nstats_json\x18\x03 \x01(\t\"\x1e\n\rStatesRequest\x12\r\n\x05round\x18\x01 \x01(\r\"/\n\rNoticeRequest\x12\x0e\n\x06\x63lient\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x05\n\x03\x41\x63k\"(\n\tTensorAck\x12\r\n\x05\x65rror\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t2\xa4\x04\n\x04Peer\x12\x38\n\x04Join\x12\x18.splitnet.v1.JoinRequest\x1a\x16.splitnet.v1.JoinReply\x12\x38\n\x04Ping\x12\x18.splitnet.v1.PingRequest\x1a\x16.splitnet.v1.PingReply\x12:\n\nSendTensor\x12\x18.splitnet.v1.TensorFrame\x1a\x10.splitnet.v1.Ack(\x01\x12\x44\n\x0cTensorStream\x12\x18.splitnet.v1.TensorFrame\x1a\x16.splitnet.v1.TensorAck(\x01\x30\x01\x12<\n\tRoundDone\x12\x1d.splitnet.v1.RoundDoneRequest\x1a\x10.splitnet.v1.Ack\x12\x41\n\tGetStates\x12\x1a.splitnet.v1.StatesRequest\x1a\x16.splitnet.v1.BlobFrame0\x01\x12\x36\n\x08PutModel\x12\x16.splitnet.v1.BlobFrame\x1a\x10.splitnet.v1.Ack(\x01\x12\x36\n\x06\x46inish\x12\x1a.splitnet.v1.NoticeRequest\x1a\x10.splitnet.v1.Ack\x12\x35\n\x05\x41\x62ort\x12\x1a.splitnet.v1.NoticeRequest\x1a\x10.splitnet.v1.Ackb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,24 +41,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BLOBHEADER']._serialized_end=411
   _globals['_BLOBFRAME']._serialized_start=413
   _globals['_BLOBFRAME']._serialized_end=479
-  _globals['_JOINREQUEST']._serialized_start=481
-  _globals['_JOINREQUEST']._serialized_end=594
-  _globals['_JOINREPLY']._serialized_start=596
-  _globals['_JOINREPLY']._serialized_end=707
-  _globals['_PINGREQUEST']._serialized_start=709
-  _globals['_PINGREQUEST']._serialized_end=738
-  _globals['_PINGREPLY']._serialized_start=740
-  _globals['_PINGREPLY']._serialized_end=782
-  _globals['_ROUNDDONEREQUEST']._serialized_start=784
-  _globals['_ROUNDDONEREQUEST']._serialized_end=853
-  _globals['_STATESREQUEST']._serialized_start=855
-  _globals['_STATESREQUEST']._serialized_end=885
-  _globals['_NOTICEREQUEST']._serialized_start=887
-  _globals['_NOTICEREQUEST']._serialized_end=934
-  _globals['_ACK']._serialized_start=936
-  _globals['_ACK']._serialized_end=941
-  _globals['_TENSORACK']._serialized_start=943
-  _globals['_TENSORACK']._serialized_end=983
-  _globals['_PEER']._serialized_start=986
-  _globals['_PEER']._serialized_end=1534
+  _globals['_JOINREQUEST']._serialized_start=482
+  _globals['_JOINREQUEST']._serialized_end=611
+  _globals['_JOINREPLY']._serialized_start=613
+  _globals['_JOINREPLY']._serialized_end=740
+  _globals['_PINGREQUEST']._serialized_start=742
+  _globals['_PINGREQUEST']._serialized_end=771
+  _globals['_PINGREPLY']._serialized_start=773
+  _globals['_PINGREPLY']._serialized_end=815
+  _globals['_ROUNDDONEREQUEST']._serialized_start=817
+  _globals['_ROUNDDONEREQUEST']._serialized_end=886
+  _globals['_STATESREQUEST']._serialized_start=888
+  _globals['_STATESREQUEST']._serialized_end=918
+  _globals['_NOTICEREQUEST']._serialized_start=920
+  _globals['_NOTICEREQUEST']._serialized_end=967
+  _globals['_ACK']._serialized_start=969
+  _globals['_ACK']._serialized_end=974
+  _globals['_TENSORACK']._serialized_start=976
+  _globals['_TENSORACK']._serialized_end=1016
+  _globals['_PEER']._serialized_start=1019
+  _globals['_PEER']._serialized_end=1567
 # @@protoc_insertion_point(module_scope)

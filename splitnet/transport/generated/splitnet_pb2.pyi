@@ -65,32 +65,36 @@ class BlobFrame(_message.Message):
     def __init__(self, header: _Optional[_Union[BlobHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
-    __slots__ = ("client", "fingerprint", "facts_json", "torrent_port", "tensor_port")
+    __slots__ = ("client", "fingerprint", "facts_json", "torrent_port", "tensor_port", "run_id")
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     FACTS_JSON_FIELD_NUMBER: _ClassVar[int]
     TORRENT_PORT_FIELD_NUMBER: _ClassVar[int]
     TENSOR_PORT_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     client: int
     fingerprint: str
     facts_json: str
     torrent_port: int
     tensor_port: int
-    def __init__(self, client: _Optional[int] = ..., fingerprint: _Optional[str] = ..., facts_json: _Optional[str] = ..., torrent_port: _Optional[int] = ..., tensor_port: _Optional[int] = ...) -> None: ...
+    run_id: str
+    def __init__(self, client: _Optional[int] = ..., fingerprint: _Optional[str] = ..., facts_json: _Optional[str] = ..., torrent_port: _Optional[int] = ..., tensor_port: _Optional[int] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class JoinReply(_message.Message):
-    __slots__ = ("client", "fingerprint", "facts_json", "torrent_port", "tensor_port")
+    __slots__ = ("client", "fingerprint", "facts_json", "torrent_port", "tensor_port", "run_id")
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     FACTS_JSON_FIELD_NUMBER: _ClassVar[int]
     TORRENT_PORT_FIELD_NUMBER: _ClassVar[int]
     TENSOR_PORT_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     client: int
     fingerprint: str
     facts_json: str
     torrent_port: int
     tensor_port: int
-    def __init__(self, client: _Optional[int] = ..., fingerprint: _Optional[str] = ..., facts_json: _Optional[str] = ..., torrent_port: _Optional[int] = ..., tensor_port: _Optional[int] = ...) -> None: ...
+    run_id: str
+    def __init__(self, client: _Optional[int] = ..., fingerprint: _Optional[str] = ..., facts_json: _Optional[str] = ..., torrent_port: _Optional[int] = ..., tensor_port: _Optional[int] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class PingRequest(_message.Message):
     __slots__ = ("client",)

@@ -1,0 +1,107 @@
+"""Two runs in one RESULTS_DIR: each owns its folder; a killed second run leaves the first as it was."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from splitnet.transport.ports import free_ports
+
+from .test_processes import env_file
+
+pytestmark = pytest.mark.integration
+
+CLIENT_FILES = {"summary.json", "metrics.csv", "timeline.csv", "timeline-client1.csv",
+                "timeline-client2.csv", "timeline-client3.csv", "client-1.json",
+                "client-2.json", "client-3.json", "models/round1.safetensors"}
+
+
+def digest(folder):
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def start_clients(path, **extra):
+    ports = free_ports(3)
+    env = {**os.environ, "PEERS": ",".join(f"127.0.0.1:{p}" for p in ports),
+           "TORRENT_PORT": "0", "METRICS_PORT": "0", "SPLITNET_TOKEN": "s3cret-token-for-tests",
+           "LISTEN_HOST": "127.0.0.1", "TORCH_THREADS": "1", **extra}
+    procs = {k: subprocess.Popen([sys.executable, "-m", "splitnet", "run", "--env-file",
+                                  str(path)], env={**env, "CLIENT_NUMBER": str(k)}, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for k in (1, 2, 3)}
+    output = {k: [] for k in procs}
+    readers = [threading.Thread(target=lambda k=k: output[k].extend(procs[k].stdout),
+                                daemon=True) for k in procs]
+    for reader in readers:
+        reader.start()
+    return procs, output, readers
+
+
+def stop(procs, readers):
+    for p in procs.values():
+        if p.poll() is None:
+            p.kill()
+    for reader in readers:
+        reader.join(timeout=5)
+    for p in procs.values():
+        p.wait()
+        p.stdout.close()
+
+
+def test_a_killed_second_run_leaves_the_first_runs_folder_as_it_was(tmp_path):
+    results = tmp_path / "results"
+    first_env = env_file(tmp_path, TRAINING_NUM_ROUNDS="2", TRAINING_NUM_EPOCHS="1")
+    done = subprocess.run([sys.executable, "-m", "splitnet", "local", "--env-file",
+                           str(first_env)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (first,) = (results / "runs").iterdir()
+    assert (results / "latest").readlink() == first.relative_to(results)
+    before = digest(first)
+    assert set(before) >= CLIENT_FILES, sorted(before)  # every client wrote into one folder
+    assert json.loads((first / "summary.json").read_text())["rounds"] == 2
+
+    second_env = env_file(tmp_path, TRAINING_NUM_ROUNDS="1000", TRAINING_NUM_EPOCHS="1",
+                          PEER_TIMEOUT="3", JOIN_TIMEOUT="60")
+    procs, output, readers = start_clients(second_env)
+    try:
+        deadline = time.monotonic() + 120
+        while not any("round 2/1000: test accuracy" in line for line in output[1]):
+            assert time.monotonic() < deadline, output
+            assert all(p.poll() is None for p in procs.values()), output
+            time.sleep(0.1)
+        procs[3].send_signal(signal.SIGKILL)  # killed midway: the others stop with an error
+        for k in (1, 2):
+            assert procs[k].wait(timeout=60) != 0
+    finally:
+        stop(procs, readers)
+
+    assert digest(first) == before  # byte for byte
+    (second,) = [p for p in (results / "runs").iterdir() if p != first]
+    assert (results / "latest").readlink() == second.relative_to(results)
+    written = set(digest(second))
+    assert {"metrics.csv", "timeline-client1.csv", "timeline-client2.csv", "client-1.json",
+            "client-2.json", "models/round2.safetensors"} <= written, sorted(written)
+    assert "summary.json" not in written
+    for k in (1, 2):
+        assert f"run {second.name}, results in" in "".join(output[k])
+        assert "Traceback" not in "".join(output[k])
+
+
+def test_run_id_of_a_finished_run_is_refused_at_start_naming_its_folder(tmp_path):
+    path = env_file(tmp_path, TRAINING_NUM_ROUNDS="1", TRAINING_NUM_EPOCHS="1", RUN_ID="fixed")
+    folder = tmp_path / "results" / "runs" / "fixed"
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text("{}")
+    done = subprocess.run([sys.executable, "-m", "splitnet", "local", "--env-file", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert f"'fixed' names a finished run ({folder} holds its summary.json)" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["summary.json"]
