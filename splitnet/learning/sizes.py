@@ -101,11 +101,13 @@ def _bulk_bytes(plan: Plan, parts: Sequence[nn.Module]) -> int:
 def wire_limits(plan: Plan) -> WireLimits:
     """Return the largest tensor and bulk object of ``plan``'s run (Note: wire limits).
 
-    Builds the model once (its random generator restored; published BERT weights are not
-    read: they do not change a shape).
+    Note: shapes without weights. The model is built and run on the ``meta`` device: shapes
+    and dtypes only, no memory and no arithmetic (a BERT base takes milliseconds, not seconds
+    and hundreds of MiB); published BERT weights are not read, as they change no shape.
     """
     s: TrainingSettings = plan.training
     spec = dataset_spec(s)
-    parts = build_partitions(s.model, spec, s.seed, s.bert_model)
-    return WireLimits(largest_tensor_bytes(partition_outputs(parts, spec), s.batch_size),
-                      _bulk_bytes(plan, parts))
+    with torch.device("meta"):
+        parts = build_partitions(s.model, spec, s.seed, s.bert_model)
+        outputs = partition_outputs(parts, spec)
+    return WireLimits(largest_tensor_bytes(outputs, s.batch_size), _bulk_bytes(plan, parts))
