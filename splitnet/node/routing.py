@@ -83,12 +83,16 @@ class Routing:
         way = "torrent" if msg.torrent is not None else self._activations
         self._metrics.transfer(msg.sender, way, self._kind(msg.stage), nbytes, 0.0, sent=False)
 
-    def refused_call(self, method: str) -> None:
-        """Count a call refused for lacking the cluster token."""
+    def refused_call(self, method: str, kind: str) -> None:
+        """Count an input a listener refused itself (``kind``: auth or limit, see ``Reject``).
+
+        A limit refusal was logged by the listener (at most once a second per peer).
+        """
         self.counters.rejected += 1
-        self._metrics.error("auth")
-        log.warning("client %d rejected a call to %s without the cluster token", self.me,
-                    method)
+        self._metrics.error(kind)
+        if kind == "auth":
+            log.warning("client %d rejected a call to %s without the cluster token", self.me,
+                        method)
 
     # -- bulk ----------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from prometheus_client import (
 
 __all__ = ["ERROR_KINDS", "Metrics"]
 
-ERROR_KINDS = ("rejected", "auth", "timeout", "transfer")
+ERROR_KINDS = ("rejected", "auth", "limit", "timeout", "transfer")
 _SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 

@@ -41,8 +41,11 @@ path)."""
 Joined = tuple[str, dict[str, Any], int, int, str]
 """A join's answer: plan fingerprint, plan facts, torrent port, tensor port, run id ("": none)."""
 
-Reject = Callable[[str], None]
-"""Told the name of every call or connection refused for a missing or wrong cluster token."""
+Reject = Callable[[str, str], None]
+"""Told ``(what, kind)`` of every input a listener refuses before the node sees it: ``what`` names
+the call or listener, ``kind`` is ``auth`` (missing or wrong cluster token) or ``limit`` (a
+listener limit or the framing broken: oversize, read deadline, malformed frame, too many
+connections)."""
 
 
 log = logging.getLogger("splitnet.transport")
@@ -179,7 +182,7 @@ class Network(_AsyncClosing, Protocol):
 
         ``on_failure`` receives every failure of the tensor and bulk transports that happens
         after the call that started it returned (Note: one failure path); ``on_reject`` is told
-        of every call refused for a missing or wrong cluster token.
+        of every input the listeners refuse themselves (see :data:`Reject`).
         """
 
     @property

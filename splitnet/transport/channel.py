@@ -131,7 +131,7 @@ class TensorChannel(AsyncClosing):
         """Listen on ``host:port`` (0: any free port), handing messages to ``receive``.
 
         Return the port. ``on_failure`` gets every failure of this client's sends;
-        ``on_reject`` is told of every connection refused for a wrong token. What the listener
+        ``on_reject`` is told of every connection or message the listener refuses. What the listener
         accepts is bounded by ``limits`` (Note: channel limits).
         """
         self._on_failure = on_failure

@@ -93,6 +93,7 @@ class Inbound:
         except (OSError, EOFError, asyncio.IncompleteReadError):
             pass  # the sender went away (or took too long to say hello); its side reports why
         except ProtocolError as exc:
+            self._refused()
             self._log.warning(str(peer or where), f"client {self.me} closed a tensor "
                               f"channel from {_who(peer, where)}: {exc}")
             await _answer(writer, exc)
@@ -104,12 +105,18 @@ class Inbound:
             if peer and self._peers.get(peer) is task:
                 del self._peers[peer]
 
+    def _refused(self) -> None:
+        """Count one input refused by a limit or the framing (``on_reject``, kind ``limit``)."""
+        if self._on_reject:
+            self._on_reject("TensorChannel", "limit")
+
     async def _greet(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      where: str) -> int:
         """Return the client number of an accepted hello, or 0 (answered and to be closed)."""
         if self._greeting >= self.limits.max_greeting:
             reason = (f"too many connections waiting for their hello (limit "
                       f"{self.limits.max_greeting})")
+            self._refused()
             self._log.warning(where, f"client {self.me} refused a tensor channel "
                               f"connection from {where}: {reason}")
             writer.write(_reason(reason))
@@ -139,7 +146,7 @@ class Inbound:
         elif not hmac.compare_digest(token_proof, self._proof):
             reason = "missing or wrong cluster token (SPLITNET_TOKEN)"
             if self._on_reject:
-                self._on_reject("TensorChannel")
+                self._on_reject("TensorChannel", "auth")
         writer.write(_reason(reason))
         await writer.drain()
         return 0 if reason else int(peer)

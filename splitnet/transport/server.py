@@ -12,7 +12,7 @@ import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -34,6 +34,7 @@ from splitnet.transport.status import kind_of, status_of, task_label
 __all__ = ["GRPC_OPTIONS", "start_server"]
 
 log = logging.getLogger("splitnet.transport")
+T = TypeVar("T")
 GRPC_OPTIONS = [
     ("grpc.max_send_message_length", MAX_FRAME_BYTES),
     ("grpc.max_receive_message_length", MAX_FRAME_BYTES),
@@ -58,7 +59,7 @@ class _TokenInterceptor(grpc.aio.ServerInterceptor):
         if hmac.compare_digest(given, self._expected) or handler is None:
             return handler
         if self._on_reject:
-            self._on_reject(details.method)
+            self._on_reject(details.method, "auth")
         return _deny(handler)
 
 
@@ -98,11 +99,21 @@ async def _guard(context: grpc.aio.ServicerContext, call: Awaitable[Any]) -> Any
 
 class _Servicer(pb_grpc.PeerServicer):
     def __init__(self, handler: PeerHandler, receive: Receive, max_tensor_bytes: int,
-                 max_blob_bytes: int) -> None:
+                 max_blob_bytes: int, on_reject: Reject | None) -> None:
         self._h = handler
         self._receive = receive
         self._max_tensor_bytes = max_tensor_bytes
         self._max_blob_bytes = max_blob_bytes
+        self._on_reject = on_reject
+
+    async def _read(self, method: str, read: Awaitable[T]) -> T:
+        """Await one streamed message; a frame that breaks a limit is counted (``limit``)."""
+        try:
+            return await read
+        except ProtocolError:
+            if self._on_reject:
+                self._on_reject(method, "limit")
+            raise
 
     async def Join(self, request: Any, context: Any) -> Any:
         try:
@@ -125,8 +136,8 @@ class _Servicer(pb_grpc.PeerServicer):
         return pb.PingReply(round=await _guard(context, self._h.ping(request.client)))
 
     async def SendTensor(self, request_iterator: Any, context: Any) -> Any:
-        await _guard(context, _then(task_from_frames(request_iterator, self._max_tensor_bytes),
-                                           self._receive))
+        await _guard(context, _then(self._read("SendTensor", task_from_frames(
+            request_iterator, self._max_tensor_bytes)), self._receive))
         return pb.Ack()
 
     async def TensorStream(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
@@ -136,7 +147,7 @@ class _Servicer(pb_grpc.PeerServicer):
         messages = tasks_from_stream(request_iterator, self._max_tensor_bytes)
         while True:
             try:
-                msg = await _guard(context, anext(messages))
+                msg = await _guard(context, self._read("TensorStream", anext(messages)))
             except StopAsyncIteration:
                 return
             try:
@@ -156,8 +167,8 @@ class _Servicer(pb_grpc.PeerServicer):
             yield frame
 
     async def PutModel(self, request_iterator: Any, context: Any) -> Any:
-        await _guard(context, _then(blob_from_frames(request_iterator, self._max_blob_bytes),
-                                           self._h.put_model))
+        await _guard(context, _then(self._read("PutModel", blob_from_frames(
+            request_iterator, self._max_blob_bytes)), self._h.put_model))
         return pb.Ack()
 
     async def Finish(self, request: Any, context: Any) -> Any:
@@ -181,7 +192,8 @@ async def start_server(handler: PeerHandler, host: str, port: int, token: str,
     """
     server = grpc.aio.server(interceptors=[_TokenInterceptor(token, on_reject)],
                              options=GRPC_OPTIONS)
-    servicer = _Servicer(handler, receive or handler.tensor, max_tensor_bytes, max_blob_bytes)
+    servicer = _Servicer(handler, receive or handler.tensor, max_tensor_bytes, max_blob_bytes,
+                         on_reject)
     pb_grpc.add_PeerServicer_to_server(servicer, server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")

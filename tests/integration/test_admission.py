@@ -56,6 +56,9 @@ def test_refused_tensors_leave_the_helper_running_and_the_result_unchanged(tmp_p
         with pytest.raises(ProtocolError, match="task 1_6 batch 0: message for round 0 while"):
             await peer.send_tensor(TaskMessage(1, 6, 0, 0, 1, torch.zeros(1, 128)))
         await peer.aclose()
+        errors = {kind: helper.metrics.registry.get_sample_value(
+            "splitnet_errors_total", {"client": "2", "kind": kind}) for kind in ("rejected", "limit")}
+        assert errors == {"rejected": len(cases) - 1 + 3, "limit": 1}  # the oversize one: limit
         return await asyncio.gather(owner.run(), helping, return_exceptions=True)
 
     disturbed = asyncio.run(main())

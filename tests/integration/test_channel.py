@@ -14,10 +14,11 @@ from splitnet.transport.messages import TaskMessage
 
 
 async def _pair(handle, token_a="test-token-0123456789", token_b="test-token-0123456789"):
-    rejected: list[str] = []
+    rejected: list[tuple[str, str]] = []
     errors: list[TransferFailed] = []
     receiver = TensorChannel(2, token_b)
-    port = await receiver.start("127.0.0.1", 0, handle, errors.append, rejected.append)
+    port = await receiver.start("127.0.0.1", 0, handle, errors.append,
+                                lambda what, kind: rejected.append((what, kind)))
     sender = await _sender(token_a, handle, errors, port)
     return sender, receiver, port, errors, rejected
 
@@ -75,7 +76,7 @@ def test_a_wrong_token_is_refused_and_the_listener_keeps_serving():
         assert isinstance(errors[0], TransferFailed) and "client 2" in str(errors[0])
         assert isinstance(errors[0].__cause__, PeerUnavailable)
         assert "missing or wrong cluster token" in str(errors[0])
-        assert rejected == ["TensorChannel"] and got == []
+        assert rejected == [("TensorChannel", "auth")] and got == []
         good = await _sender("test-token-0123456789", handle, [], port)
         good.send(2, TaskMessage(1, 3, 1, 0, 1, torch.ones(2)))
         await _until(lambda: got)

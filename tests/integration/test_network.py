@@ -67,11 +67,12 @@ def test_a_refusal_reaches_on_failure_as_transfer_failed_naming_peer_and_task(ac
 def test_control_errors_token_and_ports_over_grpc():
     async def scenario():
         first, second = _options("direct", bulk_transport="torrent")
-        rejected: list[str] = []
+        rejected: list[tuple[str, str]] = []
         async with GrpcNetwork(first) as one, GrpcNetwork(second) as two:
             handler, first_handler = RecordingHandler(joined=two.learn), RecordingHandler()
             await one.serve(first_handler, [].append)
-            await two.serve(handler, [].append, rejected.append)
+            await two.serve(handler, [].append,
+                            lambda what, kind: rejected.append((what, kind)))
             peer = one.peers[2]
             assert await peer.join("fp", {"model": "cnn"}, 5.0, one.bulk.port,
                                    one.tensor_port) == ("fp", {"clients": 2}, 0, 0, "")
@@ -94,7 +95,8 @@ def test_control_errors_token_and_ports_over_grpc():
             with pytest.raises(RuntimeFailure, match="missing or wrong cluster token"):
                 await stranger.ping(5.0)
             await stranger.aclose()
-            assert len(rejected) == 1 and rejected[0].endswith("/Ping")
+            assert len(rejected) == 1 and rejected[0][0].endswith("/Ping")
+            assert rejected[0][1] == "auth"
 
     asyncio.run(scenario())
 

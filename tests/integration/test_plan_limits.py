@@ -63,8 +63,10 @@ def _plan_and_options():
     return wire_limits(build_plan(settings.training)), network_options(settings)
 
 
-async def _served(network, handler):
-    await network.serve(handler, lambda failure: None)
+async def _served(network, handler, refused=None):
+    """Serve ``network``; ``refused`` collects what its listeners refuse, as (what, kind)."""
+    await network.serve(handler, lambda failure: None,
+                        None if refused is None else lambda *what_kind: refused.append(what_kind))
     return network
 
 
@@ -84,8 +86,8 @@ def test_one_element_over_the_plans_largest_tensor_is_refused_from_its_header_on
     async def scenario():
         limits, options = _plan_and_options()
         limit = limits.tensor_bytes
-        handler = RecordingHandler()
-        network = await _served(GrpcNetwork(options), handler)
+        handler, refused = RecordingHandler(), []
+        network = await _served(GrpcNetwork(options), handler, refused)
         reader, writer = await asyncio.open_connection("127.0.0.1", network.tensor_port)
         writer.write(HELLO.pack(MAGIC, VERSION, 1, proof(TOKEN)))
         assert await reader.readexactly(4) == b"\0\0\0\0"
@@ -93,6 +95,7 @@ def test_one_element_over_the_plans_largest_tensor_is_refused_from_its_header_on
         writer.write(U32.pack(len(header)) + header)  # no data follows
         rest = await asyncio.wait_for(reader.read(), BOUND)
         assert f"exceeds the limit of {limit}".encode() in rest
+        assert refused == [("TensorChannel", "limit")]  # counted (splitnet_errors, kind limit)
         writer.close()
 
         sender = TensorChannel(1, TOKEN)  # the plan's largest tensor itself still arrives
@@ -114,7 +117,8 @@ def test_one_element_over_the_plans_largest_tensor_is_refused_from_its_header_on
 def test_one_byte_over_the_plans_limit_is_refused_from_its_header_over_grpc(call):
     async def scenario():
         limits, options = _plan_and_options()
-        network = await _served(GrpcNetwork(options), RecordingHandler())
+        refused = []
+        network = await _served(GrpcNetwork(options), RecordingHandler(), refused)
         never = asyncio.Event()
         if call == "PutModel":
             limit = limits.bulk_bytes
@@ -136,6 +140,7 @@ def test_one_byte_over_the_plans_limit_is_refused_from_its_header_over_grpc(call
                     await reply
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert expected in (caught.value.details() or "")
+            assert refused == [(call, "limit")]  # counted (splitnet_errors, kind limit)
             pong = await pb_grpc.PeerStub(channel).Ping(pb.PingRequest(client=1), metadata=AUTH,
                                                         timeout=BOUND)
             assert pong.round == 3  # still serving
