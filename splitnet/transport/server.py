@@ -32,9 +32,9 @@ from splitnet.transport.serde import (
     task_from_frames,
     tasks_from_stream,
 )
-from splitnet.transport.status import kind_of, status_of, task_label
+from splitnet.transport.status import RefusalLog, kind_of, status_of, task_label
 
-__all__ = ["GRPC_OPTIONS", "start_server"]
+__all__ = ["GRPC_OPTIONS", "REFUSALS", "start_server"]
 
 log = logging.getLogger("splitnet.transport")
 GRPC_OPTIONS = [
@@ -89,11 +89,22 @@ async def _then(read: Awaitable[Any], handle: Callable[[Any], Awaitable[None]]) 
     await handle(await read)
 
 
+REFUSALS = RefusalLog(log)
+"""The refused calls' log: one line per calling host and refusal kind per second (Note: bounded
+refusal log in ``transport.status``)."""
+
+
+def _log_refusal(context: grpc.aio.ServicerContext, kind: str, why: str) -> None:
+    peer = str(context.peer())
+    host = peer.rsplit(":", 1)[0]  # a new connection (port) per call is still the same peer
+    REFUSALS.warning(f"{host} {kind}", f"refused a call from {peer}: {why}")
+
+
 async def _guard(context: grpc.aio.ServicerContext, call: Awaitable[Any]) -> Any:
     try:
         return await call
     except ProtocolError as exc:
-        log.warning("refused a call from %s: %s", context.peer(), str(exc).replace("\n", " "))
+        _log_refusal(context, kind_of(exc), str(exc).replace("\n", " "))
         await context.abort(status_of(exc), str(exc))
     except SplitnetError as exc:
         await context.abort(status_of(exc), str(exc))
@@ -195,7 +206,7 @@ async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 async def _refuse(context: grpc.aio.ServicerContext, request: _Malformed) -> None:
-    log.warning("refused a call from %s: %s", context.peer(), request)
+    _log_refusal(context, "undecodable", str(request))
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(request))
 
 

@@ -9,10 +9,12 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from splitnet.errors import ProtocolError, RuntimeFailure
+from splitnet.transport import server
 from splitnet.transport.client import PeerClient
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
 from splitnet.transport.messages import Blob
+from splitnet.transport.status import RefusalLog
 
 from .test_runtime import _lonely_node
 
@@ -115,7 +117,10 @@ def test_undecodable_bytes_to_every_method_are_invalid_argument_without_tracebac
      "lacks"),
     (Blob("model", 3, 2, save_safetensors({"1/w": torch.zeros(1)}), {}), "only the aggregator"),
 ])
-def test_a_forged_put_model_is_invalid_argument(tmp_path, caplog, blob, rule):
+def test_a_forged_put_model_is_invalid_argument(tmp_path, caplog, monkeypatch, blob, rule):
+    # Note: refusal lines are limited per peer and kind; a fresh log so this one is written.
+    monkeypatch.setattr(server, "REFUSALS", RefusalLog(server.log))
+
     async def scenario():
         _, running, good = await _serving(tmp_path)
         with pytest.raises(ProtocolError) as caught:  # what INVALID_ARGUMENT maps to
