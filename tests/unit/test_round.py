@@ -374,3 +374,20 @@ def test_a_finish_from_a_client_other_than_the_aggregator_is_refused(tmp_path):
     assert not errors(results), results
     assert results[0]["rounds"] == 2
     assert len(refusals) == 1 and "only the aggregator" in str(refusals[0]), refusals
+
+
+def test_a_states_pull_for_another_round_than_the_awaited_one_is_refused(tmp_path):
+    nodes, networks = build(SMALL, tmp_path)
+    refusals: list[BaseException] = []
+
+    async def pull_round_1() -> None:
+        while networks[2].handler is None:
+            await asyncio.sleep(0.01)
+        try:
+            await networks[2].handler.get_states(1)  # round 1 is not under way yet
+        except ProtocolError as exc:
+            refusals.append(exc)
+
+    results = run(nodes, pull_round_1())
+    assert not errors(results), results
+    assert len(refusals) == 1 and "only round" in str(refusals[0]), refusals
