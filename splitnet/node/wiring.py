@@ -101,7 +101,7 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
         checkpointer.take(round_, model)
 
     rounds = Rounds(me, s.num_rounds, interpreter, replicas, routing, network.bulk, report,
-                    in_place=is_aggregator, on_model=checkpoint)
+                    in_place=is_aggregator, server=s.server_number, on_model=checkpoint)
     local_data = LocalData(s, settings.data)
     evaluation_parts: list[nn.Module] = []
     recorder: Recorder | None = None

@@ -2,6 +2,9 @@
 
 The servicer converts frames to domain messages and calls the handler; the handler raises domain
 errors and the servicer answers with their status codes (the table in ``transport.status``).
+Bytes that are no protobuf of a method's type are refused with INVALID_ARGUMENT and one log line
+(Note: undecodable, in ``transport.undecodable``).
+
 Incoming tensors go to ``receive`` (the handler's ``tensor``, or a wrapper that first fetches a
 torrent reference's bytes).
 """
@@ -29,9 +32,10 @@ from splitnet.transport.serde import (
     task_from_frames,
     tasks_from_stream,
 )
-from splitnet.transport.status import kind_of, status_of, task_label
+from splitnet.transport.status import RefusalLog, kind_of, status_of, task_label
+from splitnet.transport.undecodable import Registry
 
-__all__ = ["GRPC_OPTIONS", "start_server"]
+__all__ = ["GRPC_OPTIONS", "REFUSALS", "start_server"]
 
 log = logging.getLogger("splitnet.transport")
 T = TypeVar("T")
@@ -87,11 +91,22 @@ async def _then(read: Awaitable[Any], handle: Callable[[Any], Awaitable[None]]) 
     await handle(await read)
 
 
+REFUSALS = RefusalLog(log)
+"""The refused calls' log: one line per calling host and refusal kind per second (Note: bounded
+refusal log in ``transport.status``)."""
+
+
+def _log_refusal(context: grpc.aio.ServicerContext, kind: str, why: str) -> None:
+    peer = str(context.peer())
+    host = peer.rsplit(":", 1)[0]  # a new connection (port) per call is still the same peer
+    REFUSALS.warning(f"{host} {kind}", f"refused a call from {peer}: {why}")
+
+
 async def _guard(context: grpc.aio.ServicerContext, call: Awaitable[Any]) -> Any:
     try:
         return await call
     except ProtocolError as exc:
-        log.warning("refused a call: %s", str(exc).replace("\n", " "))
+        _log_refusal(context, kind_of(exc), str(exc).replace("\n", " "))
         await context.abort(status_of(exc), str(exc))
     except SplitnetError as exc:
         await context.abort(status_of(exc), str(exc))
@@ -194,7 +209,9 @@ async def start_server(handler: PeerHandler, host: str, port: int, token: str,
                              options=GRPC_OPTIONS)
     servicer = _Servicer(handler, receive or handler.tensor, max_tensor_bytes, max_blob_bytes,
                          on_reject)
-    pb_grpc.add_PeerServicer_to_server(servicer, server)
+    registry = Registry(_log_refusal)  # Note: undecodable
+    pb_grpc.add_PeerServicer_to_server(servicer, registry)
+    registry.add_to(server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError as exc:  # newer grpc raises instead of returning 0
