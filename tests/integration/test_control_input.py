@@ -16,7 +16,7 @@ from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
 from splitnet.transport.messages import Blob
 from splitnet.transport.status import RefusalLog
 
-from .test_runtime import _lonely_node
+from .test_runtime import LONELY_TOKEN, _lonely_node
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ def test_a_join_with_facts_that_are_no_object_is_invalid_argument(tmp_path, capl
         node = _lonely_node(tmp_path)
         address = node.network.options.addresses[0]
         running = asyncio.ensure_future(node.run())
-        good = PeerClient(1, address, "right-token-0123456789", 2, 10.0)
+        good = PeerClient(1, address, LONELY_TOKEN, 2, 10.0)
         for _ in range(100):
             try:
                 await good.ping(timeout=1.0)
@@ -38,7 +38,7 @@ def test_a_join_with_facts_that_are_no_object_is_invalid_argument(tmp_path, capl
             stub = pb_grpc.PeerStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await stub.Join(pb.JoinRequest(client=2, fingerprint="x", facts_json=facts_json),
-                                metadata=(("authorization", "Bearer right-token-0123456789"),), timeout=5.0)
+                                metadata=(("authorization", f"Bearer {LONELY_TOKEN}"),), timeout=5.0)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert await good.ping(timeout=5.0) == 0  # still serving
         running.cancel()
@@ -54,7 +54,7 @@ async def _serving(tmp_path):
     node = _lonely_node(tmp_path)
     address = node.network.options.addresses[0]
     running = asyncio.ensure_future(node.run())
-    good = PeerClient(1, address, "right", 2, 10.0)
+    good = PeerClient(1, address, LONELY_TOKEN, 2, 10.0)
     for _ in range(100):
         try:
             await good.ping(timeout=1.0)
@@ -76,7 +76,7 @@ def test_undecodable_bytes_to_every_method_are_invalid_argument_without_tracebac
 
     async def scenario():
         address, running, good = await _serving(tmp_path)
-        auth = (("authorization", "Bearer right"),)
+        auth = (("authorization", f"Bearer {LONELY_TOKEN}"),)
         async with grpc.aio.insecure_channel(address) as channel:
             for method in METHODS:
                 path = f"/splitnet.v1.Peer/{method}"

@@ -79,10 +79,13 @@ def test_split_training_equals_plain_training_of_the_owner(tmp_path, optimizer):
         assert (split[key] - plain[key]).abs().mean() < 1e-6
 
 
+LONELY_TOKEN = "right-token-0123456789"  # the token of _lonely_node
+
+
 def _lonely_node(tmp_path):
     """Client 1 of a 2-client plan, serving while it waits for client 2 to join."""
     values = example("owner_and_helper.env", JOIN_TIMEOUT="60")
-    (node, _) = make_nodes(values, tmp_path, token="right-token-0123456789")
+    (node, _) = make_nodes(values, tmp_path, token=LONELY_TOKEN)
     return node
 
 
@@ -91,7 +94,7 @@ def test_wrong_token_is_rejected_and_malformed_messages_leave_the_client_running
         node = _lonely_node(tmp_path)
         address = node.network.options.addresses[0]
         running = asyncio.ensure_future(node.run())
-        good = PeerClient(1, address, "right-token-0123456789", 2, 10.0)
+        good = PeerClient(1, address, LONELY_TOKEN, 2, 10.0)
         bad = PeerClient(1, address, "wrong-token-0123456789", 2, 10.0)
         for _ in range(100):
             try:
