@@ -63,8 +63,8 @@ class NodeHandler:
         await self._rounds.put_model(blob)
 
     async def finish(self, client: int, reason: str) -> None:
-        """End this client: the aggregator says training is over."""
-        self._rounds.finish()
+        """End this client: the aggregator says training is over (ProtocolError from another)."""
+        self._rounds.finish(client)
 
     async def abort(self, client: int, reason: str) -> None:
         """Stop too, naming the peer that stopped because of an error.

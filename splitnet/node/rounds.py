@@ -5,6 +5,13 @@ client reports the round to the aggregator (a :class:`RoundReport`); the aggrega
 client's replica states, averages them and pushes the averaged partitions back; the client loads
 them into its replicas and enters round r+1. Before round 0 the aggregator pushes the initial
 model (``INITIAL_ROUND``), so that every replica starts from the same weights.
+
+Note: pushed models. A model is taken only from the aggregator, only the one this client awaits
+(the initial model before round 0, then round r's averaged model once every earlier one is in),
+and only as safetensors bytes with exactly the model's keys, shapes and dtypes and finite weights
+(:meth:`Replicas.check_model`); all is checked before anything is loaded, so a refused push
+(ProtocolError) changes nothing and the client keeps training. The same holds for a Finish
+(only from the aggregator) and for a states pull (only for the round whose model is awaited).
 """
 
 from __future__ import annotations
@@ -13,9 +20,12 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
+import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from splitnet.errors import ProtocolError
 from splitnet.node.routing import Routing
 from splitnet.plan.rounds import INITIAL_ROUND
 from splitnet.runtime import Feeder, Interpreter, Replicas
@@ -35,8 +45,9 @@ class Rounds:
 
     def __init__(self, me: int, num_rounds: int, interpreter: Interpreter, replicas: Replicas,
                  routing: Routing, bulk: BulkTransport, report: Report, *,
-                 in_place: bool) -> None:
+                 in_place: bool, server: int) -> None:
         self.me = me
+        self.server = server  # the aggregator: the only client that may push a model or finish
         self.num_rounds = num_rounds
         self._interpreter = interpreter
         self._replicas = replicas
@@ -64,8 +75,22 @@ class Rounds:
             await self._report(round_, RoundReport(self.me, round_, owners).to_json())
             await self.loaded[round_].wait()
 
+    @property
+    def awaited(self) -> int:
+        """Return the round whose model this client waits for (``INITIAL_ROUND`` at first)."""
+        if not self.loaded[INITIAL_ROUND].is_set():
+            return INITIAL_ROUND
+        return next((r for r in range(self.num_rounds) if not self.loaded[r].is_set()),
+                    self.num_rounds)
+
     async def states(self, round_: int) -> Blob:
-        """Return this client's replica states and counters (what the aggregator pulls)."""
+        """Return this client's replica states and counters (what the aggregator pulls).
+
+        Only the states of the round whose model is awaited are given (Note: pushed models).
+        """
+        if round_ != self.awaited:
+            raise ProtocolError(f"client {self.me} refused a states pull for round {round_}: "
+                                f"only round {self.awaited}'s (the round it is in) are given")
         loop = asyncio.get_running_loop()
         data = await loop.run_in_executor(None, save_safetensors, self._replicas.states())
         counters = self._routing.counters
@@ -77,17 +102,51 @@ class Rounds:
         return self._routing.states_blob(round_, data, meta)
 
     async def put_model(self, blob: Blob) -> None:
-        """Load a pushed model (averaged partitions, or the initial model)."""
-        self.apply(blob.kind, blob.round, await self._routing.take(blob))
+        """Load a pushed model (averaged partitions, or the initial model).
 
-    def apply(self, kind: str, round_: int, data: bytes) -> None:
-        """Load model bytes into every replica and let the round that waits on them go on."""
-        self._replicas.load_average(load_safetensors(data))
+        ProtocolError, with nothing loaded, for a model this client does not await, from
+        another client than the aggregator, or with wrong contents (Note: pushed models).
+        """
+        what = f"client {self.me} refused a {blob.kind!r} model for round {blob.round} " \
+               f"from client {blob.sender}"
+        self._check_push(what, blob.kind, blob.round, blob.sender)
+        data = await self._routing.take(blob)
+        self._check_push(what, blob.kind, blob.round, blob.sender)  # still awaited after the fetch
+        try:
+            model = load_safetensors(data)
+        except (SafetensorError, ValueError, RuntimeError, TypeError) as exc:
+            raise ProtocolError(f"{what}: its bytes are not safetensors ({exc})") from None
+        try:
+            self._replicas.check_model(model)
+        except ProtocolError as exc:
+            raise ProtocolError(f"{what}: {exc}") from None
+        self.apply(blob.kind, blob.round, data, model)
+
+    def _check_push(self, what: str, kind: str, round_: int, sender: int) -> None:
+        if sender != self.server:
+            raise ProtocolError(f"{what}: only the aggregator, client {self.server}, pushes models")
+        awaited = self.awaited
+        key = INITIAL_ROUND if kind == INITIAL else round_ if kind == MODEL else None
+        if key is None or key != awaited:
+            wanted = "the initial model" if awaited == INITIAL_ROUND else \
+                f"round {awaited}'s averaged model"
+            raise ProtocolError(f"{what}: it awaits {wanted}")
+
+    def apply(self, kind: str, round_: int, data: bytes,
+              model: dict[str, torch.Tensor] | None = None) -> None:
+        """Load model bytes into every replica and let the round that waits on them go on.
+
+        ``model``: the bytes already decoded (and checked).
+        """
+        self._replicas.load_average(load_safetensors(data) if model is None else model)
         key = INITIAL_ROUND if kind == INITIAL else round_
         if key != INITIAL_ROUND:
             self._bulk.model_applied(round_)
         self.loaded[key].set()
 
-    def finish(self) -> None:
-        """Training is over (the aggregator said so, or this client is the aggregator)."""
+    def finish(self, client: int | None = None) -> None:
+        """Training is over (``client``, the aggregator, said so; None: this client is it)."""
+        if client is not None and client != self.server:
+            raise ProtocolError(f"client {self.me} refused a finish notice from client {client}: "
+                                f"only the aggregator, client {self.server}, ends training")
         self.finished.set()

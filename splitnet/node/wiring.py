@@ -89,7 +89,7 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
 
     report: Report = report_here if is_aggregator else network.peers[s.server_number].round_done
     rounds = Rounds(me, s.num_rounds, interpreter, replicas, routing, network.bulk, report,
-                    in_place=is_aggregator)
+                    in_place=is_aggregator, server=s.server_number)
     local_data = LocalData(s, settings.data)
     evaluation_parts: list[nn.Module] = []
     if is_aggregator:

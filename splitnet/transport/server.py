@@ -2,6 +2,11 @@
 
 The servicer converts frames to domain messages and calls the handler; the handler raises domain
 errors and the servicer answers with their status codes (the table in ``transport.status``).
+Note: undecodable. grpc's own deserializer raises on bytes that are no protobuf, which answers
+UNKNOWN and logs a traceback; each method is registered instead with a deserializer that turns
+them into a value the method refuses with INVALID_ARGUMENT and one log line (a streamed frame:
+the stream is refused when it reaches that frame).
+
 Incoming tensors go to ``receive`` (the handler's ``tensor``, or a wrapper that first fetches a
 torrent reference's bytes).
 """
@@ -15,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from splitnet.errors import ProtocolError, SplitnetError
 from splitnet.transport.base import PeerHandler, Receive, Reject
@@ -26,9 +32,9 @@ from splitnet.transport.serde import (
     task_from_frames,
     tasks_from_stream,
 )
-from splitnet.transport.status import kind_of, status_of, task_label
+from splitnet.transport.status import RefusalLog, kind_of, status_of, task_label
 
-__all__ = ["GRPC_OPTIONS", "start_server"]
+__all__ = ["GRPC_OPTIONS", "REFUSALS", "start_server"]
 
 log = logging.getLogger("splitnet.transport")
 GRPC_OPTIONS = [
@@ -83,11 +89,22 @@ async def _then(read: Awaitable[Any], handle: Callable[[Any], Awaitable[None]]) 
     await handle(await read)
 
 
+REFUSALS = RefusalLog(log)
+"""The refused calls' log: one line per calling host and refusal kind per second (Note: bounded
+refusal log in ``transport.status``)."""
+
+
+def _log_refusal(context: grpc.aio.ServicerContext, kind: str, why: str) -> None:
+    peer = str(context.peer())
+    host = peer.rsplit(":", 1)[0]  # a new connection (port) per call is still the same peer
+    REFUSALS.warning(f"{host} {kind}", f"refused a call from {peer}: {why}")
+
+
 async def _guard(context: grpc.aio.ServicerContext, call: Awaitable[Any]) -> Any:
     try:
         return await call
     except ProtocolError as exc:
-        log.warning("refused a call: %s", str(exc).replace("\n", " "))
+        _log_refusal(context, kind_of(exc), str(exc).replace("\n", " "))
         await context.abort(status_of(exc), str(exc))
     except SplitnetError as exc:
         await context.abort(status_of(exc), str(exc))
@@ -160,6 +177,100 @@ class _Servicer(pb_grpc.PeerServicer):
         return pb.Ack()
 
 
+class _Malformed:
+    """Stands for request bytes that are no protobuf of the method's type (Note: undecodable)."""
+
+    def __init__(self, what: str, error: str) -> None:
+        self.what = what
+        self.error = error
+
+    def __str__(self) -> str:
+        return f"the bytes are no {self.what} protobuf ({self.error})"
+
+
+def _tolerant(decode: Callable[[bytes], Any], what: str) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return decode(data)
+        except DecodeError as exc:
+            return _Malformed(what, str(exc))
+
+    return deserialize
+
+
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Malformed):
+            raise ProtocolError(f"a frame of the stream: {request}")
+        yield request
+
+
+async def _refuse(context: grpc.aio.ServicerContext, request: _Malformed) -> None:
+    _log_refusal(context, "undecodable", str(request))
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(request))
+
+
+def _refusing(handler: Any) -> Any:
+    """Return ``handler`` with a deserializer that never raises (Note: undecodable)."""
+    what = getattr(handler.request_deserializer, "__qualname__", "").split(".")[0] or "request"
+    deserializer = _tolerant(handler.request_deserializer, what)
+    if handler.request_streaming and handler.response_streaming:
+        both = handler.stream_stream
+
+        async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
+            async for response in both(_checked(requests), context):
+                yield response
+
+        return handler._replace(request_deserializer=deserializer, stream_stream=stream_stream)
+    if handler.request_streaming:
+        reads = handler.stream_unary
+
+        async def stream_unary(requests: Any, context: Any) -> Any:
+            return await reads(_checked(requests), context)
+
+        return handler._replace(request_deserializer=deserializer, stream_unary=stream_unary)
+    if handler.response_streaming:
+        streams = handler.unary_stream
+
+        async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            if isinstance(request, _Malformed):
+                await _refuse(context, request)
+            async for response in streams(request, context):
+                yield response
+
+        return handler._replace(request_deserializer=deserializer, unary_stream=unary_stream)
+    answers = handler.unary_unary
+
+    async def unary_unary(request: Any, context: Any) -> Any:
+        if isinstance(request, _Malformed):
+            await _refuse(context, request)
+        return await answers(request, context)
+
+    return handler._replace(request_deserializer=deserializer, unary_unary=unary_unary)
+
+
+class _Registry:
+    """Collects the generated method handlers (``add_PeerServicer_to_server`` writes here)."""
+
+    def __init__(self) -> None:
+        self.service = ""
+        self.handlers: dict[str, Any] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        """Ignore the generic form: :meth:`add_to` builds it from the refusing handlers."""
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        """Keep the generated handlers, each made to refuse undecodable bytes."""
+        self.service = service
+        self.handlers = {name: _refusing(h) for name, h in handlers.items()}
+
+    def add_to(self, server: grpc.aio.Server) -> None:
+        """Register the refusing handlers on ``server``."""
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(self.service, self.handlers),))
+        server.add_registered_method_handlers(self.service, self.handlers)
+
+
 async def start_server(handler: PeerHandler, host: str, port: int, token: str,
                        on_reject: Reject | None = None, receive: Receive | None = None) -> tuple[
                            grpc.aio.Server, int]:
@@ -169,7 +280,9 @@ async def start_server(handler: PeerHandler, host: str, port: int, token: str,
     """
     server = grpc.aio.server(interceptors=[_TokenInterceptor(token, on_reject)],
                              options=GRPC_OPTIONS)
-    pb_grpc.add_PeerServicer_to_server(_Servicer(handler, receive or handler.tensor), server)
+    registry = _Registry()  # Note: undecodable
+    pb_grpc.add_PeerServicer_to_server(_Servicer(handler, receive or handler.tensor), registry)
+    registry.add_to(server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError as exc:  # newer grpc raises instead of returning 0

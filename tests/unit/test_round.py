@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 
 from splitnet.config import load
 from splitnet.config.envfile import read_env_file
@@ -23,13 +24,13 @@ from splitnet.errors import (
 from splitnet.learning.averaging import average_replicas
 from splitnet.node import Node
 from splitnet.node.aggregator import Aggregator
-from splitnet.node.rounds import Rounds
+from splitnet.node.rounds import INITIAL, MODEL, Rounds
 from splitnet.plan.plan import build_plan
 from splitnet.runtime.segment import Segment
 from splitnet.telemetry.records import RoundReport
 from splitnet.transport.codec import TensorMeta
 from splitnet.transport.memory import MemoryHub, MemoryNetwork
-from splitnet.transport.messages import TaskMessage
+from splitnet.transport.messages import Blob, TaskMessage
 
 from ..conftest import EXAMPLES
 
@@ -304,3 +305,72 @@ def test_a_join_with_another_plan_or_number_is_refused_and_the_run_goes_on(tmp_p
     assert "client 9" in str(refusals[2]) and "not a peer" in str(refusals[2])
     joins = [r.getMessage() for r in caplog.records if "refused a join" in r.getMessage()]
     assert len(joins) == 2 and all("\n" not in line for line in joins), joins  # logged once
+
+
+def _forged_models() -> dict[str, Any]:
+    """Return a builder per forged push: (sender, kind, round, bytes from the good model)."""
+    def nan(model: dict[str, torch.Tensor]) -> bytes:
+        key = next(iter(model))
+        return save_safetensors({**model, key: torch.full_like(model[key], float("nan"))})
+
+    def shape(model: dict[str, torch.Tensor]) -> bytes:
+        key = next(iter(model))
+        return save_safetensors({**model, key: torch.zeros(3, 1)})
+
+    def extra(model: dict[str, torch.Tensor]) -> bytes:
+        return save_safetensors({**model, "9/weight": torch.zeros(1)})
+
+    def same(model: dict[str, torch.Tensor]) -> bytes:
+        return save_safetensors(model)
+
+    return {"non-finite": (1, MODEL, 0, nan), "tensor 1/": (1, MODEL, 0, shape),
+            "extra": (1, MODEL, 0, extra), "not safetensors": (1, MODEL, 0, lambda m: b"junk"),
+            "only the aggregator": (2, MODEL, 0, same), "awaits round 0": (1, MODEL, 1, same),
+            "awaits round 0's": (1, INITIAL, 0, same)}
+
+
+@pytest.mark.parametrize("rule", list(_forged_models()))
+def test_a_forged_model_push_mid_run_is_refused_and_the_model_is_unchanged(tmp_path, rule):
+    plain, _ = build(SMALL, tmp_path / "plain")
+    assert not errors(run(plain))
+    nodes, networks = build(SMALL, tmp_path / "forged")
+    sender, kind, round_, forge = _forged_models()[rule]
+    refusals: list[BaseException] = []
+
+    async def push_forged() -> None:
+        while networks[2].handler is None:
+            await asyncio.sleep(0.01)
+        rounds = networks[2].handler._rounds  # push once round 0 runs
+        while rounds.awaited != 0:
+            await asyncio.sleep(0.01)
+        model = final_model(tmp_path / "plain")
+        blob = Blob(kind, round_, sender, forge(model), {})
+        try:
+            await networks[2].handler.put_model(blob)
+        except ProtocolError as exc:
+            refusals.append(exc)
+
+    results = run(nodes, push_forged())
+    assert not errors(results), results
+    assert len(refusals) == 1 and rule in str(refusals[0]), refusals
+    forged, expected = final_model(tmp_path / "forged"), final_model(tmp_path / "plain")
+    assert forged.keys() == expected.keys()
+    assert all(torch.equal(forged[k], expected[k]) for k in expected)
+
+
+def test_a_finish_from_a_client_other_than_the_aggregator_is_refused(tmp_path):
+    nodes, networks = build(SMALL, tmp_path)
+    refusals: list[BaseException] = []
+
+    async def finish_from_2() -> None:
+        while networks[2].handler is None:
+            await asyncio.sleep(0.01)
+        try:
+            await networks[2].handler.finish(2, "forged")
+        except ProtocolError as exc:
+            refusals.append(exc)
+
+    results = run(nodes, finish_from_2())
+    assert not errors(results), results
+    assert results[0]["rounds"] == 2
+    assert len(refusals) == 1 and "only the aggregator" in str(refusals[0]), refusals
