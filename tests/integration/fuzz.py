@@ -15,12 +15,12 @@ run ends as an undisturbed one does" meaningful, the fuzzer only claims numbers 
 members (``num_clients + 1`` and up) in Join, Ping, RoundDone, tensor headers and channel
 hellos, and a mutant is dropped (and another drawn) when the project's own decoders read it as
 
-* a JoinRequest or RoundDoneRequest from a member, or
+* a JoinRequest, RoundDoneRequest or Finish (NoticeRequest) from a member, or
 * a tensor header (``TaskHeader``, on either listener) from a member for a round the run can
   reach (up to ``rounds + 1``).
 
-Not sent: Abort (a member's abort stops the run by design) and Finish (any peer's Finish ends
-the receiver today; only the aggregator's should, which is being fixed elsewhere).
+Not sent: Abort (a member's abort stops the run by design). Finish is sent as a non-member; the
+receiver takes it only from the aggregator.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ class Fuzzer:
             ("RoundDone", pb.RoundDoneRequest(client=s, round=1, stats_json=json.dumps(
                 {"batches": 3, "loss": 0.5})).SerializeToString()),
             ("GetStates", pb.StatesRequest(round=1).SerializeToString()),
+            ("Finish", pb.NoticeRequest(client=s, reason="done").SerializeToString()),
         ]
 
     def _stream_corpus(self) -> list[tuple[str, list[bytes]]]:
@@ -112,8 +113,9 @@ class Fuzzer:
 
     def _admissible(self, method: str, frames: list[bytes]) -> bool:
         for data in frames:
-            if method in ("Join", "RoundDone"):
-                request = pb.JoinRequest if method == "Join" else pb.RoundDoneRequest
+            if method in ("Join", "RoundDone", "Finish"):
+                request = {"Join": pb.JoinRequest, "RoundDone": pb.RoundDoneRequest,
+                           "Finish": pb.NoticeRequest}[method]
                 try:
                     if request.FromString(data).client in self.members:
                         return True
@@ -157,6 +159,7 @@ class Fuzzer:
                 "Join": channel.unary_unary(SERVICE + "Join"),
                 "Ping": channel.unary_unary(SERVICE + "Ping"),
                 "RoundDone": channel.unary_unary(SERVICE + "RoundDone"),
+                "Finish": channel.unary_unary(SERVICE + "Finish"),
                 "GetStates": channel.unary_stream(SERVICE + "GetStates"),
                 "SendTensor": channel.stream_unary(SERVICE + "SendTensor"),
                 "TensorStream": channel.stream_stream(SERVICE + "TensorStream"),
@@ -166,7 +169,7 @@ class Fuzzer:
             async def one(method: str, frames: list[bytes]) -> None:
                 call: object = calls[method]
                 try:
-                    if method in ("Join", "Ping", "RoundDone"):
+                    if method in ("Join", "Ping", "RoundDone", "Finish"):
                         await call(frames[0], metadata=self.metadata,  # type: ignore[operator]
                                    timeout=CALL_SECONDS)
                     elif method == "GetStates":
