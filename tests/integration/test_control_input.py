@@ -8,15 +8,14 @@ import pytest
 import torch
 from safetensors.torch import save as save_safetensors
 
-from splitnet.errors import ProtocolError, RuntimeFailure
+from splitnet.errors import ProtocolError
 from splitnet.transport import server
-from splitnet.transport.client import PeerClient
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
 from splitnet.transport.messages import Blob
 from splitnet.transport.status import RefusalLog
 
-from .test_runtime import LONELY_TOKEN, _lonely_node
+from .test_runtime import LONELY_TOKEN, serving_lonely_node
 
 pytestmark = pytest.mark.integration
 
@@ -24,16 +23,7 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("facts_json", ["[1, 2]", "not json", "[" * 100000])
 def test_a_join_with_facts_that_are_no_object_is_invalid_argument(tmp_path, caplog, facts_json):
     async def scenario():
-        node = _lonely_node(tmp_path)
-        address = node.network.options.addresses[0]
-        running = asyncio.ensure_future(node.run())
-        good = PeerClient(1, address, LONELY_TOKEN, 2, 10.0)
-        for _ in range(100):
-            try:
-                await good.ping(timeout=1.0)
-                break
-            except RuntimeFailure:
-                await asyncio.sleep(0.05)
+        _, address, running, good = await serving_lonely_node(tmp_path)
         async with grpc.aio.insecure_channel(address) as channel:
             stub = pb_grpc.PeerStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -50,20 +40,6 @@ def test_a_join_with_facts_that_are_no_object_is_invalid_argument(tmp_path, capl
     assert any("not a JSON object" in r.getMessage() for r in caplog.records)
 
 
-async def _serving(tmp_path):
-    node = _lonely_node(tmp_path)
-    address = node.network.options.addresses[0]
-    running = asyncio.ensure_future(node.run())
-    good = PeerClient(1, address, LONELY_TOKEN, 2, 10.0)
-    for _ in range(100):
-        try:
-            await good.ping(timeout=1.0)
-            break
-        except RuntimeFailure:
-            await asyncio.sleep(0.05)
-    return address, running, good
-
-
 METHODS = ["Join", "Ping", "SendTensor", "TensorStream", "RoundDone", "GetStates", "PutModel",
            "Finish", "Abort"]
 
@@ -75,7 +51,7 @@ def test_undecodable_bytes_to_every_method_are_invalid_argument_without_tracebac
     codes: dict[str, list[grpc.StatusCode]] = {}
 
     async def scenario():
-        address, running, good = await _serving(tmp_path)
+        _, address, running, good = await serving_lonely_node(tmp_path)
         auth = (("authorization", f"Bearer {LONELY_TOKEN}"),)
         async with grpc.aio.insecure_channel(address) as channel:
             for method in METHODS:
@@ -122,7 +98,7 @@ def test_a_forged_put_model_is_invalid_argument(tmp_path, caplog, monkeypatch, b
     monkeypatch.setattr(server, "REFUSALS", RefusalLog(server.log))
 
     async def scenario():
-        _, running, good = await _serving(tmp_path)
+        _, _, running, good = await serving_lonely_node(tmp_path)
         with pytest.raises(ProtocolError) as caught:  # what INVALID_ARGUMENT maps to
             await good.put_model(blob)
         assert await good.ping(timeout=5.0) == 0  # still serving

@@ -89,19 +89,25 @@ def _lonely_node(tmp_path):
     return node
 
 
+async def serving_lonely_node(tmp_path):
+    """Start ``_lonely_node``, wait until it answers; return it, its address, task, a client."""
+    node = _lonely_node(tmp_path)
+    address = node.network.options.addresses[0]
+    running = asyncio.ensure_future(node.run())
+    good = PeerClient(1, address, LONELY_TOKEN, 2, 10.0)
+    for _ in range(100):
+        try:
+            await good.ping(timeout=1.0)
+            break
+        except RuntimeFailure:
+            await asyncio.sleep(0.05)
+    return node, address, running, good
+
+
 def test_wrong_token_is_rejected_and_malformed_messages_leave_the_client_running(tmp_path):
     async def scenario():
-        node = _lonely_node(tmp_path)
-        address = node.network.options.addresses[0]
-        running = asyncio.ensure_future(node.run())
-        good = PeerClient(1, address, LONELY_TOKEN, 2, 10.0)
+        node, address, running, good = await serving_lonely_node(tmp_path)
         bad = PeerClient(1, address, "wrong-token-0123456789", 2, 10.0)
-        for _ in range(100):
-            try:
-                await good.ping(timeout=1.0)
-                break
-            except RuntimeFailure:
-                await asyncio.sleep(0.05)
         with pytest.raises(RuntimeFailure, match="missing or wrong cluster token"):
             await bad.ping(timeout=5.0)
         with pytest.raises(RuntimeFailure, match="missing or wrong cluster token"):
