@@ -2,7 +2,8 @@
 
 A client joins every peer (retrying with backoff until ``JOIN_TIMEOUT``): both sides compare
 plan fingerprints and a difference is named key by key; each side learns the ports the other
-announced, and the run id (``splitnet.node.run``). A join with a different plan, or from a
+announced, the run id (``splitnet.node.run``) and its verified checkpoint rounds
+(``splitnet.node.resume``). A join with a different plan, or from a
 number outside the plan, is refused (the joiner stops); it never stops the members: at start-up
 a member that was refused this way fails its own join to that peer with the same difference
 (Note: a refused joiner is not fatal).
@@ -25,6 +26,7 @@ from splitnet.errors import (
     RuntimeFailure,
     SplitnetError,
 )
+from splitnet.node.resume import ROUNDS_FACT, Resume
 from splitnet.node.run import RunId
 from splitnet.node.state import Failure
 from splitnet.plan.plan import Plan, describe_difference
@@ -45,8 +47,10 @@ class Membership:
     """Joins the peers, answers their joins, and watches that they stay alive."""
 
     def __init__(self, plan: Plan, network: Network, metrics: Metrics, failure: Failure,
-                 run: RunId, *, join_timeout: float, peer_timeout: float) -> None:
+                 run: RunId, resume: Resume, *, join_timeout: float,
+                 peer_timeout: float) -> None:
         self._plan = plan
+        self._resume = resume  # checkpoint rounds travel in the join facts
         self._run = run
         self._network = network
         self._metrics = metrics
@@ -75,7 +79,8 @@ class Membership:
         while True:
             try:
                 fingerprint, facts, torrent_port, tensor_port, run_id = await peer.join(
-                    self._plan.fingerprint, self._plan.facts(), timeout=JOIN_CALL_SECONDS,
+                    self._plan.fingerprint, self._resume.announce(self._plan.facts()),
+                    timeout=JOIN_CALL_SECONDS,
                     torrent_port=self._network.bulk.port,
                     tensor_port=self._network.tensor_port, run_id=self._run.announced())
                 break
@@ -91,6 +96,7 @@ class Membership:
         if fingerprint != self._plan.fingerprint:
             raise PlanMismatch(self._mismatch(peer.number, facts))
         self._run.learn(peer.number, run_id)
+        self._resume.learn(peer.number, facts)
         self._network.learn(peer.number, torrent_port, tensor_port)
 
     def answer(self, client: int, fingerprint: str, facts: dict[str, Any], torrent_port: int,
@@ -113,13 +119,15 @@ class Membership:
             raise mismatch
         try:
             self._run.learn(client, run_id)
+            self._resume.learn(client, facts)
         except ProtocolError as exc:
             self._log_refusal(client, fingerprint, exc)
             raise
         self._refused.pop(client, None)
         if client in self._network.peers:
             self._network.learn(client, torrent_port, tensor_port)
-        return (self._plan.fingerprint, self._plan.facts(), self._network.bulk.port,
+        return (self._plan.fingerprint, self._resume.announce(self._plan.facts()),
+                self._network.bulk.port,
                 self._network.tensor_port, self._run.announced())
 
     def member(self, client: int) -> bool:
@@ -139,6 +147,7 @@ class Membership:
         log.warning("client %d refused a join from client %d: %s", self.me, client, error)
 
     def _mismatch(self, other: int, facts: dict[str, Any]) -> str:
+        facts = {key: value for key, value in facts.items() if key != ROUNDS_FACT}
         difference = describe_difference(self._plan.facts(), facts, self.me, other)
         if len(difference) > DIFFERENCE_CHARS:
             difference = difference[:DIFFERENCE_CHARS] + " ..."

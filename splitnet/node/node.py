@@ -26,13 +26,19 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from splitnet.config.settings import Settings
-from splitnet.errors import RuntimeFailure, TransferFailed
+from splitnet.errors import ConfigError, RuntimeFailure, TransferFailed
+from splitnet.node.checkpointing import AVERAGED
+from splitnet.node.resume import Resume
 from splitnet.node.state import Counters, Failure
-from splitnet.node.wiring import Parts, build_parts
+from splitnet.node.wiring import Parts, build_parts, checkpoint_store
 from splitnet.plan.plan import Plan
+from splitnet.runtime import Feeder
+from splitnet.runtime.snapshot import restore_replicas
 from splitnet.telemetry.metrics import Metrics
-from splitnet.telemetry.records import peak_rss_kib
+from splitnet.telemetry.records import RoundRow, peak_rss_kib
 from splitnet.telemetry.results import ResultsWriter
 from splitnet.telemetry.runs import check_unfinished
 from splitnet.transport.base import Network
@@ -73,11 +79,15 @@ class Node:
 
     async def _open(self, stack: AsyncExitStack) -> Parts:
         """Enter every resource on ``stack``, build the parts and start serving peers."""
-        self._start_run()
+        resume = Resume(checkpoint_store(self.plan, self.settings, self.me),
+                        enabled=self.settings.recovery.resume == "auto",
+                        num_rounds=self.plan.training.num_rounds)
+        resume.scan()  # before serving: joins announce its rounds
+        self._start_run(resume)
         await stack.enter_async_context(self.network)
         self._serve_metrics(stack)
         parts = build_parts(self.plan, self.settings, self.network, self.metrics,
-                            self.counters, self.results, self.failure)
+                            self.counters, self.results, self.failure, resume)
         stack.callback(parts.interpreter.close)
         if parts.checkpointer is not None:
             stack.callback(parts.checkpointer.close)
@@ -87,15 +97,22 @@ class Node:
                                  parts.routing.refused_call)
         return parts
 
-    def _start_run(self) -> None:
+    def _start_run(self, resume: Resume) -> None:
         """Start the run on the aggregator; refuse a ``RUN_ID`` of a finished run on any client.
 
-        Note: a run owns its folder (telemetry/runs.py).
+        Note: a run owns its folder (telemetry/runs.py). A resuming aggregator goes on in its
+        checkpoints' run, unless that run is finished (then nobody resumes).
         """
         run_id = self.settings.output.run_id
         if run_id is not None:
             check_unfinished(self.results.results_dir, run_id)
         if self.me == self.plan.training.server_number:
+            if run_id is None and resume.run_id is not None:
+                try:
+                    check_unfinished(self.results.results_dir, resume.run_id)
+                    run_id = resume.run_id
+                except ConfigError:
+                    resume.forget(f"run {resume.run_id} is finished")
             folder = self.results.start(run_id)
             log.info("client %d: run %s, results in %s", self.me, self.results.run_id, folder)
 
@@ -160,12 +177,16 @@ class Node:
     async def _main(self, parts: Parts) -> dict[str, Any]:
         start = time.time()
         await parts.membership.join_all()
+        resumed = self._agree(parts)
         parts.background.start(parts.membership.heartbeat(parts.rounds.finished))
         if parts.aggregator is not None:
             await parts.local_data.load()  # Note: data after join
-            await parts.aggregator.distribute_initial(parts.initial_model())
+            await parts.aggregator.distribute_initial(_first_model(parts))
         await parts.rounds.initial_model()
-        await parts.rounds.train(await parts.feeder())
+        feeder = await parts.feeder()
+        if resumed is not None:
+            self._restore(parts, feeder)
+        await parts.rounds.train(feeder, 0 if resumed is None else resumed + 1)
         summary: dict[str, Any] = {"client": self.me}
         if parts.aggregator is not None:
             summary = await self._finish(parts, time.time() - start)
@@ -175,6 +196,35 @@ class Node:
             await parts.checkpointer.drain()  # the last round's checkpoint too
         await asyncio.sleep(self.settings.output.metrics_hold)  # a last scrape sees the end
         return summary
+
+    def _agree(self, parts: Parts) -> int | None:
+        """Agree on the round to resume after (None: round 0); restore admission; open inputs."""
+        resume = parts.resume
+        try:
+            round_ = resume.agree(self.network.peers)
+            if round_ is not None:
+                parts.interpreter.resume(round_, resume.latest_batches())
+                if parts.aggregator is not None:
+                    parts.aggregator.resume(round_)
+        except ValueError as exc:
+            raise RuntimeFailure(f"client {self.me} cannot resume after round {resume.round} "
+                                 f"from {resume.store.folder}: {exc}; set RESUME=never to start "
+                                 "from round 0") from None
+        parts.routing.opened.set()
+        return round_
+
+    def _restore(self, parts: Parts, feeder: Feeder | None) -> None:
+        """Load this client's optimizer states (and weights) and its owner's batch position."""
+        checkpoint = parts.resume.checkpoint
+        assert checkpoint is not None
+        try:
+            restore_replicas(parts.interpreter.replicas, checkpoint.tensors, checkpoint.extra)
+            if feeder is not None:
+                feeder.resume(parts.resume.latest_batches()[self.me])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RuntimeFailure(f"client {self.me} cannot resume from its checkpoint of round "
+                                 f"{checkpoint.round} in {parts.resume.store.folder}: {exc}; set "
+                                 "RESUME=never to start from round 0") from None
 
     async def _finish(self, parts: Parts, seconds: float) -> dict[str, Any]:
         assert parts.aggregator is not None
@@ -186,3 +236,18 @@ class Node:
         return recorder.summary(seconds, parts.aggregator.exchange_seconds,
                                 bulk_transport=s.bulk_transport,
                                 activation_transport=s.activation_transport)
+
+
+def _first_model(parts: Parts) -> dict[str, torch.Tensor]:
+    """Return the model every replica starts from: fresh, or the checkpoint's averaged one."""
+    assert parts.aggregator is not None
+    recorder, checkpoint = parts.aggregator.recorder, parts.resume.checkpoint
+    if checkpoint is None:
+        recorder.start()
+        return parts.initial_model()
+    averaged = {key[len(AVERAGED):]: value for key, value in checkpoint.tensors.items()
+                if key.startswith(AVERAGED)}
+    rows = checkpoint.extra.get("rows", [])
+    recorder.start([RoundRow(**row) for row in rows], averaged,
+                   checkpoint.extra.get("torrent_disk_history", []))
+    return averaged
