@@ -12,6 +12,7 @@ from splitnet.config.network import peer_addresses, resolve_token
 from splitnet.config.settings import Settings
 from splitnet.errors import ConfigError, Violation
 from splitnet.node.node import Node
+from splitnet.node.rejoin import run_rejoining
 from splitnet.plan.plan import Plan
 from splitnet.transport.network import GrpcNetwork, NetworkOptions
 
@@ -41,14 +42,17 @@ def run_client(plan: Plan, settings: Settings) -> dict[str, Any]:
 
     SIGTERM stops the client like a failure: its peers are told and its results written.
     """
-    options = network_options(settings)
+    network_options(settings)  # a missing CLIENT_NUMBER fails here, before any node
     if settings.output.torch_threads:
         torch.set_num_threads(settings.output.torch_threads)
 
-    async def main() -> dict[str, Any]:
-        node = Node(plan, settings, GrpcNetwork(options))
+    def started(node: Node) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, node.stop,
                                                       "stopped by SIGTERM")
-        return await node.run()
+
+    async def main() -> dict[str, Any]:  # Note: restart after a lost peer (node/rejoin.py)
+        return await run_rejoining(
+            settings, lambda current: Node(plan, current, GrpcNetwork(network_options(current))),
+            started)
 
     return asyncio.run(main())

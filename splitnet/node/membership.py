@@ -7,6 +7,10 @@ announced, the run id (``splitnet.node.run``) and its verified checkpoint rounds
 number outside the plan, is refused (the joiner stops); it never stops the members: at start-up
 a member that was refused this way fails its own join to that peer with the same difference
 (Note: a refused joiner is not fatal).
+Note: second join. With ``FAILURE_POLICY=wait`` a peer joins a client once per incarnation: a
+second join means the peer restarted. The client refuses it as retryable (the joiner backs off
+and tries again) and restarts itself (:mod:`splitnet.node.rejoin`), so that every client meets
+again in a new incarnation and resumes from the same checkpoint.
 Then heartbeats ping every peer; a peer silent for ``PEER_TIMEOUT`` seconds stops this client
 with an error naming it (Note: one failure path (node)).
 """
@@ -58,6 +62,8 @@ class Membership:
         self._join_timeout = join_timeout
         self._peer_timeout = peer_timeout
         self._refused: dict[int, PlanMismatch] = {}  # members whose join had a different plan
+        self.rejoin = False  # this client restarts (FAILURE_POLICY=wait): Note: second join
+        self._joined_by: set[int] = set()  # peers that joined this client (Note: second join)
         self._logged: set[tuple[int, str]] = set()
 
     @property
@@ -84,7 +90,9 @@ class Membership:
                     torrent_port=self._network.bulk.port,
                     tensor_port=self._network.tensor_port, run_id=self._run.announced())
                 break
-            except PeerUnavailable as exc:
+            except RuntimeFailure as exc:
+                if isinstance(exc, PlanMismatch):  # a restarting peer answers ABORTED: retry
+                    raise
                 if peer.number in self._refused:  # it joined us with another plan, then left
                     raise self._refused[peer.number] from None
                 if time.monotonic() + delay > deadline:
@@ -124,6 +132,13 @@ class Membership:
             self._log_refusal(client, fingerprint, exc)
             raise
         self._refused.pop(client, None)
+        if self.rejoin and client in self._joined_by:
+            self._failure.fail(PeerUnavailable(
+                f"client {client} joined again: it restarted; client {self.me} restarts from "
+                "its checkpoint to take it back"))
+            raise RuntimeFailure(f"client {self.me} restarts to take client {client} back; "
+                                 "join again")
+        self._joined_by.add(client)
         if client in self._network.peers:
             self._network.learn(client, torrent_port, tensor_port)
         return (self._plan.fingerprint, self._resume.announce(self._plan.facts()),

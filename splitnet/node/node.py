@@ -60,6 +60,9 @@ class Node:
         self.counters = Counters()
         self.metrics = Metrics(self.me)
         self.results = ResultsWriter(Path(settings.output.results_dir))
+        self.stopped = False  # by a signal: never restarted
+        self.restarts = False  # a failure restarts this client (splitnet.node.rejoin)
+        self.joined = False  # every peer joined and the round to go on from agreed
 
     @property
     def rejected(self) -> int:
@@ -68,6 +71,7 @@ class Node:
 
     def stop(self, reason: str) -> None:
         """Stop now (a signal): peers are told, results written."""
+        self.stopped = True
         self.failure.fail(RuntimeFailure(f"client {self.me} {reason}"))
 
     async def run(self) -> dict[str, Any]:
@@ -88,6 +92,7 @@ class Node:
         self._serve_metrics(stack)
         parts = build_parts(self.plan, self.settings, self.network, self.metrics,
                             self.counters, self.results, self.failure, resume)
+        parts.membership.rejoin = self.restarts
         stack.callback(parts.interpreter.close)
         if parts.checkpointer is not None:
             stack.callback(parts.checkpointer.close)
@@ -157,17 +162,23 @@ class Node:
             if main.done() and (exc := main.exception()) is not None:
                 self.failure.fail(exc)  # the main task's own error (a peer's may come first)
             error = self.failure.error
-            if error is not None:
+            if error is not None and self._tell_peers():
                 try:
                     await parts.membership.abort_all(str(error))
                 except Exception as exc:  # telling peers is best effort; raise the first error
                     log.warning("client %d could not tell its peers: %s", self.me, exc)
+                raise error
+            if error is not None:
                 raise error
             return main.result()
         finally:
             main.cancel()
             failed.cancel()
             parts.background.cancel()
+
+    def _tell_peers(self) -> bool:
+        """Return whether peers hear of this client's failure (Abort): not if it restarts."""
+        return not self.restarts or self.stopped
 
     def _ended_early(self, task: asyncio.Future[Any]) -> None:
         if not task.cancelled() and task.exception() is None:  # an exception is reported
@@ -211,6 +222,7 @@ class Node:
                                  f"from {resume.store.folder}: {exc}; set RESUME=never to start "
                                  "from round 0") from None
         parts.routing.opened.set()
+        self.joined = True
         return round_
 
     def _restore(self, parts: Parts, feeder: Feeder | None) -> None:

@@ -1,10 +1,16 @@
 """Resuming with real processes: every client SIGKILLed after round 1, restarted, same model."""
 
+import os
 import signal
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
 from safetensors.torch import load_file
+
+from splitnet.transport.ports import free_ports
 
 from .test_processes import env_file
 from .test_run_folders import start_clients, stop
@@ -54,3 +60,58 @@ def test_every_client_killed_after_round_1_resumes_to_the_uninterrupted_model(tm
             for name in ("a", "b")]
     assert [row.split(",")[:5] for row in rows[0]] == [row.split(",")[:5] for row in rows[1]]
     assert len(rows[1]) == ROUNDS + 1
+
+
+def spawn(path, ports, k):
+    env = {**os.environ, "PEERS": ",".join(f"127.0.0.1:{p}" for p in ports),
+           "TORRENT_PORT": "0", "METRICS_PORT": "0", "SPLITNET_TOKEN": "s3cret-token-for-tests",
+           "LISTEN_HOST": "127.0.0.1", "TORCH_THREADS": "1", "CLIENT_NUMBER": str(k)}
+    proc = subprocess.Popen([sys.executable, "-m", "splitnet", "run", "--env-file", str(path)],
+                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    return proc, lines, reader
+
+
+def test_a_killed_data_owner_restarted_by_hand_rejoins_and_ends_with_the_same_model(tmp_path):
+    values = {"TRAINING_NUM_ROUNDS": "3", "TRAINING_NUM_EPOCHS": "1", "PEER_TIMEOUT": "3",
+              "JOIN_TIMEOUT": "60", "REJOIN_TIMEOUT": "120"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    run_to_end(env_file(tmp_path / "a", **values))
+    path = env_file(tmp_path / "b", **values)
+    ports = free_ports(3)
+    clients = {k: spawn(path, ports, k) for k in (1, 2, 3)}
+    try:
+        checkpoint = tmp_path / "b" / "checkpoints" / "client3-round000000.json"
+        deadline = time.monotonic() + 240
+        while not checkpoint.exists():  # round 2 of 3 is under way
+            assert time.monotonic() < deadline
+            assert all(proc.poll() is None for proc, _, _ in clients.values())
+            time.sleep(0.02)
+        clients[3][0].send_signal(signal.SIGKILL)  # a data owner, mid-round
+        clients[3][0].wait()
+        clients[3][2].join(timeout=5)
+        clients[3][0].stdout.close()
+        killed = "".join(clients[3][1])
+        clients[3] = spawn(path, ports, 3)  # what a restart policy does
+        for k, (proc, lines, _) in clients.items():
+            assert proc.wait(timeout=240) == 0, (k, "".join(lines)[-3000:])
+    finally:
+        for proc, _, reader in clients.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            reader.join(timeout=5)
+            proc.stdout.close()
+    output = {k: "".join(lines) for k, (_, lines, _) in clients.items()}
+    assert "Traceback" not in killed
+    assert "restarting from its checkpoint" in output[1] + output[2]
+    assert "Traceback" not in "".join(output.values())
+    finals = [load_file(str(tmp_path / name / "results" / "latest" / "models"
+                            / "round3.safetensors")) for name in ("a", "b")]
+    assert all(finals[0][key].equal(finals[1][key]) for key in finals[0])
+    rows = [(tmp_path / name / "results" / "latest" / "metrics.csv").read_text().splitlines()
+            for name in ("a", "b")]
+    assert [row.split(",")[:5] for row in rows[0]] == [row.split(",")[:5] for row in rows[1]]
