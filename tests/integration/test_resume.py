@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
@@ -108,7 +109,63 @@ def test_a_killed_data_owner_restarted_by_hand_rejoins_and_ends_with_the_same_mo
     output = {k: "".join(lines) for k, (_, lines, _) in clients.items()}
     assert "Traceback" not in killed
     assert "restarting from its checkpoint" in output[1] + output[2]
+    assert "client 3 resumes after round" in output[3]
     assert "Traceback" not in "".join(output.values())
+    finals = [load_file(str(tmp_path / name / "results" / "latest" / "models"
+                            / "round3.safetensors")) for name in ("a", "b")]
+    assert all(finals[0][key].equal(finals[1][key]) for key in finals[0])
+    rows = [(tmp_path / name / "results" / "latest" / "metrics.csv").read_text().splitlines()
+            for name in ("a", "b")]
+    assert [row.split(",")[:5] for row in rows[0]] == [row.split(",")[:5] for row in rows[1]]
+
+
+def client_pid(parent, k):
+    """Return the pid of ``splitnet local``'s (pid ``parent``) process of client ``k``."""
+    for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
+        try:
+            environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"CLIENT_NUMBER={k}".encode() in environ:
+            return int(child)
+    return None
+
+
+@pytest.mark.parametrize("killed", [3, 1], ids=["data-owner", "aggregator"])
+def test_local_restart_on_failure_brings_a_killed_client_back_to_the_same_model(
+        tmp_path, killed):
+    values = {"TRAINING_NUM_ROUNDS": "3", "TRAINING_NUM_EPOCHS": "1", "PEER_TIMEOUT": "3",
+              "JOIN_TIMEOUT": "60", "REJOIN_TIMEOUT": "120"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    run_to_end(env_file(tmp_path / "a", **values))
+    path = env_file(tmp_path / "b", **values)
+    local = subprocess.Popen([sys.executable, "-m", "splitnet", "local", "--restart-on-failure",
+                              "--env-file", str(path)], text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, env={**os.environ, "TORCH_THREADS": "1"})
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(local.stdout), daemon=True)
+    reader.start()
+    try:
+        checkpoint = tmp_path / "b" / "checkpoints" / f"client{killed}-round000000.json"
+        deadline = time.monotonic() + 240
+        while not checkpoint.exists():  # round 2 of 3 is under way
+            assert time.monotonic() < deadline and local.poll() is None, "".join(lines)
+            time.sleep(0.02)
+        pid = client_pid(local.pid, killed)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        assert local.wait(timeout=300) == 0, "".join(lines)[-4000:]
+    finally:
+        if local.poll() is None:
+            local.kill()
+        local.wait()
+        reader.join(timeout=5)
+        local.stdout.close()
+    output = "".join(lines)
+    assert f"[local] client {killed} exited with status -9; restarting it (1 of 3)" in output
+    assert f"[client {killed}] " in output and "resumes after round" in output
+    assert "Traceback" not in output
     finals = [load_file(str(tmp_path / name / "results" / "latest" / "models"
                             / "round3.safetensors")) for name in ("a", "b")]
     assert all(finals[0][key].equal(finals[1][key]) for key in finals[0])
