@@ -62,6 +62,7 @@ class Node:
         self.results = ResultsWriter(Path(settings.output.results_dir))
         self.stopped = False  # by a signal: never restarted
         self.restarts = False  # a failure restarts this client (splitnet.node.rejoin)
+        self.lost_since: float | None = None  # monotonic time of the loss this node recovers
         self.joined = False  # every peer joined and the round to go on from agreed
 
     @property
@@ -196,7 +197,7 @@ class Node:
         await parts.rounds.initial_model()
         feeder = await parts.feeder()
         if resumed is not None:
-            self._restore(parts, feeder)
+            _restore(parts, feeder, self.me)
         await parts.rounds.train(feeder, 0 if resumed is None else resumed + 1)
         summary: dict[str, Any] = {"client": self.me}
         if parts.aggregator is not None:
@@ -223,20 +224,11 @@ class Node:
                                  "from round 0") from None
         parts.routing.opened.set()
         self.joined = True
+        if self.lost_since is not None:
+            seconds = time.monotonic() - self.lost_since
+            self.metrics.recovery_seconds.labels(self.metrics.client).set(seconds)
+            log.info("client %d rejoined every peer %.1fs after the loss", self.me, seconds)
         return round_
-
-    def _restore(self, parts: Parts, feeder: Feeder | None) -> None:
-        """Load this client's optimizer states (and weights) and its owner's batch position."""
-        checkpoint = parts.resume.checkpoint
-        assert checkpoint is not None
-        try:
-            restore_replicas(parts.interpreter.replicas, checkpoint.tensors, checkpoint.extra)
-            if feeder is not None:
-                feeder.resume(parts.resume.latest_batches()[self.me])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RuntimeFailure(f"client {self.me} cannot resume from its checkpoint of round "
-                                 f"{checkpoint.round} in {parts.resume.store.folder}: {exc}; set "
-                                 "RESUME=never to start from round 0") from None
 
     async def _finish(self, parts: Parts, seconds: float) -> dict[str, Any]:
         assert parts.aggregator is not None
@@ -259,7 +251,25 @@ def _first_model(parts: Parts) -> dict[str, torch.Tensor]:
         return parts.initial_model()
     averaged = {key[len(AVERAGED):]: value for key, value in checkpoint.tensors.items()
                 if key.startswith(AVERAGED)}
-    rows = checkpoint.extra.get("rows", [])
-    recorder.start([RoundRow(**row) for row in rows], averaged,
-                   checkpoint.extra.get("torrent_disk_history", []))
+    try:
+        rows = [RoundRow(**row) for row in checkpoint.extra.get("rows", [])]
+    except TypeError as exc:
+        raise RuntimeFailure(f"client {checkpoint.client}: the result rows of its checkpoint of "
+                             f"round {checkpoint.round} do not fit ({exc}); set RESUME=never to "
+                             "start from round 0") from None
+    recorder.start(rows, averaged, checkpoint.extra.get("torrent_disk_history", []))
     return averaged
+
+
+def _restore(parts: Parts, feeder: Feeder | None, me: int) -> None:
+    """Load this client's optimizer states (and weights) and its owner's batch position."""
+    checkpoint = parts.resume.checkpoint
+    assert checkpoint is not None
+    try:
+        restore_replicas(parts.interpreter.replicas, checkpoint.tensors, checkpoint.extra)
+        if feeder is not None:
+            feeder.resume(parts.resume.latest_batches()[me])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RuntimeFailure(f"client {me} cannot resume from its checkpoint of round "
+                             f"{checkpoint.round} in {parts.resume.store.folder}: {exc}; set "
+                             "RESUME=never to start from round 0") from None

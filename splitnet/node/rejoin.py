@@ -41,9 +41,14 @@ async def run_rejoining(settings: Settings, make_node: MakeNode,
     """Run nodes until one ends the run; restart after a lost peer while the policy waits."""
     r = settings.recovery
     current, lost_since, first_loss = settings, None, ""
+    previous: Node | None = None
     while True:
         node = make_node(current)
         node.restarts = r.failure_policy == "wait"
+        if previous is not None:  # one registry for the whole process: counters go on
+            node.metrics = previous.metrics
+            node.metrics.rejoins.labels(node.metrics.client).inc()
+            node.lost_since = lost_since
         if started is not None:
             started(node)
         run: Awaitable[dict[str, Any]] = node.run()
@@ -67,7 +72,7 @@ async def run_rejoining(settings: Settings, make_node: MakeNode,
                 ) from None
             log.warning("client %d: %s; restarting from its checkpoint, waiting up to %.0fs for "
                         "every peer to rejoin", node.me, str(exc).splitlines()[0], left)
-            current = _next_settings(settings, node, left)
+            current, previous = _next_settings(settings, node, left), node
 
 
 def _next_settings(settings: Settings, node: Node, left: float) -> Settings:

@@ -110,6 +110,7 @@ def test_a_killed_data_owner_restarted_by_hand_rejoins_and_ends_with_the_same_mo
     assert "Traceback" not in killed
     assert "restarting from its checkpoint" in output[1] + output[2]
     assert "client 3 resumes after round" in output[3]
+    assert "rejoined every peer" in output[1] + output[2]  # recovery time, also a gauge
     assert "Traceback" not in "".join(output.values())
     finals = [load_file(str(tmp_path / name / "results" / "latest" / "models"
                             / "round3.safetensors")) for name in ("a", "b")]

@@ -5,10 +5,12 @@ import logging
 
 import pytest
 import torch
+from prometheus_client import generate_latest
 
 from splitnet.errors import PlanMismatch, ProtocolError
 from splitnet.learning.checkpoints import CheckpointStore
 from splitnet.node.resume import MAX_ANNOUNCED, ROUNDS_FACT, Resume
+from splitnet.telemetry.metrics import Metrics
 
 from .test_round import SMALL, build, errors, final_model, run
 
@@ -100,3 +102,12 @@ def test_malformed_checkpoint_rounds_in_a_join_are_refused(tmp_path):
             resume.learn(3, {ROUNDS_FACT: bad})
     resume.learn(3, {})  # a client without checkpoints announces nothing
     assert resume.agree([2, 3]) is None
+
+
+def test_rejoins_and_recovery_time_are_exported():
+    metrics = Metrics(2)
+    metrics.rejoins.labels(metrics.client).inc()
+    metrics.recovery_seconds.labels(metrics.client).set(4.5)
+    text = generate_latest(metrics.registry).decode()
+    assert 'splitnet_rejoins_total{client="2"} 1.0' in text
+    assert 'splitnet_recovery_seconds{client="2"} 4.5' in text
