@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     local = sub.add_parser("local", help="run every client as a process on loopback")
     _add_env_file(local)
+    local.add_argument("--restart-on-failure", action="store_true",
+                       help="start a client that exits non-zero again (at most 3 times), as a "
+                            "container restart policy does")
     local.set_defaults(handler=_cmd_local)
 
     baseline = sub.add_parser("baseline", help="train the same model centrally, one process")
@@ -194,7 +197,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_local(args: argparse.Namespace) -> int:
-    from splitnet.ops.local import run_local
+    from splitnet.ops.local import RESTARTS, run_local
     from splitnet.ops.summary import summary_line
 
     settings, plan = _prepare(args)
@@ -202,7 +205,8 @@ def _cmd_local(args: argparse.Namespace) -> int:
     results = Path(settings.output.results_dir)
     print(plan.summary(), flush=True)
     summary, folder = run_local(plan, path if path.exists() else None, results,
-                                run_id=settings.output.run_id)
+                                run_id=settings.output.run_id,
+                                restarts=RESTARTS if args.restart_on_failure else 0)
     print(summary_line(summary, folder))
     return EXIT_OK
 

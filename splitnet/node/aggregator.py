@@ -84,6 +84,10 @@ class Aggregator:
             self._collecting = round_ + 1
             self._background.start(self._aggregate(round_))
 
+    def resume(self, round_: int) -> None:
+        """Continue after round ``round_`` (a checkpoint's): collect round ``round_ + 1`` next."""
+        self._collecting = round_ + 1
+
     async def distribute_initial(self, state: Mapping[str, torch.Tensor]) -> None:
         """Send every client the aggregator's weights (``partition/name``), so all start alike."""
         data = await asyncio.get_running_loop().run_in_executor(None, save_safetensors,

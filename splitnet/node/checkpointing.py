@@ -10,6 +10,9 @@ r+1 trains. The aggregator's checkpoint also holds the averaged model (``average
 result rows up to round r, so it is written once round r is recorded (Note: evaluation off the
 critical path, :mod:`splitnet.node.recorder`).
 
+Note: run of a resume. Every checkpoint names the run it belongs to (``run_id``): a resumed
+aggregator goes on in that run's folder (:mod:`splitnet.node.resume`).
+
 Note: rows of the round. The aggregator loads round r's model (and so takes the checkpoint)
 just before it hands round r to the recorder, in the same step of the event loop; the write
 waits for the recorder, and once more if round r's row is not in yet.
@@ -33,6 +36,7 @@ from splitnet.learning.checkpoints import CheckpointStore
 from splitnet.node.recorder import Recorder
 from splitnet.runtime import Interpreter, Replicas
 from splitnet.runtime.snapshot import replicas_snapshot
+from splitnet.telemetry.results import ResultsWriter
 
 __all__ = ["AVERAGED", "Checkpointer"]
 
@@ -46,8 +50,9 @@ class Checkpointer:
     """Takes client ``store.client``'s checkpoint at each round boundary and writes it."""
 
     def __init__(self, store: CheckpointStore, replicas: Replicas, interpreter: Interpreter,
-                 recorder: Recorder | None = None) -> None:
+                 recorder: Recorder | None = None, results: ResultsWriter | None = None) -> None:
         self.store = store
+        self._results = results  # the run id goes into every checkpoint (Note: run of a resume)
         self._replicas = replicas
         self._interpreter = interpreter
         self._recorder = recorder  # the aggregator's: its rows go into its checkpoints
@@ -63,6 +68,8 @@ class Checkpointer:
         """
         tensors, extra = replicas_snapshot(self._replicas)
         extra["next_round"] = round_ + 1
+        if self._results is not None and self._results.run_id is not None:
+            extra["run_id"] = self._results.run_id
         extra["latest_batches"] = {str(owner): batch for owner, batch
                                    in sorted(self._interpreter.latest_batches().items())}
         if self._recorder is None:
@@ -92,6 +99,7 @@ class Checkpointer:
                         "recorded", self.store.client, round_)
             return
         extra["rows"] = [asdict(row) for row in self._recorder.rows[:round_ + 1]]
+        extra["torrent_disk_history"] = self._recorder.torrent_disk_history[:round_ + 1]
         self._submit(round_, tensors, extra)
 
     def _submit(self, round_: int, tensors: dict[str, torch.Tensor],

@@ -13,6 +13,7 @@ from splitnet.config.settings import Settings
 from splitnet.errors import ConfigError, Violation
 from splitnet.learning.sizes import wire_limits
 from splitnet.node.node import Node
+from splitnet.node.rejoin import run_rejoining
 from splitnet.plan.plan import Plan, build_plan
 from splitnet.transport.network import GrpcNetwork, NetworkOptions
 
@@ -48,14 +49,17 @@ def run_client(plan: Plan, settings: Settings) -> dict[str, Any]:
 
     SIGTERM stops the client like a failure: its peers are told and its results written.
     """
-    options = network_options(settings)
+    network_options(settings)  # a missing CLIENT_NUMBER fails here, before any node
     if settings.output.torch_threads:
         torch.set_num_threads(settings.output.torch_threads)
 
-    async def main() -> dict[str, Any]:
-        node = Node(plan, settings, GrpcNetwork(options))
+    def started(node: Node) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, node.stop,
                                                       "stopped by SIGTERM")
-        return await node.run()
+
+    async def main() -> dict[str, Any]:  # Note: restart after a lost peer (node/rejoin.py)
+        return await run_rejoining(
+            settings, lambda current: Node(plan, current, GrpcNetwork(network_options(current))),
+            started)
 
     return asyncio.run(main())

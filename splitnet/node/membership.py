@@ -2,10 +2,15 @@
 
 A client joins every peer (retrying with backoff until ``JOIN_TIMEOUT``): both sides compare
 plan fingerprints and a difference is named key by key; each side learns the ports the other
-announced, and the run id (``splitnet.node.run``). A join with a different plan, or from a
+announced, the run id (``splitnet.node.run``) and its verified checkpoint rounds
+(``splitnet.node.resume``). A join with a different plan, or from a
 number outside the plan, is refused (the joiner stops); it never stops the members: at start-up
 a member that was refused this way fails its own join to that peer with the same difference
 (Note: a refused joiner is not fatal).
+Note: second join. With ``FAILURE_POLICY=wait`` a peer joins a client once per incarnation: a
+second join means the peer restarted. The client refuses it as retryable (the joiner backs off
+and tries again) and restarts itself (:mod:`splitnet.node.rejoin`), so that every client meets
+again in a new incarnation and resumes from the same checkpoint.
 Then heartbeats ping every peer; a peer silent for ``PEER_TIMEOUT`` seconds stops this client
 with an error naming it (Note: one failure path (node)).
 """
@@ -25,6 +30,7 @@ from splitnet.errors import (
     RuntimeFailure,
     SplitnetError,
 )
+from splitnet.node.resume import ROUNDS_FACT, Resume
 from splitnet.node.run import RunId
 from splitnet.node.state import Failure
 from splitnet.plan.plan import Plan, describe_difference
@@ -45,8 +51,10 @@ class Membership:
     """Joins the peers, answers their joins, and watches that they stay alive."""
 
     def __init__(self, plan: Plan, network: Network, metrics: Metrics, failure: Failure,
-                 run: RunId, *, join_timeout: float, peer_timeout: float) -> None:
+                 run: RunId, resume: Resume, *, join_timeout: float,
+                 peer_timeout: float) -> None:
         self._plan = plan
+        self._resume = resume  # checkpoint rounds travel in the join facts
         self._run = run
         self._network = network
         self._metrics = metrics
@@ -54,6 +62,8 @@ class Membership:
         self._join_timeout = join_timeout
         self._peer_timeout = peer_timeout
         self._refused: dict[int, PlanMismatch] = {}  # members whose join had a different plan
+        self.rejoin = False  # this client restarts (FAILURE_POLICY=wait): Note: second join
+        self._joined_by: set[int] = set()  # peers that joined this client (Note: second join)
         self._logged: set[tuple[int, str]] = set()
 
     @property
@@ -75,11 +85,14 @@ class Membership:
         while True:
             try:
                 fingerprint, facts, torrent_port, tensor_port, run_id = await peer.join(
-                    self._plan.fingerprint, self._plan.facts(), timeout=JOIN_CALL_SECONDS,
+                    self._plan.fingerprint, self._resume.announce(self._plan.facts()),
+                    timeout=JOIN_CALL_SECONDS,
                     torrent_port=self._network.bulk.port,
                     tensor_port=self._network.tensor_port, run_id=self._run.announced())
                 break
-            except PeerUnavailable as exc:
+            except RuntimeFailure as exc:
+                if isinstance(exc, PlanMismatch):  # a restarting peer answers ABORTED: retry
+                    raise
                 if peer.number in self._refused:  # it joined us with another plan, then left
                     raise self._refused[peer.number] from None
                 if time.monotonic() + delay > deadline:
@@ -91,6 +104,7 @@ class Membership:
         if fingerprint != self._plan.fingerprint:
             raise PlanMismatch(self._mismatch(peer.number, facts))
         self._run.learn(peer.number, run_id)
+        self._resume.learn(peer.number, facts)
         self._network.learn(peer.number, torrent_port, tensor_port)
 
     def answer(self, client: int, fingerprint: str, facts: dict[str, Any], torrent_port: int,
@@ -113,13 +127,22 @@ class Membership:
             raise mismatch
         try:
             self._run.learn(client, run_id)
+            self._resume.learn(client, facts)
         except ProtocolError as exc:
             self._log_refusal(client, fingerprint, exc)
             raise
         self._refused.pop(client, None)
+        if self.rejoin and client in self._joined_by:
+            self._failure.fail(PeerUnavailable(
+                f"client {client} joined again: it restarted; client {self.me} restarts from "
+                "its checkpoint to take it back"))
+            raise RuntimeFailure(f"client {self.me} restarts to take client {client} back; "
+                                 "join again")
+        self._joined_by.add(client)
         if client in self._network.peers:
             self._network.learn(client, torrent_port, tensor_port)
-        return (self._plan.fingerprint, self._plan.facts(), self._network.bulk.port,
+        return (self._plan.fingerprint, self._resume.announce(self._plan.facts()),
+                self._network.bulk.port,
                 self._network.tensor_port, self._run.announced())
 
     def member(self, client: int) -> bool:
@@ -139,6 +162,7 @@ class Membership:
         log.warning("client %d refused a join from client %d: %s", self.me, client, error)
 
     def _mismatch(self, other: int, facts: dict[str, Any]) -> str:
+        facts = {key: value for key, value in facts.items() if key != ROUNDS_FACT}
         difference = describe_difference(self._plan.facts(), facts, self.me, other)
         if len(difference) > DIFFERENCE_CHARS:
             difference = difference[:DIFFERENCE_CHARS] + " ..."

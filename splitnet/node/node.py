@@ -26,13 +26,19 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from splitnet.config.settings import Settings
-from splitnet.errors import RuntimeFailure, TransferFailed
+from splitnet.errors import ConfigError, RuntimeFailure, TransferFailed
+from splitnet.node.checkpointing import AVERAGED
+from splitnet.node.resume import Resume
 from splitnet.node.state import Counters, Failure
-from splitnet.node.wiring import Parts, build_parts
+from splitnet.node.wiring import Parts, build_parts, checkpoint_store
 from splitnet.plan.plan import Plan
+from splitnet.runtime import Feeder
+from splitnet.runtime.snapshot import restore_replicas
 from splitnet.telemetry.metrics import Metrics
-from splitnet.telemetry.records import peak_rss_kib
+from splitnet.telemetry.records import RoundRow, peak_rss_kib
 from splitnet.telemetry.results import ResultsWriter
 from splitnet.telemetry.runs import check_unfinished
 from splitnet.transport.base import Network
@@ -54,6 +60,10 @@ class Node:
         self.counters = Counters()
         self.metrics = Metrics(self.me)
         self.results = ResultsWriter(Path(settings.output.results_dir))
+        self.stopped = False  # by a signal: never restarted
+        self.restarts = False  # a failure restarts this client (splitnet.node.rejoin)
+        self.lost_since: float | None = None  # monotonic time of the loss this node recovers
+        self.joined = False  # every peer joined and the round to go on from agreed
 
     @property
     def rejected(self) -> int:
@@ -62,6 +72,7 @@ class Node:
 
     def stop(self, reason: str) -> None:
         """Stop now (a signal): peers are told, results written."""
+        self.stopped = True
         self.failure.fail(RuntimeFailure(f"client {self.me} {reason}"))
 
     async def run(self) -> dict[str, Any]:
@@ -73,11 +84,16 @@ class Node:
 
     async def _open(self, stack: AsyncExitStack) -> Parts:
         """Enter every resource on ``stack``, build the parts and start serving peers."""
-        self._start_run()
+        resume = Resume(checkpoint_store(self.plan, self.settings, self.me),
+                        enabled=self.settings.recovery.resume == "auto",
+                        num_rounds=self.plan.training.num_rounds)
+        resume.scan()  # before serving: joins announce its rounds
+        self._start_run(resume)
         await stack.enter_async_context(self.network)
         self._serve_metrics(stack)
         parts = build_parts(self.plan, self.settings, self.network, self.metrics,
-                            self.counters, self.results, self.failure)
+                            self.counters, self.results, self.failure, resume)
+        parts.membership.rejoin = self.restarts
         stack.callback(parts.interpreter.close)
         if parts.checkpointer is not None:
             stack.callback(parts.checkpointer.close)
@@ -87,15 +103,22 @@ class Node:
                                  parts.routing.refused_call)
         return parts
 
-    def _start_run(self) -> None:
+    def _start_run(self, resume: Resume) -> None:
         """Start the run on the aggregator; refuse a ``RUN_ID`` of a finished run on any client.
 
-        Note: a run owns its folder (telemetry/runs.py).
+        Note: a run owns its folder (telemetry/runs.py). A resuming aggregator goes on in its
+        checkpoints' run, unless that run is finished (then nobody resumes).
         """
         run_id = self.settings.output.run_id
         if run_id is not None:
             check_unfinished(self.results.results_dir, run_id)
         if self.me == self.plan.training.server_number:
+            if run_id is None and resume.run_id is not None:
+                try:
+                    check_unfinished(self.results.results_dir, resume.run_id)
+                    run_id = resume.run_id
+                except ConfigError:
+                    resume.forget(f"run {resume.run_id} is finished")
             folder = self.results.start(run_id)
             log.info("client %d: run %s, results in %s", self.me, self.results.run_id, folder)
 
@@ -140,17 +163,23 @@ class Node:
             if main.done() and (exc := main.exception()) is not None:
                 self.failure.fail(exc)  # the main task's own error (a peer's may come first)
             error = self.failure.error
-            if error is not None:
+            if error is not None and self._tell_peers():
                 try:
                     await parts.membership.abort_all(str(error))
                 except Exception as exc:  # telling peers is best effort; raise the first error
                     log.warning("client %d could not tell its peers: %s", self.me, exc)
+                raise error
+            if error is not None:
                 raise error
             return main.result()
         finally:
             main.cancel()
             failed.cancel()
             parts.background.cancel()
+
+    def _tell_peers(self) -> bool:
+        """Return whether peers hear of this client's failure (Abort): not if it restarts."""
+        return not self.restarts or self.stopped
 
     def _ended_early(self, task: asyncio.Future[Any]) -> None:
         if not task.cancelled() and task.exception() is None:  # an exception is reported
@@ -160,12 +189,16 @@ class Node:
     async def _main(self, parts: Parts) -> dict[str, Any]:
         start = time.time()
         await parts.membership.join_all()
+        resumed = self._agree(parts)
         parts.background.start(parts.membership.heartbeat(parts.rounds.finished))
         if parts.aggregator is not None:
             await parts.local_data.load()  # Note: data after join
-            await parts.aggregator.distribute_initial(parts.initial_model())
+            await parts.aggregator.distribute_initial(_first_model(parts))
         await parts.rounds.initial_model()
-        await parts.rounds.train(await parts.feeder())
+        feeder = await parts.feeder()
+        if resumed is not None:
+            _restore(parts, feeder, self.me)
+        await parts.rounds.train(feeder, 0 if resumed is None else resumed + 1)
         summary: dict[str, Any] = {"client": self.me}
         if parts.aggregator is not None:
             summary = await self._finish(parts, time.time() - start)
@@ -175,6 +208,27 @@ class Node:
             await parts.checkpointer.drain()  # the last round's checkpoint too
         await asyncio.sleep(self.settings.output.metrics_hold)  # a last scrape sees the end
         return summary
+
+    def _agree(self, parts: Parts) -> int | None:
+        """Agree on the round to resume after (None: round 0); restore admission; open inputs."""
+        resume = parts.resume
+        try:
+            round_ = resume.agree(self.network.peers)
+            if round_ is not None:
+                parts.interpreter.resume(round_, resume.latest_batches())
+                if parts.aggregator is not None:
+                    parts.aggregator.resume(round_)
+        except ValueError as exc:
+            raise RuntimeFailure(f"client {self.me} cannot resume after round {resume.round} "
+                                 f"from {resume.store.folder}: {exc}; set RESUME=never to start "
+                                 "from round 0") from None
+        parts.routing.opened.set()
+        self.joined = True
+        if self.lost_since is not None:
+            seconds = time.monotonic() - self.lost_since
+            self.metrics.recovery_seconds.labels(self.metrics.client).set(seconds)
+            log.info("client %d rejoined every peer %.1fs after the loss", self.me, seconds)
+        return round_
 
     async def _finish(self, parts: Parts, seconds: float) -> dict[str, Any]:
         assert parts.aggregator is not None
@@ -186,3 +240,36 @@ class Node:
         return recorder.summary(seconds, parts.aggregator.exchange_seconds,
                                 bulk_transport=s.bulk_transport,
                                 activation_transport=s.activation_transport)
+
+
+def _first_model(parts: Parts) -> dict[str, torch.Tensor]:
+    """Return the model every replica starts from: fresh, or the checkpoint's averaged one."""
+    assert parts.aggregator is not None
+    recorder, checkpoint = parts.aggregator.recorder, parts.resume.checkpoint
+    if checkpoint is None:
+        recorder.start()
+        return parts.initial_model()
+    averaged = {key[len(AVERAGED):]: value for key, value in checkpoint.tensors.items()
+                if key.startswith(AVERAGED)}
+    try:
+        rows = [RoundRow(**row) for row in checkpoint.extra.get("rows", [])]
+    except TypeError as exc:
+        raise RuntimeFailure(f"client {checkpoint.client}: the result rows of its checkpoint of "
+                             f"round {checkpoint.round} do not fit ({exc}); set RESUME=never to "
+                             "start from round 0") from None
+    recorder.start(rows, averaged, checkpoint.extra.get("torrent_disk_history", []))
+    return averaged
+
+
+def _restore(parts: Parts, feeder: Feeder | None, me: int) -> None:
+    """Load this client's optimizer states (and weights) and its owner's batch position."""
+    checkpoint = parts.resume.checkpoint
+    assert checkpoint is not None
+    try:
+        restore_replicas(parts.interpreter.replicas, checkpoint.tensors, checkpoint.extra)
+        if feeder is not None:
+            feeder.resume(parts.resume.latest_batches()[me])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RuntimeFailure(f"client {me} cannot resume from its checkpoint of round "
+                             f"{checkpoint.round} in {parts.resume.store.folder}: {exc}; set "
+                             "RESUME=never to start from round 0") from None

@@ -50,7 +50,16 @@ class Recorder:
         self.torrent_disk: dict[int, int] = {}
         self.torrent_disk_history: list[int] = []
         self.model_path: Path | None = None
-        results.start_metrics()
+
+    def start(self, rows: Sequence[RoundRow] = (),
+              averaged: Mapping[str, torch.Tensor] | None = None,
+              torrent_disk_history: Sequence[int] = ()) -> None:
+        """Start ``metrics.csv``; a resumed run's with its rows so far and last averaged model."""
+        self.rows = list(rows)
+        self.torrent_disk_history = list(torrent_disk_history)
+        self._results.start_metrics(self.rows)
+        if averaged is not None and self.rows:
+            self.model_path = self._results.save_model(self.rows[-1].round, averaged)
 
     def record(self, round_: int, blobs: Sequence[Blob], owners: Sequence[OwnerStats],
                averaged: Mapping[str, torch.Tensor], seconds: float) -> None:

@@ -69,9 +69,9 @@ class Rounds:
         """Wait for the aggregator's initial model."""
         await self.loaded[INITIAL_ROUND].wait()
 
-    async def train(self, feeder: Feeder | None) -> None:
-        """Run every round: train (an owner), report, wait for the averaged model."""
-        for round_ in range(self.num_rounds):
+    async def train(self, feeder: Feeder | None, start: int = 0) -> None:
+        """Run every round from ``start``: train (an owner), report, wait for the model."""
+        for round_ in range(start, self.num_rounds):
             self._interpreter.start_round(round_)
             owners = () if feeder is None else (await feeder.train(round_),)
             await self._report(round_, RoundReport(self.me, round_, owners).to_json())

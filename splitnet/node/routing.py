@@ -9,6 +9,7 @@ row in this client's timeline for every tensor sent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ class Routing:
         self._bulk = bulk_transport
         self._bulk_timeout = bulk_timeout
         self.timeline: list[TimelineRow] = []  # transfers; the interpreter keeps compute rows
+        self.opened = asyncio.Event()  # Note: tensors wait for the resume
 
     @property
     def me(self) -> int:
@@ -69,7 +71,11 @@ class Routing:
 
         A BitTorrent reference is fetched first (``Network.complete``); ``accept`` is the
         interpreter's admission. Either refusing counts as a rejected message.
+
+        Note: tensors wait for the resume. A peer may start round R+1 (and send) before this
+        client has agreed on R and restored its admission; its tensors wait here until then.
         """
+        await self.opened.wait()
         try:
             await self._network.complete(msg)
             accept(msg)

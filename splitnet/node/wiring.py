@@ -19,6 +19,7 @@ from splitnet.node.data import LocalData
 from splitnet.node.handler import NodeHandler
 from splitnet.node.membership import Membership
 from splitnet.node.recorder import Recorder
+from splitnet.node.resume import Resume
 from splitnet.node.rounds import Report, Rounds
 from splitnet.node.routing import Routing
 from splitnet.node.run import RunId
@@ -29,7 +30,7 @@ from splitnet.telemetry.metrics import Metrics
 from splitnet.telemetry.results import ResultsWriter
 from splitnet.transport.base import Network
 
-__all__ = ["Parts", "build_parts"]
+__all__ = ["Parts", "build_parts", "checkpoint_store"]
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Parts:
     local_data: LocalData
     evaluation_parts: list[nn.Module]
     background: Background
+    resume: Resume
     checkpointer: Checkpointer | None = None
 
     async def feeder(self) -> Feeder | None:
@@ -64,8 +66,16 @@ class Parts:
                         for p, part in enumerate(self.evaluation_parts, 1)})
 
 
+def checkpoint_store(plan: Plan, settings: Settings, me: int) -> CheckpointStore:
+    """Return client ``me``'s checkpoint store (``CHECKPOINT_DIR``, ``CHECKPOINT_KEEP``)."""
+    r = settings.recovery
+    return CheckpointStore(Path(r.checkpoint_dir), me, plan.fingerprint, plan.facts(),
+                           r.checkpoint_keep)
+
+
 def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metrics,
-                counters: Counters, results: ResultsWriter, failure: Failure) -> Parts:
+                counters: Counters, results: ResultsWriter, failure: Failure,
+                resume: Resume) -> Parts:
     """Build and connect every part of client ``network.me``."""
     s = plan.training
     me = network.me
@@ -83,7 +93,7 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
                                     + settings.network.peer_timeout))
     interpreter = Interpreter(plan, me, replicas, routing.send, metrics)
     run = RunId(results, me, s.server_number, settings.output.run_id)
-    membership = Membership(plan, network, metrics, failure, run,
+    membership = Membership(plan, network, metrics, failure, run, resume,
                             join_timeout=settings.network.join_timeout,
                             peer_timeout=settings.network.peer_timeout)
     background = Background(failure)
@@ -110,10 +120,7 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
         recorder = Recorder(plan, local_data, evaluation_parts, results, metrics, background)
         aggregator = Aggregator(plan, me, routing, network.bulk, rounds.states,
                                 rounds.apply, recorder, background)
-    r = settings.recovery
-    store = CheckpointStore(Path(r.checkpoint_dir), me, plan.fingerprint, plan.facts(),
-                            r.checkpoint_keep)
-    checkpointer = Checkpointer(store, replicas, interpreter, recorder)
+    checkpointer = Checkpointer(resume.store, replicas, interpreter, recorder, results)
     handler = NodeHandler(membership, routing, interpreter, rounds, aggregator, failure)
     return Parts(plan, membership, routing, interpreter, rounds, handler, aggregator, local_data,
-                 evaluation_parts, background, checkpointer)
+                 evaluation_parts, background, resume, checkpointer)

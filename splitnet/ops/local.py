@@ -26,7 +26,10 @@ from splitnet.telemetry.results import merge_timelines
 from splitnet.telemetry.runs import check_unfinished, new_run_id, run_folder
 from splitnet.transport.ports import free_ports
 
-__all__ = ["run_local"]
+__all__ = ["RESTARTS", "run_local"]
+
+RESTARTS = 3
+"""How many times ``--restart-on-failure`` starts one client again."""
 
 
 CLEAR = "\r\x1b[K"  # return to column 0 and clear: a progress line is replaced, not kept
@@ -46,10 +49,12 @@ def _pump(stream: IO[str], prefix: str, out: IO[str], lock: threading.Lock) -> N
 
 def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
               extra_env: dict[str, str] | None = None, out: IO[str] = sys.stdout,
-              run_id: str | None = None) -> tuple[dict[str, Any], Path]:
+              run_id: str | None = None, restarts: int = 0) -> tuple[dict[str, Any], Path]:
     """Run every client of ``plan`` as a process; return the run's summary and its folder.
 
     ``run_id`` names the run (default: a fresh id); a finished run's is refused (ConfigError).
+    A client that exits non-zero is started again, at most ``restarts`` times (what a
+    container's restart policy does: ``--restart-on-failure``); past that the run fails.
     """
     run_id = run_id or new_run_id()
     check_unfinished(results_dir, run_id)
@@ -77,23 +82,35 @@ def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
     lock = threading.Lock()
     procs: list[subprocess.Popen[str]] = []
     pumps = []
+
+    def start(k: int) -> subprocess.Popen[str]:
+        own = {"CLIENT_NUMBER": str(k), "TORRENT_PORT": str(ports[n + k - 1]),
+               "METRICS_PORT": str(ports[2 * n + k - 1])}
+        proc = subprocess.Popen(args, env={**env, **own}, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        pump = threading.Thread(target=_pump, args=(proc.stdout, f"[client {k}]", out, lock),
+                                daemon=True)
+        pump.start()
+        pumps.append(pump)
+        return proc
+
+    left = dict.fromkeys(range(1, n + 1), restarts)
     try:
-        for k in range(1, n + 1):
-            own = {"CLIENT_NUMBER": str(k), "TORRENT_PORT": str(ports[n + k - 1]),
-                   "METRICS_PORT": str(ports[2 * n + k - 1])}
-            proc = subprocess.Popen(args, env={**env, **own}, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            procs.append(proc)
-            assert proc.stdout is not None
-            pump = threading.Thread(target=_pump, args=(proc.stdout, f"[client {k}]", out, lock),
-                                    daemon=True)
-            pump.start()
-            pumps.append(pump)
-        failed = _wait(procs)
-        if failed:
+        procs.extend(start(k) for k in range(1, n + 1))
+        while failed := _wait(procs):
             k, code = failed
-            _stop(procs)
-            raise RuntimeFailure(f"client {k} exited with status {code}; stopped the others")
+            if left[k] <= 0:
+                _stop(procs)
+                more = f" after {restarts} restart(s)" if restarts else ""
+                raise RuntimeFailure(f"client {k} exited with status {code}{more}; stopped the "
+                                     "others")
+            left[k] -= 1
+            with lock:
+                out.write(f"[local] client {k} exited with status {code}; restarting it "
+                          f"({restarts - left[k]} of {restarts})\n")
+                out.flush()
+            procs[k - 1] = start(k)
     except BaseException:
         _stop(procs)
         raise

@@ -47,6 +47,14 @@ class Admission:
         self._ran[task] = batch
         self._latest[task.owner] = max(batch, self._latest.get(task.owner, -1))
 
+    def restore(self, latest: dict[int, int]) -> None:
+        """Continue from a checkpoint: each owner's latest batch that ran here, on every task."""
+        for owner, batch in latest.items():
+            self._latest[owner] = batch
+            for task in self._runs:
+                if task.owner == owner:
+                    self._ran[task] = batch
+
     def latest(self) -> dict[int, int]:
         """Return each owner's latest batch that ran here (what a checkpoint keeps)."""
         return dict(self._latest)

@@ -31,6 +31,10 @@ class Feeder:
         self.progress = Progress(f"owner {owner}", s.num_rounds, s.num_epochs)
         self._next_batch = 0  # batch numbers go on across rounds
 
+    def resume(self, latest: int) -> None:
+        """Continue after the owner's batch ``latest`` (a checkpoint's; batch order is seeded)."""
+        self._next_batch = latest + 1
+
     async def train(self, round_: int) -> OwnerStats:
         """Feed the shard for ``TRAINING_NUM_EPOCHS`` epochs of round ``round_``."""
         s = self.interpreter.plan.training

@@ -117,6 +117,11 @@ class Interpreter:
         self.metrics.round.labels(self.metrics.client).set(max(round_, 0))
         self._wake.set()
 
+    def resume(self, round_: int, latest: dict[int, int]) -> None:
+        """Continue after round ``round_`` with each owner's latest batch that ran here."""
+        self._admission.restore(latest)
+        self.start_round(round_)
+
     def latest_batches(self) -> dict[int, int]:
         """Return each owner's latest batch that ran here (batch numbers go on across rounds)."""
         return self._admission.latest()

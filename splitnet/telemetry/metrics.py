@@ -66,6 +66,10 @@ class Metrics:
         self.peers_up = Gauge("splitnet_peers_up", "Peers that answered the last heartbeat", c,
                               registry=r)
         self.errors = Counter("splitnet_errors", "Errors by kind", [*c, "kind"], registry=r)
+        self.rejoins = Counter("splitnet_rejoins", "Restarts of this client's node to rejoin "
+                               "after a lost peer (FAILURE_POLICY=wait)", c, registry=r)
+        self.recovery_seconds = Gauge("splitnet_recovery_seconds", "Seconds from the last lost "
+                                      "peer to every client joined again", c, registry=r)
         self.torrent_peers = Gauge("splitnet_torrent_peers", "Connected BitTorrent peers", c,
                                    registry=r)
         self.torrent_upload_rate = Gauge("splitnet_torrent_upload_rate_bytes",

@@ -90,10 +90,17 @@ class ResultsWriter:
         self.run_id, self._root = run_id, folder
         return folder
 
-    def start_metrics(self) -> None:
-        """Start ``metrics.csv`` with its header (truncating an earlier run's)."""
-        with self._metrics.open("w", newline="") as handle:
-            csv.writer(handle).writerow(METRIC_COLUMNS)
+    def start_metrics(self, rows: Iterable[RoundRow] = ()) -> None:
+        """Start ``metrics.csv``: its header and ``rows`` (a resumed run's), replacing the file.
+
+        Written to a temporary file renamed into place: a kill leaves the old file or the new.
+        """
+        temporary = self._metrics.with_name(".metrics.csv.tmp")
+        with temporary.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(METRIC_COLUMNS)
+            writer.writerows(row.as_csv() for row in rows)
+        temporary.replace(self._metrics)
 
     def add_round(self, row: RoundRow) -> None:
         """Append one round's metrics."""

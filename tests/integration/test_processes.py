@@ -52,7 +52,8 @@ def test_three_clients_train_digits_well_above_chance(tmp_path):
 
 
 def test_a_killed_peer_makes_the_others_stop_with_an_error_naming_it(tmp_path):
-    path = env_file(tmp_path, TRAINING_NUM_ROUNDS="1000", PEER_TIMEOUT="3", JOIN_TIMEOUT="60")
+    path = env_file(tmp_path, TRAINING_NUM_ROUNDS="1000", PEER_TIMEOUT="3", JOIN_TIMEOUT="60",
+                    FAILURE_POLICY="abort")
     ports = free_ports(3)
     env = {**os.environ, "PEERS": ",".join(f"127.0.0.1:{p}" for p in ports), "TORRENT_PORT": "0", "METRICS_PORT": "0",
            "SPLITNET_TOKEN": "s3cret-0123456789abcdef", "LISTEN_HOST": "127.0.0.1",

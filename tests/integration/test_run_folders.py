@@ -68,7 +68,8 @@ def test_a_killed_second_run_leaves_the_first_runs_folder_as_it_was(tmp_path):
     assert json.loads((first / "summary.json").read_text())["rounds"] == 2
 
     second_env = env_file(tmp_path, TRAINING_NUM_ROUNDS="1000", TRAINING_NUM_EPOCHS="1",
-                          PEER_TIMEOUT="3", JOIN_TIMEOUT="60")
+                          PEER_TIMEOUT="3", JOIN_TIMEOUT="60", RESUME="never",
+                          FAILURE_POLICY="abort")
     procs, output, readers = start_clients(second_env)
     try:
         deadline = time.monotonic() + 120

@@ -100,7 +100,7 @@ def test_every_client_of_a_run_writes_into_its_folder_and_a_second_run_leaves_it
     before = digest(first)
     assert {"summary.json", "metrics.csv", "timeline-client1.csv", "timeline-client2.csv",
             "timeline-client3.csv", "client-2.json", "client-3.json"} <= set(before)
-    nodes, _ = build({**SMALL, "TRAINING_NUM_ROUNDS": "1"}, tmp_path)
+    nodes, _ = build({**SMALL, "TRAINING_NUM_ROUNDS": "1", "RESUME": "never"}, tmp_path)
     assert not errors(run(nodes))
     second = run_folder_of(tmp_path)
     assert second != first and digest(first) == before

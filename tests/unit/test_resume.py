@@ -1,0 +1,113 @@
+"""Resuming a run from round checkpoints on the in-memory transport (RESUME=auto)."""
+
+import csv
+import logging
+
+import pytest
+import torch
+from prometheus_client import generate_latest
+
+from splitnet.errors import PlanMismatch, ProtocolError
+from splitnet.learning.checkpoints import CheckpointStore
+from splitnet.node.resume import MAX_ANNOUNCED, ROUNDS_FACT, Resume
+from splitnet.telemetry.metrics import Metrics
+
+from .test_round import SMALL, build, errors, final_model, run
+
+SGD = {**SMALL, "TRAINING_NUM_ROUNDS": "3", "CHECKPOINT_KEEP": "5"}
+ADAM = {**SGD, "OPTIMIZER": "ADAM", "LEARNING_RATE": "0.01"}
+SAME = ("round", "test_accuracy", "f1_macro", "test_loss", "train_loss", "samples")
+
+
+def metrics(tmp_path):
+    with open(tmp_path / "latest" / "metrics.csv") as handle:
+        return [{key: row[key] for key in SAME} for row in csv.DictReader(handle)]
+
+
+def timeline_rounds(tmp_path):
+    rounds = set()
+    for path in (tmp_path / "latest").glob("timeline-client*.csv"):
+        with open(path) as handle:
+            rounds |= {int(row["round"]) for row in csv.DictReader(handle)}
+    return rounds
+
+
+def stopped_after(values, tmp_path, monkeypatch, last):
+    """Run to the end writing no checkpoint after round ``last``, then unfinish the run.
+
+    What a kill of every client just after round ``last``'s checkpoints leaves, plus the later
+    rows and models, which the resumed run must replace (never duplicate). Return the final
+    model and metrics rows: the uninterrupted run's, as training is deterministic.
+    """
+    write = CheckpointStore.write
+
+    def up_to_last(self, round_, tensors, extra=None):
+        return write(self, round_, tensors, extra) if round_ <= last else self.folder
+
+    monkeypatch.setattr(CheckpointStore, "write", up_to_last)
+    nodes, _ = build(values, tmp_path)
+    assert not errors(run(nodes))
+    monkeypatch.setattr(CheckpointStore, "write", write)
+    (tmp_path / "latest" / "summary.json").unlink()
+    return final_model(tmp_path), metrics(tmp_path)
+
+
+@pytest.mark.parametrize("values", [SGD, ADAM], ids=["sgd", "adam"])
+def test_a_run_stopped_after_a_round_resumes_to_the_same_model_and_rows(
+        values, tmp_path, monkeypatch):
+    model, rows = stopped_after(values, tmp_path, monkeypatch, last=0)
+    run_folder = (tmp_path / "latest").resolve()
+    nodes, _ = build(values, tmp_path)
+    assert not errors(run(nodes))
+    assert (tmp_path / "latest").resolve() == run_folder  # the same run goes on
+    assert timeline_rounds(tmp_path) == {1, 2}  # round 0 was not trained again
+    resumed = final_model(tmp_path)
+    assert resumed.keys() == model.keys()
+    assert all(torch.equal(resumed[key], model[key]) for key in model)
+    assert metrics(tmp_path) == rows and [row["round"] for row in rows] == ["1", "2", "3"]
+    assert (run_folder / "summary.json").is_file()
+
+
+def test_a_checkpoint_of_another_plan_is_refused_at_start_unless_resume_is_never(
+        tmp_path, monkeypatch):
+    stopped_after(SGD, tmp_path, monkeypatch, last=0)
+    other = {**SGD, "LEARNING_RATE": "0.05"}
+    results = run(build(other, tmp_path)[0])
+    refused = [r for r in results if isinstance(r, PlanMismatch)]
+    assert refused and "learning_rate" in str(refused[0]) and "\n" not in str(refused[0])
+    assert "RESUME=never" in str(refused[0])
+    nodes, _ = build({**other, "RESUME": "never"}, tmp_path / "never")
+    for node in nodes:
+        object.__setattr__(node.settings.recovery, "checkpoint_dir", str(tmp_path / "checkpoints"))
+    assert not errors(run(nodes))
+    assert timeline_rounds(tmp_path / "never") == {0, 1, 2}
+
+
+def test_no_round_every_client_has_starts_at_round_0(tmp_path, monkeypatch, caplog):
+    stopped_after(SGD, tmp_path, monkeypatch, last=0)
+    for path in (tmp_path / "checkpoints").glob("client2-*"):
+        path.unlink()
+    caplog.set_level(logging.INFO)
+    assert not errors(run(build(SGD, tmp_path)[0]))
+    assert timeline_rounds(tmp_path) == {0, 1, 2}
+    assert "resumes after round" not in caplog.text
+
+
+def test_malformed_checkpoint_rounds_in_a_join_are_refused(tmp_path):
+    store = CheckpointStore(tmp_path, 1, "f", {}, 2)
+    resume = Resume(store, enabled=True, num_rounds=3)
+    resume.learn(2, {ROUNDS_FACT: [0, 1]})
+    for bad in ([3], [-1], ["0"], [True], "0", list(range(MAX_ANNOUNCED + 1))):
+        with pytest.raises(ProtocolError, match="refused the checkpoint rounds of client 3"):
+            resume.learn(3, {ROUNDS_FACT: bad})
+    resume.learn(3, {})  # a client without checkpoints announces nothing
+    assert resume.agree([2, 3]) is None
+
+
+def test_rejoins_and_recovery_time_are_exported():
+    metrics = Metrics(2)
+    metrics.rejoins.labels(metrics.client).inc()
+    metrics.recovery_seconds.labels(metrics.client).set(4.5)
+    text = generate_latest(metrics.registry).decode()
+    assert 'splitnet_rejoins_total{client="2"} 1.0' in text
+    assert 'splitnet_recovery_seconds{client="2"} 4.5' in text
