@@ -70,7 +70,13 @@ class Rounds:
         await self.loaded[INITIAL_ROUND].wait()
 
     async def train(self, feeder: Feeder | None, start: int = 0) -> None:
-        """Run every round from ``start``: train (an owner), report, wait for the model."""
+        """Run every round from ``start``: train (an owner), report, wait for the model.
+
+        A resumed run (``start`` > 0) holds the model of round ``start - 1`` already: the rounds
+        before are done, and only ``start``'s states and model are awaited.
+        """
+        for done in range(start):
+            self.loaded[done].set()
         for round_ in range(start, self.num_rounds):
             self._interpreter.start_round(round_)
             owners = () if feeder is None else (await feeder.train(round_),)
