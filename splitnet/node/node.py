@@ -107,13 +107,16 @@ class Node:
         """Start the run on the aggregator; refuse a ``RUN_ID`` of a finished run on any client.
 
         Note: a run owns its folder (telemetry/runs.py). A resuming aggregator goes on in its
-        checkpoints' run, unless that run is finished (then nobody resumes).
+        checkpoints' run, unless that run is finished or ``RUN_ID`` names another (then nobody
+        resumes).
         """
         run_id = self.settings.output.run_id
         if run_id is not None:
             check_unfinished(self.results.results_dir, run_id)
         if self.me == self.plan.training.server_number:
-            if run_id is None and resume.run_id is not None:
+            if run_id is not None and resume.run_id not in (None, run_id):
+                resume.forget(f"they belong to run {resume.run_id}; this is run {run_id} (RUN_ID)")
+            elif run_id is None and resume.run_id is not None:
                 try:
                     check_unfinished(self.results.results_dir, resume.run_id)
                     run_id = resume.run_id

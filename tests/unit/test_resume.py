@@ -68,6 +68,17 @@ def test_a_run_stopped_after_a_round_resumes_to_the_same_model_and_rows(
     assert (run_folder / "summary.json").is_file()
 
 
+def test_checkpoints_of_another_run_than_run_id_are_not_resumed(tmp_path, monkeypatch, caplog):
+    stopped_after(SGD, tmp_path, monkeypatch, last=0)
+    old = (tmp_path / "latest").resolve()
+    with caplog.at_level(logging.WARNING, logger="splitnet.node"):
+        assert not errors(run(build({**SGD, "RUN_ID": "a-new-run"}, tmp_path)[0]))
+    assert (tmp_path / "latest").resolve() == tmp_path / "runs" / "a-new-run" != old
+    assert timeline_rounds(tmp_path) == {0, 1, 2}  # trained from round 0
+    assert any("not resumed" in r.getMessage() and old.name in r.getMessage()
+               for r in caplog.records)
+
+
 def test_a_checkpoint_of_another_plan_is_refused_at_start_unless_resume_is_never(
         tmp_path, monkeypatch):
     stopped_after(SGD, tmp_path, monkeypatch, last=0)
