@@ -94,6 +94,7 @@ class Node:
         parts = build_parts(self.plan, self.settings, self.network, self.metrics,
                             self.counters, self.results, self.failure, resume)
         parts.membership.rejoin = self.restarts
+        parts.routing.resuming = bool(resume.own)  # Note: tensors wait for the resume
         stack.callback(parts.interpreter.close)
         if parts.checkpointer is not None:
             stack.callback(parts.checkpointer.close)

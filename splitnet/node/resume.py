@@ -64,6 +64,8 @@ class Resume:
             self.own.append(round_)
             run_id = checkpoint.extra.get("run_id")
             self.run_id = run_id if isinstance(run_id, str) else None
+        if self.own and self.own[-1] == self._num_rounds - 1:
+            self.forget(f"their run finished (round {self._num_rounds} is among them)")
 
     def forget(self, why: str) -> None:
         """Announce no checkpoint (``why``: one line for the log): the run starts at round 0."""

@@ -42,6 +42,7 @@ class Routing:
         self._bulk_timeout = bulk_timeout
         self.timeline: list[TimelineRow] = []  # transfers; the interpreter keeps compute rows
         self.opened = asyncio.Event()  # Note: tensors wait for the resume
+        self.resuming = False  # this client has checkpoints: a resume may be agreed on
 
     @property
     def me(self) -> int:
@@ -73,9 +74,12 @@ class Routing:
         interpreter's admission. Either refusing counts as a rejected message.
 
         Note: tensors wait for the resume. A peer may start round R+1 (and send) before this
-        client has agreed on R and restored its admission; its tensors wait here until then.
+        client has agreed on R and restored its admission; while this client may resume (it has
+        checkpoints), a tensor of a round after the first waits here until then. Any other
+        tensor is judged at once (a fresh client refuses what does not fit the plan right away).
         """
-        await self.opened.wait()
+        if self.resuming and msg.round >= 1:
+            await self.opened.wait()
         try:
             await self._network.complete(msg)
             accept(msg)

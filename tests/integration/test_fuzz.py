@@ -38,7 +38,8 @@ def _env_file(tmp_path: Path, name: str) -> Path:
     values = {"CURRENT_MODEL": "CNN", "CURRENT_DATASET": "DIGITS", "BATCH_SIZE": "8",
               "LEARNING_RATE": "0.05", "TRAINING_NUM_ROUNDS": str(ROUNDS),
               "TRAINING_NUM_EPOCHS": "2", "SIMULATION_STAGES_CLIENTS": THREE,
-              "RESULTS_DIR": str(tmp_path / name), "PEER_TIMEOUT": "60", "JOIN_TIMEOUT": "120"}
+              "RESULTS_DIR": str(tmp_path / name),
+              "CHECKPOINT_DIR": str(tmp_path / name / "checkpoints"), "PEER_TIMEOUT": "60", "JOIN_TIMEOUT": "120"}
     path = tmp_path / f"{name}.env"
     path.write_text("\n".join(f"{k}={v}" for k, v in values.items()) + "\n")
     return path

@@ -1,16 +1,14 @@
 """Whole clients as separate processes on loopback (what `splitnet local` and containers run)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
-from splitnet.transport.ports import free_ports
+from .procs import start_clients, stop
 
 pytestmark = pytest.mark.integration
 
@@ -54,19 +52,7 @@ def test_three_clients_train_digits_well_above_chance(tmp_path):
 def test_a_killed_peer_makes_the_others_stop_with_an_error_naming_it(tmp_path):
     path = env_file(tmp_path, TRAINING_NUM_ROUNDS="1000", PEER_TIMEOUT="3", JOIN_TIMEOUT="60",
                     FAILURE_POLICY="abort")
-    ports = free_ports(3)
-    env = {**os.environ, "PEERS": ",".join(f"127.0.0.1:{p}" for p in ports), "TORRENT_PORT": "0", "METRICS_PORT": "0",
-           "SPLITNET_TOKEN": "s3cret-0123456789abcdef", "LISTEN_HOST": "127.0.0.1",
-           "TORCH_THREADS": "1"}
-    procs = {k: subprocess.Popen([sys.executable, "-m", "splitnet", "run", "--env-file", str(path)],
-                                 env={**env, "CLIENT_NUMBER": str(k)}, text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-             for k in (1, 2, 3)}
-    output = {k: [] for k in procs}
-    readers = [threading.Thread(target=lambda k=k: output[k].extend(procs[k].stdout), daemon=True)
-               for k in procs]
-    for reader in readers:
-        reader.start()
+    procs, output, readers = start_clients(path)
     try:
         deadline = time.monotonic() + 120
         while not any("round 1/1000" in line for line in output[1]):
@@ -79,14 +65,7 @@ def test_a_killed_peer_makes_the_others_stop_with_an_error_naming_it(tmp_path):
             assert procs[k].wait(timeout=30) != 0
         elapsed = time.monotonic() - killed
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.kill()
-    for reader in readers:
-        reader.join(timeout=5)
-    for p in procs.values():
-        p.wait()
-        p.stdout.close()
+        stop(procs, readers)
     assert elapsed < 3 + 15, elapsed  # PEER_TIMEOUT plus slack
     for k in (1, 2):
         text = "".join(output[k])

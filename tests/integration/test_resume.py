@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 
 from splitnet.transport.ports import free_ports
 
+from .procs import spawn, start_clients, stop
 from .test_processes import env_file
-from .test_run_folders import start_clients, stop
 
 pytestmark = pytest.mark.integration
 
@@ -61,18 +61,6 @@ def test_every_client_killed_after_round_1_resumes_to_the_uninterrupted_model(tm
             for name in ("a", "b")]
     assert [row.split(",")[:5] for row in rows[0]] == [row.split(",")[:5] for row in rows[1]]
     assert len(rows[1]) == ROUNDS + 1
-
-
-def spawn(path, ports, k):
-    env = {**os.environ, "PEERS": ",".join(f"127.0.0.1:{p}" for p in ports),
-           "TORRENT_PORT": "0", "METRICS_PORT": "0", "SPLITNET_TOKEN": "s3cret-token-for-tests",
-           "LISTEN_HOST": "127.0.0.1", "TORCH_THREADS": "1", "CLIENT_NUMBER": str(k)}
-    proc = subprocess.Popen([sys.executable, "-m", "splitnet", "run", "--env-file", str(path)],
-                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    return proc, lines, reader
 
 
 def test_a_killed_data_owner_restarted_by_hand_rejoins_and_ends_with_the_same_model(tmp_path):

@@ -2,17 +2,14 @@
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
-from splitnet.transport.ports import free_ports
-
+from .procs import start_clients, stop
 from .test_processes import env_file
 
 pytestmark = pytest.mark.integration
@@ -25,34 +22,6 @@ CLIENT_FILES = {"summary.json", "metrics.csv", "timeline.csv", "timeline-client1
 def digest(folder):
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def start_clients(path, **extra):
-    ports = free_ports(3)
-    env = {**os.environ, "PEERS": ",".join(f"127.0.0.1:{p}" for p in ports),
-           "TORRENT_PORT": "0", "METRICS_PORT": "0", "SPLITNET_TOKEN": "s3cret-token-for-tests",
-           "LISTEN_HOST": "127.0.0.1", "TORCH_THREADS": "1", **extra}
-    procs = {k: subprocess.Popen([sys.executable, "-m", "splitnet", "run", "--env-file",
-                                  str(path)], env={**env, "CLIENT_NUMBER": str(k)}, text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-             for k in (1, 2, 3)}
-    output = {k: [] for k in procs}
-    readers = [threading.Thread(target=lambda k=k: output[k].extend(procs[k].stdout),
-                                daemon=True) for k in procs]
-    for reader in readers:
-        reader.start()
-    return procs, output, readers
-
-
-def stop(procs, readers):
-    for p in procs.values():
-        if p.poll() is None:
-            p.kill()
-    for reader in readers:
-        reader.join(timeout=5)
-    for p in procs.values():
-        p.wait()
-        p.stdout.close()
 
 
 def test_a_killed_second_run_leaves_the_first_runs_folder_as_it_was(tmp_path):

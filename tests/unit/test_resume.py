@@ -104,6 +104,17 @@ def test_no_round_every_client_has_starts_at_round_0(tmp_path, monkeypatch, capl
     assert "resumes after round" not in caplog.text
 
 
+def test_checkpoints_of_a_finished_run_in_another_results_folder_are_not_resumed(
+        tmp_path, caplog):
+    assert not errors(run(build(SGD, tmp_path / "first")[0]))
+    caplog.set_level(logging.INFO)
+    values = {**SGD, "CHECKPOINT_DIR": str(tmp_path / "first" / "checkpoints")}
+    assert not errors(run(build(values, tmp_path / "second")[0]))
+    assert timeline_rounds(tmp_path / "second") == {0, 1, 2}  # trained again from round 0
+    assert "resumes after round" not in caplog.text
+    assert "their run finished" in caplog.text
+
+
 def test_malformed_checkpoint_rounds_in_a_join_are_refused(tmp_path):
     store = CheckpointStore(tmp_path, 1, "f", {}, 2)
     resume = Resume(store, enabled=True, num_rounds=3)
