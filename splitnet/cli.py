@@ -206,7 +206,8 @@ def _cmd_local(args: argparse.Namespace) -> int:
     print(plan.summary(), flush=True)
     summary, folder = run_local(plan, path if path.exists() else None, results,
                                 run_id=settings.output.run_id,
-                                restarts=RESTARTS if args.restart_on_failure else 0)
+                                restarts=RESTARTS if args.restart_on_failure else 0,
+                                checkpoint_dir=settings.recovery.checkpoint_dir)
     print(summary_line(summary, folder))
     return EXIT_OK
 

@@ -29,7 +29,8 @@ from splitnet.config.parsing import (
     time_value,
 )
 
-__all__ = ["FIELDS", "GROUPS", "KNOWN_KEYS", "STAGES_ALIAS", "STAGES_KEY", "Field"]
+__all__ = ["DEFAULT_CHECKPOINT_DIR", "FIELDS", "GROUPS", "KNOWN_KEYS", "STAGES_ALIAS", "STAGES_KEY",
+           "Field"]
 
 STAGES_KEY = "SIMULATION_STAGES_CLIENTS"
 STAGES_ALIAS = "STAGES_CLIENTS"
@@ -49,6 +50,9 @@ class Field:
     default: Any = None
     help: str = ""
 
+
+DEFAULT_CHECKPOINT_DIR = "./checkpoints"
+"""Where checkpoints go unless set (``splitnet local`` then uses the run's own folder)."""
 
 FIELDS: tuple[Field, ...] = (
     # training: facts that must match on every client (the plan's fingerprint covers them)
@@ -140,7 +144,7 @@ FIELDS: tuple[Field, ...] = (
           "the run's folder under RESULTS_DIR/runs (default: the aggregator makes one; a "
           "finished run's is refused)"),
     # recovery: round checkpoints, and what a client does when a peer is lost
-    Field("CHECKPOINT_DIR", "recovery", "checkpoint_dir", directory, "./checkpoints",
+    Field("CHECKPOINT_DIR", "recovery", "checkpoint_dir", directory, DEFAULT_CHECKPOINT_DIR,
           "where round checkpoints are written (one set of files per client)"),
     Field("CHECKPOINT_KEEP", "recovery", "checkpoint_keep", integer(1, 1_000_000), 2,
           "how many of this client's newest round checkpoints are kept"),

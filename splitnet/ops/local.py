@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from splitnet.config.fields import DEFAULT_CHECKPOINT_DIR
 from splitnet.errors import RuntimeFailure
 from splitnet.plan.plan import Plan
 from splitnet.telemetry.progress import is_progress
@@ -49,10 +50,14 @@ def _pump(stream: IO[str], prefix: str, out: IO[str], lock: threading.Lock) -> N
 
 def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
               extra_env: dict[str, str] | None = None, out: IO[str] = sys.stdout,
-              run_id: str | None = None, restarts: int = 0) -> tuple[dict[str, Any], Path]:
+              run_id: str | None = None, restarts: int = 0,
+              checkpoint_dir: str = DEFAULT_CHECKPOINT_DIR) -> tuple[dict[str, Any], Path]:
     """Run every client of ``plan`` as a process; return the run's summary and its folder.
 
     ``run_id`` names the run (default: a fresh id); a finished run's is refused (ConfigError).
+    ``checkpoint_dir`` is ``CHECKPOINT_DIR``; left at its default, each run keeps its checkpoints
+    in its own folder (``checkpoints`` there), so that runs of other plans never meet and the same
+    ``run_id`` finds them again to resume.
     A client that exits non-zero is started again, at most ``restarts`` times (what a
     container's restart policy does: ``--restart-on-failure``); past that the run fails.
     """
@@ -67,6 +72,8 @@ def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
         "LISTEN_HOST": "127.0.0.1",
         "RESULTS_DIR": str(results_dir),
         "RUN_ID": run_id,
+        "CHECKPOINT_DIR": str(results_dir / "runs" / run_id / "checkpoints")
+        if checkpoint_dir == DEFAULT_CHECKPOINT_DIR else checkpoint_dir,
         "TORCH_THREADS": env.get("TORCH_THREADS", "1"),
         "PYTHONUNBUFFERED": "1",
     })

@@ -193,7 +193,8 @@ def test_a_failing_step_stops_every_node_with_an_error_naming_it(tmp_path, monke
 def test_a_different_plan_is_refused_at_join_and_both_sides_name_the_difference(tmp_path):
     nodes, networks = build(example("owner_and_helper.env"), tmp_path)
     settings = load(values={**example("owner_and_helper.env"), "SEED": "7", "CLIENT_NUMBER": "2",
-                            "RESULTS_DIR": str(tmp_path), "METRICS_PORT": "0"})
+                            "RESULTS_DIR": str(tmp_path), "METRICS_PORT": "0",
+                            "CHECKPOINT_DIR": str(tmp_path / "other-checkpoints")})
     nodes[1] = Node(build_plan(settings.training), settings, networks[1])
     results = run(nodes)
     assert all(isinstance(r, PlanMismatch) for r in results), results
