@@ -153,3 +153,39 @@ def test_seeded_random_kill_trials_end_with_the_uninterrupted_model(tmp_path):
           f"recovery mean {sum(recoveries) / len(recoveries):.1f}s, max {max(recoveries):.1f}s")
     assert same
     assert [row.split(",")[:5] for row in rows[0]] == [row.split(",")[:5] for row in rows[1]]
+
+
+@pytest.mark.parametrize("frozen", [3, 1], ids=["helper", "aggregator"])
+def test_a_client_frozen_past_peer_timeout_then_woken_ends_with_the_uninterrupted_model(
+        tmp_path, frozen):
+    values = {**VALUES, "TRAINING_NUM_ROUNDS": "8"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    reference = Cluster(env_file(tmp_path / "a", **values))
+    try:
+        reference.wait_all()
+    finally:
+        reference.close()
+    cluster = Cluster(env_file(tmp_path / "b", **values))
+    try:
+        names = [tmp_path / "b" / "checkpoints" / f"client{k}-round000002.json" for k in (1, 2, 3)]
+        wait_for(lambda: all(name.exists() for name in names), cluster, "round 2")
+        survivors = [k for k in (1, 2, 3) if k != frozen]
+        proc = cluster.clients[frozen][0]
+        proc.send_signal(signal.SIGSTOP)
+        # Note: woken only once a survivor gave it up (PEER_TIMEOUT=3) and restarted.
+        wait_for(lambda: all(count(cluster, k, "restarting from its checkpoint") > 0
+                             for k in survivors), cluster, "survivors restart")
+        time.sleep(1)
+        proc.send_signal(signal.SIGCONT)
+        cluster.wait_all()
+        woken = "".join(cluster.lines(frozen))
+    finally:
+        cluster.close()
+    output = cluster.output()
+    assert "Traceback" not in reference.output() + output
+    assert "rejoined every peer" in output
+    assert "restarting from its checkpoint" in woken  # it takes part in the restart
+    finals = [load_file(str(tmp_path / name / "results" / "latest" / "models"
+                            / "round8.safetensors")) for name in ("a", "b")]
+    assert all(finals[0][key].equal(finals[1][key]) for key in finals[0])
