@@ -1,7 +1,8 @@
 """Seeded random kill trials with real processes: SIGKILL a random client at a random point of a
 random round, restart it; the run ends with the uninterrupted run's model. Run with -s for the
-summary line (trials passed / run, recovery seconds)."""
+summary line (trials passed / run, recovery seconds); KILL_TRIALS_SEED picks another seed."""
 
+import os
 import random
 import re
 import signal
@@ -132,7 +133,7 @@ def test_seeded_random_kill_trials_end_with_the_uninterrupted_model(tmp_path):
         reference.wait_all()
     finally:
         reference.close()
-    rng = random.Random(13)
+    rng = random.Random(int(os.environ.get("KILL_TRIALS_SEED", "13")))
     cluster = Cluster(env_file(tmp_path / "b", **VALUES))
     recoveries = []
     try:
