@@ -190,3 +190,30 @@ def test_a_client_frozen_past_peer_timeout_then_woken_ends_with_the_uninterrupte
     finals = [load_file(str(tmp_path / name / "results" / "latest" / "models"
                             / "round8.safetensors")) for name in ("a", "b")]
     assert all(finals[0][key].equal(finals[1][key]) for key in finals[0])
+
+
+def test_a_second_kill_while_the_cluster_recovers_still_ends_with_the_uninterrupted_model(
+        tmp_path):
+    values = {**VALUES, "TRAINING_NUM_ROUNDS": "8"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    reference = Cluster(env_file(tmp_path / "a", **values))
+    try:
+        reference.wait_all()
+    finally:
+        reference.close()
+    cluster = Cluster(env_file(tmp_path / "b", **values))
+    try:
+        names = [tmp_path / "b" / "checkpoints" / f"client{k}-round000002.json" for k in (1, 2, 3)]
+        wait_for(lambda: all(name.exists() for name in names), cluster, "round 2")
+        cluster.kill(3)  # the helper
+        wait_for(lambda: count(cluster, 1, "restarting from its checkpoint") > 0, cluster,
+                 "client 1 restarts")
+        cluster.kill(2)  # a data owner, before everyone rejoined
+        cluster.wait_all()
+    finally:
+        cluster.close()
+    assert "Traceback" not in reference.output() + cluster.output()
+    finals = [load_file(str(tmp_path / name / "results" / "latest" / "models"
+                            / "round8.safetensors")) for name in ("a", "b")]
+    assert all(finals[0][key].equal(finals[1][key]) for key in finals[0])
