@@ -1,0 +1,219 @@
+"""Seeded random kill trials with real processes: SIGKILL a random client at a random point of a
+random round, restart it; the run ends with the uninterrupted run's model. Run with -s for the
+summary line (trials passed / run, recovery seconds); KILL_TRIALS_SEED picks another seed."""
+
+import os
+import random
+import re
+import signal
+import time
+
+import pytest
+from safetensors.torch import load_file
+
+from splitnet.transport.ports import free_ports
+
+from .procs import spawn
+from .test_processes import env_file
+
+pytestmark = pytest.mark.integration
+
+# Clients 1 (the aggregator) and 2 own data; client 3 is a data-less helper running owner 1's
+# middle partitions.
+HELPER = ('[["1_1","1_4","1_5","1_8"],["2_1","2_2","2_3","2_4","2_5","2_6","2_7","2_8"],'
+          '["1_2","1_3","1_6","1_7"]]')
+TRIALS = 10
+ROUNDS = 5 * TRIALS  # a trial takes 1 to 5 rounds (they are short): room for every trial
+VALUES = {"TRAINING_NUM_ROUNDS": str(ROUNDS), "TRAINING_NUM_EPOCHS": "1", "BATCH_SIZE": "64",
+          "SIMULATION_STAGES_CLIENTS": HELPER, "PEER_TIMEOUT": "3", "JOIN_TIMEOUT": "60",
+          "REJOIN_TIMEOUT": "120"}
+WAIT = 240
+ROLES = {1: "aggregator", 2: "data owner", 3: "data-less helper"}
+
+
+class Cluster:
+    """Three client processes; every incarnation's output is kept."""
+
+    def __init__(self, path):
+        self.path = path
+        self.ports = free_ports(3)
+        self.clients = {k: spawn(path, self.ports, k) for k in (1, 2, 3)}
+        self.dead: list[str] = []
+
+    def lines(self, k):
+        """Return the output lines of client ``k``'s running incarnation so far."""
+        return list(self.clients[k][1])
+
+    def alive(self):
+        """Fail if a client process ended."""
+        for k, (proc, lines, _) in self.clients.items():
+            assert proc.poll() is None, (k, proc.returncode, "".join(lines)[-3000:])
+
+    def kill(self, k):
+        """SIGKILL client ``k``, keep its output, start it again (what a restart policy does)."""
+        proc, lines, reader = self.clients[k]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        reader.join(timeout=5)
+        proc.stdout.close()
+        self.dead.append("".join(lines))
+        self.clients[k] = spawn(self.path, self.ports, k)
+
+    def wait_all(self):
+        """Wait until every client ended; fail unless each exits 0."""
+        for k, (proc, lines, _) in self.clients.items():
+            assert proc.wait(timeout=WAIT) == 0, (k, "".join(lines)[-3000:])
+
+    def close(self):
+        """Kill what still runs; collect every process."""
+        for proc, _, reader in self.clients.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            reader.join(timeout=5)
+            proc.stdout.close()
+
+    def output(self):
+        """Return every incarnation's output, the killed ones' first."""
+        return "".join(self.dead) + "".join("".join(c[1]) for c in self.clients.values())
+
+
+def wait_for(condition, cluster, what):
+    """Poll ``condition`` until true; fail if a client ends or after ``WAIT`` seconds."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, what
+        cluster.alive()
+        time.sleep(0.01)
+
+
+def count(cluster, k, text):
+    """Return how many lines of client ``k``'s running incarnation contain ``text``."""
+    return sum(text in line for line in cluster.lines(k))
+
+
+def trial(cluster, rng, resumed, checkpoints):
+    """Kill a random client at a random point of a round after ``resumed``; restart it.
+
+    Return the round it resumes after and the seconds from the kill until every survivor
+    rejoined every peer.
+    """
+    target = resumed + rng.choice([1, 2])
+    victim = rng.choice([1, 2, 3])
+    delay = rng.uniform(0.0, 0.25)  # about one round
+    assert target < ROUNDS - 1, f"the run ends before trial {target}: raise ROUNDS"
+    names = [checkpoints / f"client{k}-round{target:06d}.json" for k in (1, 2, 3)]
+    wait_for(lambda: all(name.exists() for name in names), cluster, f"round {target}")
+    time.sleep(delay)
+    survivors = [k for k in (1, 2, 3) if k != victim]
+    before = {k: count(cluster, k, "rejoined every peer") for k in survivors}
+    cluster.kill(victim)
+    killed = time.monotonic()
+    wait_for(lambda: all(count(cluster, k, "rejoined every peer") > before[k]
+                         for k in survivors), cluster, f"rejoin after killing {victim}")
+    seconds = time.monotonic() - killed
+    wait_for(lambda: count(cluster, victim, "resumes after round") > 0, cluster, "resume")
+    line = next(li for li in cluster.lines(victim) if "resumes after round" in li)
+    round_ = int(re.search(r"resumes after round (\d+)", line).group(1))
+    assert round_ >= target, (round_, target)
+    print(f"trial: killed client {victim} ({ROLES[victim]}) {delay:.2f}s after round {target}'s "
+          f"checkpoints; resumed after round {round_}; recovery {seconds:.1f}s")
+    return round_, seconds
+
+
+def final_model(folder):
+    return load_file(str(folder / "results" / "latest" / "models" / f"round{ROUNDS}.safetensors"))
+
+
+def test_seeded_random_kill_trials_end_with_the_uninterrupted_model(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    reference = Cluster(env_file(tmp_path / "a", **VALUES))
+    try:
+        reference.wait_all()
+    finally:
+        reference.close()
+    rng = random.Random(int(os.environ.get("KILL_TRIALS_SEED", "13")))
+    cluster = Cluster(env_file(tmp_path / "b", **VALUES))
+    recoveries = []
+    try:
+        resumed = -1
+        for _ in range(TRIALS):
+            resumed, seconds = trial(cluster, rng, resumed, tmp_path / "b" / "checkpoints")
+            recoveries.append(seconds)
+        cluster.wait_all()
+    finally:
+        cluster.close()
+    assert "Traceback" not in reference.output() + cluster.output()
+    finals = [final_model(tmp_path / name) for name in ("a", "b")]
+    assert finals[0].keys() == finals[1].keys()
+    same = all(finals[0][key].equal(finals[1][key]) for key in finals[0])
+    rows = [(tmp_path / name / "results" / "latest" / "metrics.csv").read_text().splitlines()
+            for name in ("a", "b")]
+    print(f"kill trials: {len(recoveries) if same else 0}/{TRIALS} passed (same final weights), "
+          f"recovery mean {sum(recoveries) / len(recoveries):.1f}s, max {max(recoveries):.1f}s")
+    assert same
+    assert [row.split(",")[:5] for row in rows[0]] == [row.split(",")[:5] for row in rows[1]]
+
+
+@pytest.mark.parametrize("frozen", [3, 1], ids=["helper", "aggregator"])
+def test_a_client_frozen_past_peer_timeout_then_woken_ends_with_the_uninterrupted_model(
+        tmp_path, frozen):
+    values = {**VALUES, "TRAINING_NUM_ROUNDS": "8"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    reference = Cluster(env_file(tmp_path / "a", **values))
+    try:
+        reference.wait_all()
+    finally:
+        reference.close()
+    cluster = Cluster(env_file(tmp_path / "b", **values))
+    try:
+        names = [tmp_path / "b" / "checkpoints" / f"client{k}-round000002.json" for k in (1, 2, 3)]
+        wait_for(lambda: all(name.exists() for name in names), cluster, "round 2")
+        survivors = [k for k in (1, 2, 3) if k != frozen]
+        proc = cluster.clients[frozen][0]
+        proc.send_signal(signal.SIGSTOP)
+        # Note: woken only once a survivor gave it up (PEER_TIMEOUT=3) and restarted.
+        wait_for(lambda: all(count(cluster, k, "restarting from its checkpoint") > 0
+                             for k in survivors), cluster, "survivors restart")
+        time.sleep(1)
+        proc.send_signal(signal.SIGCONT)
+        cluster.wait_all()
+        woken = "".join(cluster.lines(frozen))
+    finally:
+        cluster.close()
+    output = cluster.output()
+    assert "Traceback" not in reference.output() + output
+    assert "rejoined every peer" in output
+    assert "restarting from its checkpoint" in woken  # it takes part in the restart
+    finals = [load_file(str(tmp_path / name / "results" / "latest" / "models"
+                            / "round8.safetensors")) for name in ("a", "b")]
+    assert all(finals[0][key].equal(finals[1][key]) for key in finals[0])
+
+
+def test_a_second_kill_while_the_cluster_recovers_still_ends_with_the_uninterrupted_model(
+        tmp_path):
+    values = {**VALUES, "TRAINING_NUM_ROUNDS": "8"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    reference = Cluster(env_file(tmp_path / "a", **values))
+    try:
+        reference.wait_all()
+    finally:
+        reference.close()
+    cluster = Cluster(env_file(tmp_path / "b", **values))
+    try:
+        names = [tmp_path / "b" / "checkpoints" / f"client{k}-round000002.json" for k in (1, 2, 3)]
+        wait_for(lambda: all(name.exists() for name in names), cluster, "round 2")
+        cluster.kill(3)  # the helper
+        wait_for(lambda: count(cluster, 1, "restarting from its checkpoint") > 0, cluster,
+                 "client 1 restarts")
+        cluster.kill(2)  # a data owner, before everyone rejoined
+        cluster.wait_all()
+    finally:
+        cluster.close()
+    assert "Traceback" not in reference.output() + cluster.output()
+    finals = [load_file(str(tmp_path / name / "results" / "latest" / "models"
+                            / "round8.safetensors")) for name in ("a", "b")]
+    assert all(finals[0][key].equal(finals[1][key]) for key in finals[0])
