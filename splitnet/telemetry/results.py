@@ -69,8 +69,8 @@ class ResultsWriter:
             check_unfinished(self.results_dir, run_id)
             folder = run_folder(self.results_dir, run_id)
             if folder.exists():  # an unfinished run of this id (stopped, restarted): go on
-                log.warning("RUN_ID=%s: %s holds an unfinished run; this run writes over its "
-                            "files", run_id, folder)
+                log.info("RUN_ID=%s: going on in %s (a run of this id that did not finish)",
+                         run_id, folder)
             folder.mkdir(exist_ok=True)
         else:
             while True:  # a fresh id names a folder no other run has

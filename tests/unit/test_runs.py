@@ -136,11 +136,11 @@ def test_a_malformed_run_id_from_the_aggregator_is_a_refused_join_naming_it(tmp_
     assert len(list((tmp_path / "runs").iterdir())) == 1  # only the aggregator's own folder
 
 
-def test_a_run_id_of_an_unfinished_run_is_taken_with_a_warning(tmp_path, caplog):
+def test_a_run_id_of_an_unfinished_run_goes_on_in_its_folder(tmp_path, caplog):
     (tmp_path / "runs" / "again").mkdir(parents=True)
-    with caplog.at_level("WARNING", logger="splitnet.telemetry"):
+    with caplog.at_level("INFO", logger="splitnet.telemetry"):
         assert ResultsWriter(tmp_path).start("again") == tmp_path / "runs" / "again"
-    assert "RUN_ID=again" in caplog.text and "unfinished run" in caplog.text
+    assert "RUN_ID=again: going on in" in caplog.text
 
 
 def test_the_baseline_is_found_from_results_dir_or_from_a_run_folder(tmp_path):
