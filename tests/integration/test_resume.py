@@ -73,9 +73,10 @@ def test_a_killed_data_owner_restarted_by_hand_rejoins_and_ends_with_the_same_mo
     ports = free_ports(3)
     clients = {k: spawn(path, ports, k) for k in (1, 2, 3)}
     try:
-        checkpoint = tmp_path / "b" / "checkpoints" / "client3-round000000.json"
+        checkpoints = [tmp_path / "b" / "checkpoints" / f"client{k}-round000000.json"
+                       for k in (1, 2, 3)]  # every client's: a resume after round 0 is sure
         deadline = time.monotonic() + 240
-        while not checkpoint.exists():  # round 2 of 3 is under way
+        while not all(c.exists() for c in checkpoints):  # round 2 of 3 is under way
             assert time.monotonic() < deadline
             assert all(proc.poll() is None for proc, _, _ in clients.values())
             time.sleep(0.02)
@@ -136,9 +137,10 @@ def test_local_restart_on_failure_brings_a_killed_client_back_to_the_same_model(
     reader = threading.Thread(target=lambda: lines.extend(local.stdout), daemon=True)
     reader.start()
     try:
-        checkpoint = tmp_path / "b" / "checkpoints" / f"client{killed}-round000000.json"
+        checkpoints = [tmp_path / "b" / "checkpoints" / f"client{k}-round000000.json"
+                       for k in (1, 2, 3)]  # every client's: a resume after round 0 is sure
         deadline = time.monotonic() + 240
-        while not checkpoint.exists():  # round 2 of 3 is under way
+        while not all(c.exists() for c in checkpoints):  # round 2 of 3 is under way
             assert time.monotonic() < deadline and local.poll() is None, "".join(lines)
             time.sleep(0.02)
         pid = client_pid(local.pid, killed)
