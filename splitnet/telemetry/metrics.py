@@ -82,10 +82,11 @@ class Metrics:
                                     registry=r)
         for kind in ERROR_KINDS:
             self.errors.labels(self.client, kind)
+        self.rejoins.labels(self.client)  # 0 until a rejoin: the series exists from the start
         for gauge in (self.in_flight, self.queue_depth, self.test_accuracy, self.test_f1,
                       self.round_seconds, self.round, self.epoch, self.peers_up,
                       self.torrent_peers, self.torrent_upload_rate, self.torrent_download_rate,
-                      self.torrent_served):
+                      self.torrent_served, self.recovery_seconds):
             gauge.labels(self.client).set(0)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> tuple[Any, Any]:
