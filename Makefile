@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(BIN)/splitnet local
 
 lint: $(STAMP)
-	$(BIN)/ruff check splitnet tests
+	$(BIN)/ruff check splitnet tests scripts
 	$(BIN)/mypy
 
 test: lint

@@ -1,9 +1,14 @@
-"""Write monitoring/grafana/dashboards/splitnet.json (run: .venv/bin/python scripts/gen_dashboard.py)."""
+"""Write monitoring/grafana/dashboards/splitnet.json.
+
+Run: .venv/bin/python scripts/gen_dashboard.py
+"""
 
 import json
 from pathlib import Path
 
 R = "[1m]"
+COMPUTE = "splitnet_task_compute_seconds"
+BY_STAGE = "sum by (le, partition, direction)"
 PANELS = [
     # (row, title, unit, [(expr, legend)])
     ("Cluster", "Throughput (samples/s)", "short",
@@ -15,12 +20,13 @@ PANELS = [
     ("Cluster", "Round time and current round", "s",
      [("max(splitnet_round_seconds)", "round seconds"), ("max(splitnet_round)", "round")]),
     ("Clients", "Compute vs transfer time per client (s/s)", "s",
-     [(f"sum by (client) (rate(splitnet_task_compute_seconds_sum{R}))", "compute, client {{client}}"),
-      (f"sum by (client) (rate(splitnet_transfer_seconds_sum{R}))", "transfer, client {{client}}")]),
+     [(f"sum by (client) (rate({COMPUTE}_sum{R}))", "compute, client {{client}}"),
+      (f"sum by (client) (rate(splitnet_transfer_seconds_sum{R}))",
+       "transfer, client {{client}}")]),
     ("Clients", "Stage latency p50 / p95", "s",
-     [(f"histogram_quantile(0.5, sum by (le, partition, direction) (rate(splitnet_task_compute_seconds_bucket{R})))",
+     [(f"histogram_quantile(0.5, {BY_STAGE} (rate({COMPUTE}_bucket{R})))",
        "p50 {{direction}} p{{partition}}"),
-      (f"histogram_quantile(0.95, sum by (le, partition, direction) (rate(splitnet_task_compute_seconds_bucket{R})))",
+      (f"histogram_quantile(0.95, {BY_STAGE} (rate({COMPUTE}_bucket{R})))",
        "p95 {{direction}} p{{partition}}")]),
     ("Clients", "Queue depth and batches in flight", "short",
      [("splitnet_queue_depth", "queue, client {{client}}"),
@@ -49,6 +55,7 @@ PANELS = [
 
 
 def dashboard() -> dict:
+    """Build the dashboard as Grafana JSON: one row per group, two panels per line."""
     panels, y, row_seen = [], 0, None
     for index, (row, title, unit, exprs) in enumerate(PANELS):
         if row != row_seen:

@@ -13,7 +13,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["MAX_TEXT_FILE_BYTES", "read_text_file"]
+__all__ = ["MAX_TEXT_FILE_BYTES", "read_regular_bytes", "read_text_file"]
 
 MAX_TEXT_FILE_BYTES = 4 * 1024 * 1024
 
@@ -29,15 +29,7 @@ def read_text_file(path: Path, limit: int = MAX_TEXT_FILE_BYTES) -> str:
     mode = info.st_mode
     if not stat.S_ISREG(mode):
         raise ValueError(f"is {_kind(mode)}, not a regular file; expected a text file")
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as exc:
-        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise ValueError(f"is {_kind(mode)}, not a regular file; expected a text file")
-        raw = handle.read(limit + 1)
+    raw, _ = read_regular_bytes(path, limit)  # checked again on the open file (swapped?)
     if len(raw) > limit:
         raise ValueError(f"holds more than {limit} bytes; the limit is {limit}")
     try:
@@ -47,6 +39,23 @@ def read_text_file(path: Path, limit: int = MAX_TEXT_FILE_BYTES) -> str:
     if "\x00" in content:
         raise ValueError("contains NUL bytes; expected text")
     return content
+
+
+def read_regular_bytes(path: Path, limit: int) -> tuple[bytes, int]:
+    """Read at most ``limit + 1`` bytes of a regular file; return them and the file's size.
+
+    Opened without blocking and checked on the open descriptor (Note: special files); raises
+    ``ValueError`` ("cannot read it: ...", "is a FIFO (named pipe), not a regular file").
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"is {_kind(info.st_mode)}, not a regular file")
+        return handle.read(limit + 1), info.st_size
 
 
 def _kind(mode: int) -> str:

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from splitnet.config.files import read_text_file
+from splitnet.config.files import read_regular_bytes, read_text_file
 from splitnet.errors import PlanMismatch
 from splitnet.plan.plan import describe_difference
 
@@ -195,17 +194,12 @@ def _read_bytes(path: Path, size: int) -> bytes:
     if not 0 <= size <= MAX_TENSOR_BYTES:
         raise ValueError(f"the manifest gives {size} bytes; the limit is {MAX_TENSOR_BYTES}")
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as exc:
-        raise ValueError(f"cannot read {path.name}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{path.name} is not a regular file")
-        if info.st_size != size:
-            raise ValueError(f"{path.name} holds {info.st_size} bytes, the manifest says {size} "
-                             "(truncated)")
-        data = handle.read(size + 1)
+        data, on_disk = read_regular_bytes(path, size)
+    except ValueError as exc:
+        raise ValueError(f"{path.name}: {exc}") from None
+    if on_disk != size:
+        raise ValueError(f"{path.name} holds {on_disk} bytes, the manifest says {size} "
+                         "(truncated)")
     if len(data) != size:
         raise ValueError(f"{path.name} holds {len(data)} bytes, the manifest says {size}")
     return data

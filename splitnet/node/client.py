@@ -14,13 +14,13 @@ from splitnet.errors import ConfigError, Violation
 from splitnet.learning.sizes import wire_limits
 from splitnet.node.node import Node
 from splitnet.node.rejoin import run_rejoining
-from splitnet.plan.plan import Plan, build_plan
+from splitnet.plan.plan import Plan
 from splitnet.transport.network import GrpcNetwork, NetworkOptions
 
 __all__ = ["network_options", "run_client"]
 
 
-def network_options(settings: Settings) -> NetworkOptions:
+def network_options(settings: Settings, plan: Plan) -> NetworkOptions:
     """Return how client ``CLIENT_NUMBER`` reaches its peers, from its settings.
 
     What a peer may send is bounded by what the plan allows (Note: wire limits in
@@ -31,7 +31,7 @@ def network_options(settings: Settings) -> NetworkOptions:
         raise ConfigError(Violation("setting", "CLIENT_NUMBER is not set: each client needs its "
                                                f"number, 1..{settings.training.num_clients}"),
                           settings.source)
-    limits = wire_limits(build_plan(settings.training))
+    limits = wire_limits(plan)
     return NetworkOptions(
         me=network.client_number, addresses=peer_addresses(settings),
         token=resolve_token(settings), listen_host=network.listen_host,
@@ -49,7 +49,7 @@ def run_client(plan: Plan, settings: Settings) -> dict[str, Any]:
 
     SIGTERM stops the client like a failure: its peers are told and its results written.
     """
-    network_options(settings)  # a missing CLIENT_NUMBER fails here, before any node
+    options = network_options(settings, plan)  # a missing CLIENT_NUMBER fails before any node
     if settings.output.torch_threads:
         torch.set_num_threads(settings.output.torch_threads)
 
@@ -58,8 +58,8 @@ def run_client(plan: Plan, settings: Settings) -> dict[str, Any]:
                                                       "stopped by SIGTERM")
 
     async def main() -> dict[str, Any]:  # Note: restart after a lost peer (node/rejoin.py)
+        # an incarnation changes only the join deadline and the run id: the same options serve
         return await run_rejoining(
-            settings, lambda current: Node(plan, current, GrpcNetwork(network_options(current))),
-            started)
+            settings, lambda current: Node(plan, current, GrpcNetwork(options)), started)
 
     return asyncio.run(main())

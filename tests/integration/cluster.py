@@ -38,8 +38,8 @@ def make_nodes(values: dict[str, str], results: Path, token: str = TOKEN,
                                   "SPLITNET_TOKEN": token, "LISTEN_HOST": "127.0.0.1",
                                   "RESULTS_DIR": str(results),
                                   "CHECKPOINT_DIR": str(results / "checkpoints")}, k)
-        nodes.append(Node(build_plan(settings.training), settings,
-                          GrpcNetwork(network_options(settings))))
+        plan = build_plan(settings.training)
+        nodes.append(Node(plan, settings, GrpcNetwork(network_options(settings, plan))))
     return nodes
 
 

@@ -44,3 +44,8 @@ def stop(procs, readers):
     for p in procs.values():
         p.wait()
         p.stdout.close()
+
+
+def every_checkpoint(folder, round_):
+    """Every client's checkpoint manifest of ``round_`` under ``folder/checkpoints``."""
+    return [folder / "checkpoints" / f"client{k}-round{round_:06d}.json" for k in (1, 2, 3)]

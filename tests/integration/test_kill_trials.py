@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from splitnet.transport.ports import free_ports
 
-from .procs import spawn
+from .procs import every_checkpoint, spawn
 from .test_processes import env_file
 
 pytestmark = pytest.mark.integration
@@ -125,14 +125,20 @@ def final_model(folder):
     return load_file(str(folder / "results" / "latest" / "models" / f"round{ROUNDS}.safetensors"))
 
 
-def test_seeded_random_kill_trials_end_with_the_uninterrupted_model(tmp_path):
+def uninterrupted(tmp_path, values):
+    """Run ``values`` to the end in ``tmp_path/a`` (and make ``tmp_path/b``); return it."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    reference = Cluster(env_file(tmp_path / "a", **VALUES))
+    reference = Cluster(env_file(tmp_path / "a", **values))
     try:
         reference.wait_all()
     finally:
         reference.close()
+    return reference
+
+
+def test_seeded_random_kill_trials_end_with_the_uninterrupted_model(tmp_path):
+    reference = uninterrupted(tmp_path, VALUES)
     rng = random.Random(int(os.environ.get("KILL_TRIALS_SEED", "13")))
     cluster = Cluster(env_file(tmp_path / "b", **VALUES))
     recoveries = []
@@ -160,16 +166,10 @@ def test_seeded_random_kill_trials_end_with_the_uninterrupted_model(tmp_path):
 def test_a_client_frozen_past_peer_timeout_then_woken_ends_with_the_uninterrupted_model(
         tmp_path, frozen):
     values = {**VALUES, "TRAINING_NUM_ROUNDS": "8"}
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    reference = Cluster(env_file(tmp_path / "a", **values))
-    try:
-        reference.wait_all()
-    finally:
-        reference.close()
+    reference = uninterrupted(tmp_path, values)
     cluster = Cluster(env_file(tmp_path / "b", **values))
     try:
-        names = [tmp_path / "b" / "checkpoints" / f"client{k}-round000002.json" for k in (1, 2, 3)]
+        names = every_checkpoint(tmp_path / "b", 2)
         wait_for(lambda: all(name.exists() for name in names), cluster, "round 2")
         survivors = [k for k in (1, 2, 3) if k != frozen]
         proc = cluster.clients[frozen][0]
@@ -195,16 +195,10 @@ def test_a_client_frozen_past_peer_timeout_then_woken_ends_with_the_uninterrupte
 def test_a_second_kill_while_the_cluster_recovers_still_ends_with_the_uninterrupted_model(
         tmp_path):
     values = {**VALUES, "TRAINING_NUM_ROUNDS": "8"}
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    reference = Cluster(env_file(tmp_path / "a", **values))
-    try:
-        reference.wait_all()
-    finally:
-        reference.close()
+    reference = uninterrupted(tmp_path, values)
     cluster = Cluster(env_file(tmp_path / "b", **values))
     try:
-        names = [tmp_path / "b" / "checkpoints" / f"client{k}-round000002.json" for k in (1, 2, 3)]
+        names = every_checkpoint(tmp_path / "b", 2)
         wait_for(lambda: all(name.exists() for name in names), cluster, "round 2")
         cluster.kill(3)  # the helper
         wait_for(lambda: count(cluster, 1, "restarting from its checkpoint") > 0, cluster,

@@ -60,7 +60,8 @@ async def _only(first, never: asyncio.Event):
 def _plan_and_options():
     """The options ``network_options`` gives, and the limits of the plan itself."""
     settings = _settings()
-    return wire_limits(build_plan(settings.training)), network_options(settings)
+    plan = build_plan(settings.training)
+    return wire_limits(plan), network_options(settings, plan)
 
 
 async def _served(network, handler, refused=None):
@@ -72,8 +73,9 @@ async def _served(network, handler, refused=None):
 
 def test_the_plans_limits_are_passed_to_every_listener():
     settings = _settings()
-    options = network_options(settings)
-    limits = wire_limits(build_plan(settings.training))
+    plan = build_plan(settings.training)
+    options = network_options(settings, plan)
+    limits = wire_limits(plan)
     assert (options.max_tensor_bytes, options.max_bulk_bytes) == (limits.tensor_bytes,
                                                                  limits.bulk_bytes)
     network = GrpcNetwork(options)

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from splitnet.transport.ports import free_ports
 
-from .procs import spawn, start_clients, stop
+from .procs import every_checkpoint, spawn, start_clients, stop
 from .test_processes import env_file
 
 pytestmark = pytest.mark.integration
@@ -21,14 +21,37 @@ pytestmark = pytest.mark.integration
 ROUNDS = 4
 
 
+REJOIN = {"TRAINING_NUM_ROUNDS": "3", "TRAINING_NUM_EPOCHS": "1", "PEER_TIMEOUT": "3",
+          "JOIN_TIMEOUT": "60", "REJOIN_TIMEOUT": "120"}
+
+
+def after_an_uninterrupted_run(tmp_path, values):
+    """Run ``values`` to the end in ``tmp_path/a``; return the env file of ``tmp_path/b``."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    run_to_end(env_file(tmp_path / "a", **values))
+    return env_file(tmp_path / "b", **values)
+
+
+def assert_b_trained_as_a(tmp_path, rounds):
+    """Assert run b ended with run a's final model and metric rows; return b's rows."""
+    finals = [load_file(str(tmp_path / name / "results" / "latest" / "models"
+                            / f"round{rounds}.safetensors")) for name in ("a", "b")]
+    assert finals[0].keys() == finals[1].keys()
+    assert all(finals[0][key].equal(finals[1][key]) for key in finals[0])
+    rows = [(tmp_path / name / "results" / "latest" / "metrics.csv").read_text().splitlines()
+            for name in ("a", "b")]
+    assert [row.split(",")[:5] for row in rows[0]] == [row.split(",")[:5] for row in rows[1]]
+    return rows[1]
+
+
 def run_to_end(path, kill_after=None):
     """Run three clients to the end; with ``kill_after``, SIGKILL all once every client has
     that round's checkpoint, then restart them. Return every client's output."""
-    checkpoints = path.parent / "checkpoints"
     procs, output, readers = start_clients(path)
     try:
         if kill_after is not None:
-            names = [checkpoints / f"client{k}-round{kill_after:06d}.json" for k in (1, 2, 3)]
+            names = every_checkpoint(path.parent, kill_after)
             deadline = time.monotonic() + 240
             while not all(name.exists() for name in names):
                 assert time.monotonic() < deadline, output
@@ -53,28 +76,16 @@ def test_every_client_killed_after_round_1_resumes_to_the_uninterrupted_model(tm
     output = run_to_end(env_file(tmp_path / "b", **values), kill_after=1)
     assert "client 1 resumes after round" in output[1]
     assert "Traceback" not in "".join(output.values())
-    finals = [load_file(str(tmp_path / name / "results" / "latest" / "models"
-                            / f"round{ROUNDS}.safetensors")) for name in ("a", "b")]
-    assert finals[0].keys() == finals[1].keys()
-    assert all(finals[0][key].equal(finals[1][key]) for key in finals[0])
-    rows = [(tmp_path / name / "results" / "latest" / "metrics.csv").read_text().splitlines()
-            for name in ("a", "b")]
-    assert [row.split(",")[:5] for row in rows[0]] == [row.split(",")[:5] for row in rows[1]]
-    assert len(rows[1]) == ROUNDS + 1
+    rows = assert_b_trained_as_a(tmp_path, ROUNDS)
+    assert len(rows) == ROUNDS + 1
 
 
 def test_a_killed_data_owner_restarted_by_hand_rejoins_and_ends_with_the_same_model(tmp_path):
-    values = {"TRAINING_NUM_ROUNDS": "3", "TRAINING_NUM_EPOCHS": "1", "PEER_TIMEOUT": "3",
-              "JOIN_TIMEOUT": "60", "REJOIN_TIMEOUT": "120"}
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    run_to_end(env_file(tmp_path / "a", **values))
-    path = env_file(tmp_path / "b", **values)
+    path = after_an_uninterrupted_run(tmp_path, REJOIN)
     ports = free_ports(3)
     clients = {k: spawn(path, ports, k) for k in (1, 2, 3)}
     try:
-        checkpoints = [tmp_path / "b" / "checkpoints" / f"client{k}-round000000.json"
-                       for k in (1, 2, 3)]  # every client's: a resume after round 0 is sure
+        checkpoints = every_checkpoint(tmp_path / "b", 0)  # a resume after round 0 is sure
         deadline = time.monotonic() + 240
         while not all(c.exists() for c in checkpoints):  # round 2 of 3 is under way
             assert time.monotonic() < deadline
@@ -101,12 +112,7 @@ def test_a_killed_data_owner_restarted_by_hand_rejoins_and_ends_with_the_same_mo
     assert "client 3 resumes after round" in output[3]
     assert "rejoined every peer" in output[1] + output[2]  # recovery time, also a gauge
     assert "Traceback" not in "".join(output.values())
-    finals = [load_file(str(tmp_path / name / "results" / "latest" / "models"
-                            / "round3.safetensors")) for name in ("a", "b")]
-    assert all(finals[0][key].equal(finals[1][key]) for key in finals[0])
-    rows = [(tmp_path / name / "results" / "latest" / "metrics.csv").read_text().splitlines()
-            for name in ("a", "b")]
-    assert [row.split(",")[:5] for row in rows[0]] == [row.split(",")[:5] for row in rows[1]]
+    assert_b_trained_as_a(tmp_path, 3)
 
 
 def client_pid(parent, k):
@@ -124,12 +130,7 @@ def client_pid(parent, k):
 @pytest.mark.parametrize("killed", [3, 1], ids=["data-owner", "aggregator"])
 def test_local_restart_on_failure_brings_a_killed_client_back_to_the_same_model(
         tmp_path, killed):
-    values = {"TRAINING_NUM_ROUNDS": "3", "TRAINING_NUM_EPOCHS": "1", "PEER_TIMEOUT": "3",
-              "JOIN_TIMEOUT": "60", "REJOIN_TIMEOUT": "120"}
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    run_to_end(env_file(tmp_path / "a", **values))
-    path = env_file(tmp_path / "b", **values)
+    path = after_an_uninterrupted_run(tmp_path, REJOIN)
     local = subprocess.Popen([sys.executable, "-m", "splitnet", "local", "--restart-on-failure",
                               "--env-file", str(path)], text=True, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, env={**os.environ, "TORCH_THREADS": "1"})
@@ -137,8 +138,7 @@ def test_local_restart_on_failure_brings_a_killed_client_back_to_the_same_model(
     reader = threading.Thread(target=lambda: lines.extend(local.stdout), daemon=True)
     reader.start()
     try:
-        checkpoints = [tmp_path / "b" / "checkpoints" / f"client{k}-round000000.json"
-                       for k in (1, 2, 3)]  # every client's: a resume after round 0 is sure
+        checkpoints = every_checkpoint(tmp_path / "b", 0)  # a resume after round 0 is sure
         deadline = time.monotonic() + 240
         while not all(c.exists() for c in checkpoints):  # round 2 of 3 is under way
             assert time.monotonic() < deadline and local.poll() is None, "".join(lines)
@@ -157,9 +157,4 @@ def test_local_restart_on_failure_brings_a_killed_client_back_to_the_same_model(
     assert f"[local] client {killed} exited with status -9; restarting it (1 of 3)" in output
     assert f"[client {killed}] " in output and "resumes after round" in output
     assert "Traceback" not in output
-    finals = [load_file(str(tmp_path / name / "results" / "latest" / "models"
-                            / "round3.safetensors")) for name in ("a", "b")]
-    assert all(finals[0][key].equal(finals[1][key]) for key in finals[0])
-    rows = [(tmp_path / name / "results" / "latest" / "metrics.csv").read_text().splitlines()
-            for name in ("a", "b")]
-    assert [row.split(",")[:5] for row in rows[0]] == [row.split(",")[:5] for row in rows[1]]
+    assert_b_trained_as_a(tmp_path, 3)

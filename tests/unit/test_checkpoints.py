@@ -10,21 +10,10 @@ import torch
 
 from splitnet.errors import PlanMismatch
 from splitnet.learning.checkpoints import CheckpointStore
-from splitnet.learning.models import InputSpec, build_partitions
 from splitnet.runtime import Replicas
 from splitnet.runtime.snapshot import replicas_snapshot, restore_replicas
 
 from ..conftest import plan_of
-
-
-@pytest.fixture
-def plan():
-    return plan_of("cnn_cross_offload.env")
-
-
-@pytest.fixture
-def parts():
-    return build_partitions("CNN", InputSpec((1, 8, 8), 10), seed=3)
 
 
 def store_of(plan, folder, keep=2, client=3):

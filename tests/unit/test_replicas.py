@@ -5,20 +5,7 @@ import torch
 
 from splitnet.errors import ProtocolError
 from splitnet.learning.keys import StateKey, by_partition, flatten
-from splitnet.learning.models import InputSpec, build_partitions
 from splitnet.runtime import Replicas
-
-from ..conftest import plan_of
-
-
-@pytest.fixture
-def plan():
-    return plan_of("cnn_cross_offload.env")
-
-
-@pytest.fixture
-def parts():
-    return build_partitions("CNN", InputSpec((1, 8, 8), 10), seed=3)
 
 
 def test_one_segment_per_run_each_with_its_own_copy(plan, parts):
