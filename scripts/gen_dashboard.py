@@ -48,9 +48,10 @@ PANELS = [
     ("Health", "Errors by kind and peers up", "short",
      [("sum by (client, kind) (splitnet_errors_total)", "{{kind}}, client {{client}}"),
       ("splitnet_peers_up", "peers up, client {{client}}")]),
-    ("Health", "Rejoins and last recovery seconds (FAILURE_POLICY=wait)", "short",
+    ("Health", "Rejoins, last recovery seconds, dropped clients", "short",
      [("sum by (client) (splitnet_rejoins_total)", "rejoins, client {{client}}"),
-      ("splitnet_recovery_seconds", "last recovery s, client {{client}}")]),
+      ("splitnet_recovery_seconds", "last recovery s, client {{client}}"),
+      ("max(splitnet_dropped_clients)", "dropped clients")]),
 ]
 
 

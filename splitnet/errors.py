@@ -31,6 +31,7 @@ __all__ = [
     "EXIT_RUNTIME",
     "ConfigError",
     "PeerUnavailable",
+    "PeersLost",
     "PlanMismatch",
     "ProtocolError",
     "RuntimeFailure",
@@ -98,6 +99,14 @@ class PlanMismatch(RuntimeFailure):
 
 class PeerUnavailable(RuntimeFailure):
     """A peer could not be reached, or stopped answering for longer than ``PEER_TIMEOUT``."""
+
+
+class PeersLost(PeerUnavailable):
+    """Peers did not answer a join after a loss (``FAILURE_POLICY=drop``): drop ``clients``."""
+
+    def __init__(self, message: str, clients: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.clients = clients
 
 
 class TransferFailed(RuntimeFailure):

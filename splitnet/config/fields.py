@@ -153,7 +153,8 @@ FIELDS: tuple[Field, ...] = (
     Field("FAILURE_POLICY", "recovery", "failure_policy", choice("wait", "drop", "abort"),
           "wait", "when a peer is lost: wait for it to rejoin, drop it, or abort the run"),
     Field("REJOIN_TIMEOUT", "recovery", "rejoin_timeout", number(1, 1e7, "300"), 300.0,
-          "seconds survivors wait for a lost peer to rejoin (FAILURE_POLICY=wait)"),
+          "seconds survivors wait for a lost peer to rejoin (FAILURE_POLICY=wait), or for "
+          "each other after a drop"),
     # loading only
     Field("CONFIG_FILE", None, "config_file", text, None,
           "file holding SIMULATION_STAGES_CLIENTS as data (JSON or a Python literal)"),

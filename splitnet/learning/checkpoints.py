@@ -15,7 +15,8 @@ read with a byte limit, regular files only (Note: special files, in
 :mod:`splitnet.config.files`), tensor file of the recorded size and sha256. A truncated or
 corrupt one is skipped with a one-line warning and the one before it is used. A checkpoint of
 another plan is refused (:class:`~splitnet.errors.PlanMismatch`) naming both fingerprints and
-what differs: it is never silently skipped.
+what differs: it is never silently skipped. A plan derived after a drop
+(:mod:`splitnet.plan.drop`) also reads its ancestors' checkpoints (``accepted``).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class CheckpointStore:
     """Writes and reads client ``client``'s checkpoints of plan ``fingerprint`` in ``folder``."""
 
     def __init__(self, folder: Path, client: int, fingerprint: str, facts: dict[str, Any],
-                 keep: int) -> None:
+                 keep: int, accepted: tuple[str, ...] = ()) -> None:
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
         self.folder = folder
@@ -72,6 +73,7 @@ class CheckpointStore:
         self.fingerprint = fingerprint
         self.facts = facts
         self.keep = keep
+        self.accepted = accepted  # other plans whose checkpoints this one goes on from
 
     def stem(self, round_: int) -> str:
         """Return the file name of round ``round_``'s checkpoint, without its suffix."""
@@ -129,7 +131,8 @@ class CheckpointStore:
             raise ValueError(f"the manifest is not JSON ({exc.msg})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
             raise ValueError(f"the manifest is not format {FORMAT_VERSION}")
-        if manifest.get("fingerprint") != self.fingerprint:
+        fingerprint = manifest.get("fingerprint")
+        if fingerprint != self.fingerprint and fingerprint not in self.accepted:
             self._refuse(path, manifest)
         stem = self.stem(round_)
         expected = {"client": self.client, "round": round_, "tensors": f"{stem}.safetensors"}
@@ -148,7 +151,7 @@ class CheckpointStore:
             tensors = load_safetensors(data)
         except SafetensorError as exc:
             raise ValueError(f"the tensor file is not safetensors ({exc})") from None
-        return Checkpoint(self.client, round_, self.fingerprint, tensors, extra)
+        return Checkpoint(self.client, round_, str(fingerprint), tensors, extra)
 
     def _refuse(self, path: Path, manifest: dict[str, Any]) -> None:
         theirs = manifest.get("fingerprint")

@@ -48,7 +48,7 @@ class Aggregator:
                  apply: Callable[[str, int, bytes], None], recorder: Recorder,
                  background: Background) -> None:
         self.me = me
-        self.num_clients = plan.num_clients
+        self.clients = plan.clients  # 1..N but those dropped (plan/drop.py)
         self.num_rounds = plan.training.num_rounds
         self._owners = frozenset(plan.owners)
         self._routing = routing
@@ -64,9 +64,9 @@ class Aggregator:
 
     def round_done(self, client: int, round_: int, report_json: str) -> None:
         """Take a client's report of ``round_``; average once every client has reported."""
-        if not 1 <= client <= self.num_clients or not 0 <= round_ < self.num_rounds:
+        if client not in self.clients or not 0 <= round_ < self.num_rounds:
             raise ProtocolError(f"round report of client {client}, round {round_}: the plan has "
-                                f"clients 1..{self.num_clients} and rounds "
+                                f"clients {', '.join(map(str, self.clients))} and rounds "
                                 f"0..{self.num_rounds - 1}")
         if round_ != self._collecting:
             raise ProtocolError(f"round report of client {client}, round {round_}: the "
@@ -80,7 +80,7 @@ class Aggregator:
         if client in reports:
             raise ProtocolError(f"client {client} reported round {round_} twice")
         reports[client] = report
-        if len(reports) == self.num_clients:
+        if len(reports) == len(self.clients):
             self._collecting = round_ + 1
             self._background.start(self._aggregate(round_))
 
@@ -96,7 +96,7 @@ class Aggregator:
         self._round_started = time.time()  # round 0 starts once everybody has the model
 
     async def _push(self, kind: str, round_: int, data: bytes) -> None:
-        everyone = range(1, self.num_clients + 1)
+        everyone = self.clients
         blob = self._bulk.out(kind, round_, data, sources=everyone)
         await asyncio.gather(*(self._routing.push(k, blob, len(data))
                                for k in everyone if k != self.me))
@@ -107,7 +107,7 @@ class Aggregator:
         exchange_start = time.time()
         blobs = await asyncio.gather(*(
             self._own_states(round_) if k == self.me else self._routing.pull(k, round_)
-            for k in range(1, self.num_clients + 1)))
+            for k in self.clients))
         reports = self._reports.pop(round_)
         owners = [o for _, report in sorted(reports.items()) for o in report.owners]
         averaged = await loop.run_in_executor(None, _average, blobs, owners)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 from typing import Any
 
@@ -57,9 +58,12 @@ def run_client(plan: Plan, settings: Settings) -> dict[str, Any]:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, node.stop,
                                                       "stopped by SIGTERM")
 
+    def make_node(current_plan: Plan, current: Settings) -> Node:
+        # an incarnation changes the join deadline, the run id and, after a drop, the plan
+        left = frozenset(current_plan.dropped)
+        return Node(current_plan, current, GrpcNetwork(dataclasses.replace(options, left=left)))
+
     async def main() -> dict[str, Any]:  # Note: restart after a lost peer (node/rejoin.py)
-        # an incarnation changes only the join deadline and the run id: the same options serve
-        return await run_rejoining(
-            settings, lambda current: Node(plan, current, GrpcNetwork(options)), started)
+        return await run_rejoining(plan, settings, make_node, started)
 
     return asyncio.run(main())

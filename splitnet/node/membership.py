@@ -11,8 +11,15 @@ Note: second join. With ``FAILURE_POLICY=wait`` a peer joins a client once per i
 second join means the peer restarted. The client refuses it as retryable (the joiner backs off
 and tries again) and restarts itself (:mod:`splitnet.node.rejoin`), so that every client meets
 again in a new incarnation and resumes from the same checkpoint.
-Then heartbeats ping every peer; a peer silent for ``PEER_TIMEOUT`` seconds stops this client
-with an error naming it (Note: one failure path (node)).
+Note: drop window. With ``FAILURE_POLICY=drop`` a client that restarts after a loss joins with
+a drop window (``drop_window``): a peer that gives no answer at all within it is lost, and the
+join raises :class:`~splitnet.errors.PeersLost` naming every such peer; the client then goes on
+with the plan without them (:mod:`splitnet.plan.drop`). A peer that answers but refuses (it is
+restarting, or already on the plan without the lost ones) is joined again until the join
+timeout. Plans derived from the same base plan are siblings: a join between siblings is refused
+as retryable (the side that dropped less catches up: a running one restarts), never as a plan
+mismatch; a join from a client the plan dropped is refused for good, saying so.
+Liveness once joined: :mod:`splitnet.node.liveness`.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from splitnet.errors import (
+    PeersLost,
     PeerUnavailable,
     PlanMismatch,
     ProtocolError,
@@ -34,7 +42,6 @@ from splitnet.node.resume import ROUNDS_FACT, Resume
 from splitnet.node.run import RunId
 from splitnet.node.state import Failure
 from splitnet.plan.plan import Plan, describe_difference
-from splitnet.telemetry.metrics import Metrics
 from splitnet.transport.base import Joined, Network, PeerControl
 
 __all__ = ["Membership"]
@@ -47,24 +54,31 @@ DIFFERENCE_CHARS = 2000  # a joiner's facts are its own: bound what a refusal re
 LOGGED_REFUSALS = 256  # distinct (client, fingerprint) refusals logged before the log resets
 
 
-class Membership:
-    """Joins the peers, answers their joins, and watches that they stay alive."""
+class _Silent(Exception):
+    """A peer gave no answer within the drop window (Note: drop window)."""
 
-    def __init__(self, plan: Plan, network: Network, metrics: Metrics, failure: Failure,
-                 run: RunId, resume: Resume, *, join_timeout: float,
-                 peer_timeout: float) -> None:
+    def __init__(self, number: int) -> None:
+        super().__init__(f"client {number} gave no answer")
+        self.number = number
+
+
+class Membership:
+    """Joins the peers, answers their joins, and tells them when this client ends."""
+
+    def __init__(self, plan: Plan, network: Network, failure: Failure, run: RunId,
+                 resume: Resume, *, join_timeout: float) -> None:
         self._plan = plan
         self._resume = resume  # checkpoint rounds travel in the join facts
         self._run = run
         self._network = network
-        self._metrics = metrics
         self._failure = failure
         self._join_timeout = join_timeout
-        self._peer_timeout = peer_timeout
         self._refused: dict[int, PlanMismatch] = {}  # members whose join had a different plan
         self.rejoin = False  # this client restarts (FAILURE_POLICY=wait): Note: second join
         self._joined_by: set[int] = set()  # peers that joined this client (Note: second join)
         self._logged: set[tuple[int, str]] = set()
+        self.drop_window: float | None = None  # Note: drop window (FAILURE_POLICY=drop)
+        self._joined_all = False
 
     @property
     def me(self) -> int:
@@ -74,14 +88,33 @@ class Membership:
     # -- join ----------------------------------------------------------------------------------
 
     async def join_all(self) -> None:
-        """Join every peer; raise PlanMismatch or PeerUnavailable naming the first that fails."""
-        await asyncio.gather(*(self._join(peer) for peer in self._network.peers.values()))
+        """Join every peer; raise PlanMismatch or PeerUnavailable naming the first that fails.
+
+        With a drop window, raise PeersLost naming every peer that never answered in it.
+        """
+        peers = list(self._network.peers.values())
+        joins = [self._join(peer) for peer in peers]
+        if self.drop_window is None:  # the first failure is raised at once
+            outcomes: list[object] = list(await asyncio.gather(*joins))
+        else:
+            outcomes = list(await asyncio.gather(*joins, return_exceptions=True))
+        lost = [peer.number for peer, outcome in zip(peers, outcomes, strict=True)
+                if isinstance(outcome, _Silent)]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, _Silent):
+                raise outcome
+        if lost:
+            raise PeersLost(f"client(s) {', '.join(map(str, lost))} gave no answer within the "
+                            f"drop window ({self.drop_window:g}s, FAILURE_POLICY=drop)",
+                            tuple(lost))
+        self._joined_all = True
         log.info("client %d joined %d peer(s); plan %s", self.me, len(self._network.peers),
                  self._plan.fingerprint)
 
     async def _join(self, peer: PeerControl) -> None:
-        deadline = time.monotonic() + self._join_timeout
-        delay = 0.05
+        started = time.monotonic()
+        deadline = started + self._join_timeout
+        delay, answered = 0.05, False
         while True:
             try:
                 fingerprint, facts, torrent_port, tensor_port, run_id = await peer.join(
@@ -95,6 +128,10 @@ class Membership:
                     raise
                 if peer.number in self._refused:  # it joined us with another plan, then left
                     raise self._refused[peer.number] from None
+                answered = answered or not isinstance(exc, PeerUnavailable)
+                window = self.drop_window
+                if window is not None and not answered and time.monotonic() - started > window:
+                    raise _Silent(peer.number) from None  # Note: drop window
                 if time.monotonic() + delay > deadline:
                     raise PeerUnavailable(
                         f"client {peer.number} ({peer.address}) did not answer within "
@@ -114,12 +151,21 @@ class Membership:
         A refusal raises (ProtocolError, PlanMismatch) for the joiner and is logged once; this
         client goes on.
         """
+        if client in self._plan.dropped:
+            error: SplitnetError = PlanMismatch(
+                f"client {self.me} refused a join from client {client}: client {client} was "
+                "dropped from this run when it stopped answering (FAILURE_POLICY=drop) and "
+                "cannot rejoin it; start a new run to train with it")
+            self._log_refusal(client, fingerprint, error)
+            raise error
         if not self.member(client):
-            error: SplitnetError = ProtocolError(
+            error = ProtocolError(
                 f"client {self.me} refused a join from client {client}: not a peer of the plan "
                 f"(clients 1..{self._plan.num_clients}, this one is {self.me})")
             self._log_refusal(client, fingerprint, error)
             raise error
+        if fingerprint != self._plan.fingerprint and self._sibling(facts, fingerprint):
+            self._refuse_sibling(client, facts)
         if fingerprint != self._plan.fingerprint:
             mismatch = PlanMismatch(self._mismatch(client, facts))
             self._refused[client] = mismatch
@@ -146,8 +192,25 @@ class Membership:
                 self._network.tensor_port, self._run.announced())
 
     def member(self, client: int) -> bool:
-        """Return whether ``client`` is another client of the plan."""
-        return 1 <= client <= self._plan.num_clients and client != self.me
+        """Return whether ``client`` is another client of the plan (not one it dropped)."""
+        return client in self._plan.clients and client != self.me
+
+    def _sibling(self, facts: dict[str, Any], fingerprint: str) -> bool:
+        """Return whether the joiner's plan derives from the same base plan as this one's."""
+        return facts.get("base", fingerprint) == self._plan.base_fingerprint
+
+    def _refuse_sibling(self, client: int, facts: dict[str, Any]) -> None:
+        """Refuse a sibling plan's join as retryable (Note: drop window); follow it if behind."""
+        theirs = facts.get("dropped", [])
+        shown = repr(theirs)[:200]
+        ours = list(self._plan.dropped)
+        behind = (isinstance(theirs, list) and set(ours) < {c for c in theirs if type(c) is int})
+        if behind and self.rejoin and self._joined_all:
+            self._failure.fail(PeerUnavailable(
+                f"client {client} goes on without client(s) {shown}; client {self.me} restarts "
+                "to follow"))
+        raise RuntimeFailure(f"client {self.me} has dropped client(s) {ours or 'none'}, client "
+                             f"{client} {shown}: the plans differ until both agree; join again")
 
     def refused(self, client: int) -> bool:
         """Return whether ``client``'s last join was refused for a different plan."""
@@ -167,48 +230,6 @@ class Membership:
         if len(difference) > DIFFERENCE_CHARS:
             difference = difference[:DIFFERENCE_CHARS] + " ..."
         return f"client {other}'s plan differs from client {self.me}'s in: {difference}"
-
-    # -- liveness ------------------------------------------------------------------------------
-
-    async def heartbeat(self, finished: asyncio.Event) -> None:
-        """Ping every peer until ``finished``; fail the client when one is silent too long."""
-        timeout = self._peer_timeout
-        interval = min(1.0, timeout / 4)
-        peers = self._network.peers
-        last_ok = {k: time.monotonic() for k in peers}
-
-        async def ping(k: int, peer: PeerControl) -> bool:
-            try:
-                await peer.ping(timeout=interval)
-            except RuntimeFailure:
-                self._metrics.error("timeout")
-                return False
-            last_ok[k] = time.monotonic()
-            return True
-
-        m = self._metrics
-        while not finished.is_set():
-            answered = await asyncio.gather(*(ping(k, p) for k, p in peers.items()))
-            m.peers_up.labels(m.client).set(sum(answered))
-            self._report_torrent()
-            now = time.monotonic()
-            for k, seen in last_ok.items():
-                if now - seen > timeout and not finished.is_set():
-                    self._failure.fail(PeerUnavailable(
-                        f"client {k} ({peers[k].address}) stopped answering: no reply for "
-                        f"{now - seen:.1f}s (PEER_TIMEOUT={timeout:g}s)"))
-                    return
-            await asyncio.sleep(interval)
-
-    def _report_torrent(self) -> None:
-        stats = self._network.bulk.stats()
-        if not stats:  # nothing goes over BitTorrent
-            return
-        m = self._metrics
-        m.torrent_peers.labels(m.client).set(stats["peers"])
-        m.torrent_upload_rate.labels(m.client).set(stats["upload_rate"])
-        m.torrent_download_rate.labels(m.client).set(stats["download_rate"])
-        m.torrent_served.labels(m.client).set(stats["uploaded"])
 
     # -- notices -------------------------------------------------------------------------------
 

@@ -29,18 +29,18 @@ from typing import Any
 import torch
 
 from splitnet.config.settings import Settings
-from splitnet.errors import ConfigError, RuntimeFailure, TransferFailed
+from splitnet.errors import RuntimeFailure, TransferFailed
 from splitnet.node.checkpointing import AVERAGED
-from splitnet.node.resume import Resume
+from splitnet.node.liveness import heartbeat
+from splitnet.node.run import start_run
 from splitnet.node.state import Counters, Failure
-from splitnet.node.wiring import Parts, build_parts, checkpoint_store
+from splitnet.node.wiring import Parts, build_parts, resume_of
 from splitnet.plan.plan import Plan
 from splitnet.runtime import Feeder
 from splitnet.runtime.snapshot import restore_replicas
 from splitnet.telemetry.metrics import Metrics
 from splitnet.telemetry.records import RoundRow, peak_rss_kib
 from splitnet.telemetry.results import ResultsWriter
-from splitnet.telemetry.runs import check_unfinished
 from splitnet.transport.base import Network
 
 __all__ = ["Node"]
@@ -64,6 +64,8 @@ class Node:
         self.restarts = False  # a failure restarts this client (splitnet.node.rejoin)
         self.lost_since: float | None = None  # monotonic time of the loss this node recovers
         self.joined = False  # every peer joined and the round to go on from agreed
+        self.drop_window: float | None = None  # Note: drop window (node/membership.py)
+        self.drops: list[dict[str, Any]] = []  # what each drop changed (plan/drop.py)
 
     @property
     def rejected(self) -> int:
@@ -84,16 +86,16 @@ class Node:
 
     async def _open(self, stack: AsyncExitStack) -> Parts:
         """Enter every resource on ``stack``, build the parts and start serving peers."""
-        resume = Resume(checkpoint_store(self.plan, self.settings, self.me),
-                        enabled=self.settings.recovery.resume == "auto",
-                        num_rounds=self.plan.training.num_rounds)
+        resume = resume_of(self.plan, self.settings, self.me)
         resume.scan()  # before serving: joins announce its rounds
-        self._start_run(resume)
+        start_run(self.results, self.settings.output.run_id, resume,
+                  aggregator=self.me == self.plan.training.server_number)
         await stack.enter_async_context(self.network)
         self._serve_metrics(stack)
         parts = build_parts(self.plan, self.settings, self.network, self.metrics,
                             self.counters, self.results, self.failure, resume)
         parts.membership.rejoin = self.restarts
+        parts.membership.drop_window = self.drop_window
         parts.routing.resuming = bool(resume.own)  # Note: tensors wait for the resume
         stack.callback(parts.interpreter.close)
         if parts.checkpointer is not None:
@@ -103,28 +105,6 @@ class Node:
                                  lambda error: self._transfer_failed(parts, error),
                                  parts.routing.refused_call)
         return parts
-
-    def _start_run(self, resume: Resume) -> None:
-        """Start the run on the aggregator; refuse a ``RUN_ID`` of a finished run on any client.
-
-        Note: a run owns its folder (telemetry/runs.py). A resuming aggregator goes on in its
-        checkpoints' run, unless that run is finished or ``RUN_ID`` names another (then nobody
-        resumes).
-        """
-        run_id = self.settings.output.run_id
-        if run_id is not None:
-            check_unfinished(self.results.results_dir, run_id)
-        if self.me == self.plan.training.server_number:
-            if run_id is not None and resume.run_id not in (None, run_id):
-                resume.forget(f"they belong to run {resume.run_id}; this is run {run_id} (RUN_ID)")
-            elif run_id is None and resume.run_id is not None:
-                try:
-                    check_unfinished(self.results.results_dir, resume.run_id)
-                    run_id = resume.run_id
-                except ConfigError:
-                    resume.forget(f"run {resume.run_id} is finished")
-            folder = self.results.start(run_id)
-            log.info("client %d: run %s, results in %s", self.me, self.results.run_id, folder)
 
     def _serve_metrics(self, stack: AsyncExitStack) -> None:
         port, host = self.settings.output.metrics_port, self.settings.network.listen_host
@@ -194,7 +174,9 @@ class Node:
         start = time.time()
         await parts.membership.join_all()
         resumed = self._agree(parts)
-        parts.background.start(parts.membership.heartbeat(parts.rounds.finished))
+        parts.background.start(heartbeat(self.network, self.metrics, self.failure,
+                                         self.settings.network.peer_timeout,
+                                         parts.rounds.finished))
         if parts.aggregator is not None:
             await parts.local_data.load()  # Note: data after join
             await parts.aggregator.distribute_initial(_first_model(parts))
@@ -219,7 +201,9 @@ class Node:
         try:
             round_ = resume.agree(self.network.peers)
             if round_ is not None:
-                parts.interpreter.resume(round_, resume.latest_batches())
+                latest = {owner: batch for owner, batch in resume.latest_batches().items()
+                          if owner in self.plan.owners}  # a dropped owner's tasks are gone
+                parts.interpreter.resume(round_, latest)
                 if parts.aggregator is not None:
                     parts.aggregator.resume(round_)
         except ValueError as exc:
@@ -228,6 +212,9 @@ class Node:
                                  "from round 0") from None
         parts.routing.opened.set()
         self.joined = True
+        self.metrics.dropped_clients.labels(self.metrics.client).set(len(self.plan.dropped))
+        for drop in self.drops:  # the first round without them, numbered as in metrics.csv
+            drop.setdefault("from_round", round_ + 2 if round_ is not None else 1)
         if self.lost_since is not None:
             seconds = time.monotonic() - self.lost_since
             self.metrics.recovery_seconds.labels(self.metrics.client).set(seconds)
@@ -243,13 +230,14 @@ class Node:
         s = self.settings.transport
         return recorder.summary(seconds, parts.aggregator.exchange_seconds,
                                 bulk_transport=s.bulk_transport,
-                                activation_transport=s.activation_transport)
+                                activation_transport=s.activation_transport,
+                                dropped=self.drops)
 
 
 def _first_model(parts: Parts) -> dict[str, torch.Tensor]:
     """Return the model every replica starts from: fresh, or the checkpoint's averaged one."""
     assert parts.aggregator is not None
-    recorder, checkpoint = parts.aggregator.recorder, parts.resume.checkpoint
+    recorder, checkpoint = parts.aggregator.recorder, parts.resume.model_checkpoint
     if checkpoint is None:
         recorder.start()
         return parts.initial_model()
@@ -270,7 +258,12 @@ def _restore(parts: Parts, feeder: Feeder | None, me: int) -> None:
     checkpoint = parts.resume.checkpoint
     assert checkpoint is not None
     try:
-        restore_replicas(parts.interpreter.replicas, checkpoint.tensors, checkpoint.extra)
+        if checkpoint.fingerprint == parts.plan.fingerprint:
+            restore_replicas(parts.interpreter.replicas, checkpoint.tensors, checkpoint.extra)
+        else:  # the plan before a drop: replicas hold the averaged model, optimizers start anew
+            log.info("client %d: checkpoint of round %d is of the plan before the drop; its "
+                     "replicas start from the averaged model with fresh optimizer states", me,
+                     checkpoint.round)
         if feeder is not None:
             feeder.resume(parts.resume.latest_batches()[me])
     except (ValueError, KeyError, TypeError) as exc:

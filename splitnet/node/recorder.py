@@ -116,8 +116,9 @@ class Recorder:
                  row.train_loss, row.round_seconds)
 
     def summary(self, seconds: float, exchange_seconds: Sequence[float], *,
-                bulk_transport: str, activation_transport: str) -> dict[str, Any]:
-        """Write and return the run summary (``summary.json``)."""
+                bulk_transport: str, activation_transport: str,
+                dropped: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+        """Write and return the run summary (``summary.json``), with the drops if any."""
         assert self.model_path is not None, "no round was recorded"
         s = self._plan.training
         summary = run_summary(
@@ -126,5 +127,7 @@ class Recorder:
                             seconds, self.model_path.stat().st_size),
             exchange=Exchange(bulk_transport, activation_transport, exchange_seconds,
                               self.torrent_disk, self.torrent_disk_history))
+        if dropped:
+            summary["dropped"] = [dict(drop) for drop in dropped]
         self._results.write_summary(summary)
         return summary

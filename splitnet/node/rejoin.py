@@ -9,6 +9,13 @@ new incarnation and all resume from the same round. Past the timeout this client
 message naming the loss and saying how to resume. A plan mismatch, a configuration error, a
 refused join and a stop by signal are never retried; ``FAILURE_POLICY=abort`` runs one node, as
 before.
+
+``FAILURE_POLICY=drop`` restarts the same way, but the new incarnation joins with a drop window
+(Note: drop window, :mod:`splitnet.node.membership`): the peers that give no answer within it
+are dropped, and the next incarnation runs the plan without them (:mod:`splitnet.plan.drop`),
+resuming from the checkpoints of the plan before. Every survivor derives the same plan from the
+same lost clients; a survivor that saw otherwise meets a sibling plan at join and catches up.
+Each drop is logged and goes into the summary (``dropped``).
 """
 
 from __future__ import annotations
@@ -20,15 +27,24 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from splitnet.config.settings import Settings
-from splitnet.errors import ConfigError, PlanMismatch, ProtocolError, RuntimeFailure
+from splitnet.errors import ConfigError, PeersLost, PlanMismatch, ProtocolError, RuntimeFailure
 from splitnet.node.node import Node
+from splitnet.plan.drop import has_quorum, moved_tasks, without
+from splitnet.plan.plan import Plan
 
-__all__ = ["run_rejoining"]
+__all__ = ["MIN_DROP_WINDOW", "drop_window", "run_rejoining"]
 
 log = logging.getLogger("splitnet.node")
 
-MakeNode = Callable[[Settings], Node]
-"""Builds a node (and its network) for the settings of one incarnation."""
+MakeNode = Callable[[Plan, Settings], Node]
+"""Builds a node (and its network) for the plan and settings of one incarnation."""
+MIN_DROP_WINDOW = 10.0
+"""Seconds a restarted survivor waits at least for its peers to answer before dropping them."""
+
+
+def drop_window(settings: Settings) -> float:
+    """Return how long a restarted survivor waits for a silent peer before dropping it."""
+    return max(2 * settings.network.peer_timeout, MIN_DROP_WINDOW)
 
 
 def _retryable(node: Node, error: BaseException) -> bool:
@@ -36,19 +52,23 @@ def _retryable(node: Node, error: BaseException) -> bool:
             and not node.stopped)
 
 
-async def run_rejoining(settings: Settings, make_node: MakeNode,
+async def run_rejoining(plan: Plan, settings: Settings, make_node: MakeNode,
                         started: Callable[[Node], None] | None = None) -> dict[str, Any]:
-    """Run nodes until one ends the run; restart after a lost peer while the policy waits."""
+    """Run nodes until one ends the run; restart after a lost peer unless the policy aborts."""
     r = settings.recovery
     current, lost_since, first_loss = settings, None, ""
     previous: Node | None = None
+    drops: list[dict[str, Any]] = []
     while True:
-        node = make_node(current)
-        node.restarts = r.failure_policy == "wait"
+        node = make_node(plan, current)
+        node.restarts = r.failure_policy in ("wait", "drop")
+        node.drops = drops
         if previous is not None:  # one registry for the whole process: counters go on
             node.metrics = previous.metrics
             node.metrics.rejoins.labels(node.metrics.client).inc()
             node.lost_since = lost_since
+            if r.failure_policy == "drop":
+                node.drop_window = drop_window(settings)
         if started is not None:
             started(node)
         run: Awaitable[dict[str, Any]] = node.run()
@@ -56,6 +76,12 @@ async def run_rejoining(settings: Settings, make_node: MakeNode,
             return await run
         except (ConfigError, PlanMismatch, ProtocolError):
             raise
+        except PeersLost as exc:
+            plan = _drop(node, plan, exc)
+            drops.append(moved_tasks(node.plan, plan))
+            since = time.monotonic() if lost_since is None else lost_since
+            left = since + r.rejoin_timeout - time.monotonic()
+            current, previous = _next_settings(settings, node, left), node
         except RuntimeFailure as exc:
             if not node.restarts or not _retryable(node, exc):
                 raise
@@ -73,6 +99,29 @@ async def run_rejoining(settings: Settings, make_node: MakeNode,
             log.warning("client %d: %s; restarting from its checkpoint, waiting up to %.0fs for "
                         "every peer to rejoin", node.me, str(exc).splitlines()[0], left)
             current, previous = _next_settings(settings, node, left), node
+
+
+def _drop(node: Node, plan: Plan, lost: PeersLost) -> Plan:
+    """Return the plan without the lost peers, logged (RuntimeFailure if none can go on)."""
+    if not has_quorum(plan, lost.clients):  # Note: quorum (plan/drop.py)
+        left = [c for c in plan.clients if c not in lost.clients]
+        raise RuntimeFailure(
+            f"client {node.me}: {lost}; clients {', '.join(map(str, left))} are not a majority "
+            f"of the run's {len(plan.clients)} clients, so this side stops rather than split "
+            "the run; the others go on if they are a majority")
+    try:
+        after = without(plan, lost.clients)
+    except ValueError as exc:
+        raise RuntimeFailure(f"client {node.me}: {lost}; the run cannot go on: {exc}") from None
+    change = moved_tasks(plan, after)
+    moved = "; ".join(f"owner {m['owner']}'s partition {m['partition']} → client {m['to']}"
+                      for m in change["moved"]) or "no partition moved"
+    log.warning("client %d: %s; dropping client(s) %s (FAILURE_POLICY=drop): owner(s) %s "
+                "leave; %s; aggregator client %d; plan %s", node.me, lost,
+                ", ".join(map(str, change["dropped"])),
+                ", ".join(map(str, change["owners_left"])) or "none", moved,
+                change["aggregator"], after.fingerprint)
+    return after
 
 
 def _next_settings(settings: Settings, node: Node, left: float) -> Settings:

@@ -14,6 +14,12 @@ its rows up to R rewritten into ``metrics.csv``; every client restores its optim
 each owner's latest batch (admission, feeder); training goes on at round R+1. Batch order depends
 only on the seed, the owner and the round, so the resumed run trains exactly as the uninterrupted
 one. ``RESUME=never`` announces nothing: the run starts at round 0.
+
+Note: aggregator hand-over. After a drop (:mod:`splitnet.plan.drop`) the aggregator may be a
+client whose own checkpoints hold no averaged model: it reads the model and the result rows of
+round R from a dropped client's checkpoint in its ``CHECKPOINT_DIR`` (``model_from``; the
+folder is shared when clients run on one host, or on shared storage), and announces only the
+rounds it has a model for.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from splitnet.errors import ProtocolError
+from splitnet.errors import ConfigError, PlanMismatch, ProtocolError, Violation
 from splitnet.learning.checkpoints import Checkpoint, CheckpointStore
+from splitnet.node.checkpointing import AVERAGED
 
 __all__ = ["ROUNDS_FACT", "MAX_ANNOUNCED", "Resume"]
 
@@ -38,8 +45,11 @@ MAX_ANNOUNCED = 64
 class Resume:
     """Client ``store.client``'s checkpoint rounds, its peers', and the round agreed on."""
 
-    def __init__(self, store: CheckpointStore, *, enabled: bool, num_rounds: int) -> None:
+    def __init__(self, store: CheckpointStore, *, enabled: bool, num_rounds: int,
+                 model_from: tuple[CheckpointStore, ...] = ()) -> None:
         self.store = store
+        self._model_from = model_from  # Note: aggregator hand-over
+        self._models: dict[int, CheckpointStore] = {}  # round -> the store with its model
         self.enabled = enabled
         self._num_rounds = num_rounds
         self.own: list[int] = []  # verified, oldest first
@@ -47,11 +57,13 @@ class Resume:
         self._peers: dict[int, frozenset[int]] = {}
         self.round: int | None = None  # R, once agreed (None: start at round 0)
         self.checkpoint: Checkpoint | None = None
+        self.model_checkpoint: Checkpoint | None = None  # the one holding R's averaged model
 
     def scan(self) -> None:
         """Verify this client's checkpoints (PlanMismatch if one is of another plan)."""
         if not self.enabled:
             return
+        without_model = []
         for round_ in self.store.rounds()[-MAX_ANNOUNCED:]:
             if not 0 <= round_ < self._num_rounds:
                 continue
@@ -61,11 +73,36 @@ class Resume:
                 log.warning("client %d: checkpoint of round %d skipped: %s", self.store.client,
                             round_, exc)
                 continue
+            if self._model_from and not self._has_model(round_, checkpoint):
+                without_model.append(round_)
+                continue
             self.own.append(round_)
             run_id = checkpoint.extra.get("run_id")
             self.run_id = run_id if isinstance(run_id, str) else None
+        if without_model and not self.own:  # Note: aggregator hand-over
+            dropped = ", ".join(str(store.client) for store in self._model_from)
+            raise ConfigError(Violation(
+                "setting", f"CHECKPOINT_DIR={self.store.folder}: client {self.store.client} "
+                f"takes over as aggregator from dropped client(s) {dropped}, but no averaged "
+                f"model of rounds {without_model} is there; put CHECKPOINT_DIR on storage every "
+                "client shares, or use FAILURE_POLICY=wait"))
         if self.own and self.own[-1] == self._num_rounds - 1:
             self.forget(f"their run finished (round {self._num_rounds} is among them)")
+
+    def _has_model(self, round_: int, own: Checkpoint) -> bool:
+        """Find round ``round_``'s averaged model (Note: aggregator hand-over)."""
+        for store in (self.store, *self._model_from):
+            try:
+                checkpoint = own if store is self.store else store.read(round_)
+            except (ValueError, PlanMismatch):  # unreadable, or of an unrelated plan
+                continue
+            if any(key.startswith(AVERAGED) for key in checkpoint.tensors):
+                self._models[round_] = store
+                return True
+        log.warning("client %d: checkpoint of round %d skipped: no averaged model of it in %s "
+                    "(the aggregator's checkpoint is needed to take over its role)",
+                    self.store.client, round_, self.store.folder)
+        return False
 
     def forget(self, why: str) -> None:
         """Announce no checkpoint (``why``: one line for the log): the run starts at round 0."""
@@ -98,6 +135,9 @@ class Resume:
         self.round = max(common, default=None)
         if self.round is not None:
             self.checkpoint = self.store.read(self.round)
+            source = self._models.get(self.round, self.store)
+            self.model_checkpoint = (self.checkpoint if source is self.store
+                                     else source.read(self.round))
             log.info("client %d resumes after round %d (checkpoint %s)", self.store.client,
                      self.round, self.store.folder / f"{self.store.stem(self.round)}.json")
         return self.round

@@ -14,10 +14,12 @@ import logging
 
 from splitnet.config.parsing import run_id as parse_run_id
 from splitnet.config.parsing import show
-from splitnet.errors import ProtocolError
+from splitnet.errors import ConfigError, ProtocolError
+from splitnet.node.resume import Resume
 from splitnet.telemetry.results import ResultsWriter
+from splitnet.telemetry.runs import check_unfinished
 
-__all__ = ["RunId"]
+__all__ = ["RunId", "start_run"]
 
 log = logging.getLogger("splitnet.node")
 
@@ -58,3 +60,27 @@ class RunId:
         if self._results.run_id is None:
             folder = self._results.follow(run_id)
             log.info("client %d: run %s, results in %s", self._me, run_id, folder)
+
+
+def start_run(results: ResultsWriter, run_id: str | None, resume: Resume, *,
+              aggregator: bool) -> None:
+    """Start the run on the aggregator; refuse a ``RUN_ID`` of a finished run on any client.
+
+    Note: a run owns its folder (telemetry/runs.py). A resuming aggregator goes on in its
+    checkpoints' run, unless that run is finished or ``RUN_ID`` names another (then nobody
+    resumes).
+    """
+    if run_id is not None:
+        check_unfinished(results.results_dir, run_id)
+    if not aggregator:
+        return
+    if run_id is not None and resume.run_id not in (None, run_id):
+        resume.forget(f"they belong to run {resume.run_id}; this is run {run_id} (RUN_ID)")
+    elif run_id is None and resume.run_id is not None:
+        try:
+            check_unfinished(results.results_dir, resume.run_id)
+            run_id = resume.run_id
+        except ConfigError:
+            resume.forget(f"run {resume.run_id} is finished")
+    folder = results.start(run_id)
+    log.info("client %d: run %s, results in %s", resume.store.client, results.run_id, folder)

@@ -30,7 +30,7 @@ from splitnet.telemetry.metrics import Metrics
 from splitnet.telemetry.results import ResultsWriter
 from splitnet.transport.base import Network
 
-__all__ = ["Parts", "build_parts", "checkpoint_store"]
+__all__ = ["Parts", "build_parts", "checkpoint_store", "resume_of"]
 
 
 @dataclass
@@ -67,10 +67,26 @@ class Parts:
 
 
 def checkpoint_store(plan: Plan, settings: Settings, me: int) -> CheckpointStore:
-    """Return client ``me``'s checkpoint store (``CHECKPOINT_DIR``, ``CHECKPOINT_KEEP``)."""
+    """Return client ``me``'s checkpoint store (``CHECKPOINT_DIR``, ``CHECKPOINT_KEEP``).
+
+    A plan derived after a drop goes on from its ancestors' checkpoints too.
+    """
     r = settings.recovery
     return CheckpointStore(Path(r.checkpoint_dir), me, plan.fingerprint, plan.facts(),
-                           r.checkpoint_keep)
+                           r.checkpoint_keep, accepted=plan.ancestors)
+
+
+def resume_of(plan: Plan, settings: Settings, me: int) -> Resume:
+    """Return client ``me``'s resume; an aggregator that took over reads the dropped ones' too.
+
+    Note: aggregator hand-over (node/resume.py).
+    """
+    takes_over = me == plan.training.server_number and plan.dropped
+    model_from = tuple(checkpoint_store(plan, settings, c)
+                       for c in plan.dropped) if takes_over else ()
+    return Resume(checkpoint_store(plan, settings, me),
+                  enabled=settings.recovery.resume == "auto",
+                  num_rounds=plan.training.num_rounds, model_from=model_from)
 
 
 def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metrics,
@@ -93,9 +109,8 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
                                     + settings.network.peer_timeout))
     interpreter = Interpreter(plan, me, replicas, routing.send, metrics)
     run = RunId(results, me, s.server_number, settings.output.run_id)
-    membership = Membership(plan, network, metrics, failure, run, resume,
-                            join_timeout=settings.network.join_timeout,
-                            peer_timeout=settings.network.peer_timeout)
+    membership = Membership(plan, network, failure, run, resume,
+                            join_timeout=settings.network.join_timeout)
     background = Background(failure)
     aggregator: Aggregator | None = None
 

@@ -30,6 +30,19 @@ class Plan:
     client_tasks: tuple[tuple[Task, ...], ...]
     runners: Mapping[tuple[int, int], int]
     owners: tuple[int, ...]
+    dropped: tuple[int, ...] = ()  # clients left out after a loss (plan/drop.py)
+    shard_owners: tuple[int, ...] = ()  # the owners shards were cut for (empty: ``owners``)
+    ancestors: tuple[str, ...] = ()  # fingerprints of the plans this one was derived from
+
+    @property
+    def clients(self) -> tuple[int, ...]:
+        """Return the clients of the run: 1..N but those dropped."""
+        return tuple(c for c in range(1, self.num_clients + 1) if c not in self.dropped)
+
+    @property
+    def base_fingerprint(self) -> str:
+        """Return the fingerprint of the plan the run started with."""
+        return self.ancestors[0] if self.ancestors else self.fingerprint
 
     @property
     def num_clients(self) -> int:
@@ -44,7 +57,7 @@ class Plan:
     @property
     def helpers(self) -> tuple[int, ...]:
         """Return the clients that own no data (they only run others' partitions)."""
-        return tuple(c for c in range(1, self.num_clients + 1) if c not in self.owners)
+        return tuple(c for c in self.clients if c not in self.owners)
 
     def runner(self, owner: int, partition: int) -> int:
         """Return the client that runs ``owner``'s ``partition`` (forward and backward)."""
@@ -68,12 +81,12 @@ class Plan:
 
     def shard_of(self, owner: int) -> int:
         """Return the 0-based training shard of ``owner`` (owners in order take shards 0, 1, …)."""
-        return self.owners.index(owner)
+        return (self.shard_owners or self.owners).index(owner)
 
     @property
     def num_shards(self) -> int:
         """Return how many shards the training set is cut into."""
-        return self.training.dataset_n_splits or len(self.owners)
+        return self.training.dataset_n_splits or len(self.shard_owners or self.owners)
 
     def facts(self) -> dict[str, Any]:
         """Return every fact that must be equal on all clients, as plain JSON data."""
@@ -98,6 +111,9 @@ class Plan:
             facts["bert_model"] = s.bert_model
         if s.data_partitioning == "dirichlet":
             facts["dirichlet_alpha"] = s.dirichlet_alpha
+        if self.dropped:  # a plan derived after a loss (plan/drop.py); the base one is unchanged
+            facts["dropped"] = list(self.dropped)
+            facts["base"] = self.base_fingerprint
         return facts
 
     @property

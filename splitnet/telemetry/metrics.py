@@ -67,7 +67,9 @@ class Metrics:
                               registry=r)
         self.errors = Counter("splitnet_errors", "Errors by kind", [*c, "kind"], registry=r)
         self.rejoins = Counter("splitnet_rejoins", "Restarts of this client's node to rejoin "
-                               "after a lost peer (FAILURE_POLICY=wait)", c, registry=r)
+                               "after a lost peer (FAILURE_POLICY=wait or drop)", c, registry=r)
+        self.dropped_clients = Gauge("splitnet_dropped_clients", "Clients dropped from the run "
+                                     "(FAILURE_POLICY=drop)", c, registry=r)
         self.recovery_seconds = Gauge("splitnet_recovery_seconds", "Seconds from the last lost "
                                       "peer to every client joined again", c, registry=r)
         self.torrent_peers = Gauge("splitnet_torrent_peers", "Connected BitTorrent peers", c,
@@ -86,7 +88,7 @@ class Metrics:
         for gauge in (self.in_flight, self.queue_depth, self.test_accuracy, self.test_f1,
                       self.round_seconds, self.round, self.epoch, self.peers_up,
                       self.torrent_peers, self.torrent_upload_rate, self.torrent_download_rate,
-                      self.torrent_served, self.recovery_seconds):
+                      self.torrent_served, self.recovery_seconds, self.dropped_clients):
             gauge.labels(self.client).set(0)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> tuple[Any, Any]:

@@ -62,6 +62,7 @@ class NetworkOptions:
     workdir: Path | None = None  # where torrents live (None: a temporary directory)
     max_tensor_bytes: int = MAX_TENSOR_BYTES  # the largest tensor a peer may send (any transport)
     max_bulk_bytes: int = MAX_BLOB_BYTES  # the largest bulk object (gRPC or BitTorrent)
+    left: frozenset[int] = frozenset()  # clients dropped from the run: never dialled
 
 
 def host_of(address: str) -> str:
@@ -78,7 +79,8 @@ class GrpcNetwork(AsyncClosing):
         self.me = o.me
         self._clients = {k: PeerClient(k, address, o.token, o.me, o.peer_timeout,
                                             o.max_bulk_bytes)
-                         for k, address in enumerate(o.addresses, 1) if k != o.me}
+                         for k, address in enumerate(o.addresses, 1)
+                         if k != o.me and k not in o.left}
         self.peers: Mapping[int, PeerControl] = self._clients
         use_torrent = (o.bulk_transport in ("auto", "torrent")
                        or o.activation_transport == "torrent")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from prometheus_client import generate_latest
 
-from splitnet.errors import PlanMismatch, ProtocolError
+from splitnet.errors import ConfigError, PlanMismatch, ProtocolError
 from splitnet.learning.checkpoints import CheckpointStore
 from splitnet.node.resume import MAX_ANNOUNCED, ROUNDS_FACT, Resume
 from splitnet.telemetry.metrics import Metrics
@@ -133,3 +133,33 @@ def test_rejoins_and_recovery_time_are_exported():
     text = generate_latest(metrics.registry).decode()
     assert 'splitnet_rejoins_total{client="2"} 1.0' in text
     assert 'splitnet_recovery_seconds{client="2"} 4.5' in text
+
+
+def _store(tmp_path, client, fingerprint="f2", accepted=("f1",)):
+    return CheckpointStore(tmp_path, client, fingerprint, {}, 5, accepted=accepted)
+
+
+def test_an_aggregator_that_took_over_resumes_from_the_dropped_ones_model(tmp_path):
+    weights = {"weights/2/1/w": torch.ones(2)}
+    old = CheckpointStore(tmp_path, 1, "f1", {}, 5)  # the lost aggregator, before the drop
+    old.write(0, {**weights, "averaged/1/w": torch.full((2,), 3.0)}, {"rows": []})
+    own = CheckpointStore(tmp_path, 2, "f1", {}, 5)
+    own.write(0, weights)
+    own.write(1, weights)  # the dropped aggregator wrote no round 1: not announced
+    resume = Resume(_store(tmp_path, 2), enabled=True, num_rounds=5,
+                    model_from=(_store(tmp_path, 1),))
+    resume.scan()
+    assert resume.own == [0]
+    assert resume.agree([]) == 0
+    assert resume.model_checkpoint.client == 1
+    assert resume.model_checkpoint.tensors["averaged/1/w"].equal(torch.full((2,), 3.0))
+    assert resume.checkpoint.client == 2 and resume.checkpoint.fingerprint == "f1"
+
+
+def test_an_aggregator_that_took_over_without_any_model_says_where_it_looked(tmp_path):
+    CheckpointStore(tmp_path, 2, "f1", {}, 5).write(0, {"weights/2/1/w": torch.ones(2)})
+    resume = Resume(_store(tmp_path, 2), enabled=True, num_rounds=5,
+                    model_from=(_store(tmp_path, 1),))
+    with pytest.raises(ConfigError, match=r"CHECKPOINT_DIR=.*client 2 takes over as aggregator "
+                                          r"from dropped client\(s\) 1.*rounds \[0\]"):
+        resume.scan()
