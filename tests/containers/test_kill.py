@@ -94,6 +94,7 @@ def test_a_killed_client_container_is_restarted_and_the_run_ends_as_uninterrupte
             "label": [f"com.docker.compose.project={project}",
                       f"com.docker.compose.service={VICTIM}"]})
         crasher.crash(victim)
+        killed_at = time.strftime("%H:%M:%S")
         containers = wait_exited(engine, project)
         logs = {name: c.logs().decode() for name, c in containers.items()}
         for name, container in containers.items():
@@ -102,10 +103,13 @@ def test_a_killed_client_container_is_restarted_and_the_run_ends_as_uninterrupte
         assert f"{VICTIM[-1]} resumes after round" in logs[VICTIM], logs[VICTIM][-3000:]
         assert "restarting from its checkpoint" in logs["client1"], logs["client1"][-3000:]
         assert "rejoined every peer" in logs["client1"], logs["client1"][-3000:]
-        print("recovery:", *[line for line in logs["client1"].splitlines()
-                             if "restarting from" in line or "rejoined every" in line], sep="\n")
+        print(f"recovery: {VICTIM} killed at {killed_at}", *[
+            line for line in logs["client1"].splitlines() + logs[VICTIM].splitlines()
+            if any(x in line for x in ("restarting from", "rejoined every", "resumes after"))],
+            sep="\n")
         run = (tmp_path / "results" / "latest").resolve()
         summary = json.loads((run / "summary.json").read_text())
+        assert summary["rounds"] == ROUNDS
         assert [r["round"] for r in _rows(run)] == [str(r) for r in range(1, ROUNDS + 1)]
         measures = ("test_accuracy", "f1_macro", "test_loss", "train_loss")
         assert ([{m: r[m] for m in measures} for r in _rows(run)]
