@@ -24,6 +24,18 @@ def test_generator_scales_with_the_client_count(tmp_path, capsys):
     assert main(["compose", "--clients", "0"]) == 2
 
 
+def test_every_client_is_restarted_on_failure_and_keeps_its_checkpoints():
+    compose = render_compose(4)
+    shared, services = compose.split("\nservices:\n", 1)
+    assert '  restart: "on-failure' in shared and "    - ./checkpoints:/checkpoints" in shared
+    clients = services.split("\n\n", 1)[0].split("  client")[1:]
+    assert len(clients) == 4
+    assert all("<<: *client" in c and "restart" not in c and "volumes" not in c for c in clients)
+    swarm = render_swarm(4)
+    assert swarm.count("        condition: on-failure") == 4
+    assert all(f"      - checkpoints{k}:/checkpoints" in swarm for k in range(1, 5))
+
+
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
 @pytest.mark.parametrize("names", [["docker-compose.yml"], ["docker-compose-swarm.yml"],
                                    ["docker-compose-swarm.yml",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import uuid
@@ -20,53 +19,12 @@ import pytest
 from splitnet.ops.compose import render_compose, render_swarm
 from splitnet.ops.status import cluster_status
 
-from ..conftest import ROOT
+from .conftest import IMAGE
 
 pytestmark = pytest.mark.container
-IMAGE = os.environ.get("SPLITNET_TEST_IMAGE", "splitnet:e2e")
 THREE = ('[["1_1","1_2","3_2","1_3","3_3","1_4","1_5","1_6","3_6","1_7","3_7","1_8"],'
          '["2_1","2_3","2_4","2_5","2_6","2_8"],["3_1","2_2","3_4","3_5","2_7","3_8"]]')
 MARGIN_ACCURACY = 0.87  # the runtime tests' margin: measured 0.9694 with this config, minus 0.10
-
-
-def engine_unreachable() -> str | None:
-    """Say why the engine's unix socket does not answer, without the Docker SDK.
-
-    The SDK leaks its socket when the connection fails, and the unclosed socket then fails an
-    unrelated later test (warnings are errors), so the engine is probed here first.
-    """
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if not host.startswith("unix://"):
-        return None  # a TCP engine: the SDK's own error says what is wrong
-    path = host[len("unix://"):]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(path)
-        except OSError as exc:
-            return f"{path}: {exc.strerror or exc}"
-    return None
-
-
-@pytest.fixture(scope="module")
-def engine():
-    docker = pytest.importorskip("docker")
-    client = None
-    try:
-        if (reason := engine_unreachable()) is not None:
-            raise OSError(reason)
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # no engine here
-        if client is not None:
-            client.close()
-        if os.environ.get("SPLITNET_REQUIRE_DOCKER"):
-            pytest.fail(f"SPLITNET_REQUIRE_DOCKER is set but no Docker engine answers: {exc}")
-        pytest.skip(f"no Docker engine: {exc}")
-    if "SPLITNET_TEST_IMAGE" not in os.environ:  # always test this checkout, built offline
-        subprocess.run([str(ROOT / "scripts" / "build-image.sh"), IMAGE], check=True, cwd=ROOT)
-    client.images.get(IMAGE)
-    yield client
-    client.close()
 
 
 def env_text(**extra):
@@ -77,12 +35,12 @@ def env_text(**extra):
     return "\n".join(f"{k}={v}" for k, v in values.items()) + "\n"
 
 
-def compose_project(tmp_path, override_services=""):
+def compose_project(tmp_path, override_services="", **env):
     (tmp_path / "docker-compose.yml").write_text(render_compose(3))
     (tmp_path / "override.yml").write_text(
         'version: "3.8"\nnetworks:\n  splitnet:\n    internal: true\n'
         + ("services:\n" + override_services if override_services else ""))
-    (tmp_path / ".env").write_text(env_text())
+    (tmp_path / ".env").write_text(env_text(**env))
     for folder in ("results", "checkpoints", "data"):
         (tmp_path / folder).mkdir()
     return f"splitnet-e2e-{uuid.uuid4().hex[:8]}"
