@@ -132,7 +132,7 @@ class Node:
             return
         rows = sorted([*parts.interpreter.timeline, *parts.routing.timeline],
                       key=lambda row: row.start)
-        self.results.write_timeline(self.me, rows)
+        self.results.write_timeline(self.me, rows, kept_through=parts.resume.round)
         self.results.write_client(self.me, {
             "client": self.me, "payload_bytes_sent": self.counters.sent,
             "peak_rss_mib": round(peak_rss_kib() / 1024, 1)})

@@ -13,9 +13,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from safetensors.torch import save_file
@@ -95,12 +95,12 @@ class ResultsWriter:
 
         Written to a temporary file renamed into place: a kill leaves the old file or the new.
         """
-        temporary = self._metrics.with_name(".metrics.csv.tmp")
-        with temporary.open("w", newline="") as handle:
+        def write(handle: TextIO) -> None:
             writer = csv.writer(handle)
             writer.writerow(METRIC_COLUMNS)
             writer.writerows(row.as_csv() for row in rows)
-        temporary.replace(self._metrics)
+
+        _replace(self._metrics, write)
 
     def add_round(self, row: RoundRow) -> None:
         """Append one round's metrics."""
@@ -115,19 +115,45 @@ class ResultsWriter:
         return path
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
-        """Write ``summary.json``."""
-        (self.root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        """Write ``summary.json`` (replaced whole: a kill leaves the old file or the new)."""
+        _replace(self.root / "summary.json",
+                 lambda handle: handle.write(json.dumps(summary, indent=2) + "\n"))
 
-    def write_timeline(self, client: int, rows: Iterable[TimelineRow]) -> None:
-        """Write this client's executed tasks."""
-        with (self.root / f"timeline-client{client}.csv").open("w", newline="") as handle:
+    def write_timeline(self, client: int, rows: Iterable[TimelineRow],
+                       kept_through: int | None = None) -> None:
+        """Write this client's executed tasks, replacing the file whole.
+
+        A resumed run (``kept_through``: the round it resumed after) keeps the rows of rounds up
+        to it from the file, so the timeline covers the whole run, no round twice.
+        """
+        path = self.root / f"timeline-client{client}.csv"
+        kept: list[list[str]] = []
+        if kept_through is not None and path.is_file():
+            with path.open(newline="") as handle:
+                kept = [row for row in list(csv.reader(handle))[1:]
+                        if len(row) == len(TIMELINE_COLUMNS) and row[4].isdigit()
+                        and int(row[4]) <= kept_through]
+
+        def write(handle: TextIO) -> None:
             writer = csv.writer(handle)
             writer.writerow(TIMELINE_COLUMNS)
+            writer.writerows(kept)
             writer.writerows(row.as_csv() for row in rows)
+
+        _replace(path, write)
 
     def write_client(self, client: int, facts: Mapping[str, Any]) -> None:
         """Write one client's own counters as ``client-{client}.json`` (read by ``bench``)."""
-        (self.root / f"client-{client}.json").write_text(json.dumps(facts, indent=2) + "\n")
+        _replace(self.root / f"client-{client}.json",
+                 lambda handle: handle.write(json.dumps(facts, indent=2) + "\n"))
+
+
+def _replace(path: Path, write: Callable[[TextIO], Any]) -> None:
+    """Write ``path`` through a temporary file renamed into place: never half a file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", newline="") as handle:
+        write(handle)
+    temporary.replace(path)
 
 
 def merge_timelines(root: Path) -> Path:

@@ -24,12 +24,18 @@ def metrics(tmp_path):
         return [{key: row[key] for key in SAME} for row in csv.DictReader(handle)]
 
 
-def timeline_rounds(tmp_path):
-    rounds = set()
+def timeline_rows(tmp_path):
+    """Return every client's timeline rows as (client, round, task, batch, kind), sorted."""
+    rows = []
     for path in (tmp_path / "latest").glob("timeline-client*.csv"):
         with open(path) as handle:
-            rounds |= {int(row["round"]) for row in csv.DictReader(handle)}
-    return rounds
+            rows += [(row["client"], int(row["round"]), f"{row['owner']}_{row['stage']}",
+                      row["batch"], row["kind"]) for row in csv.DictReader(handle)]
+    return sorted(rows)
+
+
+def timeline_rounds(tmp_path):
+    return {row[1] for row in timeline_rows(tmp_path)}
 
 
 def stopped_after(values, tmp_path, monkeypatch, last):
@@ -57,10 +63,12 @@ def test_a_run_stopped_after_a_round_resumes_to_the_same_model_and_rows(
         values, tmp_path, monkeypatch):
     model, rows = stopped_after(values, tmp_path, monkeypatch, last=0)
     run_folder = (tmp_path / "latest").resolve()
+    uninterrupted = timeline_rows(tmp_path)
     nodes, _ = build(values, tmp_path)
     assert not errors(run(nodes))
     assert (tmp_path / "latest").resolve() == run_folder  # the same run goes on
-    assert timeline_rounds(tmp_path) == {1, 2}  # round 0 was not trained again
+    # every task of the run once: round 0's rows kept, rounds 1 and 2 trained again
+    assert timeline_rows(tmp_path) == uninterrupted and timeline_rounds(tmp_path) == {0, 1, 2}
     resumed = final_model(tmp_path)
     assert resumed.keys() == model.keys()
     assert all(torch.equal(resumed[key], model[key]) for key in model)
