@@ -71,6 +71,8 @@ class NetworkSettings:
     listen_host: str
     token: str | None
     token_file: str | None
+    tls: str
+    tls_dir: str
     join_timeout: float
     peer_timeout: float
     tensor_port: int

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,6 +18,7 @@ from splitnet.node.node import Node
 from splitnet.node.rejoin import run_rejoining
 from splitnet.plan.plan import Plan
 from splitnet.transport.network import GrpcNetwork, NetworkOptions
+from splitnet.transport.tls import TlsFiles, load_identity
 
 __all__ = ["network_options", "run_client"]
 
@@ -33,6 +35,14 @@ def network_options(settings: Settings, plan: Plan) -> NetworkOptions:
                                                f"number, 1..{settings.training.num_clients}"),
                           settings.source)
     limits = wire_limits(plan)
+    identity = None
+    if network.tls == "on":
+        me = network.client_number
+        try:
+            identity = load_identity(TlsFiles.in_folder(Path(network.tls_dir), me), me)
+        except ValueError as exc:
+            raise ConfigError(Violation("setting", f"TLS=on (TLS_DIR={network.tls_dir}): {exc}"),
+                              settings.source) from None
     return NetworkOptions(
         me=network.client_number, addresses=peer_addresses(settings),
         token=resolve_token(settings), listen_host=network.listen_host,
@@ -42,7 +52,7 @@ def network_options(settings: Settings, plan: Plan) -> NetworkOptions:
         torrent_port=transport.torrent_port, torrent_timeout=transport.torrent_timeout,
         torrent_utp=transport.torrent_utp, tensor_port=network.tensor_port,
         peer_timeout=network.peer_timeout, max_tensor_bytes=limits.tensor_bytes,
-        max_bulk_bytes=limits.bulk_bytes)
+        max_bulk_bytes=limits.bulk_bytes, identity=identity)
 
 
 def run_client(plan: Plan, settings: Settings) -> dict[str, Any]:

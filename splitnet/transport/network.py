@@ -38,6 +38,7 @@ from splitnet.transport.serde import MAX_BLOB_BYTES
 from splitnet.transport.server import start_server
 from splitnet.transport.stream import StreamTransport
 from splitnet.transport.swarm import Swarm
+from splitnet.transport.tls import Identity
 from splitnet.transport.torrent_tensors import TorrentTensors, fetch_reference
 
 __all__ = ["GrpcNetwork", "NetworkOptions", "host_of"]
@@ -63,6 +64,7 @@ class NetworkOptions:
     max_tensor_bytes: int = MAX_TENSOR_BYTES  # the largest tensor a peer may send (any transport)
     max_bulk_bytes: int = MAX_BLOB_BYTES  # the largest bulk object (gRPC or BitTorrent)
     left: frozenset[int] = frozenset()  # clients dropped from the run: never dialled
+    identity: Identity | None = None  # mutual TLS (transport/tls.py); None: the token alone
 
 
 def host_of(address: str) -> str:

@@ -1,0 +1,74 @@
+"""Cluster certificates (splitnet certs) and the checks every client makes at start."""
+
+import datetime as dt
+import stat
+
+import pytest
+
+from splitnet.errors import ConfigError
+from splitnet.ops.certs import make_certs
+from splitnet.transport.tls import TlsFiles, client_number, load_identity
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("certs")
+    make_certs(folder, [1, 2, 3], hosts=["node1.example", "10.0.0.7"])
+    return folder
+
+
+def test_each_client_gets_a_key_only_it_can_read_and_a_certificate_naming_it(certs):
+    for k in (1, 2, 3):
+        identity = load_identity(TlsFiles.in_folder(certs, k), k)
+        assert identity.me == k
+        assert stat.S_IMODE((certs / f"client{k}.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((certs / "ca.key").stat().st_mode) == 0o600
+    assert client_number("client12") == 12
+    assert client_number("client0") is None and client_number("xclient1") is None
+
+
+def test_a_certificate_for_another_client_is_refused(certs):
+    files = TlsFiles(certs / "ca.crt", certs / "client1.crt", certs / "client1.key")
+    with pytest.raises(ValueError, match=r"client1.crt is for 'client1', not for 'client2'"):
+        load_identity(files, 2)
+
+
+def test_a_certificate_of_another_ca_is_refused(certs, tmp_path):
+    make_certs(tmp_path, [1])
+    files = TlsFiles(certs / "ca.crt", tmp_path / "client1.crt", tmp_path / "client1.key")
+    with pytest.raises(ValueError, match="was not issued by the cluster CA"):
+        load_identity(files, 1)
+
+
+def test_a_key_of_another_certificate_is_refused(certs):
+    files = TlsFiles(certs / "ca.crt", certs / "client1.crt", certs / "client2.key")
+    with pytest.raises(ValueError, match="does not belong to certificate"):
+        load_identity(files, 1)
+
+
+def test_expired_and_not_yet_valid_certificates_name_the_file_and_the_dates(certs):
+    files = TlsFiles.in_folder(certs, 1)
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400)
+    with pytest.raises(ValueError, match=r"ca.crt is expired: valid from \d{4}-.* to \d{4}-"):
+        load_identity(files, 1, now=later)
+    earlier = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    with pytest.raises(ValueError, match="is not valid yet"):
+        load_identity(files, 1, now=earlier)
+
+
+def test_missing_or_garbage_files_are_named(certs, tmp_path):
+    (tmp_path / "client1.crt").write_text("not a certificate")
+    with pytest.raises(ValueError, match=r"certificate .*client1.crt: not a PEM certificate"):
+        load_identity(TlsFiles(certs / "ca.crt", tmp_path / "client1.crt", certs / "x"), 1)
+    with pytest.raises(ValueError, match=r"CA certificate .*nowhere.crt: cannot read it"):
+        load_identity(TlsFiles(tmp_path / "nowhere.crt", certs / "client1.crt", certs / "x"), 1)
+
+
+def test_files_are_never_overwritten_and_a_client_can_be_added(certs, tmp_path):
+    with pytest.raises(ConfigError, match="exists; certificates and keys are never overwritten"):
+        make_certs(certs, [1])
+    written = make_certs(certs, [4], add=True)
+    assert [p.name for p in written] == ["client4.crt", "client4.key"]
+    assert load_identity(TlsFiles.in_folder(certs, 4), 4).me == 4
+    with pytest.raises(ConfigError, match="no usable CA"):
+        make_certs(tmp_path / "empty", [1], add=True)
