@@ -116,7 +116,7 @@ def _drop(node: Node, plan: Plan, lost: PeersLost) -> Plan:
     change = moved_tasks(plan, after)
     moved = "; ".join(f"owner {m['owner']}'s partition {m['partition']} → client {m['to']}"
                       for m in change["moved"]) or "no partition moved"
-    log.warning("client %d: %s; dropping client(s) %s (FAILURE_POLICY=drop): owner(s) %s "
+    log.warning("client %d: %s; dropping client(s) %s: owner(s) %s "
                 "leave; %s; aggregator client %d; plan %s", node.me, lost,
                 ", ".join(map(str, change["dropped"])),
                 ", ".join(map(str, change["owners_left"])) or "none", moved,
