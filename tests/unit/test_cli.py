@@ -123,3 +123,19 @@ def test_compose_to_stdout_prints_the_file(capsys):
 
     assert main(["compose", "--clients", "3", "--output", "-"]) == 0
     assert capsys.readouterr().out == render_compose(3)
+
+
+def test_certs_makes_a_cluster_and_refuses_to_overwrite_it(tmp_path, capsys):
+    from splitnet.transport.tls import TlsFiles, load_identity
+
+    folder = tmp_path / "certs"
+    assert main(["certs", "--clients", "2", "--out", str(folder), "--host", "10.0.0.9"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert load_identity(TlsFiles.in_folder(folder, 2), 2).me == 2
+    assert main(["certs", "--clients", "2", "--out", str(folder)]) == 2
+    assert "ca.crt exists" in capsys.readouterr().err
+    assert main(["certs", "--add", "3", "--out", str(folder)]) == 0
+    assert load_identity(TlsFiles.in_folder(folder, 3), 3).me == 3
+    assert main(["certs", "--out", str(folder)]) == 2
+    assert "certs needs --clients N" in capsys.readouterr().err
+    assert main(["certs", "--clients", "1", "--days", "0", "--out", str(tmp_path / "x")]) == 2

@@ -12,20 +12,15 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from splitnet.cli import commands
 from splitnet.config import catalog
 from splitnet.errors import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
-    EXIT_OK,
     EXIT_RUNTIME,
     SplitnetError,
 )
-
-if TYPE_CHECKING:
-    from splitnet.config import Settings
-    from splitnet.plan.plan import Plan
 
 __all__ = ["build_parser", "main"]
 
@@ -50,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check settings and plan; print a summary")
     _add_env_file(validate)
-    validate.set_defaults(handler=_cmd_validate)
+    validate.set_defaults(handler=commands.cmd_validate)
 
     plan = sub.add_parser("plan", help="show the placement and schedules, or --generate lists")
     _add_env_file(plan)
@@ -66,22 +61,22 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --generate: data owners, e.g. 1,2,3 (default: every client)")
     plan.add_argument("--offload", action="append", default=[], metavar="SPEC",
                       help="with --generate: OWNER:PARTITIONS=RUNNER, e.g. 1:2-3=4 (repeatable)")
-    plan.set_defaults(handler=_cmd_plan)
+    plan.set_defaults(handler=commands.cmd_plan)
 
     run = sub.add_parser("run", help="run one client (what a container runs)")
     _add_env_file(run)
-    run.set_defaults(handler=_cmd_run)
+    run.set_defaults(handler=commands.cmd_run)
 
     local = sub.add_parser("local", help="run every client as a process on loopback")
     _add_env_file(local)
     local.add_argument("--restart-on-failure", action="store_true",
                        help="start a client that exits non-zero again (at most 3 times), as a "
                             "container restart policy does")
-    local.set_defaults(handler=_cmd_local)
+    local.set_defaults(handler=commands.cmd_local)
 
     baseline = sub.add_parser("baseline", help="train the same model centrally, one process")
     _add_env_file(baseline)
-    baseline.set_defaults(handler=_cmd_baseline)
+    baseline.set_defaults(handler=commands.cmd_baseline)
 
     compose = sub.add_parser("compose", help="write docker-compose files for N clients")
     compose.add_argument("--clients", type=int, required=True, metavar="N")
@@ -89,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("--output", type=Path, default=None,
                          help="file to write (default: docker-compose.yml or "
                               "docker-compose-swarm.yml; '-' for stdout)")
-    compose.set_defaults(handler=_cmd_compose)
+    compose.set_defaults(handler=commands.cmd_compose)
 
     report = sub.add_parser("report", help="figures and a markdown summary of a run")
     report.add_argument("results", nargs="?", type=Path, default=None,
@@ -97,15 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
                              "RESULTS/runs/ID (default: RESULTS_DIR or ./results)")
     report.add_argument("--baseline", type=Path, default=None,
                         help="a baseline results directory (default: RESULTS/baseline if present)")
-    report.set_defaults(handler=_cmd_report)
+    report.set_defaults(handler=commands.cmd_report)
 
     status = sub.add_parser("status", help="list the cluster's client containers / tasks")
     status.add_argument("--project", default=None, help="only this Compose project")
-    status.set_defaults(handler=_cmd_status)
+    status.set_defaults(handler=commands.cmd_status)
+
+    certs = sub.add_parser("certs", help="make a cluster CA and each client's key and "
+                           "certificate for TLS=on (keys 0600, nothing overwritten)")
+    certs.add_argument("--clients", type=int, metavar="N", help="clients 1..N")
+    certs.add_argument("--add", type=int, action="append", default=[], metavar="K",
+                       help="make client K's files with the CA already in --out (repeatable)")
+    certs.add_argument("--out", type=Path, default=Path("certs"), help="folder (default certs)")
+    certs.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+    certs.add_argument("--host", action="append", default=[], metavar="NAME",
+                       help="another DNS name or IP address in every certificate (repeatable)")
+    certs.set_defaults(handler=commands.cmd_certs)
 
     health = sub.add_parser("health", help="exit 0 if this container's client answers")
     health.add_argument("--port", type=int, default=None, help="default: GRPC_PORT or 50051")
-    health.set_defaults(handler=_cmd_health)
+    health.set_defaults(handler=commands.cmd_health)
 
     bench = sub.add_parser(
         "bench", help="split training vs centralized PyTorch and torch pipelining, one run "
@@ -126,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also run the offload case under tc shaping, e.g. 100mbit,5ms")
     bench.add_argument("--out", type=Path, default=Path("results/bench"),
                        help="where runs, bench.json and bench.md go (default results/bench)")
-    bench.set_defaults(handler=_cmd_bench)
+    bench.set_defaults(handler=commands.cmd_bench)
     bench_sub = bench.add_subparsers(dest="bench", required=False, parser_class=_Parser)
     transfer = bench_sub.add_parser("transfer", help="libtorrent vs gRPC vs raw TCP")
     transfer.add_argument("--sizes", default="4,64,256", help="point-to-point sizes, MiB")
@@ -135,145 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--cap", type=float, default=8.0, help="uplink cap B, MiB/s")
     transfer.add_argument("--resnet", action="store_true",
                           help="also time ResNet18 round-end exchange, 5 clients")
-    transfer.set_defaults(handler=_cmd_bench_transfer)
+    transfer.set_defaults(handler=commands.cmd_bench_transfer)
     return parser
-
-
-def _env_path(args: argparse.Namespace) -> tuple[Path, bool]:
-    if args.env_file is not None:
-        return args.env_file, True
-    return Path(".env"), False
-
-
-def _prepare(args: argparse.Namespace) -> tuple[Settings, Plan]:
-    from splitnet.ops.prepare import prepare
-
-    path, required = _env_path(args)
-    settings, plan = prepare(path, env_file_required=required)
-    for warning in settings.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return settings, plan
-
-
-def _cmd_validate(args: argparse.Namespace) -> int:
-    from splitnet.config import resolve_token
-
-    settings, plan = _prepare(args)
-    if settings.network.token_file and not settings.network.token:
-        resolve_token(settings)  # the file it names is read and checked, as at start
-    print(plan.summary())
-    return EXIT_OK
-
-
-def _cmd_plan(args: argparse.Namespace) -> int:
-    from splitnet.plan import generate, view
-
-    if args.generate:
-        print(generate.generate(args.clients, args.partitions, args.model, args.bert_model,
-                                args.owners, args.offload, args.format))
-    else:
-        print(view.render(_prepare(args)[1], args.format))
-    return EXIT_OK
-
-
-def _setup_logging(name: str) -> None:
-    import logging
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format=f"%(asctime)s {name} %(levelname)s %(message)s", datefmt="%H:%M:%S")
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from splitnet.node import run_client
-    from splitnet.ops.summary import summary_line
-    from splitnet.telemetry.runs import run_folder_of
-
-    settings, plan = _prepare(args)
-    _setup_logging(f"client{settings.network.client_number}")
-    summary = run_client(plan, settings)
-    if "test_accuracy" in summary:
-        print(summary_line(summary, run_folder_of(Path(settings.output.results_dir))))
-    return EXIT_OK
-
-
-def _cmd_local(args: argparse.Namespace) -> int:
-    from splitnet.ops.local import RESTARTS, run_local
-    from splitnet.ops.summary import summary_line
-
-    settings, plan = _prepare(args)
-    path, _ = _env_path(args)
-    results = Path(settings.output.results_dir)
-    print(plan.summary(), flush=True)
-    summary, folder = run_local(plan, path if path.exists() else None, results,
-                                run_id=settings.output.run_id,
-                                restarts=RESTARTS if args.restart_on_failure else 0,
-                                checkpoint_dir=settings.recovery.checkpoint_dir)
-    print(summary_line(summary, folder))
-    return EXIT_OK
-
-
-def _cmd_baseline(args: argparse.Namespace) -> int:
-    from splitnet.ops.baseline import run_baseline
-    from splitnet.ops.summary import summary_line
-
-    settings, plan = _prepare(args)
-    _setup_logging("baseline")
-    results = Path(settings.output.results_dir) / "baseline"
-    print(summary_line(run_baseline(settings, plan, results), results))
-    return EXIT_OK
-
-
-def _cmd_compose(args: argparse.Namespace) -> int:
-    from splitnet.ops.compose import write_compose
-
-    print(write_compose(args.clients, args.swarm, args.output), end="")
-    return EXIT_OK
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    from splitnet.telemetry.report import write_report
-
-    results = args.results or Path(os.environ.get("RESULTS_DIR", "results"))
-    print(f"wrote {write_report(results, args.baseline)}")
-    return EXIT_OK
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    from splitnet.ops.status import cluster_status, format_status
-
-    print(format_status(cluster_status(args.project)))
-    return EXIT_OK
-
-
-def _cmd_health(args: argparse.Namespace) -> int:
-    from splitnet.ops.health import check_health
-
-    code, line = check_health(args.port)
-    print(line, file=sys.stdout if code == EXIT_OK else sys.stderr)
-    return code
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from splitnet.bench.options import bench_options
-    from splitnet.bench.systems import run_bench, table
-
-    options = bench_options(args.out, quick=args.quick, model=args.model, dataset=args.dataset,
-                            clients=args.clients, rounds=args.rounds, epochs=args.epochs,
-                            batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-                            shaped=args.shaped, bulk_transport=args.bulk)
-    report = run_bench(options, progress=lambda line: print(line, file=sys.stderr))
-    print(table(report))
-    print(f"\nraw results: {args.out / 'bench.json'}")
-    return EXIT_OK
-
-
-def _cmd_bench_transfer(args: argparse.Namespace) -> int:
-    from splitnet.bench.options import transfer_options
-    from splitnet.bench.transfer import run_transfer_bench
-
-    o = transfer_options(args.sizes, args.receivers, args.payload, args.cap, args.resnet)
-    print(run_transfer_bench(o.sizes, o.receivers, o.payload, o.cap, o.resnet))
-    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
