@@ -50,7 +50,23 @@ if ! is_true "${NO_TC:-}" && shaping_wanted; then
     fi
 fi
 
+# TLS files arrive read-only and root-owned (bind mounts, Docker secrets): give the client user
+# a private copy (key 0600) before dropping privileges.
+private_tls_copy() {
+    src="${TLS_DIR:-./certs}"
+    dst=/home/splitnet/.tls
+    [ -d "$src" ] || return 0
+    install -d -m 0700 -o splitnet -g splitnet "$dst"
+    for name in ca.crt "client${CLIENT_NUMBER:-0}.crt" "client${CLIENT_NUMBER:-0}.key"; do
+        [ -f "$src/$name" ] && install -m 0600 -o splitnet -g splitnet "$src/$name" "$dst/$name"
+    done
+    export TLS_DIR="$dst"
+}
+
 if [ "$(id -u)" = "0" ] && id splitnet >/dev/null 2>&1; then
+    if is_true "${TLS:-}"; then
+        private_tls_copy
+    fi
     chown splitnet:splitnet "${RESULTS_DIR:-/results}" 2>/dev/null || true
     chown splitnet:splitnet "${CHECKPOINT_DIR:-/checkpoints}" 2>/dev/null || true
     exec setpriv --reuid=splitnet --regid=splitnet --init-groups --inh-caps=-all -- "$@"

@@ -4,6 +4,8 @@ Each client's log lines are prefixed ``[client k]``; if one exits with an error 
 stopped and the run fails; at the end the timelines are merged and the summary returned. Every
 client is given the run id (``RUN_ID``: the one set, or a fresh one), so the run's folder
 ``RESULTS_DIR/runs/<run id>`` is the one this command ran, whatever ``latest`` says later.
+Every run gets a throw-away cluster CA and certificates in its folder (``certs``), and its
+clients talk mutual TLS, as a deployment does.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import IO, Any
 
 from splitnet.config.fields import DEFAULT_CHECKPOINT_DIR
 from splitnet.errors import RuntimeFailure
+from splitnet.ops.certs import make_certs
 from splitnet.plan.plan import Plan
 from splitnet.telemetry.progress import is_progress
 from splitnet.telemetry.results import merge_timelines
@@ -66,9 +69,14 @@ def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
     n = plan.num_clients
     ports = free_ports(3 * n)  # gRPC, libtorrent, metrics
     env = dict(os.environ)
+    certs = run_folder(results_dir, run_id) / "certs"
+    if not (certs / "ca.crt").exists():  # a resumed run keeps its CA
+        make_certs(certs, range(1, n + 1))
     env.update({
         "PEERS": ",".join(f"127.0.0.1:{p}" for p in ports[:n]),
         "SPLITNET_TOKEN": secrets.token_hex(16),
+        "TLS": "on",
+        "TLS_DIR": str(certs),
         "LISTEN_HOST": "127.0.0.1",
         "RESULTS_DIR": str(results_dir),
         "RUN_ID": run_id,

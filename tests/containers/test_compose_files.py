@@ -27,10 +27,11 @@ def test_generator_scales_with_the_client_count(tmp_path, capsys):
 def test_every_client_is_restarted_on_failure_and_keeps_its_checkpoints():
     compose = render_compose(4)
     shared, services = compose.split("\nservices:\n", 1)
-    assert '  restart: "on-failure' in shared and "    - ./checkpoints:/checkpoints" in shared
+    assert '  restart: "on-failure' in shared
     clients = services.split("\n\n", 1)[0].split("  client")[1:]
     assert len(clients) == 4
-    assert all("<<: *client" in c and "restart" not in c and "volumes" not in c for c in clients)
+    assert all("<<: *client" in c and "restart" not in c
+               and "      - ./checkpoints:/checkpoints" in c for c in clients)
     swarm = render_swarm(4)
     assert swarm.count("        condition: on-failure") == 4
     assert all(f"      - checkpoints{k}:/checkpoints" in swarm for k in range(1, 5))
@@ -46,3 +47,14 @@ def test_compose_files_are_valid_for_docker_compose(names):
                           env={"PATH": "/usr/bin:/bin:/usr/local/bin", "SPLITNET_IMAGE": "x"},
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_each_client_gets_the_ca_and_its_own_key_only_and_tls_is_on():
+    for text, folder in ((render_compose(3), "/certs"), (render_swarm(3), "/run/secrets")):
+        services = "\n" + text.split("\nservices:\n", 1)[1].split("\n\n", 1)[0]
+        clients = services.split("\n  client")[1:]
+        assert len(clients) == 3, services
+        for k, client in enumerate(clients, 1):
+            assert "TLS: ${TLS:-on}" in client and f"TLS_DIR: {folder}" in client
+            assert "ca.crt" in client and f"client{k}.key" in client
+            assert [f"client{j}.key" in client for j in (1, 2, 3)].count(True) == 1

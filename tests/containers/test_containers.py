@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 
+from splitnet.ops.certs import make_certs
 from splitnet.ops.compose import render_compose, render_swarm
 from splitnet.ops.status import cluster_status
 
@@ -43,6 +44,7 @@ def compose_project(tmp_path, override_services="", **env):
     (tmp_path / ".env").write_text(env_text(**env))
     for folder in ("results", "checkpoints", "data"):
         (tmp_path / folder).mkdir()
+    make_certs(tmp_path / "certs", [1, 2, 3])  # the compose file runs TLS=on
     return f"splitnet-e2e-{uuid.uuid4().hex[:8]}"
 
 
@@ -178,6 +180,7 @@ def test_swarm_stack_deploys_trains_and_is_removed(engine, tmp_path):
     was_active = engine.info()["Swarm"]["LocalNodeState"] == "active"
     stack = f"e2e{uuid.uuid4().hex[:6]}"
     secret = None
+    tls_secrets = []
     env = {**os.environ, "SPLITNET_IMAGE": IMAGE}
     (tmp_path / "docker-compose-swarm.yml").write_text(render_swarm(3))
     (tmp_path / ".env").write_text(env_text())
@@ -191,6 +194,14 @@ def test_swarm_stack_deploys_trains_and_is_removed(engine, tmp_path):
         if not engine.secrets.list(filters={"name": "splitnet_token"}):
             secret = engine.secrets.create(name="splitnet_token",
                                            data=b"swarm-e2e-token-0123456789")
+        make_certs(tmp_path / "certs", [1, 2, 3])
+        files = {"splitnet_ca": "ca.crt", **{f"splitnet_client{k}_{kind}": f"client{k}.{kind[:3]}"
+                                             for k in (1, 2, 3) for kind in ("cert", "key")}}
+        for name, file in files.items():
+            for old in engine.secrets.list(filters={"name": name}):
+                old.remove()  # another run's: its CA is not this one's
+            tls_secrets.append(engine.secrets.create(
+                name=name, data=(tmp_path / "certs" / file).read_bytes()))
         deploy = subprocess.run(["docker", "stack", "deploy", "-c", "docker-compose-swarm.yml",
                                  stack], cwd=tmp_path, env=env, capture_output=True, text=True,
                                 timeout=120)
@@ -228,5 +239,7 @@ def test_swarm_stack_deploys_trains_and_is_removed(engine, tmp_path):
             volume.remove(force=True)
         if secret is not None:
             secret.remove()
+        for tls_secret in tls_secrets:
+            tls_secret.remove()
         if not was_active:
             engine.swarm.leave(force=True)
