@@ -195,8 +195,9 @@ def test_swarm_stack_deploys_trains_and_is_removed(engine, tmp_path):
             secret = engine.secrets.create(name="splitnet_token",
                                            data=b"swarm-e2e-token-0123456789")
         make_certs(tmp_path / "certs", [1, 2, 3])
-        files = {"splitnet_ca": "ca.crt", **{f"splitnet_client{k}_{kind}": f"client{k}.{kind[:3]}"
-                                             for k in (1, 2, 3) for kind in ("cert", "key")}}
+        files = {"splitnet_ca": "ca.crt", **{f"splitnet_client{k}_{kind}": f"client{k}.{suffix}"
+                                             for k in (1, 2, 3)
+                                             for kind, suffix in (("cert", "crt"), ("key", "key"))}}
         for name, file in files.items():
             for old in engine.secrets.list(filters={"name": name}):
                 old.remove()  # another run's: its CA is not this one's
