@@ -108,6 +108,8 @@ class OutputSettings:
 
     results_dir: str
     metrics_port: int
+    metrics_tls: str
+    metrics_auth_file: str | None
     metrics_hold: int
     torch_threads: int
     run_id: str | None

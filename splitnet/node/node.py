@@ -31,6 +31,7 @@ import torch
 from splitnet.config.settings import Settings
 from splitnet.errors import RuntimeFailure, TransferFailed
 from splitnet.node.checkpointing import AVERAGED
+from splitnet.node.endpoint import endpoint_security
 from splitnet.node.liveness import heartbeat
 from splitnet.node.run import start_run
 from splitnet.node.state import Counters, Failure
@@ -111,7 +112,7 @@ class Node:
         if not port:
             return
         try:
-            server, thread = self.metrics.serve(port, host)
+            server, thread = self.metrics.serve(port, host, endpoint_security(self.settings))
         except OSError as exc:
             raise RuntimeFailure(f"client {self.me} cannot serve metrics on "
                                  f"{host}:{port} ({exc}); set METRICS_PORT "

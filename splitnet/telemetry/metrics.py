@@ -16,8 +16,9 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
-    start_http_server,
 )
+
+from splitnet.telemetry.endpoint import EndpointSecurity, serve_metrics
 
 __all__ = ["ERROR_KINDS", "Metrics"]
 
@@ -91,9 +92,10 @@ class Metrics:
                       self.torrent_served, self.recovery_seconds, self.dropped_clients):
             gauge.labels(self.client).set(0)
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> tuple[Any, Any]:
+    def serve(self, port: int, host: str = "0.0.0.0",
+              security: EndpointSecurity | None = None) -> tuple[Any, Any]:
         """Serve ``/metrics`` on ``host:port`` from a background thread; return server, thread."""
-        return start_http_server(port, addr=host, registry=self.registry)
+        return serve_metrics(self.registry, port, host, security)
 
     def error(self, kind: str) -> None:
         """Count one error of ``kind``."""

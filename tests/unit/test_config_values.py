@@ -128,3 +128,21 @@ def test_every_client_warns_about_the_placeholder_token_at_start(write_env, caps
 
 def test_the_compose_fallback_is_the_placeholder_that_is_warned_about():
     assert f"${{SPLITNET_TOKEN:-{PLACEHOLDER_TOKEN}}}" in render_compose(2)
+
+
+def test_metrics_auth_file_must_hold_user_and_a_real_password(tmp_path):
+    from splitnet.node.endpoint import endpoint_security
+
+    def security(**values):
+        return endpoint_security(load(values={"CLIENT_NUMBER": "1", "NUM_CLIENTS": "2",
+                                              "SIMULATION_STAGES_CLIENTS": TWO, **values}))
+
+    path = tmp_path / "auth"
+    path.write_text("prometheus:short\n")
+    with pytest.raises(ConfigError, match="METRICS_AUTH_FILE=.*expected one line user:password"):
+        security(METRICS_AUTH_FILE=str(path))
+    path.write_text("prometheus:long-enough\n")
+    guarded = security(METRICS_AUTH_FILE=str(path))
+    assert guarded.credentials == "prometheus:long-enough" and guarded.certfile is None
+    with pytest.raises(ConfigError, match="METRICS_TLS=on needs this client's certificate"):
+        security(METRICS_TLS="on", TLS_DIR=str(tmp_path))
