@@ -154,8 +154,9 @@ FIELDS: tuple[Field, ...] = (
     # recovery: round checkpoints, and what a client does when a peer is lost
     Field("CHECKPOINT_DIR", "recovery", "checkpoint_dir", directory, DEFAULT_CHECKPOINT_DIR,
           "where round checkpoints are written (one set of files per client)"),
-    Field("CHECKPOINT_KEEP", "recovery", "checkpoint_keep", integer(1, 1_000_000), 2,
-          "how many of this client's newest round checkpoints are kept"),
+    Field("CHECKPOINT_KEEP", "recovery", "checkpoint_keep", integer(0, 1_000_000), 2,
+          "how many of this client's newest round checkpoints are kept (0: none are written "
+          "and none resumed; a rejoin then starts again from round 0)"),
     Field("RESUME", "recovery", "resume", choice("auto", "never"), "auto",
           "auto: resume from the latest checkpoint every client has; never: start at round 0"),
     Field("FAILURE_POLICY", "recovery", "failure_policy", choice("wait", "drop", "abort"),

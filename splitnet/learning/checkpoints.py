@@ -66,8 +66,8 @@ class CheckpointStore:
 
     def __init__(self, folder: Path, client: int, fingerprint: str, facts: dict[str, Any],
                  keep: int, accepted: tuple[str, ...] = ()) -> None:
-        if keep < 1:
-            raise ValueError(f"keep must be at least 1, got {keep}")
+        if keep < 0:
+            raise ValueError(f"keep must be at least 0, got {keep}")
         self.folder = folder
         self.client = client
         self.fingerprint = fingerprint

@@ -84,8 +84,9 @@ def resume_of(plan: Plan, settings: Settings, me: int) -> Resume:
     takes_over = me == plan.training.server_number and plan.dropped
     model_from = tuple(checkpoint_store(plan, settings, c)
                        for c in plan.dropped) if takes_over else ()
+    keep = settings.recovery.checkpoint_keep
     return Resume(checkpoint_store(plan, settings, me),
-                  enabled=settings.recovery.resume == "auto",
+                  enabled=settings.recovery.resume == "auto" and keep > 0,
                   num_rounds=plan.training.num_rounds, model_from=model_from)
 
 
@@ -122,8 +123,8 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
     checkpointer: Checkpointer | None = None
 
     def checkpoint(round_: int, model: bytes) -> None:
-        assert checkpointer is not None
-        checkpointer.take(round_, model)
+        if checkpointer is not None:  # None: CHECKPOINT_KEEP=0
+            checkpointer.take(round_, model)
 
     rounds = Rounds(me, s.num_rounds, interpreter, replicas, routing, network.bulk, report,
                     in_place=is_aggregator, server=s.server_number, on_model=checkpoint)
@@ -135,7 +136,8 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
         recorder = Recorder(plan, local_data, evaluation_parts, results, metrics, background)
         aggregator = Aggregator(plan, me, routing, network.bulk, rounds.states,
                                 rounds.apply, recorder, background)
-    checkpointer = Checkpointer(resume.store, replicas, interpreter, recorder, results)
+    if resume.store.keep > 0:
+        checkpointer = Checkpointer(resume.store, replicas, interpreter, recorder, results)
     handler = NodeHandler(membership, routing, interpreter, rounds, aggregator, failure)
     return Parts(plan, membership, routing, interpreter, rounds, handler, aggregator, local_data,
                  evaluation_parts, background, resume, checkpointer)

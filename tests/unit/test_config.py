@@ -146,7 +146,7 @@ def test_bad_recovery_settings_are_named_together(write_env):
         load(write_env(SIMULATION_STAGES_CLIENTS=TWO, CHECKPOINT_KEEP="-1", RESUME="yes",
                        FAILURE_POLICY="", REJOIN_TIMEOUT="0"), environ={})
     text = str(info.value)
-    assert "CHECKPOINT_KEEP='-1': expected an integer from 1 to 1000000" in text
+    assert "CHECKPOINT_KEEP='-1': expected an integer from 0 to 1000000" in text
     assert "RESUME='yes': expected one of auto, never" in text
     assert "REJOIN_TIMEOUT='0': expected a number from 1 to 1e+07" in text
     assert len(info.value.violations) == 3  # an empty FAILURE_POLICY means the default

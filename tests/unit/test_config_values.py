@@ -35,8 +35,8 @@ TWO = '[["1_1","1_2","1_3","1_4","1_5","1_6","1_7","1_8"],["2_1","2_2","2_3","2_
     ("SPLITNET_TOKEN_FILE", "/dev/zero", "is a character device, not a regular file"),
     ("CURRENT_MODEL", "RESNET18", "CURRENT_MODEL=RESNET18 has 10"),
     ("CHECKPOINT_DIR", "/dev/zero", "expected a folder that exists or can be created"),
-    ("CHECKPOINT_KEEP", "0", "expected an integer from 1 to 1000000"),
-    ("CHECKPOINT_KEEP", "two", "expected an integer from 1 to 1000000"),
+    ("CHECKPOINT_KEEP", "-1", "expected an integer from 0 to 1000000"),
+    ("CHECKPOINT_KEEP", "two", "expected an integer from 0 to 1000000"),
     ("RESUME", "always", "expected one of auto, never"),
     ("FAILURE_POLICY", "retry", "expected one of wait, drop, abort"),
     ("REJOIN_TIMEOUT", "0.5", "expected a number from 1 to 1e+07"),
@@ -64,7 +64,7 @@ def test_results_dir_under_a_file_is_refused(tmp_path, write_env):
     ("LISTEN_HOST", "client1"), ("LISTEN_HOST", "splitnet_client1.example.org"),
     ("PEERS", "client1:50051,[::1]:7002"), ("PEERS", "127.0.0.1:7001, node-2.lan:7002"),
     ("LEARNING_RATE", "10"), ("PEER_TIMEOUT", "0.1"), ("RESULTS_DIR", "new/sub/dir"),
-    ("CHECKPOINT_DIR", "new/ckpt"), ("CHECKPOINT_KEEP", "1"), ("RESUME", "NEVER"),
+    ("CHECKPOINT_DIR", "new/ckpt"), ("CHECKPOINT_KEEP", "0"), ("RESUME", "NEVER"),
     ("FAILURE_POLICY", "drop"), ("REJOIN_TIMEOUT", "1e7"),
 ])
 def test_sound_values_still_pass(write_env, key, value):

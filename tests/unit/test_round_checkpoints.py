@@ -91,3 +91,19 @@ def test_a_checkpoint_that_cannot_be_written_is_one_warning_and_the_run_complete
     warnings = [r.getMessage() for r in caplog.records if "not written" in r.getMessage()]
     assert len(warnings) == 9 and all("\n" not in w for w in warnings)
     assert "client 2: checkpoint of round 0 not written to" in " ".join(warnings)
+
+
+def test_checkpoint_keep_0_writes_none_and_trains_the_same_model(tmp_path):
+    with_checkpoints = tmp_path / "with"
+    nodes, _ = build({**ADAM, "CHECKPOINT_DIR": str(with_checkpoints / "checkpoints")},
+                     with_checkpoints)
+    assert not errors(run(nodes))
+    assert list((with_checkpoints / "checkpoints").glob("*.json"))
+    without = tmp_path / "without"
+    nodes, _ = build({**ADAM, "CHECKPOINT_KEEP": "0",
+                      "CHECKPOINT_DIR": str(without / "checkpoints")}, without)
+    assert not errors(run(nodes))
+    assert not (without / "checkpoints").exists()
+    expected, model = final_model(with_checkpoints), final_model(without)
+    assert model.keys() == expected.keys()
+    assert all(torch.equal(model[key], expected[key]) for key in expected)
