@@ -142,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--resnet", action="store_true",
                           help="also time ResNet18 round-end exchange, 5 clients")
     transfer.set_defaults(handler=commands.cmd_bench_transfer)
+    checkpoints = bench_sub.add_parser("checkpoints", help="samples/s with round checkpoints "
+                                       "and without (CNN and ResNet18)")
+    checkpoints.add_argument("--quick", action="store_true", help="CNN only, one pair of runs")
+    checkpoints.add_argument("--pairs", type=int, default=2,
+                             help="runs with and without per model (default 2)")
+    checkpoints.add_argument("--out", type=Path, default=Path("results/bench-checkpoints"))
+    checkpoints.set_defaults(handler=commands.cmd_bench_checkpoints)
     return parser
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "cmd_status",
     "cmd_health",
     "cmd_bench",
+    "cmd_bench_checkpoints",
     "cmd_bench_transfer",
     "cmd_certs",
 ]
@@ -190,4 +191,18 @@ def cmd_certs(args: argparse.Namespace) -> int:
     print("\n".join(f"wrote {path}" for path in written))
     print(f"give each client ca.crt and its own clientK.crt + clientK.key; keep {args.out}/ca.key "
           "off the clients; set TLS=on and TLS_DIR")
+    return EXIT_OK
+
+
+def cmd_bench_checkpoints(args: argparse.Namespace) -> int:
+    """Run ``splitnet bench checkpoints``."""
+    from splitnet.bench.checkpoint_cost import CASES, QUICK_CASES, run_checkpoint_bench
+    from splitnet.errors import ConfigError, Violation
+
+    if args.pairs < 1:
+        raise ConfigError(Violation("usage", f"--pairs {args.pairs}: expected at least 1"),
+                          "the command line")
+    print(run_checkpoint_bench(args.out, QUICK_CASES if args.quick else CASES,
+                               1 if args.quick else args.pairs,
+                               progress=lambda line: print(line, file=sys.stderr)))
     return EXIT_OK

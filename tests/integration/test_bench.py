@@ -62,3 +62,19 @@ def test_bad_bench_options_are_named(tmp_path, args, message):
                            *args], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_checkpoint_bench_prints_both_rates_and_their_ratio(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "splitnet", "bench", "checkpoints", "--quick",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    [row] = [line for line in done.stdout.splitlines() if line.startswith("| CNN |")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[:3] == ["CNN", "DIGITS", "1"]
+    with_, without, ratio = (float(cell) for cell in cells[3:])
+    assert with_ > 0 and without > 0 and ratio == pytest.approx(with_ / without, abs=1e-3)
+    # the runs it compares: checkpoints written in one, none in the other
+    assert list(tmp_path.glob("cnn-0-keep2/runs/*/checkpoints/client1-round*.json"))
+    assert not list(tmp_path.glob("cnn-1-keep0/runs/*/checkpoints/*"))
+    assert subprocess.run([sys.executable, "-m", "splitnet", "bench", "checkpoints", "--pairs",
+                           "0"], capture_output=True, text=True).returncode == 2
