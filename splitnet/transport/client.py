@@ -26,6 +26,7 @@ from splitnet.transport.serde import (
 )
 from splitnet.transport.server import GRPC_OPTIONS
 from splitnet.transport.status import error_for, task_label
+from splitnet.transport.tls import Identity, client_name
 
 __all__ = ["Pace", "PeerClient"]
 
@@ -43,7 +44,7 @@ class PeerClient(AsyncClosing):
     """The calls one client (``me``) makes to peer ``number`` at ``address``."""
 
     def __init__(self, number: int, address: str, token: str, me: int, timeout: float,
-                 max_blob_bytes: int = MAX_BLOB_BYTES) -> None:
+                 max_blob_bytes: int = MAX_BLOB_BYTES, identity: Identity | None = None) -> None:
         self.number = number
         self.max_blob_bytes = max_blob_bytes  # the largest states object read from the peer
         self.address = address
@@ -52,7 +53,8 @@ class PeerClient(AsyncClosing):
         self._channel: grpc.aio.Channel | None = None
         self._stub_: pb_grpc.PeerStub | None = None
         self._closed = False
-        self._metadata = (("authorization", f"Bearer {token}"),)
+        self._identity = identity  # mutual TLS: no token travels, the peer must be `number`
+        self._metadata = (("authorization", f"Bearer {token}"),) if identity is None else ()
 
     @property
     def _stub(self) -> pb_grpc.PeerStub:
@@ -60,9 +62,19 @@ class PeerClient(AsyncClosing):
             raise PeerUnavailable(f"client {self.number} ({self.address}): the connection to "
                                   "it is closed")
         if self._stub_ is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS)
+            self._channel = self._open()
             self._stub_ = pb_grpc.PeerStub(self._channel)
         return self._stub_
+
+    def _open(self) -> grpc.aio.Channel:
+        if self._identity is None:
+            return grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS)
+        i = self._identity
+        credentials = grpc.ssl_channel_credentials(root_certificates=i.ca_pem,
+                                                   private_key=i.key_pem,
+                                                   certificate_chain=i.cert_pem)
+        return grpc.aio.secure_channel(self.address, credentials, options=[
+            *GRPC_OPTIONS, ("grpc.ssl_target_name_override", client_name(self.number))])
 
     def error(self, exc: grpc.aio.AioRpcError, what: str) -> SplitnetError:
         """Return the splitnet error for a failed call (``what``: the call, as a verb phrase)."""

@@ -80,7 +80,7 @@ class GrpcNetwork(AsyncClosing):
         self.options = o
         self.me = o.me
         self._clients = {k: PeerClient(k, address, o.token, o.me, o.peer_timeout,
-                                            o.max_bulk_bytes)
+                                            o.max_bulk_bytes, o.identity)
                          for k, address in enumerate(o.addresses, 1)
                          if k != o.me and k not in o.left}
         self.peers: Mapping[int, PeerControl] = self._clients
@@ -141,7 +141,7 @@ class GrpcNetwork(AsyncClosing):
             try:
                 server, _ = await start_server(handler, o.listen_host, port, o.token,
                                                on_reject, receive, o.max_tensor_bytes,
-                                               o.max_bulk_bytes)
+                                               o.max_bulk_bytes, o.identity)
             except OSError as exc:
                 raise RuntimeFailure(f"client {self.me} cannot listen for peers on "
                                      f"{o.listen_host}:{port} ({exc}); is GRPC_PORT free?"

@@ -1,5 +1,11 @@
 """The gRPC server: a token-checking interceptor and a thin servicer over a ``PeerHandler``.
 
+Note: identity from the certificate. With a TLS identity the server takes only callers that
+present a certificate from the cluster CA (mutual TLS; no token), and the caller's client number
+is the one its certificate names (``clientK``). Every request field that names its sender (a
+join's, ping's, round report's or notice's ``client``, a tensor's or a model's ``sender``) must
+equal it: anything else is refused PERMISSION_DENIED, counted (``auth``) and logged.
+
 The servicer converts frames to domain messages and calls the handler; the handler raises domain
 errors and the servicer answers with their status codes (the table in ``transport.status``).
 Bytes that are no protobuf of a method's type are refused with INVALID_ARGUMENT and one log line
@@ -33,6 +39,7 @@ from splitnet.transport.serde import (
     tasks_from_stream,
 )
 from splitnet.transport.status import RefusalLog, kind_of, status_of, task_label
+from splitnet.transport.tls import Identity, client_number
 from splitnet.transport.undecodable import Registry
 
 __all__ = ["GRPC_OPTIONS", "REFUSALS", "start_server"]
@@ -114,12 +121,32 @@ async def _guard(context: grpc.aio.ServicerContext, call: Awaitable[Any]) -> Any
 
 class _Servicer(pb_grpc.PeerServicer):
     def __init__(self, handler: PeerHandler, receive: Receive, max_tensor_bytes: int,
-                 max_blob_bytes: int, on_reject: Reject | None) -> None:
+                 max_blob_bytes: int, on_reject: Reject | None, tls: bool = False) -> None:
         self._h = handler
         self._receive = receive
         self._max_tensor_bytes = max_tensor_bytes
         self._max_blob_bytes = max_blob_bytes
         self._on_reject = on_reject
+        self._tls = tls  # Note: identity from the certificate
+
+    async def _speaks_for(self, method: str, context: Any, claimed: int) -> None:
+        """Refuse (PERMISSION_DENIED) a caller whose certificate names another client."""
+        if not self._tls:
+            return
+        names = context.auth_context().get("x509_common_name", [])
+        caller = client_number(names[0]) if names else None
+        if caller is not None and caller == claimed:
+            return
+        if self._on_reject:
+            self._on_reject(method, "auth")
+        why = (f"the certificate of client {caller} cannot speak for client {claimed}"
+               if caller is not None else "the caller's certificate names no client")
+        _log_refusal(context, "auth", f"{method}: {why}")
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, why)
+
+    async def _sender_checked(self, method: str, context: Any, msg: Any) -> Any:
+        await self._speaks_for(method, context, msg.sender)
+        return msg
 
     async def _read(self, method: str, read: Awaitable[T]) -> T:
         """Await one streamed message; a frame that breaks a limit is counted (``limit``)."""
@@ -140,6 +167,7 @@ class _Servicer(pb_grpc.PeerServicer):
                         request.client)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "plan facts (facts_json) are not a JSON object")
+        await self._speaks_for("Join", context, request.client)
         result = await _guard(context, self._h.join(request.client, request.fingerprint, facts,
                                                     request.torrent_port, request.tensor_port,
                                                     request.run_id))
@@ -148,11 +176,14 @@ class _Servicer(pb_grpc.PeerServicer):
                             torrent_port=torrent_port, tensor_port=tensor_port, run_id=run_id)
 
     async def Ping(self, request: Any, context: Any) -> Any:
+        await self._speaks_for("Ping", context, request.client)
         return pb.PingReply(round=await _guard(context, self._h.ping(request.client)))
 
     async def SendTensor(self, request_iterator: Any, context: Any) -> Any:
-        await _guard(context, _then(self._read("SendTensor", task_from_frames(
-            request_iterator, self._max_tensor_bytes)), self._receive))
+        msg = await _guard(context, self._read("SendTensor", task_from_frames(
+            request_iterator, self._max_tensor_bytes)))
+        await self._speaks_for("SendTensor", context, msg.sender)
+        await _guard(context, self._receive(msg))
         return pb.Ack()
 
     async def TensorStream(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
@@ -165,6 +196,7 @@ class _Servicer(pb_grpc.PeerServicer):
                 msg = await _guard(context, self._read("TensorStream", anext(messages)))
             except StopAsyncIteration:
                 return
+            await self._speaks_for("TensorStream", context, msg.sender)
             try:
                 await self._receive(msg)
             except SplitnetError as exc:
@@ -172,6 +204,7 @@ class _Servicer(pb_grpc.PeerServicer):
                                    kind=kind_of(exc))
 
     async def RoundDone(self, request: Any, context: Any) -> Any:
+        await self._speaks_for("RoundDone", context, request.client)
         await _guard(context, self._h.round_done(request.client, request.round,
                                                  request.stats_json))
         return pb.Ack()
@@ -182,15 +215,19 @@ class _Servicer(pb_grpc.PeerServicer):
             yield frame
 
     async def PutModel(self, request_iterator: Any, context: Any) -> Any:
-        await _guard(context, _then(self._read("PutModel", blob_from_frames(
-            request_iterator, self._max_blob_bytes)), self._h.put_model))
+        blob = await _guard(context, self._read("PutModel", blob_from_frames(
+            request_iterator, self._max_blob_bytes)))
+        await self._speaks_for("PutModel", context, blob.sender)
+        await _guard(context, self._h.put_model(blob))
         return pb.Ack()
 
     async def Finish(self, request: Any, context: Any) -> Any:
+        await self._speaks_for("Finish", context, request.client)
         await _guard(context, self._h.finish(request.client, request.reason))
         return pb.Ack()
 
     async def Abort(self, request: Any, context: Any) -> Any:
+        await self._speaks_for("Abort", context, request.client)
         await _guard(context, self._h.abort(request.client, request.reason))
         return pb.Ack()
 
@@ -198,22 +235,29 @@ class _Servicer(pb_grpc.PeerServicer):
 async def start_server(handler: PeerHandler, host: str, port: int, token: str,
                        on_reject: Reject | None = None, receive: Receive | None = None,
                        max_tensor_bytes: int = MAX_TENSOR_BYTES,
-                       max_blob_bytes: int = MAX_BLOB_BYTES) -> tuple[grpc.aio.Server, int]:
+                       max_blob_bytes: int = MAX_BLOB_BYTES,
+                       identity: Identity | None = None) -> tuple[grpc.aio.Server, int]:
     """Start serving ``handler`` on ``host:port`` (0 picks a free port); return server, port.
 
     A tensor (SendTensor, TensorStream) of more than ``max_tensor_bytes`` or a model (PutModel)
     of more than ``max_blob_bytes`` is refused from its header, before its data is kept.
-    Raises OSError when the address cannot be bound.
+    With ``identity``: mutual TLS, callers known by their certificates (Note: identity from the
+    certificate); without: the token. Raises OSError when the address cannot be bound.
     """
-    server = grpc.aio.server(interceptors=[_TokenInterceptor(token, on_reject)],
-                             options=GRPC_OPTIONS)
+    interceptors = [] if identity is not None else [_TokenInterceptor(token, on_reject)]
+    server = grpc.aio.server(interceptors=interceptors, options=GRPC_OPTIONS)
     servicer = _Servicer(handler, receive or handler.tensor, max_tensor_bytes, max_blob_bytes,
-                         on_reject)
+                         on_reject, tls=identity is not None)
     registry = Registry(_log_refusal)  # Note: undecodable
     pb_grpc.add_PeerServicer_to_server(servicer, registry)
     registry.add_to(server)
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        if identity is None:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        else:
+            bound = server.add_secure_port(f"{host}:{port}", grpc.ssl_server_credentials(
+                [(identity.key_pem, identity.cert_pem)], root_certificates=identity.ca_pem,
+                require_client_auth=True))
     except RuntimeError as exc:  # newer grpc raises instead of returning 0
         raise OSError(f"cannot listen on {host}:{port}: {exc}") from None
     if bound == 0:
