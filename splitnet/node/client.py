@@ -45,7 +45,7 @@ def network_options(settings: Settings, plan: Plan) -> NetworkOptions:
                               settings.source) from None
     return NetworkOptions(
         me=network.client_number, addresses=peer_addresses(settings),
-        token=resolve_token(settings), listen_host=network.listen_host,
+        token=_token(settings), listen_host=network.listen_host,
         activation_transport=transport.activation_transport,
         bulk_transport=transport.bulk_transport,
         torrent_min_bytes=int(transport.bulk_torrent_min_mib * 1024 * 1024),
@@ -53,6 +53,14 @@ def network_options(settings: Settings, plan: Plan) -> NetworkOptions:
         torrent_utp=transport.torrent_utp, tensor_port=network.tensor_port,
         peer_timeout=network.peer_timeout, max_tensor_bytes=limits.tensor_bytes,
         max_bulk_bytes=limits.bulk_bytes, identity=identity)
+
+
+def _token(settings: Settings) -> str:
+    """Return the cluster token; with TLS=on none is needed (certificates identify clients)."""
+    network = settings.network
+    if network.tls == "on" and not network.token and not network.token_file:
+        return ""
+    return resolve_token(settings)
 
 
 def run_client(plan: Plan, settings: Settings) -> dict[str, Any]:

@@ -13,9 +13,12 @@ failure path).
 
 Wire format (integers big-endian):
 
+* with TLS (a TLS identity; Note: channel TLS in :mod:`~splitnet.transport.inbound`), the
+  connection is first upgraded to mutual TLS 1.3 and everything below travels inside it;
 * hello, connecting side: ``b"SPLT"``, u16 version, u32 client, 32-byte HMAC-SHA256 of the
-  cluster token over ``b"splitnet tensor channel"`` (like gRPC's bearer token, it proves the
-  sender holds the token; neither is encrypted).
+  cluster token over ``b"splitnet tensor channel"`` (without TLS it proves the sender holds the
+  token, unencrypted and replayable, like gRPC's bearer token; with TLS it is zeros and the
+  certificate proves the client).
 * answer: u32 0 when accepted; otherwise u32 n and n bytes of UTF-8 reason, then close.
 * message: u32 header length, ``TaskHeader`` bytes, tensor bytes (the header's ``nbytes``).
 * refusal, back to the sender: u32 n and n bytes of JSON ``{"kind", "error"}`` for a message
@@ -42,6 +45,7 @@ from splitnet.transport.inbound import HELLO, MAGIC, U32, VERSION, ChannelLimits
 from splitnet.transport.messages import TaskMessage
 from splitnet.transport.serde import task_header
 from splitnet.transport.status import refused, reported, task_label, transfer_failed
+from splitnet.transport.tls import Identity, client_name
 
 __all__ = ["HELLO", "MAGIC", "VERSION", "ChannelLimits", "TensorChannel"]
 
@@ -78,7 +82,13 @@ class _Link:
         writer: asyncio.StreamWriter | None = None
         try:
             reader, writer = await asyncio.open_connection(host, port)
-            writer.write(HELLO.pack(MAGIC, VERSION, channel.me, _proof(channel.token)))
+            identity = channel.identity
+            if identity is not None:  # Note: channel TLS (transport/inbound.py)
+                await writer.start_tls(identity.client_context(),
+                                       server_hostname=client_name(self.peer),
+                                       ssl_handshake_timeout=channel.limits.hello_seconds)
+            token_proof = bytes(32) if identity is not None else _proof(channel.token)
+            writer.write(HELLO.pack(MAGIC, VERSION, channel.me, token_proof))
             (n,) = U32.unpack(await reader.readexactly(4))
             if n:
                 reason = (await reader.readexactly(min(n, 4096))).decode(errors="replace")
@@ -115,9 +125,11 @@ class _Link:
 class TensorChannel(AsyncClosing):
     """One client's end of the direct channel: a listener and a link per peer it sends to."""
 
-    def __init__(self, me: int, token: str, limits: ChannelLimits | None = None) -> None:
+    def __init__(self, me: int, token: str, limits: ChannelLimits | None = None,
+                 identity: Identity | None = None) -> None:
         self.me = me
         self.token = token
+        self.identity = identity  # mutual TLS instead of the token's hello
         self.limits = limits or ChannelLimits()
         self.closing = False
         self._on_failure: Fail | None = None
@@ -135,7 +147,8 @@ class TensorChannel(AsyncClosing):
         accepts is bounded by ``limits`` (Note: channel limits).
         """
         self._on_failure = on_failure
-        self._inbound = Inbound(self.me, self.token, self.limits, receive, on_reject)
+        context = self.identity.server_context() if self.identity is not None else None
+        self._inbound = Inbound(self.me, self.token, self.limits, receive, on_reject, context)
         try:
             self._server = await asyncio.start_server(self._inbound.serve, host, port)
         except OSError as exc:

@@ -15,9 +15,15 @@ Note: channel limits. A sender may not hold the receiver's memory or time withou
 * every refusal is written with back-pressure (``drain``) and logged at most once per second
   per peer (Note: bounded refusal log).
 
-A refused message (wrong task, round, shape...) is answered and the connection goes on; a
-message that breaks these limits or the framing is answered, logged, and its connection closed.
-The listener keeps serving everybody else.
+A refused message (wrong task, round, shape, or a sender other than the connection's client)
+is answered and the connection goes on; a message that breaks these limits or the framing is
+answered, logged, and its connection closed. The listener keeps serving everybody else.
+
+Note: channel TLS. With a TLS context the connection is upgraded to TLS 1.3 before the hello
+(within ``hello_seconds``, counted among the greeting ones): the sender must present a
+certificate of the cluster CA, and its client number is the one the certificate names; the
+hello's number must match it and its token proof is ignored. Nothing captured on the wire can
+be replayed (a fresh handshake each time). A failed handshake is one refusal, counted ``auth``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import hashlib
 import hmac
 import json
 import logging
+import ssl
 import struct
 from dataclasses import dataclass
 
@@ -39,6 +46,7 @@ from splitnet.transport.codec import MAX_TENSOR_BYTES
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.serde import checked_tensor_size, task_message
 from splitnet.transport.status import RefusalLog, kind_of, task_label
+from splitnet.transport.tls import client_number
 
 __all__ = ["HELLO", "MAGIC", "U32", "VERSION", "ChannelLimits", "Inbound", "proof"]
 
@@ -70,8 +78,9 @@ class Inbound:
     """Serve the connections of one client's listener (Note: channel limits)."""
 
     def __init__(self, me: int, token: str, limits: ChannelLimits, receive: Receive,
-                 on_reject: Reject | None) -> None:
+                 on_reject: Reject | None, context: ssl.SSLContext | None = None) -> None:
         self.me, self.limits = me, limits
+        self._context = context  # Note: channel TLS
         self._proof = proof(token)
         self._receive, self._on_reject = receive, on_reject
         self._greeting = 0
@@ -123,7 +132,7 @@ class Inbound:
             return 0
         self._greeting += 1
         try:
-            peer = await asyncio.wait_for(self._hello(reader, writer),
+            peer = await asyncio.wait_for(self._secure_hello(reader, writer, where),
                                           self.limits.hello_seconds)
         finally:
             self._greeting -= 1
@@ -138,11 +147,38 @@ class Inbound:
             self._peers[peer] = task
         return peer
 
-    async def _hello(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+    async def _secure_hello(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            where: str) -> int:
+        """Upgrade to TLS when configured (Note: channel TLS), then read the hello."""
+        certified = None
+        if self._context is not None:
+            try:
+                await writer.start_tls(self._context)
+            except (ssl.SSLError, OSError) as exc:
+                if self._on_reject:
+                    self._on_reject("TensorChannel", "auth")
+                self._log.warning(where, f"client {self.me} refused a tensor channel "
+                                  f"connection from {where}: no TLS handshake with a "
+                                  f"certificate of the cluster CA ({type(exc).__name__}: "
+                                  f"{str(exc)[:200]})")
+                return 0
+            subject = dict(item for rdn in (writer.get_extra_info("peercert") or {}).get(
+                "subject", ()) for item in rdn)
+            certified = client_number(subject.get("commonName"))
+        return await self._hello(reader, writer, certified)
+
+    async def _hello(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     certified: int | None) -> int:
         magic, version, peer, token_proof = HELLO.unpack(await reader.readexactly(HELLO.size))
         reason = ""
         if magic != MAGIC or version != VERSION:
             reason = f"not a splitnet tensor channel hello (version {VERSION} expected)"
+        elif self._context is not None:
+            if certified is None or certified != peer:
+                reason = (f"the hello claims client {peer}, the certificate names "
+                          f"{f'client {certified}' if certified else 'no client'}")
+                if self._on_reject:
+                    self._on_reject("TensorChannel", "auth")
         elif not hmac.compare_digest(token_proof, self._proof):
             reason = "missing or wrong cluster token (SPLITNET_TOKEN)"
             if self._on_reject:
@@ -167,6 +203,11 @@ class Inbound:
                 raise ProtocolError(f"a message was not complete {seconds:g}s after its header "
                                     "length arrived (read deadline)") from None
             try:
+                if header.sender != peer:  # the connection's client, proven at its hello
+                    if self._on_reject:
+                        self._on_reject("TensorChannel", "auth")
+                    raise ProtocolError(f"the message names sender {header.sender}, but the "
+                                        f"connection is client {peer}'s")
                 await self._receive(task_message(header, data))
             except SplitnetError as exc:
                 label = task_label(header.owner, header.stage, header.batch)

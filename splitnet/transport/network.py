@@ -95,7 +95,7 @@ class GrpcNetwork(AsyncClosing):
         self.tensors: TensorTransport
         if o.activation_transport == "direct":
             self.tensors = self._channel = TensorChannel(
-                o.me, o.token, ChannelLimits(max_tensor_bytes=o.max_tensor_bytes))
+                o.me, o.token, ChannelLimits(max_tensor_bytes=o.max_tensor_bytes), o.identity)
         elif o.activation_transport == "grpc":
             self.tensors = self._others = StreamTransport(self._clients)
         elif o.activation_transport == "torrent":
