@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import signal
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from splitnet.node.node import Node
 from splitnet.node.rejoin import run_rejoining
 from splitnet.plan.plan import Plan
 from splitnet.transport.network import GrpcNetwork, NetworkOptions
-from splitnet.transport.tls import TlsFiles, load_identity
+from splitnet.transport.tls import Identity, TlsFiles, load_identity
 
 __all__ = ["network_options", "run_client"]
+
+log = logging.getLogger("splitnet.node")
 
 
 def network_options(settings: Settings, plan: Plan) -> NetworkOptions:
@@ -35,24 +38,50 @@ def network_options(settings: Settings, plan: Plan) -> NetworkOptions:
                                                f"number, 1..{settings.training.num_clients}"),
                           settings.source)
     limits = wire_limits(plan)
-    identity = None
-    if network.tls == "on":
-        me = network.client_number
-        try:
-            identity = load_identity(TlsFiles.in_folder(Path(network.tls_dir), me), me)
-        except ValueError as exc:
-            raise ConfigError(Violation("setting", f"TLS=on (TLS_DIR={network.tls_dir}): {exc}"),
-                              settings.source) from None
+    identity = _identity(settings, network.client_number)
     return NetworkOptions(
         me=network.client_number, addresses=peer_addresses(settings),
         token=_token(settings), listen_host=network.listen_host,
         activation_transport=transport.activation_transport,
-        bulk_transport=transport.bulk_transport,
+        bulk_transport=_bulk(settings, identity is not None),
         torrent_min_bytes=int(transport.bulk_torrent_min_mib * 1024 * 1024),
         torrent_port=transport.torrent_port, torrent_timeout=transport.torrent_timeout,
         torrent_utp=transport.torrent_utp, tensor_port=network.tensor_port,
         peer_timeout=network.peer_timeout, max_tensor_bytes=limits.tensor_bytes,
         max_bulk_bytes=limits.bulk_bytes, identity=identity)
+
+
+def _identity(settings: Settings, me: int) -> Identity | None:
+    """Return this client's checked TLS identity (TLS=on), or None, warning, with TLS=off."""
+    network = settings.network
+    if network.tls != "on":
+        log.warning("client %d: TLS=off: peers are known by the shared token alone, which "
+                    "travels in clear, and nothing on the wire is encrypted; make certificates "
+                    "(splitnet certs) and set TLS=on", me)
+        return None
+    try:
+        return load_identity(TlsFiles.in_folder(Path(network.tls_dir), me), me)
+    except ValueError as exc:
+        raise ConfigError(Violation("setting", f"TLS=on (TLS_DIR={network.tls_dir}): {exc}"),
+                          settings.source) from None
+
+
+def _bulk(settings: Settings, tls: bool) -> str:
+    """Return BULK_TRANSPORT to use: with TLS, ``auto`` keeps bulk objects on gRPC (TLS).
+
+    Note: BitTorrent is not encrypted yet. Its transfers are neither encrypted nor
+    authenticated (libtorrent's SSL torrents are not built): with TLS=on nothing goes over it
+    unless asked for, and then every client says so.
+    """
+    transport = settings.transport
+    if tls and "torrent" in (transport.bulk_transport, transport.activation_transport):
+        log.warning("client %s: TLS=on, but BULK_TRANSPORT=%s / ACTIVATION_TRANSPORT=%s send "
+                    "over BitTorrent, which is not encrypted or authenticated yet",
+                    settings.network.client_number, transport.bulk_transport,
+                    transport.activation_transport)
+    if tls and transport.bulk_transport == "auto":
+        return "grpc"
+    return transport.bulk_transport
 
 
 def _token(settings: Settings) -> str:

@@ -72,3 +72,38 @@ def test_files_are_never_overwritten_and_a_client_can_be_added(certs, tmp_path):
     assert load_identity(TlsFiles.in_folder(certs, 4), 4).me == 4
     with pytest.raises(ConfigError, match="no usable CA"):
         make_certs(tmp_path / "empty", [1], add=True)
+
+
+def _settings(**values):
+    from splitnet.config import load
+
+    two = '[["1_1","1_2","1_3","1_4","1_5","1_6","1_7","1_8"],["2_1","2_2","2_3","2_4","2_5",' \
+          '"2_6","2_7","2_8"]]'
+    return load(values={"NUM_CLIENTS": "2", "SIMULATION_STAGES_CLIENTS": two,
+                        "CLIENT_NUMBER": "2", "PEERS": "127.0.0.1:1,127.0.0.1:2", **values})
+
+
+def test_tls_on_loads_the_identity_needs_no_token_and_keeps_bulk_off_bittorrent(certs):
+    from splitnet.node.client import network_options
+    from splitnet.plan.plan import build_plan
+
+    settings = _settings(TLS="on", TLS_DIR=str(certs))
+    options = network_options(settings, build_plan(settings.training))
+    assert options.identity is not None and options.identity.me == 2
+    assert options.token == "" and options.bulk_transport == "grpc"  # auto: BitTorrent is plain
+
+
+def test_tls_on_without_its_files_and_tls_off_without_a_token_are_named(certs, tmp_path, caplog):
+    from splitnet.node.client import network_options
+    from splitnet.plan.plan import build_plan
+
+    settings = _settings(TLS="on", TLS_DIR=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"TLS=on \(TLS_DIR=.*\): CA certificate .*ca.crt"):
+        network_options(settings, build_plan(settings.training))
+    settings = _settings(TLS="off")
+    with pytest.raises(ConfigError, match="no cluster token"):
+        network_options(settings, build_plan(settings.training))
+    settings = _settings(TLS="off", SPLITNET_TOKEN="a-long-enough-token-0123")
+    options = network_options(settings, build_plan(settings.training))
+    assert options.identity is None and options.bulk_transport == "auto"
+    assert "TLS=off: peers are known by the shared token alone" in caplog.text
