@@ -9,6 +9,7 @@ from pathlib import Path
 
 from splitnet.errors import EXIT_OK, EXIT_RUNTIME, PeerUnavailable, SplitnetError
 from splitnet.transport.client import PeerClient
+from splitnet.transport.tls import TlsFiles, load_identity
 
 __all__ = ["check_health"]
 
@@ -19,6 +20,8 @@ def check_health(port: int | None = None,
 
     The port defaults to ``GRPC_PORT`` (else 50051) and the token to ``SPLITNET_TOKEN`` or the
     file ``SPLITNET_TOKEN_FILE`` names, read from the environment as the container sets them.
+    With ``TLS=on`` it calls over mutual TLS as the container's own client (``CLIENT_NUMBER``,
+    its files in ``TLS_DIR``), which its server takes like any member.
     """
     environ = os.environ if environ is None else environ
     port = port or int(environ.get("GRPC_PORT", "50051"))
@@ -29,8 +32,17 @@ def check_health(port: int | None = None,
         except OSError:
             token = ""  # a wrong token still gets an answer (UNAUTHENTICATED): alive
 
+    me, identity = 0, None
+    if environ.get("TLS", "").lower() == "on":
+        me = int(environ.get("CLIENT_NUMBER", "0") or 0)
+        try:
+            identity = load_identity(
+                TlsFiles.in_folder(Path(environ.get("TLS_DIR", "./certs")), me), me)
+        except ValueError as exc:
+            return EXIT_RUNTIME, f"unhealthy: TLS=on but {exc}"
+
     async def ping() -> int:
-        client = PeerClient(0, f"127.0.0.1:{port}", token, 0, 5.0)
+        client = PeerClient(me, f"127.0.0.1:{port}", token, me, 5.0, identity=identity)
         try:
             return await client.ping(timeout=5.0)
         finally:

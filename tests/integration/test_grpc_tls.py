@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 
 import grpc
 import pytest
@@ -16,6 +17,7 @@ import torch
 
 from splitnet.errors import RuntimeFailure
 from splitnet.ops.certs import make_certs
+from splitnet.ops.health import check_health
 from splitnet.transport.client import PeerClient
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
@@ -133,3 +135,38 @@ def test_a_peer_presenting_another_clients_certificate_is_not_called(cluster):
             await server.stop(None)
 
     asyncio.run(scenario())
+
+
+def test_the_health_check_calls_its_own_tls_server_as_its_own_client(cluster, tmp_path):
+    ours, _, _ = cluster
+    folder = ours[1].files.ca.parent
+
+    async def start():
+        return await _serve(ours[1], RecordingHandler(), [])
+
+    async def stop(server):
+        await server.stop(None)
+
+    loop = asyncio.new_event_loop()
+    server, port = loop.run_until_complete(start())
+    try:
+        results = {}
+
+        def probe(name, environ):
+            results[name] = check_health(port, environ)
+
+        threads = [threading.Thread(target=probe, args=("tls", {
+                       "TLS": "on", "CLIENT_NUMBER": "1", "TLS_DIR": str(folder)})),
+                   threading.Thread(target=probe, args=("plain", {})),
+                   threading.Thread(target=probe, args=("nofiles", {
+                       "TLS": "on", "CLIENT_NUMBER": "1", "TLS_DIR": str(tmp_path)}))]
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads):
+            loop.run_until_complete(asyncio.sleep(0.05))
+        assert results["tls"] == (0, "healthy (round 3)")
+        assert results["plain"][0] == 1 and results["plain"][1].startswith("unhealthy")
+        assert results["nofiles"][0] == 1 and "TLS=on but CA certificate" in results["nofiles"][1]
+    finally:
+        loop.run_until_complete(stop(server))
+        loop.close()
