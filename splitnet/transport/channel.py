@@ -81,12 +81,14 @@ class _Link:
         channel = self.channel
         writer: asyncio.StreamWriter | None = None
         try:
-            reader, writer = await asyncio.open_connection(host, port)
             identity = channel.identity
-            if identity is not None:  # Note: channel TLS (transport/inbound.py)
-                await writer.start_tls(identity.client_context(),
-                                       server_hostname=client_name(self.peer),
-                                       ssl_handshake_timeout=channel.limits.hello_seconds)
+            if identity is None:
+                reader, writer = await asyncio.open_connection(host, port)
+            else:  # Note: channel TLS (transport/inbound.py)
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=identity.client_context(),
+                    server_hostname=client_name(self.peer),
+                    ssl_handshake_timeout=channel.limits.hello_seconds)
             token_proof = bytes(32) if identity is not None else _proof(channel.token)
             writer.write(HELLO.pack(MAGIC, VERSION, channel.me, token_proof))
             (n,) = U32.unpack(await reader.readexactly(4))
@@ -148,9 +150,12 @@ class TensorChannel(AsyncClosing):
         """
         self._on_failure = on_failure
         context = self.identity.server_context() if self.identity is not None else None
-        self._inbound = Inbound(self.me, self.token, self.limits, receive, on_reject, context)
+        self._inbound = Inbound(self.me, self.token, self.limits, receive, on_reject,
+                                tls=context is not None)
         try:
-            self._server = await asyncio.start_server(self._inbound.serve, host, port)
+            self._server = await asyncio.start_server(
+                self._inbound.serve, host, port, ssl=context,
+                ssl_handshake_timeout=self.limits.hello_seconds if context else None)
         except OSError as exc:
             raise RuntimeFailure(f"client {self.me} cannot listen for tensors on {host}:{port} "
                                  f"({exc}); set TENSOR_PORT to a free port, or 0") from None

@@ -19,11 +19,14 @@ A refused message (wrong task, round, shape, or a sender other than the connecti
 is answered and the connection goes on; a message that breaks these limits or the framing is
 answered, logged, and its connection closed. The listener keeps serving everybody else.
 
-Note: channel TLS. With a TLS context the connection is upgraded to TLS 1.3 before the hello
-(within ``hello_seconds``, counted among the greeting ones): the sender must present a
-certificate of the cluster CA, and its client number is the one the certificate names; the
-hello's number must match it and its token proof is ignored. Nothing captured on the wire can
-be replayed (a fresh handshake each time). A failed handshake is one refusal, counted ``auth``.
+Note: channel TLS. With TLS the listener's sockets are TLS 1.3 from the first byte (the
+handshake must end within ``hello_seconds``): the sender must present a certificate of the
+cluster CA, and its client number is the one the certificate names; the hello's number must
+match it (else a refusal counted ``auth``) and its token proof is ignored. Nothing captured on
+the wire can be replayed (a fresh handshake each time). A failed handshake never reaches this
+code: asyncio's TLS layer closes the connection (not counted). The handshake is not done with
+``StreamWriter.start_tls`` after accepting: bytes that arrive before it is called (the sender's
+ClientHello, when the receiver is slow) stay in the plain reader and the handshake hangs.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ import hashlib
 import hmac
 import json
 import logging
-import ssl
 import struct
 from dataclasses import dataclass
 
@@ -78,9 +80,9 @@ class Inbound:
     """Serve the connections of one client's listener (Note: channel limits)."""
 
     def __init__(self, me: int, token: str, limits: ChannelLimits, receive: Receive,
-                 on_reject: Reject | None, context: ssl.SSLContext | None = None) -> None:
+                 on_reject: Reject | None, tls: bool = False) -> None:
         self.me, self.limits = me, limits
-        self._context = context  # Note: channel TLS
+        self._tls = tls  # Note: channel TLS
         self._proof = proof(token)
         self._receive, self._on_reject = receive, on_reject
         self._greeting = 0
@@ -132,7 +134,7 @@ class Inbound:
             return 0
         self._greeting += 1
         try:
-            peer = await asyncio.wait_for(self._secure_hello(reader, writer, where),
+            peer = await asyncio.wait_for(self._secure_hello(reader, writer),
                                           self.limits.hello_seconds)
         finally:
             self._greeting -= 1
@@ -147,21 +149,11 @@ class Inbound:
             self._peers[peer] = task
         return peer
 
-    async def _secure_hello(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                            where: str) -> int:
-        """Upgrade to TLS when configured (Note: channel TLS), then read the hello."""
+    async def _secure_hello(self, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> int:
+        """Read the hello; with TLS, against the certificate's client (Note: channel TLS)."""
         certified = None
-        if self._context is not None:
-            try:
-                await writer.start_tls(self._context)
-            except (ssl.SSLError, OSError) as exc:
-                if self._on_reject:
-                    self._on_reject("TensorChannel", "auth")
-                self._log.warning(where, f"client {self.me} refused a tensor channel "
-                                  f"connection from {where}: no TLS handshake with a "
-                                  f"certificate of the cluster CA ({type(exc).__name__}: "
-                                  f"{str(exc)[:200]})")
-                return 0
+        if self._tls:
             subject = dict(item for rdn in (writer.get_extra_info("peercert") or {}).get(
                 "subject", ()) for item in rdn)
             certified = client_number(subject.get("commonName"))
@@ -173,7 +165,7 @@ class Inbound:
         reason = ""
         if magic != MAGIC or version != VERSION:
             reason = f"not a splitnet tensor channel hello (version {VERSION} expected)"
-        elif self._context is not None:
+        elif self._tls:
             if certified is None or certified != peer:
                 reason = (f"the hello claims client {peer}, the certificate names "
                           f"{f'client {certified}' if certified else 'no client'}")

@@ -1,14 +1,17 @@
 """The direct tensor channel with mutual TLS on real loopback sockets (Note: channel TLS).
 
 A member's tensors arrive; a certificate of another CA, an expired one, a plaintext sender, a
-hello or a message claiming another client, and bytes captured from a real connection and
-replayed are all refused and counted, while the receiver keeps taking a member's tensors.
+hello or a message claiming another client (these two counted), and bytes captured from a real
+connection and replayed are all refused, while the receiver keeps taking a member's tensors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import socket
+import threading
+import time
 
 import pytest
 import torch
@@ -94,12 +97,9 @@ def test_a_member_sends_over_tls_and_strangers_are_refused(ids):
             assert [m.batch for m in receiver.got] == [0] and receiver.rejected == []
             for stranger, batch in ((ids["theirs"], 1), (ids["expired"], 2)):
                 errors = await receiver.send_from(stranger, batch)
-                await _until(lambda: receiver.rejected)
                 assert errors  # the sender is told: its handshake failed
             errors = await receiver.send_from(None, 3)  # the old plaintext hello with the token
             assert errors
-            await _until(lambda: len(receiver.rejected) == 3)
-            assert receiver.rejected == [("TensorChannel", "auth")] * 3
             assert await receiver.send_from(ids[1], 4) == []  # still serving members
             assert [m.batch for m in receiver.got] == [0, 4]
 
@@ -167,9 +167,8 @@ def test_bytes_captured_from_a_real_connection_replay_to_nothing(ids):
             await writer.drain()
             assert await reader.read() == b""  # closed without a word
             writer.close()
-            await _until(lambda: receiver.rejected)
-            assert receiver.rejected == [("TensorChannel", "auth")]
-            assert [m.batch for m in receiver.got] == [7]
+            await asyncio.sleep(0.2)
+            assert [m.batch for m in receiver.got] == [7] and receiver.rejected == []
 
     asyncio.run(scenario())
 
@@ -180,5 +179,33 @@ def test_a_listener_with_another_clients_certificate_is_not_sent_to(ids):
             errors = await receiver.send_from(ids[1], 0)
             assert errors and receiver.got == []
             assert "client2" in str(errors[0]) or "certificate" in str(errors[0]).lower()
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_receiver_still_completes_the_handshake(ids):
+    """The sender's ClientHello may be waiting before the receiver looks at the connection."""
+
+    def send_blocking(port, done):
+        context = ids[1].client_context()
+        with (socket.create_connection(("127.0.0.1", port), timeout=20) as raw,
+              context.wrap_socket(raw, server_hostname="client2") as tls):
+            tls.sendall(HELLO.pack(MAGIC, VERSION, 1, bytes(32)))
+            assert tls.recv(4) == U32.pack(0)
+            msg = TaskMessage(1, 3, 0, 0, 1, torch.ones(4))
+            header = task_header(msg).SerializeToString()
+            tls.sendall(U32.pack(len(header)) + header + msg.tensor.numpy().tobytes())
+            done.set()
+            time.sleep(0.5)
+
+    async def scenario():
+        async with Receiver(ids[2]) as receiver:
+            done = threading.Event()
+            sender = threading.Thread(target=send_blocking, args=(receiver.port, done))
+            sender.start()
+            time.sleep(0.5)  # the receiver's loop is busy while the ClientHello arrives
+            await _until(lambda: receiver.got or not sender.is_alive(), seconds=15)
+            sender.join(5)
+            assert done.is_set() and [m.batch for m in receiver.got] == [0]
 
     asyncio.run(scenario())
