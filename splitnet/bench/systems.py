@@ -20,8 +20,6 @@ process). Ratios are against the centralized run of the same invocation.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -34,6 +32,7 @@ from safetensors.torch import load_file
 
 from splitnet.bench.netns import loopback_bytes, netns_available, wrap
 from splitnet.bench.options import BenchOptions, command_line
+from splitnet.bench.report import NO_TLS, machine, table, tls_cost
 from splitnet.config import Settings
 from splitnet.config.catalog import num_partitions
 from splitnet.errors import RuntimeFailure
@@ -47,7 +46,7 @@ from splitnet.plan.generate import generate_lists
 from splitnet.plan.plan import Plan
 from splitnet.telemetry.runs import run_folder_of
 
-__all__ = ["placements", "run_bench", "table"]
+__all__ = ["placements", "run_bench"]
 
 
 def _settings_lines(opts: BenchOptions, lists: list[list[str]]) -> list[str]:
@@ -202,14 +201,17 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
     rows.append(_row(run, data, summary, model, batches, 0))
 
     # 2., 3., 5. splitnet
+    # (TLS=off: the same offload run on the token alone, the baseline of the TLS ratio)
     systems: list[tuple[str, str, str | None]] = [
-        ("splitnet all-local", "all-local", None), ("splitnet offload", "offload", None)]
+        ("splitnet all-local", "all-local", None), ("splitnet offload", "offload", None),
+        (NO_TLS, "offload", None)]
     if opts.shaped:
         systems.append((f"splitnet offload, shaped {opts.shaped}", "offload", opts.shaped))
     for name, placement, shaping in systems:
         progress(f"bench: {name} ...")
-        results = opts.out / name.replace(" ", "-").replace(",", "")
-        run = _run(name, [*env_for(results), *python, "local", "--env-file",
+        results = opts.out / name.replace(" ", "-").replace(",", "").replace("=", "-")
+        tls = ["--tls", "off"] if name == NO_TLS else []
+        run = _run(name, [*env_for(results), *python, "local", *tls, "--env-file",
                           str(envs[placement])], results, isolate, shaping,
                    opts.out / f"{results.name}.log")
         if run.note:
@@ -238,8 +240,8 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
             row["vs_centralized"] = row["samples_per_second"] / central
             row["vs_pipelining"] = row["samples_per_second"] / pipelining
     report = {
-        "command": command_line(opts),
-        "machine": _machine(), "settings": {
+        "command": command_line(opts), "tls": tls_cost(rows),
+        "machine": machine(), "settings": {
             "model": opts.model, "dataset": opts.dataset, "clients": opts.clients,
             "rounds": opts.rounds, "epochs": opts.epochs, "batch_size": opts.batch_size,
             "learning_rate": opts.learning_rate, "seed": opts.seed,
@@ -248,39 +250,3 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
     (opts.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     (opts.out / "bench.md").write_text(table(report) + "\n")
     return report
-
-
-def _machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"torch {torch.__version__}")
-
-
-def _fmt(value: Any, spec: str, none: str = "—") -> str:
-    return none if value is None else format(value, spec)
-
-
-def table(report: dict[str, Any]) -> str:
-    """Return the comparison as a Markdown table (rows: systems; columns: metrics)."""
-    head = ("| system | test acc | test F1 | train acc | train F1 | s/epoch | samples/s | "
-            "x centralized | x pipelining | inference µs/sample | acc per train s | "
-            "peak RSS MiB (max of n) | model KiB | wire bytes/batch | wire ÷ payload |")
-    lines = [head, "|" + "---|" * 15]
-    for r in report["rows"]:
-        if "samples_per_second" not in r:
-            lines.append(f"| {r['system']} | {r.get('note', '')} |" + " |" * 13)
-            continue
-        lines.append(
-            f"| {r['system']} | {r['test_accuracy']:.4f} | {r['test_f1']:.4f} | "
-            f"{r['train_accuracy']:.4f} | {r['train_f1']:.4f} | {r['seconds_per_epoch']:.3f} | "
-            f"{r['samples_per_second']:.0f} | {r['vs_centralized']:.2f}x | "
-            f"{r['vs_pipelining']:.2f}x | {r['inference_us_per_sample']:.1f} | "
-            f"{r['efficiency']:.3f} | {r['peak_rss_mib_max']:.0f} (of {r['processes']}) | "
-            f"{r['model_bytes'] / 1024:.0f} | {_fmt(r['wire_bytes_per_batch'], '.0f')} | "
-            f"{_fmt(r['wire_over_payload'], '.3f')} |")
-    s = report["settings"]
-    lines += ["", f"{s['model']} on {s['dataset']}, {s['clients']} clients, {s['rounds']} rounds x "
-              f"{s['epochs']} epochs, batch {s['batch_size']}, lr {s['learning_rate']}, seed "
-              f"{s['seed']}; {report['machine']}. Command: `{report['command']}`."]
-    if not report["wire_measured"]:
-        lines.append("Wire bytes not measured: no network namespace could be made (needs root).")
-    return "\n".join(lines)

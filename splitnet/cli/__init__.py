@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--restart-on-failure", action="store_true",
                        help="start a client that exits non-zero again (at most 3 times), as a "
                             "container restart policy does")
+    local.add_argument("--tls", choices=("on", "off"), default="on",
+                       help="on (default): mutual TLS with a throw-away CA made for the run; "
+                            "off: the shared token alone, only to measure what TLS costs")
     local.set_defaults(handler=commands.cmd_local)
 
     baseline = sub.add_parser("baseline", help="train the same model centrally, one process")

@@ -102,7 +102,8 @@ def cmd_local(args: argparse.Namespace) -> int:
     summary, folder = run_local(plan, path if path.exists() else None, results,
                                 run_id=settings.output.run_id,
                                 restarts=RESTARTS if args.restart_on_failure else 0,
-                                checkpoint_dir=settings.recovery.checkpoint_dir)
+                                checkpoint_dir=settings.recovery.checkpoint_dir,
+                                extra_env={"TLS": "off"} if args.tls == "off" else None)
     print(summary_line(summary, folder))
     return EXIT_OK
 
@@ -156,7 +157,8 @@ def cmd_health(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run ``splitnet bench``."""
     from splitnet.bench.options import bench_options
-    from splitnet.bench.systems import run_bench, table
+    from splitnet.bench.report import table
+    from splitnet.bench.systems import run_bench
 
     options = bench_options(args.out, quick=args.quick, model=args.model, dataset=args.dataset,
                             clients=args.clients, rounds=args.rounds, epochs=args.epochs,

@@ -102,8 +102,9 @@ FIELDS: tuple[Field, ...] = (
     Field("SPLITNET_TOKEN", "network", "token", text, None, "cluster credential"),
     Field("SPLITNET_TOKEN_FILE", "network", "token_file", text, None,
           "file holding the credential"),
-    Field("TLS", "network", "tls", choice("on", "off"), "off",
-          "on: mutual TLS with the certificates in TLS_DIR (splitnet certs); off: the token"),
+    Field("TLS", "network", "tls", choice("auto", "on", "off"), "auto",
+          "on: mutual TLS with the certificates in TLS_DIR (splitnet certs); off: the token; "
+          "auto: on when TLS_DIR holds ca.crt, else refused (off must be asked for)"),
     Field("TLS_DIR", "network", "tls_dir", directory, "./certs",
           "folder with ca.crt and this client's clientK.crt and clientK.key"),
     Field("JOIN_TIMEOUT", "network", "join_timeout", _SECONDS, 120.0,

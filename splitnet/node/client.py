@@ -19,7 +19,7 @@ from splitnet.node.node import Node
 from splitnet.node.rejoin import run_rejoining
 from splitnet.plan.plan import Plan
 from splitnet.transport.network import GrpcNetwork, NetworkOptions
-from splitnet.transport.tls import Identity, TlsFiles, load_identity
+from splitnet.transport.tls import Identity, TlsFiles, load_identity, tls_wanted
 
 __all__ = ["network_options", "run_client"]
 
@@ -41,9 +41,9 @@ def network_options(settings: Settings, plan: Plan) -> NetworkOptions:
     identity = _identity(settings, network.client_number)
     return NetworkOptions(
         me=network.client_number, addresses=peer_addresses(settings),
-        token=_token(settings), listen_host=network.listen_host,
+        token=_token(settings, identity is not None), listen_host=network.listen_host,
         activation_transport=transport.activation_transport,
-        bulk_transport=_bulk(settings, identity is not None),
+        bulk_transport=_bulk(settings, identity),
         torrent_min_bytes=int(transport.bulk_torrent_min_mib * 1024 * 1024),
         torrent_port=transport.torrent_port, torrent_timeout=transport.torrent_timeout,
         torrent_utp=transport.torrent_utp, tensor_port=network.tensor_port,
@@ -52,9 +52,20 @@ def network_options(settings: Settings, plan: Plan) -> NetworkOptions:
 
 
 def _identity(settings: Settings, me: int) -> Identity | None:
-    """Return this client's checked TLS identity (TLS=on), or None, warning, with TLS=off."""
+    """Return this client's checked TLS identity, or None, warning, with TLS=off.
+
+    ``TLS=auto`` (the default) is on when ``TLS_DIR`` holds the cluster CA, and refused when
+    it does not: running without TLS must be asked for (``TLS=off``).
+    """
     network = settings.network
-    if network.tls != "on":
+    wanted = tls_wanted(network.tls, Path(network.tls_dir))
+    if wanted is None:
+        raise ConfigError(Violation("setting", f"TLS=auto: TLS_DIR={network.tls_dir} holds no "
+                                               "ca.crt; make the cluster's certificates with "
+                                               "splitnet certs --clients N, or set TLS=off to "
+                                               "run on the shared token alone, unencrypted"),
+                          settings.source)
+    if not wanted:
         log.warning("client %d: TLS=off: peers are known by the shared token alone, which "
                     "travels in clear, and nothing on the wire is encrypted; make certificates "
                     "(splitnet certs) and set TLS=on", me)
@@ -62,32 +73,29 @@ def _identity(settings: Settings, me: int) -> Identity | None:
     try:
         return load_identity(TlsFiles.in_folder(Path(network.tls_dir), me), me)
     except ValueError as exc:
-        raise ConfigError(Violation("setting", f"TLS=on (TLS_DIR={network.tls_dir}): {exc}"),
-                          settings.source) from None
+        raise ConfigError(Violation("setting", f"TLS={network.tls} (TLS_DIR={network.tls_dir}):"
+                                               f" {exc}"), settings.source) from None
 
 
-def _bulk(settings: Settings, tls: bool) -> str:
-    """Return BULK_TRANSPORT to use: with TLS, ``auto`` keeps bulk objects on gRPC (TLS).
-
-    Note: BitTorrent is not encrypted yet. Its transfers are neither encrypted nor
-    authenticated (libtorrent's SSL torrents are not built): with TLS=on nothing goes over it
-    unless asked for, and then every client says so.
-    """
+def _bulk(settings: Settings, identity: Identity | None) -> str:
+    """Return BULK_TRANSPORT, once TLS=on certificates are known to suit SSL torrents."""
     transport = settings.transport
-    if tls and "torrent" in (transport.bulk_transport, transport.activation_transport):
-        log.warning("client %s: TLS=on, but BULK_TRANSPORT=%s / ACTIVATION_TRANSPORT=%s send "
-                    "over BitTorrent, which is not encrypted or authenticated yet",
-                    settings.network.client_number, transport.bulk_transport,
-                    transport.activation_transport)
-    if tls and transport.bulk_transport == "auto":
-        return "grpc"
+    uses_torrent = (transport.bulk_transport in ("auto", "torrent")
+                    or transport.activation_transport == "torrent")
+    if identity is not None and uses_torrent and not identity.covers_torrents:
+        raise ConfigError(Violation(
+            "setting", f"TLS=on with BULK_TRANSPORT={transport.bulk_transport} / "
+                       f"ACTIVATION_TRANSPORT={transport.activation_transport}: certificate "
+                       f"{identity.files.cert} has no DNS name '*', which libtorrent's SSL "
+                       "torrents ask for; make new certificates with splitnet certs, or set "
+                       "BULK_TRANSPORT=grpc"), settings.source)
     return transport.bulk_transport
 
 
-def _token(settings: Settings) -> str:
-    """Return the cluster token; with TLS=on none is needed (certificates identify clients)."""
+def _token(settings: Settings, tls: bool) -> str:
+    """Return the cluster token; with TLS none is needed (certificates identify clients)."""
     network = settings.network
-    if network.tls == "on" and not network.token and not network.token_file:
+    if tls and not network.token and not network.token_file:
         return ""
     return resolve_token(settings)
 

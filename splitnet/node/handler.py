@@ -56,8 +56,16 @@ class NodeHandler:
                                 "the aggregator itself")
         self._aggregator.round_done(client, round_, report_json)
 
-    async def get_states(self, round_: int) -> Blob:
-        """Return this client's replica states and counters."""
+    async def get_states(self, client: int, round_: int) -> Blob:
+        """Return this client's replica states and counters to the aggregator, and no one else.
+
+        ProtocolError for another client: replica weights are an owner's to share with the
+        aggregator only (with TLS the caller's number is its certificate's).
+        """
+        if client != self._rounds.server:
+            raise ProtocolError(f"client {client} asked for client {self._routing.me}'s replica "
+                                f"states; only the aggregator (client {self._rounds.server}) "
+                                "is given them")
         return await self._rounds.states(round_)
 
     async def put_model(self, blob: Blob) -> None:

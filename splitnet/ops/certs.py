@@ -3,8 +3,9 @@
 Files in the output folder: ``ca.crt`` and ``ca.key`` (keep the CA key off the clients),
 ``clientK.crt`` and ``clientK.key`` for each client. Keys are EC P-256, written 0600 and never
 overwritten. A client's certificate names ``clientK`` (common name and DNS name; the compose
-service is called the same) plus any ``--host`` (a DNS name or an IP address). ``--add K`` makes
-client K's files with an existing CA (a client added to a cluster, or a replaced key).
+service is called the same), ``*`` (so it serves every SSL torrent of the cluster; Note: SSL
+torrents, in transport/torrent.py) and any ``--host`` (a DNS name or an IP address). ``--add K``
+makes client K's files with an existing CA (a client added to a cluster, or a replaced key).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from splitnet.errors import ConfigError, Violation
-from splitnet.transport.tls import client_name
+from splitnet.transport.tls import ANY_TORRENT, client_name
 
 __all__ = ["DEFAULT_DAYS", "make_certs"]
 
@@ -70,7 +71,8 @@ def _client(ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, k: int,
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - _SKEW).not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName(_alt_names([name, *hosts])),
+            .add_extension(x509.SubjectAlternativeName(
+                _alt_names([name, ANY_TORRENT, *hosts])),
                            critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                                   ExtendedKeyUsageOID.CLIENT_AUTH]),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from splitnet.errors import EXIT_OK, EXIT_RUNTIME, PeerUnavailable, SplitnetError
 from splitnet.transport.client import PeerClient
-from splitnet.transport.tls import TlsFiles, load_identity
+from splitnet.transport.tls import TlsFiles, load_identity, tls_wanted
 
 __all__ = ["check_health"]
 
@@ -20,8 +20,9 @@ def check_health(port: int | None = None,
 
     The port defaults to ``GRPC_PORT`` (else 50051) and the token to ``SPLITNET_TOKEN`` or the
     file ``SPLITNET_TOKEN_FILE`` names, read from the environment as the container sets them.
-    With ``TLS=on`` it calls over mutual TLS as the container's own client (``CLIENT_NUMBER``,
-    its files in ``TLS_DIR``), which its server takes like any member.
+    With TLS (``TLS=on``, or ``auto`` with a CA in ``TLS_DIR``) it calls over mutual TLS as the
+    container's own client (``CLIENT_NUMBER``, its files in ``TLS_DIR``), which its server takes
+    like any member.
     """
     environ = os.environ if environ is None else environ
     port = port or int(environ.get("GRPC_PORT", "50051"))
@@ -33,11 +34,11 @@ def check_health(port: int | None = None,
             token = ""  # a wrong token still gets an answer (UNAUTHENTICATED): alive
 
     me, identity = 0, None
-    if environ.get("TLS", "").lower() == "on":
+    folder = Path(environ.get("TLS_DIR", "./certs"))
+    if tls_wanted(environ.get("TLS", "auto").lower(), folder):
         me = int(environ.get("CLIENT_NUMBER", "0") or 0)
         try:
-            identity = load_identity(
-                TlsFiles.in_folder(Path(environ.get("TLS_DIR", "./certs")), me), me)
+            identity = load_identity(TlsFiles.in_folder(folder, me), me)
         except ValueError as exc:
             return EXIT_RUNTIME, f"unhealthy: TLS=on but {exc}"
 

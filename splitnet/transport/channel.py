@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 
 from splitnet.errors import (
     PeerUnavailable,
@@ -150,6 +151,8 @@ class TensorChannel(AsyncClosing):
         """
         self._on_failure = on_failure
         context = self.identity.server_context() if self.identity is not None else None
+        if context is not None and on_reject is not None:
+            context.sslobject_class = _counting_handshakes(on_reject)
         self._inbound = Inbound(self.me, self.token, self.limits, receive, on_reject,
                                 tls=context is not None)
         try:
@@ -203,3 +206,25 @@ class TensorChannel(AsyncClosing):
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+
+def _counting_handshakes(on_reject: Reject) -> type[ssl.SSLObject]:
+    """Return an SSL object class that counts a failed TLS handshake as an ``auth`` refusal.
+
+    Note: refused handshakes. The listener's sockets are TLS from the first byte, so a peer
+    without a certificate of the cluster CA never reaches :class:`Inbound`: asyncio ends the
+    connection (logging nothing unless in debug mode). Each such refusal is counted here, where
+    the handshake fails.
+    """
+
+    class CountingSSLObject(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            try:
+                super().do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise
+            except ssl.SSLError:
+                on_reject("TensorChannel", "auth")
+                raise
+
+    return CountingSSLObject

@@ -125,7 +125,8 @@ class PeerClient(AsyncClosing):
     async def get_states(self, round_: int) -> Blob:
         """Fetch the peer's replica states at the end of ``round_``."""
         try:
-            call = self._stub.GetStates(pb.StatesRequest(round=round_), metadata=self._metadata,
+            call = self._stub.GetStates(pb.StatesRequest(round=round_, client=self.me),
+                                        metadata=self._metadata,
                                         timeout=self.timeout, wait_for_ready=True)
             return await blob_from_frames(call, self.max_blob_bytes)
         except grpc.aio.AioRpcError as exc:

@@ -121,7 +121,7 @@ class MemoryPeer(AsyncClosing):
     async def get_states(self, round_: int) -> Blob:
         """Fetch the peer's replica states."""
         return _copy(await self._call("did not send its replica states",
-                                      lambda h: h.get_states(round_)))
+                                      lambda h: h.get_states(self.me, round_)))
 
     async def put_model(self, blob: Blob, timeout: float | None = None) -> None:
         """Send averaged partitions to the peer."""

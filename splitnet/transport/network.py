@@ -87,7 +87,8 @@ class GrpcNetwork(AsyncClosing):
         use_torrent = (o.bulk_transport in ("auto", "torrent")
                        or o.activation_transport == "torrent")
         self._swarm = Swarm(o.me, o.torrent_timeout, host=o.listen_host, port=o.torrent_port,
-                            utp=o.torrent_utp, workdir=o.workdir) if use_torrent else None
+                            utp=o.torrent_utp, workdir=o.workdir,
+                            identity=o.identity) if use_torrent else None
         self.bulk: BulkTransport = InlineBulk(o.me) if self._swarm is None else TorrentBulk(
             self._swarm, bulk_min_bytes(o.bulk_transport, o.torrent_min_bytes), o.max_bulk_bytes)
         self._channel: TensorChannel | None = None

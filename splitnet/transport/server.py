@@ -210,7 +210,8 @@ class _Servicer(pb_grpc.PeerServicer):
         return pb.Ack()
 
     async def GetStates(self, request: Any, context: Any) -> AsyncIterator[Any]:
-        blob = await _guard(context, self._h.get_states(request.round))
+        await self._speaks_for("GetStates", context, request.client)
+        blob = await _guard(context, self._h.get_states(request.client, request.round))
         for frame in blob_to_frames(blob):
             yield frame
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from splitnet.errors import PeerUnavailable, RuntimeFailure
+from splitnet.transport.tls import Identity
 from splitnet.transport.torrent import TorrentRef, TorrentSession
 
 __all__ = ["Swarm", "remove_stale_workdirs"]
@@ -67,8 +68,10 @@ class Swarm:
     """A libtorrent session (opened on demand) plus the cluster's peer table."""
 
     def __init__(self, me: int, timeout: float, *, host: str = "0.0.0.0", port: int = 0,
-                 utp: bool = False, workdir: Path | None = None) -> None:
+                 utp: bool = False, workdir: Path | None = None,
+                 identity: Identity | None = None) -> None:
         self.me = me
+        self.identity = identity  # SSL torrents (Note: SSL torrents, in torrent.py)
         self.timeout = timeout
         self.addresses: dict[int, tuple[str, int]] = {}
         self._host, self._port, self._utp, self._workdir = host, port, utp, workdir
@@ -95,7 +98,8 @@ class Swarm:
             self._tmp = tempfile.TemporaryDirectory(
                 prefix=f"splitnet-torrents-{self.me}-{os.getpid()}-")
             workdir = Path(self._tmp.name)
-        self._session = TorrentSession(workdir, self._host, self._port, utp=self._utp)
+        self._session = TorrentSession(workdir, self._host, self._port, utp=self._utp,
+                                       identity=self.identity)
 
     def learn(self, peer: int, host: str, port: int) -> None:
         """Record where ``peer``'s session listens (libtorrent needs an IP address)."""

@@ -5,7 +5,9 @@ Every client holds the cluster CA's certificate (``ca.crt``) and its own key and
 client in its subject's common name and in a DNS subject alternative name (``clientK``); a
 peer's client number is read from the certificate it presented, never from what it claims.
 A connection to peer k checks that the peer presents ``clientk``'s certificate (the name is
-verified instead of the address, so it holds on any network).
+verified instead of the address, so it holds on any network). It also carries the DNS name
+``*`` (:data:`ANY_TORRENT`): libtorrent accepts a peer on an SSL torrent only if a name of its
+certificate is the torrent's or ``*`` (the CA embedded in the torrent limits it to members).
 
 :func:`load_identity` refuses, naming the file and the rule: a file that is missing or not
 PEM, a certificate not issued by the CA, one not yet valid or expired (with its dates), one for
@@ -27,10 +29,11 @@ from cryptography.x509.oid import NameOID
 
 from splitnet.config.files import read_regular_bytes
 
-__all__ = ["MAX_PEM_BYTES", "Identity", "TlsFiles", "client_name", "client_number",
-           "load_identity", "names_of"]
+__all__ = ["ANY_TORRENT", "MAX_PEM_BYTES", "Identity", "TlsFiles", "client_name", "client_number",
+           "load_identity", "names_of", "tls_wanted"]
 
 MAX_PEM_BYTES = 256 * 1024
+ANY_TORRENT = "*"  # the DNS name with which a certificate serves every SSL torrent
 _NAME = re.compile(r"client([1-9][0-9]{0,5})")
 
 
@@ -72,6 +75,7 @@ class Identity:
     cert_pem: bytes
     key_pem: bytes
     not_after: dt.datetime
+    covers_torrents: bool = True  # its DNS names hold "*" (Note: SSL torrents, in torrent.py)
 
     def server_context(self) -> ssl.SSLContext:
         """Return a TLS 1.3 server context that requires a client certificate from the CA."""
@@ -94,6 +98,16 @@ class Identity:
         context.load_verify_locations(cadata=self.ca_pem.decode())
         context.load_cert_chain(self.files.cert, self.files.key)
         return context
+
+
+def tls_wanted(mode: str, folder: Path) -> bool | None:
+    """Return whether ``TLS=mode`` means TLS: on, off, or (auto) whether ``folder`` has a CA.
+
+    None: ``auto`` and no ``ca.crt`` in ``folder``; TLS=off must be asked for explicitly.
+    """
+    if mode in ("on", "off"):
+        return mode == "on"
+    return True if (folder / "ca.crt").exists() else None
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -160,4 +174,5 @@ def load_identity(files: TlsFiles, me: int, now: dt.datetime | None = None) -> I
             cert.public_key().public_bytes(serialization.Encoding.DER,
                                            serialization.PublicFormat.SubjectPublicKeyInfo):
         raise ValueError(f"key {files.key} does not belong to certificate {files.cert}")
-    return Identity(me, files, ca_pem, cert_pem, key_pem, cert.not_valid_after_utc)
+    return Identity(me, files, ca_pem, cert_pem, key_pem, cert.not_valid_after_utc,
+                    ANY_TORRENT in dns)

@@ -8,6 +8,14 @@ Fetching adds the torrent, connects to every peer known to hold it, waits for co
 and checks the payload against the announced SHA-256 before anyone may load it: libtorrent
 hash-checks every piece, and a piece that fails is never written as good.
 
+Note: SSL torrents. With a TLS identity (TLS=on) every torrent is an SSL torrent: the cluster
+CA's certificate is embedded in its metadata, the session listens on an SSL port only, and each
+handle presents this client's certificate. libtorrent then talks to a peer only over TLS, after
+both sides showed a certificate issued by that CA whose DNS names hold the torrent's name or
+``*`` (``splitnet certs`` writes ``*``): a non-member that knows the info-hash and the port gets
+no piece, and pieces are encrypted. A reference to a torrent that is not an SSL torrent of this
+cluster's CA is refused before anything is added.
+
 Note: everyone is rate-limited. libtorrent exempts LAN and loopback peers from rate limits by
 default; the session puts every address into the global peer class so ``upload_limit`` (the
 benchmarks' cap B) applies to cluster peers too.
@@ -31,6 +39,7 @@ from typing import Any
 import libtorrent as lt
 
 from splitnet.errors import ProtocolError, TransferFailed
+from splitnet.transport.tls import Identity
 
 __all__ = ["TorrentRef", "TorrentSession", "piece_size_for"]
 
@@ -76,36 +85,44 @@ class TorrentRef:
         return ref
 
 
+def _settings(listen: str, utp: bool, upload_limit: int, download_limit: int) -> lt.settings_pack:
+    """Return the session's settings: no discovery, TCP unless ``utp``, tuned for a LAN."""
+    return {
+        "listen_interfaces": listen,
+        "enable_dht": False, "enable_lsd": False, "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_incoming_utp": utp, "enable_outgoing_utp": utp,
+        "enable_incoming_tcp": True, "enable_outgoing_tcp": True,
+        "allow_multiple_connections_per_ip": True,
+        "upload_rate_limit": upload_limit, "download_rate_limit": download_limit,
+        "alert_mask": int(lt.alert.category_t.error_notification
+                          | lt.alert.category_t.status_notification
+                          | lt.alert.category_t.storage_notification),
+        "send_buffer_watermark": 4 * 1024 * 1024,
+        "send_buffer_low_watermark": 1024 * 1024,
+        "max_out_request_queue": 1500,
+        "request_queue_time": 1,
+        "connection_speed": 200,
+        "min_reconnect_time": 1,
+        "peer_connect_timeout": 3,
+        "close_redundant_connections": False,
+        "tick_interval": 20,
+        "unchoke_slots_limit": -1,
+        "torrent_connect_boost": 100,
+    }
+
+
 class TorrentSession:
     """One client's libtorrent session: publish, fetch, remove."""
 
     def __init__(self, workdir: Path, host: str = "127.0.0.1", port: int = 0, *,
-                 utp: bool = False, upload_limit: int = 0, download_limit: int = 0) -> None:
+                 utp: bool = False, upload_limit: int = 0, download_limit: int = 0,
+                 identity: Identity | None = None) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.session = lt.session({
-            "listen_interfaces": f"{host}:{port}",
-            "enable_dht": False, "enable_lsd": False, "enable_upnp": False,
-            "enable_natpmp": False,
-            "enable_incoming_utp": utp, "enable_outgoing_utp": utp,
-            "enable_incoming_tcp": True, "enable_outgoing_tcp": True,
-            "allow_multiple_connections_per_ip": True,
-            "upload_rate_limit": upload_limit, "download_rate_limit": download_limit,
-            "alert_mask": int(lt.alert.category_t.error_notification
-                              | lt.alert.category_t.status_notification
-                              | lt.alert.category_t.storage_notification),
-            "send_buffer_watermark": 4 * 1024 * 1024,
-            "send_buffer_low_watermark": 1024 * 1024,
-            "max_out_request_queue": 1500,
-            "request_queue_time": 1,
-            "connection_speed": 200,
-            "min_reconnect_time": 1,
-            "peer_connect_timeout": 3,
-            "close_redundant_connections": False,
-            "tick_interval": 20,
-            "unchoke_slots_limit": -1,
-            "torrent_connect_boost": 100,
-        })
+        self.identity = identity  # Note: SSL torrents
+        self.session = lt.session(_settings(f"{host}:{port}{'s' if identity else ''}", utp,
+                                            upload_limit, download_limit))
         everyone = lt.ip_filter()  # Note: everyone is rate-limited
         everyone.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
         self.session.set_peer_class_filter(everyone)
@@ -115,7 +132,9 @@ class TorrentSession:
 
     @property
     def port(self) -> int:
-        """Return the port the session listens on."""
+        """Return the port the session listens on (its SSL port with a TLS identity)."""
+        if self.identity is not None:
+            return int(self.session.ssl_listen_port())
         return int(self.session.listen_port())
 
     # -- publish -------------------------------------------------------------------------------
@@ -130,6 +149,8 @@ class TorrentSession:
             storage = lt.file_storage()
             lt.add_files(storage, str(folder / name))
             creator = lt.create_torrent(storage, piece_size_for(len(data)))
+        if self.identity is not None:
+            creator.set_root_cert(self.identity.ca_pem.decode())
         lt.set_piece_hashes(creator, str(folder))
         metadata = lt.bencode(creator.generate())
         info = lt.torrent_info(metadata)
@@ -151,6 +172,9 @@ class TorrentSession:
         params.flags &= ~lt.torrent_flags.auto_managed
         params.flags &= ~lt.torrent_flags.paused
         handle = self.session.add_torrent(params)
+        if self.identity is not None:  # Note: SSL torrents (no DH parameters: ECDHE only)
+            i = self.identity
+            handle.set_ssl_certificate_buffer(i.cert_pem.decode(), i.key_pem.decode(), "")
         self._handles[key] = (handle, folder)
         return handle
 
@@ -165,6 +189,10 @@ class TorrentSession:
             raise ProtocolError(f"torrent metadata for {ref.name} does not parse: {exc}") from None
         if str(info.info_hashes().get_best()) != ref.info_hash or info.total_size() != ref.size:
             raise ProtocolError(f"torrent metadata for {ref.name} does not match its reference")
+        ca = self.identity.ca_pem.decode().strip() if self.identity is not None else None
+        if ca is not None and info.ssl_cert().strip() != ca:
+            raise ProtocolError(f"torrent {ref.name} is not an SSL torrent of this cluster's CA; "
+                                "with TLS=on only those are fetched")
         if ref.info_hash in self._handles:
             handle, folder = self._handles[ref.info_hash]
         else:

@@ -19,7 +19,7 @@ TOKEN = "t0k3n-0123456789abcdef"  # the cluster token of make_nodes (at least MI
 
 
 def make_settings(values: dict[str, str], client: int) -> Settings:
-    return load(values={"TORRENT_PORT": "0", "METRICS_PORT": "0", **values,
+    return load(values={"TORRENT_PORT": "0", "METRICS_PORT": "0", "TLS": "off", **values,
                         "CLIENT_NUMBER": str(client)})
 
 

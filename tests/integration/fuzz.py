@@ -1,6 +1,8 @@
 """A seeded wire fuzzer: mutated frames to one client's gRPC and direct-channel listeners.
 
-The fuzzer holds the cluster token (it is an authenticated peer) and talks only to loopback.
+The fuzzer is an authenticated peer and talks only to loopback: it holds the cluster token, or
+(with TLS) certificates of the cluster CA for client numbers outside the plan, one per stranger
+number it claims, so every input reaches the listener after a completed TLS handshake.
 Its corpus is valid frames of every gRPC method it may send and of the direct channel, built
 with the project's own encoders (``task_header``, ``blob_to_frames``, the channel's ``HELLO``
 and ``U32`` framing); each input is one corpus item mutated by bit flips, byte insertions and
@@ -41,12 +43,14 @@ from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.inbound import HELLO, MAGIC, U32, VERSION, proof
 from splitnet.transport.messages import Blob, TaskMessage
 from splitnet.transport.serde import blob_to_frames, task_header
+from splitnet.transport.tls import Identity, client_name
 from tests.integration.mutate import member_header, mutate
 
 __all__ = ["FuzzReport", "Fuzzer"]
 
 SERVICE = "/splitnet.v1.Peer/"
 CALL_SECONDS = 20.0  # a call not answered by then counts as a hang
+IDLE_SECONDS = 0.3  # with TLS, a connection's answers are over once none came for this long
 
 
 @dataclass
@@ -62,14 +66,17 @@ class FuzzReport:
 class Fuzzer:
     """Mutated inputs for client ``target`` of a plan of ``num_clients`` and ``rounds``."""
 
-    def __init__(self, seed: int, token: str, num_clients: int, rounds: int) -> None:
+    def __init__(self, seed: int, token: str, num_clients: int, rounds: int,
+                 identities: dict[int, Identity] | None = None, target: int = 0) -> None:
         self.rng = random.Random(seed)
         self.token = token
+        self.identities = identities or {}  # TLS: a certificate per stranger number
+        self.target = target  # with TLS, the client whose certificate the listener must show
         self.members = range(1, num_clients + 1)
         self.rounds = rounds
         self.stranger = num_clients + 1
         self.tasks = self._tasks()
-        self.metadata = (("authorization", f"Bearer {token}"),)
+        self.metadata = (("authorization", f"Bearer {token}"),) if not identities else ()
 
     def _tasks(self) -> list[TaskMessage]:
         gen = torch.Generator().manual_seed(self.rng.randrange(2**31))
@@ -154,7 +161,7 @@ class Fuzzer:
         """Send ``count`` mutated inputs to the gRPC listener at ``address``."""
         report = FuzzReport()
         inputs = [self.grpc_input(report) for _ in range(count)]
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with self._grpc_channel(address) as channel:
             calls: dict[str, Callable[..., object]] = {
                 "Join": channel.unary_unary(SERVICE + "Join"),
                 "Ping": channel.unary_unary(SERVICE + "Ping"),
@@ -204,6 +211,14 @@ class Fuzzer:
             await asyncio.gather(*(worker(inputs[k::workers]) for k in range(workers)))
         return report
 
+    def _grpc_channel(self, address: str) -> grpc.aio.Channel:
+        if not self.identities:
+            return grpc.aio.insecure_channel(address)
+        me = self.identities[self.stranger]
+        credentials = grpc.ssl_channel_credentials(me.ca_pem, me.key_pem, me.cert_pem)
+        return grpc.aio.secure_channel(address, credentials, options=[
+            ("grpc.ssl_target_name_override", client_name(self.target))])
+
     # -- direct channel -----------------------------------------------------------------------
 
     def _channel_corpus(self) -> list[bytes]:
@@ -228,11 +243,12 @@ class Fuzzer:
 
     def hello(self, number: int) -> bytes:
         """Return a hello from client ``number``; one in twenty is corrupted."""
-        hello = HELLO.pack(MAGIC, VERSION, number, proof(self.token))
+        hello = HELLO.pack(MAGIC, VERSION, number,
+                           bytes(32) if self.identities else proof(self.token))
         return mutate(self.rng, hello, [hello]) if self.rng.random() < 0.05 else hello
 
-    async def fuzz_channel(self, host: str, port: int, count: int, per_connection: int = 8,
-                           workers: int = 4) -> FuzzReport:
+    async def fuzz_channel(self, host: str, port: int, count: int,
+                           per_connection: int | None = None, workers: int = 4) -> FuzzReport:
         """Send ``count`` mutated messages to the direct channel at ``host:port``.
 
         Each connection says hello as a non-member (its own number, so connections do not
@@ -240,14 +256,19 @@ class Fuzzer:
         listener answers is read and counted.
         """
         report = FuzzReport()
+        per_connection = per_connection or (32 if self.identities else 8)  # fewer handshakes
         batches = []
-        while sum(len(b) for _, b in batches) < count:
+        while sum(len(b) for _, _, b in batches) < count:
             k = len(batches)
-            batches.append((self.hello(self.stranger + k % workers),
+            number = self.stranger + k % workers
+            batches.append((number, self.hello(number),
                             [self.channel_input(report) for _ in range(per_connection)]))
 
-        async def connection(hello: bytes, frames: list[bytes]) -> None:
-            reader, writer = await asyncio.open_connection(host, port)
+        async def connection(number: int, hello: bytes, frames: list[bytes]) -> None:
+            identity = self.identities.get(number)
+            reader, writer = await asyncio.open_connection(
+                host, port, ssl=identity.client_context() if identity else None,
+                server_hostname=client_name(self.target) if identity else None)
             try:
                 writer.write(hello)
                 for frame in frames:
@@ -255,7 +276,10 @@ class Fuzzer:
                     report.sent += 1
                 if writer.can_write_eof():
                     writer.write_eof()
-                await asyncio.wait_for(_drain_answers(reader, report), CALL_SECONDS)
+                # TLS has no half-close: the answers end when none comes for IDLE_SECONDS
+                await asyncio.wait_for(_drain_answers(reader, report,
+                                                      IDLE_SECONDS if identity else None),
+                                       CALL_SECONDS)
             except TimeoutError:
                 report.hangs.append(f"hello {hello.hex()} frames {[f.hex() for f in frames]}")
             except OSError as exc:
@@ -263,23 +287,31 @@ class Fuzzer:
             finally:
                 writer.close()
 
-        async def worker(mine: list[tuple[bytes, list[bytes]]]) -> None:
-            for hello, frames in mine:
-                await connection(hello, frames)
+        async def worker(mine: list[tuple[int, bytes, list[bytes]]]) -> None:
+            for number, hello, frames in mine:
+                await connection(number, hello, frames)
 
         await asyncio.gather(*(worker(batches[k::workers]) for k in range(workers)))
         return report
 
 
-async def _drain_answers(reader: asyncio.StreamReader, report: FuzzReport) -> None:
-    """Read the hello answer and refusals until the listener closes the connection."""
+async def _drain_answers(reader: asyncio.StreamReader, report: FuzzReport,
+                         idle: float | None = None) -> None:
+    """Read the hello answer and refusals until the listener closes the connection.
+
+    With ``idle`` (TLS, where the fuzzer cannot half-close its side): or until no answer
+    comes for ``idle`` seconds.
+    """
     first = True
     while True:
         try:
-            (n,) = U32.unpack(await reader.readexactly(4))
+            (n,) = U32.unpack(await asyncio.wait_for(reader.readexactly(4), idle))
             body = await reader.readexactly(n)
         except asyncio.IncompleteReadError:
             report.outcomes["closed"] += 1
+            return
+        except TimeoutError:
+            report.outcomes["no more answers"] += 1
             return
         if first:
             report.outcomes["hello refused" if n else "hello accepted"] += 1

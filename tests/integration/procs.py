@@ -17,7 +17,8 @@ def spawn(path, ports, k, **extra):
     """
     env = {**os.environ, "PEERS": ",".join(f"127.0.0.1:{p}" for p in ports),
            "TORRENT_PORT": "0", "METRICS_PORT": "0", "SPLITNET_TOKEN": TOKEN,
-           "LISTEN_HOST": "127.0.0.1", "TORCH_THREADS": "1", **extra, "CLIENT_NUMBER": str(k)}
+           "LISTEN_HOST": "127.0.0.1", "TORCH_THREADS": "1", "TLS": "off", **extra,
+           "CLIENT_NUMBER": str(k)}
     proc = subprocess.Popen([sys.executable, "-m", "splitnet", "run", "--env-file", str(path)],
                             env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines: list[str] = []

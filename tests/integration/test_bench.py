@@ -13,7 +13,7 @@ from splitnet.bench.systems import placements
 from splitnet.plan.task import Task
 
 SYSTEMS = ["centralized PyTorch", "splitnet all-local", "splitnet offload",
-           "torch pipelining (gloo, GPipe)"]
+           "splitnet offload, TLS=off", "torch pipelining (gloo, GPipe)"]
 
 
 def test_offload_placement_moves_each_owners_middle_to_the_next_client():
@@ -27,7 +27,7 @@ def test_offload_placement_moves_each_owners_middle_to_the_next_client():
             assert runs[str(Task(owner, stage))] == owner
 
 
-def test_quick_bench_compares_four_systems_in_one_run(tmp_path):
+def test_quick_bench_compares_the_systems_in_one_run(tmp_path):
     out = tmp_path / "bench"
     done = subprocess.run([sys.executable, "-m", "splitnet", "bench", "--quick", "--out",
                            str(out)], capture_output=True, text=True, timeout=900)
@@ -42,8 +42,16 @@ def test_quick_bench_compares_four_systems_in_one_run(tmp_path):
     assert rows["centralized PyTorch"]["vs_centralized"] == 1.0
     # Placement never changes the math: both splitnet runs end with the same model.
     assert rows["splitnet all-local"]["test_accuracy"] == rows["splitnet offload"]["test_accuracy"]
+    # TLS never changes the math either; its cost is a ratio against the same run's TLS=off row.
+    assert rows["splitnet offload, TLS=off"]["test_accuracy"] == \
+        rows["splitnet offload"]["test_accuracy"]
+    assert report["tls"]["samples_per_second"] == pytest.approx(
+        rows["splitnet offload"]["samples_per_second"]
+        / rows["splitnet offload, TLS=off"]["samples_per_second"])
+    assert "samples/s with ÷ without" in done.stdout
     assert rows["splitnet offload"]["processes"] == 3
     assert rows["torch pipelining (gloo, GPipe)"]["processes"] == 4
+    assert rows["splitnet offload, TLS=off"]["processes"] == 3
     if netns_available():
         assert report["wire_measured"]
         for name in SYSTEMS[1:]:  # headers and control traffic come on top of the payload

@@ -1,8 +1,10 @@
 """The wire fuzzer against a live run: a fuzzed client keeps training as an undisturbed one does.
 
-Two runs of the same small three-client job as processes on loopback: one undisturbed, one
+Runs of the same small three-client job as processes on loopback: one undisturbed, and one
 whose client 2 gets ``COUNT`` mutated inputs on each listener (gRPC, direct channel) while it
-trains (Note: admissible impersonation in :mod:`tests.integration.fuzz`). Both must exit 0 with
+trains (Note: admissible impersonation in :mod:`tests.integration.fuzz`), once with the shared
+token and once with mutual TLS (the fuzzer holds cluster certificates for numbers outside the
+plan, so its inputs arrive after a completed handshake). Both must exit 0 with
 no traceback, end with the same test accuracy, and the fuzzed client's peak RSS may exceed the
 undisturbed one's by less than 50 MiB.
 """
@@ -20,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from splitnet.ops.certs import make_certs
 from splitnet.transport.ports import free_ports
+from splitnet.transport.tls import TlsFiles, load_identity
 from tests.integration.fuzz import Fuzzer
 from tests.integration.test_processes import THREE
 
@@ -59,14 +63,15 @@ def _rss(pid: int) -> tuple[int, int]:
 class _Run:
     """Three ``splitnet run`` processes on loopback, their output collected."""
 
-    def __init__(self, tmp_path: Path, name: str) -> None:
+    def __init__(self, tmp_path: Path, name: str, certs: Path | None = None) -> None:
         self.results = tmp_path / name
         path = _env_file(tmp_path, name)
         ports = free_ports(4)
         self.grpc_port, self.tensor_port = ports[TARGET - 1], ports[3]
         env = {**os.environ, "PEERS": ",".join(f"127.0.0.1:{p}" for p in ports[:3]),
                "TORRENT_PORT": "0", "METRICS_PORT": "0", "SPLITNET_TOKEN": TOKEN,
-               "LISTEN_HOST": "127.0.0.1", "TORCH_THREADS": "1"}
+               "LISTEN_HOST": "127.0.0.1", "TORCH_THREADS": "1",
+               **({"TLS": "on", "TLS_DIR": str(certs)} if certs else {"TLS": "off"})}
         self.procs = {k: subprocess.Popen(
             [sys.executable, "-m", "splitnet", "run", "--env-file", str(path)],
             env={**env, "CLIENT_NUMBER": str(k),
@@ -130,15 +135,27 @@ def _no_traceback(logs: str) -> None:
     assert "Traceback" not in logs, logs[logs.index("Traceback") - 2000:][:6000]
 
 
-def test_fuzzed_client_trains_as_an_undisturbed_one(tmp_path):
-    quiet = _Run(tmp_path, "quiet")
+@pytest.fixture(scope="module")
+def undisturbed(tmp_path_factory):
+    quiet = _Run(tmp_path_factory.mktemp("quiet"), "quiet")
     quiet.wait_training()
     expected, logs = quiet.finish()
     _no_traceback(logs)
+    return quiet, expected
 
-    run = _Run(tmp_path, "fuzzed")
+
+@pytest.mark.parametrize("tls", [False, True], ids=["token", "tls"])
+def test_fuzzed_client_trains_as_an_undisturbed_one(tmp_path, undisturbed, tls):
+    quiet, expected = undisturbed
+    identities = None
+    if tls:
+        make_certs(tmp_path / "certs", range(1, 8))  # 4..7: the fuzzer's stranger numbers
+        identities = {k: load_identity(TlsFiles.in_folder(tmp_path / "certs", k), k)
+                      for k in range(4, 8)}
+    run = _Run(tmp_path, "fuzzed", tmp_path / "certs" if tls else None)
     run.wait_training()
-    fuzzer = Fuzzer(SEED, TOKEN, num_clients=3, rounds=ROUNDS)
+    fuzzer = Fuzzer(SEED, TOKEN, num_clients=3, rounds=ROUNDS, identities=identities,
+                    target=TARGET)
 
     async def fuzz() -> tuple:
         return await asyncio.gather(
@@ -160,6 +177,10 @@ def test_fuzzed_client_trains_as_an_undisturbed_one(tmp_path):
     assert grpc_report.sent >= COUNT and channel_report.sent >= COUNT
     assert grpc_report.hangs == [] and channel_report.hangs == []
     assert run.peak - quiet.peak < 50 * MIB
+    if tls:  # the inputs got past the handshake: hellos were read, calls were answered
+        assert channel_report.outcomes["hello accepted"] > 0, channel_report.outcomes
+        assert sum(v for k, v in grpc_report.outcomes.items()
+                   if not k.endswith(" UNAVAILABLE")) >= COUNT // 2, grpc_report.outcomes
     failed = [key for key in grpc_report.outcomes if key.endswith((" UNKNOWN", " INTERNAL"))]
     assert not failed, grpc_report.outcomes
     _no_traceback(logs)

@@ -41,7 +41,7 @@ def _settings():
     peers = ",".join(f"127.0.0.1:{p}" for p in free_ports(5))
     return load(EXAMPLES / "cnn_cross_offload.env", env_file_required=True, environ={
         "CLIENT_NUMBER": "2", "PEERS": peers, "SPLITNET_TOKEN": TOKEN, "TORRENT_PORT": "0",
-        "LISTEN_HOST": "127.0.0.1", "TENSOR_PORT": "0", "METRICS_PORT": "0"})
+        "LISTEN_HOST": "127.0.0.1", "TENSOR_PORT": "0", "METRICS_PORT": "0", "TLS": "off"})
 
 
 def _over(limit: int) -> pb.TaskHeader:

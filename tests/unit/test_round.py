@@ -388,7 +388,7 @@ def test_a_states_pull_for_another_round_than_the_awaited_one_is_refused(tmp_pat
         while networks[2].handler is None:
             await asyncio.sleep(0.01)
         try:
-            await networks[2].handler.get_states(1)  # round 1 is not under way yet
+            await networks[2].handler.get_states(1, 1)  # round 1 is not under way yet
         except ProtocolError as exc:
             refusals.append(exc)
 

@@ -83,14 +83,54 @@ def _settings(**values):
                         "CLIENT_NUMBER": "2", "PEERS": "127.0.0.1:1,127.0.0.1:2", **values})
 
 
-def test_tls_on_loads_the_identity_needs_no_token_and_keeps_bulk_off_bittorrent(certs):
+def test_tls_on_loads_the_identity_needs_no_token_and_keeps_bittorrent(certs):
     from splitnet.node.client import network_options
     from splitnet.plan.plan import build_plan
 
-    settings = _settings(TLS="on", TLS_DIR=str(certs))
-    options = network_options(settings, build_plan(settings.training))
-    assert options.identity is not None and options.identity.me == 2
-    assert options.token == "" and options.bulk_transport == "grpc"  # auto: BitTorrent is plain
+    for mode in ("on", "auto"):  # auto: on, since TLS_DIR holds the CA
+        settings = _settings(TLS=mode, TLS_DIR=str(certs))
+        options = network_options(settings, build_plan(settings.training))
+        assert options.identity is not None and options.identity.me == 2
+        assert options.identity.covers_torrents  # SSL torrents
+        assert options.token == "" and options.bulk_transport == "auto"
+
+
+def test_tls_is_never_off_unless_asked_for(tmp_path):
+    from splitnet.node.client import network_options
+    from splitnet.plan.plan import build_plan
+
+    settings = _settings(TLS_DIR=str(tmp_path), SPLITNET_TOKEN="a-long-enough-token-0123")
+    assert settings.network.tls == "auto"
+    with pytest.raises(ConfigError, match=r"TLS=auto: TLS_DIR=.* holds no ca.crt; .*splitnet "
+                                          r"certs .*or set TLS=off"):
+        network_options(settings, build_plan(settings.training))
+
+
+def test_certificates_without_the_torrent_name_are_refused_for_bittorrent(certs, tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from splitnet.node.client import network_options
+    from splitnet.plan.plan import build_plan
+
+    folder = tmp_path / "narrow"
+    folder.mkdir()
+    for name in ("ca.crt", "client2.key"):
+        (folder / name).write_bytes((certs / name).read_bytes())
+    ca_key = serialization.load_pem_private_key((certs / "ca.key").read_bytes(), None)
+    old = x509.load_pem_x509_certificate((certs / "client2.crt").read_bytes())
+    narrow = (x509.CertificateBuilder().subject_name(old.subject).issuer_name(old.issuer)
+              .public_key(old.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(old.not_valid_before_utc)
+              .not_valid_after(old.not_valid_after_utc)
+              .add_extension(x509.SubjectAlternativeName([x509.DNSName("client2")]), False)
+              .sign(ca_key, hashes.SHA256()))
+    (folder / "client2.crt").write_bytes(narrow.public_bytes(serialization.Encoding.PEM))
+    settings = _settings(TLS="on", TLS_DIR=str(folder), BULK_TRANSPORT="torrent")
+    with pytest.raises(ConfigError, match=r"client2.crt has no DNS name '\*'.*BULK_TRANSPORT=grpc"):
+        network_options(settings, build_plan(settings.training))
+    settings = _settings(TLS="on", TLS_DIR=str(folder), BULK_TRANSPORT="grpc")
+    assert network_options(settings, build_plan(settings.training)).identity is not None
 
 
 def test_tls_on_without_its_files_and_tls_off_without_a_token_are_named(certs, tmp_path, caplog):

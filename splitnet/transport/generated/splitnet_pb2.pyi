@@ -121,10 +121,12 @@ class RoundDoneRequest(_message.Message):
     def __init__(self, client: _Optional[int] = ..., round: _Optional[int] = ..., stats_json: _Optional[str] = ...) -> None: ...
 
 class StatesRequest(_message.Message):
-    __slots__ = ("round",)
+    __slots__ = ("round", "client")
     ROUND_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
     round: int
-    def __init__(self, round: _Optional[int] = ...) -> None: ...
+    client: int
+    def __init__(self, round: _Optional[int] = ..., client: _Optional[int] = ...) -> None: ...
 
 class NoticeRequest(_message.Message):
     __slots__ = ("client", "reason")
