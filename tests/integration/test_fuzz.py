@@ -135,9 +135,8 @@ def _no_traceback(logs: str) -> None:
     assert "Traceback" not in logs, logs[logs.index("Traceback") - 2000:][:6000]
 
 
-@pytest.fixture(scope="module")
-def undisturbed(tmp_path_factory):
-    quiet = _Run(tmp_path_factory.mktemp("quiet"), "quiet")
+def _undisturbed(root: Path, certs: Path | None) -> tuple[_Run, dict[str, object]]:
+    quiet = _Run(root, "quiet", certs)
     quiet.wait_training()
     expected, logs = quiet.finish()
     _no_traceback(logs)
@@ -145,14 +144,14 @@ def undisturbed(tmp_path_factory):
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["token", "tls"])
-def test_fuzzed_client_trains_as_an_undisturbed_one(tmp_path, undisturbed, tls):
-    quiet, expected = undisturbed
-    identities = None
+def test_fuzzed_client_trains_as_an_undisturbed_one(tmp_path, tls):
+    identities, certs = None, None
     if tls:
-        make_certs(tmp_path / "certs", range(1, 8))  # 4..7: the fuzzer's stranger numbers
-        identities = {k: load_identity(TlsFiles.in_folder(tmp_path / "certs", k), k)
-                      for k in range(4, 8)}
-    run = _Run(tmp_path, "fuzzed", tmp_path / "certs" if tls else None)
+        certs = tmp_path / "certs"
+        make_certs(certs, range(1, 8))  # 4..7: the fuzzer's stranger numbers
+        identities = {k: load_identity(TlsFiles.in_folder(certs, k), k) for k in range(4, 8)}
+    quiet, expected = _undisturbed(tmp_path, certs)  # in the same mode: TLS takes memory too
+    run = _Run(tmp_path, "fuzzed", certs)
     run.wait_training()
     fuzzer = Fuzzer(SEED, TOKEN, num_clients=3, rounds=ROUNDS, identities=identities,
                     target=TARGET)

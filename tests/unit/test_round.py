@@ -395,3 +395,22 @@ def test_a_states_pull_for_another_round_than_the_awaited_one_is_refused(tmp_pat
     results = run(nodes, pull_round_1())
     assert not errors(results), results
     assert len(refusals) == 1 and "only round" in str(refusals[0]), refusals
+
+
+def test_only_the_aggregator_is_given_a_clients_replica_states(tmp_path):
+    nodes, networks = build(SMALL, tmp_path)
+    refusals: list[BaseException] = []
+
+    async def pull_as_client_2() -> None:
+        while networks[2].handler is None:  # client 3's
+            await asyncio.sleep(0.01)
+        try:
+            await networks[2].handler.get_states(2, 0)  # the round under way, but not client 1
+        except ProtocolError as exc:
+            refusals.append(exc)
+
+    results = run(nodes, pull_as_client_2())
+    assert not errors(results), results
+    assert len(refusals) == 1, refusals
+    assert "client 2 asked for client 3's replica states; only the aggregator (client 1)" in \
+        str(refusals[0])
