@@ -76,7 +76,11 @@ class _Link:
                                               f"{task_label(msg.owner, msg.stage, msg.batch)}",
                                               exc))
             return
-        self._writer.writelines([U32.pack(len(header)), header, tensor_view(msg.tensor)])
+        parts = [U32.pack(len(header)), header, tensor_view(msg.tensor)]
+        if self.channel.identity is not None:  # one buffer: one run of TLS records, not three
+            self._writer.write(b"".join(parts))
+        else:
+            self._writer.writelines(parts)
 
     async def _run(self, host: str, port: int) -> None:
         channel = self.channel
