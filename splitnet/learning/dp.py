@@ -20,7 +20,7 @@ __all__ = ["clip_and_noise", "epsilon"]
 
 def clip_and_noise(x: torch.Tensor, clip: float, noise_multiplier: float,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """Return ``x`` with each sample clipped to L2 norm ``clip`` plus N(0, (noise_multiplier * clip)^2)."""
+    """Return ``x``, each sample clipped to L2 norm ``clip``, plus N(0, (multiplier * clip)^2)."""
     if x.dim() == 0 or x.shape[0] == 0:
         return x
     flat = x.detach().reshape(x.shape[0], -1).to(torch.float32)
@@ -34,7 +34,7 @@ def clip_and_noise(x: torch.Tensor, clip: float, noise_multiplier: float,
 
 
 def epsilon(noise_multiplier: float, releases: int, delta: float) -> float:
-    """Return ε at ``delta`` after ``releases`` Gaussian releases (inf without noise, 0 for none)."""
+    """Return ε at ``delta`` after ``releases`` Gaussian releases (inf without noise)."""
     if releases <= 0:
         return 0.0
     if noise_multiplier <= 0:
