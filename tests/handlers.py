@@ -53,7 +53,7 @@ class RecordingHandler:
         self._check()
         self.reports.append((client, round_, report_json))
 
-    async def get_states(self, client, round_):
+    async def get_states(self, client, round_, weights=None):
         self._check()
         return Blob("states", round_, 2, b"abc", {"sent": 1})
 

@@ -85,6 +85,8 @@ FIELDS: tuple[Field, ...] = (
           "iid", "how shards are cut"),
     Field("DIRICHLET_ALPHA", "training", "dirichlet_alpha", positive_float, 0.5,
           "label skew (dirichlet)"),
+    Field("SECURE_AGGREGATION", "training", "secure_aggregation", boolean, False,
+          "on: the aggregator learns only each partition's weighted sum (pairwise masks)"),
     # data: where this client reads datasets and weights from
     Field("DATA_DIR", "data", "data_dir", text, "./data", "where datasets are read from"),
     Field("DATASET_DOWNLOAD", "data", "dataset_download", boolean, False,

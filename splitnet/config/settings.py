@@ -45,6 +45,7 @@ class TrainingSettings:
     optimizer: str
     data_partitioning: str
     dirichlet_alpha: float
+    secure_aggregation: bool = False
 
     @property
     def num_partitions(self) -> int:

@@ -95,6 +95,11 @@ def _bulk_bytes(plan: Plan, parts: Sequence[nn.Module]) -> int:
         held = {str(StateKey(run.owner, p, name)): t for run in runs_of(plan, client)
                 for p in run.partitions for name, t in states[p - 1].items()}
         largest = max(largest, safetensors_bound(held))
+        if plan.training.secure_aggregation:  # masked sums: one int64 tensor per partition
+            masked = {str(StateKey(None, p, name)): t.to(torch.int64)
+                      for run in runs_of(plan, client) for p in run.partitions
+                      for name, t in states[p - 1].items()}
+            largest = max(largest, safetensors_bound(masked))
     return largest + math.ceil(largest * BULK_MARGIN) + BULK_SLACK
 
 

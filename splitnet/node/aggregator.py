@@ -31,6 +31,7 @@ from splitnet.learning.averaging import average_replicas
 from splitnet.node.recorder import Recorder
 from splitnet.node.rounds import INITIAL, MODEL
 from splitnet.node.routing import Routing
+from splitnet.node.secagg import average_masked
 from splitnet.node.state import Background
 from splitnet.plan.plan import Plan
 from splitnet.telemetry.records import OwnerStats, RoundReport
@@ -44,9 +45,9 @@ class Aggregator:
     """Averages each round's replicas and hands the result to every client."""
 
     def __init__(self, plan: Plan, me: int, routing: Routing, bulk: BulkTransport,
-                 own_states: Callable[[int], Awaitable[Blob]],
+                 own_states: Callable[[int, Mapping[int, int] | None], Awaitable[Blob]],
                  apply: Callable[[str, int, bytes], None], recorder: Recorder,
-                 background: Background) -> None:
+                 background: Background, *, secure: bool = False) -> None:
         self.me = me
         self.clients = plan.clients  # 1..N but those dropped (plan/drop.py)
         self.num_rounds = plan.training.num_rounds
@@ -61,6 +62,7 @@ class Aggregator:
         self._collecting = 0  # the round whose reports are awaited (Note: one round at a time)
         self.exchange_seconds: list[float] = []
         self._round_started = time.time()
+        self.secure = secure  # SECURE_AGGREGATION=on: only masked sums come in (node/secagg.py)
 
     def round_done(self, client: int, round_: int, report_json: str) -> None:
         """Take a client's report of ``round_``; average once every client has reported."""
@@ -105,12 +107,13 @@ class Aggregator:
     async def _aggregate(self, round_: int) -> None:
         loop = asyncio.get_running_loop()
         exchange_start = time.time()
-        blobs = await asyncio.gather(*(
-            self._own_states(round_) if k == self.me else self._routing.pull(k, round_)
-            for k in self.clients))
         reports = self._reports.pop(round_)
         owners = [o for _, report in sorted(reports.items()) for o in report.owners]
-        averaged = await loop.run_in_executor(None, _average, blobs, owners)
+        weights = {o.owner: o.samples for o in owners} if self.secure else None
+        blobs = await asyncio.gather(*(
+            self._own_states(round_, weights) if k == self.me
+            else self._routing.pull(k, round_, weights) for k in self.clients))
+        averaged = await loop.run_in_executor(None, _average, blobs, owners, self.secure)
         data = await loop.run_in_executor(None, save_safetensors, averaged)
         await self._push(MODEL, round_, data)
         self.exchange_seconds.append(time.time() - exchange_start)
@@ -119,6 +122,10 @@ class Aggregator:
         self.recorder.record(round_, blobs, owners, averaged, seconds)
 
 
-def _average(blobs: list[Blob], owners: list[OwnerStats]) -> dict[str, torch.Tensor]:
+def _average(blobs: list[Blob], owners: list[OwnerStats],
+             secure: bool) -> dict[str, torch.Tensor]:
+    if secure:  # the sum of masked payloads: no replica is ever loaded here
+        return average_masked([load_safetensors(blob.data) for blob in blobs],
+                              [blob.meta for blob in blobs], {o.owner: o.samples for o in owners})
     weights = {o.owner: float(o.samples) for o in owners}
     return average_replicas((load_safetensors(blob.data) for blob in blobs), weights)

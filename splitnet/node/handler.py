@@ -6,6 +6,7 @@ here to status codes (``splitnet.transport.status``); the parts hold the state.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from splitnet.errors import ProtocolError, RuntimeFailure
@@ -56,7 +57,8 @@ class NodeHandler:
                                 "the aggregator itself")
         self._aggregator.round_done(client, round_, report_json)
 
-    async def get_states(self, client: int, round_: int) -> Blob:
+    async def get_states(self, client: int, round_: int,
+                         weights: Mapping[int, int] | None = None) -> Blob:
         """Return this client's replica states and counters to the aggregator, and no one else.
 
         ProtocolError for another client: replica weights are an owner's to share with the
@@ -66,7 +68,7 @@ class NodeHandler:
             raise ProtocolError(f"client {client} asked for client {self._routing.me}'s replica "
                                 f"states; only the aggregator (client {self._rounds.server}) "
                                 "is given them")
-        return await self._rounds.states(round_)
+        return await self._rounds.states(round_, weights)
 
     async def put_model(self, blob: Blob) -> None:
         """Load averaged partitions (or the initial model) and move on to the next round."""

@@ -40,6 +40,7 @@ from splitnet.errors import (
 )
 from splitnet.node.resume import ROUNDS_FACT, Resume
 from splitnet.node.run import RunId
+from splitnet.node.secagg import SecureAggregation
 from splitnet.node.state import Failure
 from splitnet.plan.plan import Plan, describe_difference
 from splitnet.transport.base import Joined, Network, PeerControl
@@ -62,13 +63,31 @@ class _Silent(Exception):
         self.number = number
 
 
+class _JoinFacts:
+    """What a join announces besides the plan: checkpoint rounds, a secure-aggregation key."""
+
+    def __init__(self, plan: Plan, resume: Resume, secagg: SecureAggregation | None) -> None:
+        self._plan, self._resume, self._secagg = plan, resume, secagg
+
+    def announce(self) -> dict[str, Any]:
+        facts = self._resume.announce(self._plan.facts())
+        return self._secagg.announce(facts) if self._secagg is not None else facts
+
+    def learn(self, peer: int, facts: dict[str, Any]) -> None:
+        self._resume.learn(peer, facts)  # ProtocolError if malformed: the join is refused
+        if self._secagg is not None:
+            self._secagg.learn(peer, facts)
+
+
 class Membership:
     """Joins the peers, answers their joins, and tells them when this client ends."""
 
     def __init__(self, plan: Plan, network: Network, failure: Failure, run: RunId,
-                 resume: Resume, *, join_timeout: float) -> None:
+                 resume: Resume, *, join_timeout: float,
+                 secagg: SecureAggregation | None = None) -> None:
         self._plan = plan
         self._resume = resume  # checkpoint rounds travel in the join facts
+        self._facts = _JoinFacts(plan, resume, secagg)
         self._run = run
         self._network = network
         self._failure = failure
@@ -118,8 +137,7 @@ class Membership:
         while True:
             try:
                 fingerprint, facts, torrent_port, tensor_port, run_id = await peer.join(
-                    self._plan.fingerprint, self._resume.announce(self._plan.facts()),
-                    timeout=JOIN_CALL_SECONDS,
+                    self._plan.fingerprint, self._facts.announce(), timeout=JOIN_CALL_SECONDS,
                     torrent_port=self._network.bulk.port,
                     tensor_port=self._network.tensor_port, run_id=self._run.announced())
                 break
@@ -141,7 +159,7 @@ class Membership:
         if fingerprint != self._plan.fingerprint:
             raise PlanMismatch(self._mismatch(peer.number, facts))
         self._run.learn(peer.number, run_id)
-        self._resume.learn(peer.number, facts)
+        self._facts.learn(peer.number, facts)
         self._network.learn(peer.number, torrent_port, tensor_port)
 
     def answer(self, client: int, fingerprint: str, facts: dict[str, Any], torrent_port: int,
@@ -173,7 +191,7 @@ class Membership:
             raise mismatch
         try:
             self._run.learn(client, run_id)
-            self._resume.learn(client, facts)
+            self._facts.learn(client, facts)
         except ProtocolError as exc:
             self._log_refusal(client, fingerprint, exc)
             raise
@@ -187,8 +205,7 @@ class Membership:
         self._joined_by.add(client)
         if client in self._network.peers:
             self._network.learn(client, torrent_port, tensor_port)
-        return (self._plan.fingerprint, self._resume.announce(self._plan.facts()),
-                self._network.bulk.port,
+        return (self._plan.fingerprint, self._facts.announce(), self._network.bulk.port,
                 self._network.tensor_port, self._run.announced())
 
     def member(self, client: int) -> bool:

@@ -127,6 +127,7 @@ class Recorder:
                             seconds, self.model_path.stat().st_size),
             exchange=Exchange(bulk_transport, activation_transport, exchange_seconds,
                               self.torrent_disk, self.torrent_disk_history))
+        summary["secure_aggregation"] = s.secure_aggregation  # how the result was obtained
         if dropped:
             summary["dropped"] = [dict(drop) for drop in dropped]
         self._results.write_summary(summary)

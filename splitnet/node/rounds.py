@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -27,6 +28,7 @@ from safetensors.torch import save as save_safetensors
 
 from splitnet.errors import ProtocolError
 from splitnet.node.routing import Routing
+from splitnet.node.secagg import SecureAggregation
 from splitnet.plan.rounds import INITIAL_ROUND
 from splitnet.runtime import Feeder, Interpreter, Replicas
 from splitnet.telemetry.records import RoundReport, peak_rss_kib
@@ -46,7 +48,8 @@ class Rounds:
     def __init__(self, me: int, num_rounds: int, interpreter: Interpreter, replicas: Replicas,
                  routing: Routing, bulk: BulkTransport, report: Report, *,
                  in_place: bool, server: int,
-                 on_model: Callable[[int, bytes], None] | None = None) -> None:
+                 on_model: Callable[[int, bytes], None] | None = None,
+                 secagg: SecureAggregation | None = None) -> None:
         self.me = me
         self.server = server  # the aggregator: the only client that may push a model or finish
         self.num_rounds = num_rounds
@@ -57,6 +60,7 @@ class Rounds:
         self._report = report
         self._in_place = in_place  # the aggregator reads its own states without a transfer
         self._on_model = on_model  # round r's model is loaded, round r+1 not started (checkpoint)
+        self.secagg = secagg  # SECURE_AGGREGATION=on: only masked sums leave (node/secagg.py)
         self.loaded: defaultdict[int, asyncio.Event] = defaultdict(asyncio.Event)
         self.finished = asyncio.Event()
 
@@ -91,20 +95,30 @@ class Rounds:
         return next((r for r in range(self.num_rounds) if not self.loaded[r].is_set()),
                     self.num_rounds)
 
-    async def states(self, round_: int) -> Blob:
+    async def states(self, round_: int, weights: Mapping[int, int] | None = None) -> Blob:
         """Return this client's replica states and counters (what the aggregator pulls).
 
         Only the states of the round whose model is awaited are given (Note: pushed models).
+        With secure aggregation, only their masked sums weighted by ``weights`` (every owner's
+        sample count, from the aggregator); a pull without weights is refused.
         """
         if round_ != self.awaited:
             raise ProtocolError(f"client {self.me} refused a states pull for round {round_}: "
                                 f"only round {self.awaited}'s (the round it is in) are given")
         loop = asyncio.get_running_loop()
-        data = await loop.run_in_executor(None, save_safetensors, self._replicas.states())
+        states = self._replicas.states()
+        extra: dict[str, Any] = {}
+        if self.secagg is not None:
+            if weights is None:
+                raise ProtocolError(f"client {self.me} refused a states pull without sample "
+                                    "counts: SECURE_AGGREGATION=on sends only masked sums")
+            states, extra["dtypes"] = self.secagg.payload(states, weights, round_)
+        data = await loop.run_in_executor(None, save_safetensors, states)
         counters = self._routing.counters
         meta = {"sent": counters.sent, "received": counters.received,
                 "peak_rss_kib": peak_rss_kib(),
-                "rejected": counters.rejected, "torrent_disk_bytes": self._bulk.disk_bytes()}
+                "rejected": counters.rejected, "torrent_disk_bytes": self._bulk.disk_bytes(),
+                **extra}
         if self._in_place:
             return Blob("states", round_, self.me, data, meta)
         return self._routing.states_blob(round_, data, meta)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from splitnet.errors import SplitnetError
 from splitnet.node.state import Counters
@@ -111,10 +111,11 @@ class Routing:
         self.counters.sent += len(data)
         return self._network.bulk.out("states", round_, data, meta)
 
-    async def pull(self, peer: int, round_: int) -> Blob:
+    async def pull(self, peer: int, round_: int,
+                   weights: Mapping[int, int] | None = None) -> Blob:
         """Fetch ``peer``'s replica states of ``round_``, payload included."""
         start = time.time()
-        blob = await self._network.peers[peer].get_states(round_)
+        blob = await self._network.peers[peer].get_states(round_, weights)
         data = await self._network.bulk.into(blob)
         self.counters.received += len(data)
         self._metrics.transfer(peer, self._bulk, "bulk", len(data), time.time() - start,

@@ -23,6 +23,7 @@ from splitnet.node.resume import Resume
 from splitnet.node.rounds import Report, Rounds
 from splitnet.node.routing import Routing
 from splitnet.node.run import RunId
+from splitnet.node.secagg import SecureAggregation
 from splitnet.node.state import Background, Counters, Failure
 from splitnet.plan.plan import Plan
 from splitnet.runtime import Feeder, Interpreter, Replicas
@@ -110,8 +111,9 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
                                     + settings.network.peer_timeout))
     interpreter = Interpreter(plan, me, replicas, routing.send, metrics)
     run = RunId(results, me, s.server_number, settings.output.run_id)
+    secagg = SecureAggregation(plan, me) if s.secure_aggregation else None
     membership = Membership(plan, network, failure, run, resume,
-                            join_timeout=settings.network.join_timeout)
+                            join_timeout=settings.network.join_timeout, secagg=secagg)
     background = Background(failure)
     aggregator: Aggregator | None = None
 
@@ -127,7 +129,8 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
             checkpointer.take(round_, model)
 
     rounds = Rounds(me, s.num_rounds, interpreter, replicas, routing, network.bulk, report,
-                    in_place=is_aggregator, server=s.server_number, on_model=checkpoint)
+                    in_place=is_aggregator, server=s.server_number, on_model=checkpoint,
+                    secagg=secagg)
     local_data = LocalData(s, settings.data)
     evaluation_parts: list[nn.Module] = []
     recorder: Recorder | None = None
@@ -135,7 +138,8 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
         evaluation_parts = partitions()
         recorder = Recorder(plan, local_data, evaluation_parts, results, metrics, background)
         aggregator = Aggregator(plan, me, routing, network.bulk, rounds.states,
-                                rounds.apply, recorder, background)
+                                rounds.apply, recorder, background,
+                                secure=s.secure_aggregation)
     if resume.store.keep > 0:
         checkpointer = Checkpointer(resume.store, replicas, interpreter, recorder, results)
     handler = NodeHandler(membership, routing, interpreter, rounds, aggregator, failure)

@@ -111,6 +111,8 @@ class Plan:
             facts["bert_model"] = s.bert_model
         if s.data_partitioning == "dirichlet":
             facts["dirichlet_alpha"] = s.dirichlet_alpha
+        if s.secure_aggregation:
+            facts["secure_aggregation"] = True
         if self.dropped:  # a plan derived after a loss (plan/drop.py); the base one is unchanged
             facts["dropped"] = list(self.dropped)
             facts["base"] = self.base_fingerprint
@@ -178,6 +180,12 @@ def _check(training: TrainingSettings) -> tuple[Plan | None, list[Violation]]:
         if task.stage == stage_of(partition_of(task.stage, p), p, forward=True)
     }
     plan = Plan(training, placement.client_tasks, runners, placement.owners)
+    if training.secure_aggregation and len(placement.owners) < 2:
+        violations.append(Violation(
+            "setting", f"SECURE_AGGREGATION=on needs at least 2 owners; this plan has "
+                       f"{len(placement.owners)}: the aggregator would learn that owner's "
+                       "weights, which the sum is meant to hide"))
+        return None, violations
     unfinished = plan.dry_run().unfinished
     if unfinished:  # cannot happen once coverage holds; kept as the proof's check
         violations.append(Violation("schedule", "the dry run cannot complete: "

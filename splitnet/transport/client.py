@@ -8,7 +8,7 @@ re-raised as the most specific splitnet error, naming the peer (the table in
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -122,10 +122,12 @@ class PeerClient(AsyncClosing):
         await self._unary(self._stub.RoundDone, pb.RoundDoneRequest(
             client=self.me, round=round_, stats_json=report_json), "did not take round end")
 
-    async def get_states(self, round_: int) -> Blob:
-        """Fetch the peer's replica states at the end of ``round_``."""
+    async def get_states(self, round_: int, weights: Mapping[int, int] | None = None) -> Blob:
+        """Fetch the peer's replica states at the end of ``round_`` (masked, with ``weights``)."""
+        request = pb.StatesRequest(round=round_, client=self.me, weights_json=json.dumps(
+            {str(k): v for k, v in weights.items()}) if weights is not None else "")
         try:
-            call = self._stub.GetStates(pb.StatesRequest(round=round_, client=self.me),
+            call = self._stub.GetStates(request,
                                         metadata=self._metadata,
                                         timeout=self.timeout, wait_for_ready=True)
             return await blob_from_frames(call, self.max_blob_bytes)

@@ -211,7 +211,8 @@ class _Servicer(pb_grpc.PeerServicer):
 
     async def GetStates(self, request: Any, context: Any) -> AsyncIterator[Any]:
         await self._speaks_for("GetStates", context, request.client)
-        blob = await _guard(context, self._h.get_states(request.client, request.round))
+        weights = await _guard(context, _weights(request.weights_json))
+        blob = await _guard(context, self._h.get_states(request.client, request.round, weights))
         for frame in blob_to_frames(blob):
             yield frame
 
@@ -231,6 +232,19 @@ class _Servicer(pb_grpc.PeerServicer):
         await self._speaks_for("Abort", context, request.client)
         await _guard(context, self._h.abort(request.client, request.reason))
         return pb.Ack()
+
+
+async def _weights(text: str) -> dict[int, int] | None:
+    """Parse a states pull's owner sample counts (ProtocolError if malformed; None if absent)."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or len(data) > 100_000:
+            raise ValueError("not an object of at most 100000 owners")
+        return {int(k): v for k, v in data.items()}
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ProtocolError(f"a states pull's weights_json is malformed: {exc}") from None
 
 
 async def start_server(handler: PeerHandler, host: str, port: int, token: str,

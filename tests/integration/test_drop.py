@@ -21,9 +21,9 @@ DROP = {"TRAINING_NUM_ROUNDS": "3", "TRAINING_NUM_EPOCHS": "1", "PEER_TIMEOUT": 
         "JOIN_TIMEOUT": "60", "REJOIN_TIMEOUT": "120", "FAILURE_POLICY": "drop"}
 
 
-def start_three(tmp_path, rounds=3):
+def start_three(tmp_path, rounds=3, **extra):
     """Start clients 1..3 with DROP; wait until each has round 0's checkpoint."""
-    path = env_file(tmp_path, **{**DROP, "TRAINING_NUM_ROUNDS": str(rounds)})
+    path = env_file(tmp_path, **{**DROP, "TRAINING_NUM_ROUNDS": str(rounds), **extra})
     ports = free_ports(3)
     clients = {k: spawn(path, ports, k) for k in (1, 2, 3)}
     checkpoints = every_checkpoint(tmp_path, 0)
@@ -73,6 +73,19 @@ def test_a_data_owner_killed_for_good_is_dropped_and_its_partitions_go_home(tmp_
     assert drop["dropped"] == [3] and drop["owners_left"] == [3]
     assert drop["moved"] == [{"owner": 2, "partition": 2, "from": 3, "to": 2}]
     assert drop["aggregator"] == 1 and drop["from_round"] in (2, 3)
+    assert "Traceback" not in "".join(output.values())
+
+
+def test_with_secure_aggregation_a_lost_client_repeats_the_round_without_it(tmp_path):
+    """The lost client's masks never cancel: its round is repeated by the survivors, new keys."""
+    clients = start_three(tmp_path, SECURE_AGGREGATION="on")
+    clients[3][0].send_signal(signal.SIGKILL)
+    output = wait_all(clients, {1: 0, 2: 0, 3: -9})
+    assert "dropping client(s) 3:" in output[1]
+    summary = results(tmp_path)
+    assert summary["secure_aggregation"] is True
+    [drop] = summary["dropped"]
+    assert drop["dropped"] == [3] and drop["from_round"] in (2, 3)
     assert "Traceback" not in "".join(output.values())
 
 

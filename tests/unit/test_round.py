@@ -87,8 +87,8 @@ def test_a_run_ends_with_the_summary_and_the_fedavg_of_the_replicas(tmp_path, mo
     reports: dict[tuple[int, int], str] = {}
     own_states, own_report = Rounds.states, Aggregator.round_done
 
-    async def recording_states(self: Rounds, round_: int) -> Any:
-        blob = await own_states(self, round_)
+    async def recording_states(self: Rounds, round_: int, weights: Any = None) -> Any:
+        blob = await own_states(self, round_, weights)
         states[(round_, self.me)] = blob.data
         return blob
 

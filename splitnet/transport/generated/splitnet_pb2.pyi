@@ -121,12 +121,14 @@ class RoundDoneRequest(_message.Message):
     def __init__(self, client: _Optional[int] = ..., round: _Optional[int] = ..., stats_json: _Optional[str] = ...) -> None: ...
 
 class StatesRequest(_message.Message):
-    __slots__ = ("round", "client")
+    __slots__ = ("round", "client", "weights_json")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_JSON_FIELD_NUMBER: _ClassVar[int]
     round: int
     client: int
-    def __init__(self, round: _Optional[int] = ..., client: _Optional[int] = ...) -> None: ...
+    weights_json: str
+    def __init__(self, round: _Optional[int] = ..., client: _Optional[int] = ..., weights_json: _Optional[str] = ...) -> None: ...
 
 class NoticeRequest(_message.Message):
     __slots__ = ("client", "reason")
