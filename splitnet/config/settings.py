@@ -45,6 +45,16 @@ class TrainingSettings:
     optimizer: str
     data_partitioning: str
     dirichlet_alpha: float
+    dp_activations: bool = False
+    dp_gradients: bool = False
+    dp_clip: float = 1.0
+    dp_noise_multiplier: float = 1.0
+    dp_delta: float = 1e-5
+
+    @property
+    def dp(self) -> bool:
+        """Return whether anything is noised at the cut (DP_ACTIVATIONS or DP_GRADIENTS)."""
+        return self.dp_activations or self.dp_gradients
 
     @property
     def num_partitions(self) -> int:
