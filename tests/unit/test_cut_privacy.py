@@ -135,7 +135,7 @@ def test_noise_uses_the_settings_and_the_step_generator():
 # -- ε ----------------------------------------------------------------------------------------------
 
 def _classic_rdp_bound(sigma: float, count: int, delta: float) -> float:
-    """ε = min over α of count·α/(2σ²) + log(1/δ)/(α-1), the Gaussian mechanism's RDP bound."""
+    """eps = min over a of count*a/(2 sigma^2) + log(1/delta)/(a-1): the Gaussian RDP bound."""
     alphas = np.linspace(1.001, 500, 500_000)
     return float(np.min(count * alphas / (2 * sigma**2) + math.log(1 / delta) / (alphas - 1)))
 
