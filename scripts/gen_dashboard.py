@@ -52,6 +52,8 @@ PANELS = [
      [("sum by (client) (splitnet_rejoins_total)", "rejoins, client {{client}}"),
       ("splitnet_recovery_seconds", "last recovery s, client {{client}}"),
       ("max(splitnet_dropped_clients)", "dropped clients")]),
+    ("Privacy", "Privacy spent at the cut (epsilon at DP_DELTA)", "short",
+     [("splitnet_dp_epsilon", "epsilon, client {{client}}")]),
 ]
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "host_port_list",
     "integer",
     "number",
+    "open_fraction",
     "parse_literal",
     "percent",
     "positive_float",
@@ -105,6 +106,18 @@ def number(minimum: float, maximum: float | None = None,
         return parsed
 
     return parse
+
+
+def open_fraction(value: str) -> float:
+    """Parse a number strictly between 0 and 1, e.g. ``1e-5``."""
+    rule = "expected a number strictly between 0 and 1, e.g. 1e-5"
+    try:
+        parsed = float(value.strip())
+    except ValueError:
+        raise ValueError(rule) from None
+    if not 0 < parsed < 1:  # NaN fails too
+        raise ValueError(rule)
+    return parsed
 
 
 def host(value: str, *, bracketed_ipv6: bool = False) -> str:

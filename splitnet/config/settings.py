@@ -46,6 +46,16 @@ class TrainingSettings:
     data_partitioning: str
     dirichlet_alpha: float
     secure_aggregation: bool = False
+    dp_activations: bool = False
+    dp_gradients: bool = False
+    dp_clip: float = 1.0
+    dp_noise_multiplier: float = 1.0
+    dp_delta: float = 1e-5
+
+    @property
+    def dp(self) -> bool:
+        """Return whether anything is noised at the cut (DP_ACTIVATIONS or DP_GRADIENTS)."""
+        return self.dp_activations or self.dp_gradients
 
     @property
     def num_partitions(self) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from splitnet.learning.cut_privacy import dp_block, run_epsilon
 from splitnet.learning.evaluation import evaluate
 from splitnet.learning.keys import by_partition
 from splitnet.learning.models import compose
@@ -118,7 +119,10 @@ class Recorder:
     def summary(self, seconds: float, exchange_seconds: Sequence[float], *,
                 bulk_transport: str, activation_transport: str,
                 dropped: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
-        """Write and return the run summary (``summary.json``), with the drops if any."""
+        """Write and return the run summary (``summary.json``), with the drops if any.
+
+        Its ``dp`` block holds the DP settings and the ε spent (Note: noise at the cut).
+        """
         assert self.model_path is not None, "no round was recorded"
         s = self._plan.training
         summary = run_summary(
@@ -128,6 +132,7 @@ class Recorder:
             exchange=Exchange(bulk_transport, activation_transport, exchange_seconds,
                               self.torrent_disk, self.torrent_disk_history))
         summary["secure_aggregation"] = s.secure_aggregation  # how the result was obtained
+        summary["dp"] = dp_block(s, run_epsilon(self._plan, len(self.rows)))
         if dropped:
             summary["dropped"] = [dict(drop) for drop in dropped]
         self._results.write_summary(summary)

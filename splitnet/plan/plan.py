@@ -113,6 +113,10 @@ class Plan:
             facts["dirichlet_alpha"] = s.dirichlet_alpha
         if s.secure_aggregation:
             facts["secure_aggregation"] = True
+        if s.dp:  # noise at the cut changes the math; absent when off (fingerprints unchanged)
+            facts["dp"] = {"activations": s.dp_activations, "gradients": s.dp_gradients,
+                           "clip": s.dp_clip, "noise_multiplier": s.dp_noise_multiplier,
+                           "delta": s.dp_delta}
         if self.dropped:  # a plan derived after a loss (plan/drop.py); the base one is unchanged
             facts["dropped"] = list(self.dropped)
             facts["base"] = self.base_fingerprint

@@ -11,13 +11,18 @@ equals plain SGD on the owner's model wherever the partitions run. Owners run co
 
 from __future__ import annotations
 
+import logging
+
 from splitnet.learning.batches import epoch_batches, owner_generator
+from splitnet.learning.cut_privacy import owner_epsilon
 from splitnet.learning.data import OwnerData
 from splitnet.runtime.interpreter import Interpreter
 from splitnet.telemetry.progress import Progress
 from splitnet.telemetry.records import OwnerStats
 
 __all__ = ["Feeder"]
+
+log = logging.getLogger("splitnet.runtime")
 
 
 class Feeder:
@@ -58,4 +63,16 @@ class Feeder:
                 m.samples.labels(m.client, label).inc(len(index))
                 self.progress.tick(round_, epoch, batches, loss_sum, False)
         self.progress.tick(round_, s.num_epochs - 1, batches, loss_sum, True)
+        if s.dp:
+            self._account(round_)
         return OwnerStats(self.owner, samples, batches, loss_sum)
+
+    def _account(self, round_: int) -> None:
+        """Log and export the privacy spent once ``round_`` is trained (Note: noise at the cut)."""
+        plan, m = self.interpreter.plan, self.interpreter.metrics
+        spent = owner_epsilon(plan, self.owner, round_ + 1)
+        m.dp_epsilon.labels(m.client).set(spent)
+        log.info("owner %d: differential privacy at the cut: epsilon %.4g this round, %.4g after "
+                 "%d round(s) (delta %g, noise multiplier %g, clip %g)", self.owner,
+                 owner_epsilon(plan, self.owner, 1), spent, round_ + 1, plan.training.dp_delta,
+                 plan.training.dp_noise_multiplier, plan.training.dp_clip)

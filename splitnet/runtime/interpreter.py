@@ -5,7 +5,8 @@ A client keeps a segment for every run of an owner's partitions it runs
 arrives only at a step's entry (:meth:`splitnet.plan.segments.Run.entries`): the forward of a
 run's first partition, or the backward of its last. Whenever tasks have input waiting, the worker
 runs the earliest of them in the client's list (``splitnet.plan.schedule.pick``; Note: readiness
-scheduling). The result goes to the task :func:`splitnet.plan.segments.hand_on` names, through
+scheduling). The result goes to the task :func:`splitnet.plan.segments.hand_on` names (clipped
+and noised first where privacy at the cut is asked for: Note: noise at the cut), through
 ``send``, which only queues (Note: one failure path, in ``splitnet.transport.base``); when no task
 follows, the owner's batch is done and its feeder (:class:`~splitnet.runtime.feeder.Feeder`) is
 told.
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from splitnet.errors import ProtocolError, RuntimeFailure
+from splitnet.learning.cut_privacy import noise, noised
 from splitnet.plan.plan import Plan
 from splitnet.plan.rounds import INITIAL_ROUND
 from splitnet.plan.schedule import pick
@@ -79,6 +81,7 @@ class _Step:
     segment: Segment
     next: Task | None  # None: the owner's batch is done
     runner: int  # the client that runs ``next`` (0 when there is none)
+    noised: bool = False  # clipped and noised before it leaves (Note: noise at the cut)
 
 
 class Interpreter:
@@ -109,7 +112,8 @@ class Interpreter:
         runner = 0 if nxt is None else self.plan.runner_of(nxt)
         # Runs are maximal, so the next stage after a step always runs elsewhere.
         assert runner != self.me, f"task {task} hands on to {nxt} on its own client"
-        return _Step(self.replicas.segment_for(owner, first), nxt, runner)
+        return _Step(self.replicas.segment_for(owner, first), nxt, runner,
+                     noised(self.plan, task))
 
     def start_round(self, round_: int) -> None:
         """Enter ``round_``: queued messages of that round may now run."""
@@ -231,6 +235,8 @@ class Interpreter:
         """Compute and return the CPU seconds the step took (wall time counts other processes)."""
         cpu = time.thread_time()
         result = self._compute(task, item)
+        if result is not None and self._steps[task].noised:  # Note: noise at the cut
+            result = noise(self.plan.training, task, item.batch, item.round, result)
         return result, time.thread_time() - cpu
 
     def _compute(self, task: Task, item: _Pending) -> torch.Tensor | None:

@@ -83,13 +83,17 @@ class Metrics:
         self.torrent_served = Gauge("splitnet_torrent_served_bytes",
                                     "Payload bytes this client's torrents served to others", c,
                                     registry=r)
+        self.dp_epsilon = Gauge("splitnet_dp_epsilon", "Privacy spent so far (epsilon at "
+                                "DP_DELTA) by this client's owner at the cut; 0 without DP", c,
+                                registry=r)
         for kind in ERROR_KINDS:
             self.errors.labels(self.client, kind)
         self.rejoins.labels(self.client)  # 0 until a rejoin: the series exists from the start
         for gauge in (self.in_flight, self.queue_depth, self.test_accuracy, self.test_f1,
                       self.round_seconds, self.round, self.epoch, self.peers_up,
                       self.torrent_peers, self.torrent_upload_rate, self.torrent_download_rate,
-                      self.torrent_served, self.recovery_seconds, self.dropped_clients):
+                      self.torrent_served, self.recovery_seconds, self.dropped_clients,
+                      self.dp_epsilon):
             gauge.labels(self.client).set(0)
 
     def serve(self, port: int, host: str = "0.0.0.0",

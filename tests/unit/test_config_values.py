@@ -42,6 +42,15 @@ TWO = '[["1_1","1_2","1_3","1_4","1_5","1_6","1_7","1_8"],["2_1","2_2","2_3","2_
     ("REJOIN_TIMEOUT", "0.5", "expected a number from 1 to 1e+07"),
     ("REJOIN_TIMEOUT", "inf", "expected a number from 1 to 1e+07"),
     ("REJOIN_TIMEOUT", "nan", "expected a number from 1 to 1e+07"),
+    ("DP_NOISE_MULTIPLIER", "-1", "expected a number from 0 to 1e+06"),
+    ("DP_NOISE_MULTIPLIER", "nan", "expected a number from 0 to 1e+06"),
+    ("DP_CLIP", "0", "expected a positive number"),
+    ("DP_CLIP", "-2", "expected a positive number"),
+    ("DP_DELTA", "0", "expected a number strictly between 0 and 1"),
+    ("DP_DELTA", "1.5", "expected a number strictly between 0 and 1"),
+    ("DP_DELTA", "nan", "expected a number strictly between 0 and 1"),
+    ("DP_ACTIVATIONS", "sometimes", "expected true or false"),
+    ("DP_GRADIENTS", "2", "expected true or false"),
 ])
 def test_validate_refuses_weak_values_by_name(write_env, capsys, key, value, rule):
     path = write_env(SIMULATION_STAGES_CLIENTS=TWO, **{key: value})
