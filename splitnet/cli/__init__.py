@@ -172,7 +172,7 @@ def _add_attack(sub: argparse._SubParsersAction) -> None:
                           help="noise multipliers, e.g. 0,0.5,1 (a row without protection "
                                "comes first)")
         kind.add_argument("--clip", type=float, default=None,
-                          help="per-sample L2 clip (default 0.02 for label-leak, 10 for invert)")
+                          help="per-sample L2 clip (default 0.01 for label-leak, 10 for invert)")
         kind.add_argument("--out", type=Path, default=Path("results/attack"),
                           help="where <attack>.json and <attack>.md go (default results/attack)")
         kind.set_defaults(handler=commands.cmd_attack)
