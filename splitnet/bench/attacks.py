@@ -58,7 +58,7 @@ def run_attack(opts: AttackOptions, progress: Callable[[str], None] | None = Non
     table = attack_table(opts, rows)
     opts.out.mkdir(parents=True, exist_ok=True)
     result = {"attack": opts.attack, "command": opts.command, "seed": opts.seed,
-              "clip": opts.clip, "epochs": opts.epochs, "delta": DELTA,
+              "quick": opts.quick, "clip": opts.clip, "epochs": opts.epochs, "delta": DELTA,
               "seconds": round(time.time() - start, 2), "rows": [_finite(r) for r in rows]}
     (opts.out / f"{opts.attack}.json").write_text(json.dumps(result, indent=2) + "\n")
     (opts.out / f"{opts.attack}.md").write_text(table + "\n")

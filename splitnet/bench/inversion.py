@@ -19,6 +19,7 @@ without the clip, what evaluating the plain averaged model reports.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -72,7 +73,8 @@ def reconstruction_mse(aux_codes: torch.Tensor, aux_x: torch.Tensor, codes: torc
         return float(nn.functional.mse_loss(decoder(codes), x.reshape(len(x), -1)))
 
 
-def run_inversion(opts: AttackOptions, progress: Any = None) -> list[dict[str, Any]]:
+def run_inversion(opts: AttackOptions,
+                  progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Train the victim once without protection and once per sigma; return one row each."""
     settings = cut_settings(opts.seed)
     dataset = load_dataset(settings.training, settings.data)

@@ -17,6 +17,7 @@ every label. The table reports both and their maximum.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -40,15 +41,20 @@ POSITIVE_DIGIT = 0
 
 
 class _Seen:
-    """What the helper saw in the observed epoch: each batch's gradient, and its labels."""
+    """What the helper saw, per epoch: each batch's gradient, and its labels."""
 
     def __init__(self) -> None:
-        self.gradients: list[torch.Tensor] = []
-        self.labels: list[torch.Tensor] = []
+        self.gradients: dict[int, list[torch.Tensor]] = {}
+        self.labels: dict[int, list[torch.Tensor]] = {}
 
-    def add(self, gradient: torch.Tensor, labels: torch.Tensor) -> None:
-        self.gradients.append(gradient.detach().clone())
-        self.labels.append(labels.clone())
+    def add(self, gradient: torch.Tensor, labels: torch.Tensor, epoch: int) -> None:
+        self.gradients.setdefault(epoch, []).append(gradient.detach().clone())
+        self.labels.setdefault(epoch, []).append(labels.clone())
+
+    def scores(self) -> list[dict[str, float]]:
+        """Return :func:`leak_scores` of each epoch, in order."""
+        return [leak_scores(torch.cat(self.gradients[e]), torch.cat(self.labels[e]))
+                for e in sorted(self.gradients)]
 
 
 def leak_scores(gradients: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -57,6 +63,8 @@ def leak_scores(gradients: torch.Tensor, labels: torch.Tensor) -> dict[str, floa
     The cosine attack's reference is the first positive sample's gradient; that sample is
     left out of its score.
     """
+    if not 0 < int(labels.sum()) < len(labels):
+        raise ValueError("leak_scores: labels must hold both classes (1 = positive, 0)")
     flat = gradients.reshape(len(gradients), -1).double()
     if not bool(torch.isfinite(flat).all()):  # Note: diverged
         return {"auc_norm": math.nan, "auc_cosine": math.nan, "auc": math.nan}
@@ -70,8 +78,12 @@ def leak_scores(gradients: torch.Tensor, labels: torch.Tensor) -> dict[str, floa
     return {"auc_norm": norm_auc, "auc_cosine": cosine_auc, "auc": max(norm_auc, cosine_auc)}
 
 
-def run_label_leak(opts: AttackOptions, progress: Any = None) -> list[dict[str, Any]]:
-    """Train the binary split model without protection and once per sigma; return one row each."""
+def run_label_leak(opts: AttackOptions,
+                   progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Train the binary split model without protection and once per sigma; return one row each.
+
+    A row's AUCs are the last epoch's; ``auc_by_epoch`` has the attack AUC of every epoch.
+    """
     settings = cut_settings(opts.seed)
     dataset = load_dataset(settings.training, settings.data)
     train_y = (dataset.train_y == POSITIVE_DIGIT).long()
@@ -83,12 +95,13 @@ def run_label_leak(opts: AttackOptions, progress: Any = None) -> list[dict[str, 
     for sigma, released in cases:
         seen = _Seen()
         parts = build_partitions("CNN", spec, opts.seed)
-        hooks = CutHooks(observe=seen.add, observed_epochs={opts.epochs - 1})
+        hooks = CutHooks(observe=seen.add)
         if released is not None:
             hooks.gradients = released
         train_split(parts, dataset.train_x, train_y, settings, opts.epochs, hooks)
-        row: dict[str, Any] = {"sigma": sigma,
-                               **leak_scores(torch.cat(seen.gradients), torch.cat(seen.labels))}
+        by_epoch = seen.scores()
+        row: dict[str, Any] = {"sigma": sigma, **by_epoch[-1],
+                               "auc_by_epoch": [s["auc"] for s in by_epoch]}
         metrics = evaluate(compose(parts), dataset.test_x, test_y)
         row.update(test_accuracy=metrics["accuracy"], test_f1=metrics["f1_macro"])
         rows.append(row)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -33,8 +33,8 @@ __all__ = ["CutHooks", "Release", "cut_settings", "release", "train_split"]
 Release = Callable[[torch.Tensor], torch.Tensor]
 """What happens to a tensor on its way across the cut (identity, or clip and noise)."""
 
-Observer = Callable[[torch.Tensor, torch.Tensor], None]
-"""Called with (the gradient as the helper receives it, the batch's labels), per batch."""
+Observer = Callable[[torch.Tensor, torch.Tensor, int], None]
+"""Called per batch with the gradient as the helper receives it, the labels and the epoch."""
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -48,7 +48,6 @@ class CutHooks:
     activations: Release = _identity
     gradients: Release = _identity
     observe: Observer | None = None
-    observed_epochs: set[int] = field(default_factory=set)
 
 
 def cut_settings(seed: int) -> Settings:
@@ -75,10 +74,7 @@ def release(clip: float, sigma: float, seed: int) -> Release:
 
 def train_split(parts: list[nn.Module], x: torch.Tensor, y: torch.Tensor, settings: Settings,
                 epochs: int, hooks: CutHooks) -> None:
-    """Train ``parts`` on ``(x, y)`` for ``epochs``, each batch crossing the cut through ``hooks``.
-
-    ``hooks.observe`` is called only in the epochs listed in ``hooks.observed_epochs``.
-    """
+    """Train ``parts`` on ``(x, y)`` for ``epochs``; each batch crosses the cut via ``hooks``."""
     t = settings.training
     first, middle, last = parts[0], nn.Sequential(*parts[1:-1]), parts[-1]
     optimizer = make_optimizer(t.optimizer, [p for part in parts for p in part.parameters()],
@@ -95,11 +91,15 @@ def train_split(parts: list[nn.Module], x: torch.Tensor, y: torch.Tensor, settin
             handed = hidden.detach().requires_grad_()
             loss = nn.functional.cross_entropy(last(handed), y[index])  # owner, last partition
             loss.backward()
-            assert handed.grad is not None
-            gradient = hooks.gradients(handed.grad)                 # what the helper receives
-            if hooks.observe is not None and epoch in hooks.observed_epochs:
-                hooks.observe(gradient, y[index])
+            gradient = hooks.gradients(_grad(handed))               # what the helper receives
+            if hooks.observe is not None:
+                hooks.observe(gradient, y[index], epoch)
             hidden.backward(gradient)                               # helper
-            assert received.grad is not None
-            cut.backward(received.grad)                             # owner, partition 1
+            cut.backward(_grad(received))                           # owner, partition 1
             optimizer.step()
+
+
+def _grad(leaf: torch.Tensor) -> torch.Tensor:
+    if leaf.grad is None:  # every cut tensor feeds the loss; None would be a wiring mistake
+        raise RuntimeError("a tensor at the cut got no gradient")
+    return leaf.grad

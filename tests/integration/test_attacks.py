@@ -46,6 +46,9 @@ def test_label_leak_reads_the_labels_from_unprotected_gradients(leak):
     assert list(leak) == ["none", 0.0, 2.0]
     assert leak["none"]["auc"] >= 0.9 and leak[0.0]["auc"] >= 0.9
     assert leak["none"]["auc"] == max(leak["none"]["auc_norm"], leak["none"]["auc_cosine"])
+    assert len(leak["none"]["auc_by_epoch"]) == 5 and leak["none"]["auc_by_epoch"][-1] == \
+        leak["none"]["auc"]
+    assert min(leak["none"]["auc_by_epoch"]) >= 0.7  # it leaks all along, not only at the end
     # the attacked model is a trained one: digit 0 is found (not the all-negative 90 %)
     assert leak["none"]["test_accuracy"] >= 0.95 and leak["none"]["test_f1"] >= 0.85
 
@@ -94,6 +97,8 @@ def test_leak_scores_separate_signed_gradients_and_not_noise():
     noise = leak_scores(torch.randn(200, 16, generator=generator), labels)
     assert abs(noise["auc"] - 0.5) < 0.2
     assert math.isnan(leak_scores(torch.full((200, 16), math.nan), labels)["auc"])
+    with pytest.raises(ValueError, match="both classes"):
+        leak_scores(torch.ones(10, 16), torch.zeros(10, dtype=torch.long))
 
 
 def test_a_diverged_row_reads_diverged(tmp_path):
