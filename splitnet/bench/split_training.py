@@ -53,13 +53,13 @@ class CutHooks:
 def cut_settings(seed: int) -> Settings:
     """Return the settings of one owner (client 1) offloading partitions 2..P-1 to client 2.
 
-    The learning rate is `splitnet bench`'s (0.1), the rest the defaults.
+    The lists are ``owner_and_helper.env``'s; the learning rate is ``splitnet bench``'s (0.1),
+    the rest the defaults.
     """
-    offload = {(1, 2): 2, (1, 3): 2}
+    lists = generate_lists(2, 4, [1], {(1, 2): 2, (1, 3): 2})
     values = {"NUM_CLIENTS": "2", "CURRENT_MODEL": "CNN", "CURRENT_DATASET": "DIGITS",
-              "LEARNING_RATE": "0.1",
-              "SEED": str(seed),
-              "SIMULATION_STAGES_CLIENTS": json.dumps(generate_lists(2, 4, None, offload))}
+              "LEARNING_RATE": "0.1", "SEED": str(seed),
+              "SIMULATION_STAGES_CLIENTS": json.dumps(lists)}
     return load(None, values=values)
 
 

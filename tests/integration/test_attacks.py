@@ -20,6 +20,8 @@ from splitnet.learning.data import load_dataset
 from splitnet.learning.models import build_partitions, compose
 from splitnet.learning.optim import make_optimizer
 
+from ..conftest import settings_of
+
 
 def _run_cli(tmp_path_factory, attack: str, sigmas: str) -> dict:
     out = tmp_path_factory.mktemp(attack)
@@ -113,6 +115,11 @@ def test_run_attack_restores_the_thread_count(tmp_path):
     threads = torch.get_num_threads()
     run_attack(attack_options("invert", tmp_path, sigmas="0", quick=True))
     assert torch.get_num_threads() == threads
+
+
+def test_the_cut_is_owner_and_helper_envs_placement():
+    example = settings_of("owner_and_helper.env").training
+    assert cut_settings(42).training.stages_clients == example.stages_clients
 
 
 def test_training_across_the_cut_without_hooks_is_plain_training():
