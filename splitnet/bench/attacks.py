@@ -23,7 +23,7 @@ from splitnet.bench.inversion import run_inversion
 from splitnet.bench.label_leak import run_label_leak
 from splitnet.learning.dp import epsilon
 
-__all__ = ["DELTA", "attack_table", "run_attack"]
+__all__ = ["DELTA", "attack_table", "json_safe", "run_attack"]
 
 DELTA = 1e-5
 
@@ -59,8 +59,9 @@ def run_attack(opts: AttackOptions, progress: Callable[[str], None] | None = Non
     opts.out.mkdir(parents=True, exist_ok=True)
     result = {"attack": opts.attack, "command": opts.command, "seed": opts.seed,
               "quick": opts.quick, "clip": opts.clip, "epochs": opts.epochs, "delta": DELTA,
-              "seconds": round(time.time() - start, 2), "rows": [_finite(r) for r in rows]}
-    (opts.out / f"{opts.attack}.json").write_text(json.dumps(result, indent=2) + "\n")
+              "seconds": round(time.time() - start, 2), "rows": json_safe(rows)}
+    (opts.out / f"{opts.attack}.json").write_text(json.dumps(result, indent=2,
+                                                              allow_nan=False) + "\n")
     (opts.out / f"{opts.attack}.md").write_text(table + "\n")
     return table
 
@@ -87,7 +88,10 @@ def _number(value: float | None) -> str:
     return "diverged" if math.isnan(value) else f"{value:.3f}"
 
 
-def _finite(row: dict[str, Any]) -> dict[str, Any]:
-    """Return ``row`` with NaN and infinity as null (JSON has neither)."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v
-            for k, v in row.items()}
+def json_safe(value: Any) -> Any:
+    """Return ``value`` with every NaN and infinity in it as null (JSON has neither)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from splitnet.bench.attack_options import attack_options
-from splitnet.bench.attacks import attack_table, run_attack
+from splitnet.bench.attacks import attack_table, json_safe, run_attack
 from splitnet.bench.label_leak import leak_scores
 from splitnet.bench.split_training import CutHooks, cut_settings, train_split
 from splitnet.cli import main
@@ -109,6 +109,7 @@ def test_a_diverged_row_reads_diverged(tmp_path):
            "auc_cosine": math.nan, "test_accuracy": 0.9, "test_f1": 0.5}
     assert "| clip + noise | 1 | 3.000 | diverged | diverged | diverged | 0.900 |" in \
         attack_table(opts, [row])
+    assert json_safe([{**row, "auc_by_epoch": [0.7, math.nan]}])[0]["auc_by_epoch"] == [0.7, None]
 
 
 def test_run_attack_restores_the_thread_count(tmp_path):
