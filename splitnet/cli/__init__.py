@@ -152,7 +152,30 @@ def build_parser() -> argparse.ArgumentParser:
                              help="runs with and without per model (default 2)")
     checkpoints.add_argument("--out", type=Path, default=Path("results/bench-checkpoints"))
     checkpoints.set_defaults(handler=commands.cmd_bench_checkpoints)
+    _add_attack(sub)
     return parser
+
+
+def _add_attack(sub: argparse._SubParsersAction) -> None:
+    attack = sub.add_parser("attack", help="measure what a helper learns across the cut: "
+                            "'attack label-leak' (labels from gradients), 'attack invert' "
+                            "(inputs from activations), without and with DP noise")
+    kinds = attack.add_subparsers(dest="attack", required=True, parser_class=_Parser)
+    for name, text in (("label-leak", "norm and cosine attacks on the gradients the owner "
+                                      "sends back (digit 0 vs the rest); ROC AUC"),
+                       ("invert", "a decoder from cut activations back to the 8x8 input; "
+                                  "reconstruction MSE")):
+        kind = kinds.add_parser(name, help=text)
+        kind.add_argument("--quick", action="store_true", help="fewer epochs (seconds)")
+        kind.add_argument("--seed", type=int, default=42, help="seed (default 42)")
+        kind.add_argument("--sigmas", default=None, metavar="LIST",
+                          help="noise multipliers, e.g. 0,0.5,1 (a row without protection "
+                               "comes first)")
+        kind.add_argument("--clip", type=float, default=None,
+                          help="per-sample L2 clip (default 0.01 for label-leak, 10 for invert)")
+        kind.add_argument("--out", type=Path, default=Path("results/attack"),
+                          help="where <attack>.json and <attack>.md go (default results/attack)")
+        kind.set_defaults(handler=commands.cmd_attack)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

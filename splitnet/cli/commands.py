@@ -23,6 +23,7 @@ __all__ = [
     "cmd_bench",
     "cmd_bench_checkpoints",
     "cmd_bench_transfer",
+    "cmd_attack",
     "cmd_certs",
 ]
 
@@ -207,4 +208,16 @@ def cmd_bench_checkpoints(args: argparse.Namespace) -> int:
     print(run_checkpoint_bench(args.out, QUICK_CASES if args.quick else CASES,
                                1 if args.quick else args.pairs,
                                progress=lambda line: print(line, file=sys.stderr)))
+    return EXIT_OK
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    """Run ``splitnet attack label-leak`` or ``splitnet attack invert``."""
+    from splitnet.bench.attack_options import attack_options
+    from splitnet.bench.attacks import run_attack
+
+    opts = attack_options(args.attack, args.out, sigmas=args.sigmas, clip=args.clip,
+                          seed=args.seed, quick=args.quick)
+    print(run_attack(opts, progress=lambda line: print(line, file=sys.stderr)))
+    print(f"wrote {args.out / (args.attack + '.json')}", file=sys.stderr)
     return EXIT_OK
