@@ -2,10 +2,10 @@
 
 Each model trains the same ``splitnet local`` run (owner k's middle partitions on client k+1,
 so activations and gradients cross the cut) once per mode: none, secure aggregation,
-differential privacy at the cut (activations and gradients) with σ = 0.5 and 1.0, and secure
-aggregation with DP σ = 1.0. Seconds per epoch and samples/s (and their ratio to the run without
+differential privacy at the cut (activations and gradients) with sigma = 0.5 and 1.0, and secure
+aggregation with DP sigma = 1.0. Seconds per epoch and samples/s (and their ratio to the run without
 protection, same bench run), test accuracy and ε come from each run's ``summary.json``; the
-leakage columns come from the attacks (``splitnet attack``) run with the same σ.
+leakage columns come from the attacks (``splitnet attack``) run with the same sigma.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ __all__ = ["MODES", "Case", "Mode", "privacy_table", "run_privacy_bench"]
 
 @dataclass(frozen=True)
 class Mode:
-    """One row: its name, the settings it adds, and the σ of its noise (0: none)."""
+    """One row: its name, the settings it adds, and the sigma of its noise (0: none)."""
 
     name: str
     settings: Mapping[str, str]
@@ -40,8 +40,8 @@ def _dp(sigma: float) -> dict[str, str]:
 
 
 MODES = (Mode("none", {}), Mode("secure aggregation", {"SECURE_AGGREGATION": "on"}),
-         Mode("DP σ=0.5", _dp(0.5), 0.5), Mode("DP σ=1.0", _dp(1.0), 1.0),
-         Mode("secure aggregation + DP σ=1.0", {"SECURE_AGGREGATION": "on", **_dp(1.0)}, 1.0))
+         Mode("DP sigma=0.5", _dp(0.5), 0.5), Mode("DP sigma=1.0", _dp(1.0), 1.0),
+         Mode("secure aggregation + DP sigma=1.0", {"SECURE_AGGREGATION": "on", **_dp(1.0)}, 1.0))
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def _train(env_file: Path, results: Path, mode: Mode) -> dict[str, Any]:
 
 
 Attack = Callable[[float], Mapping[str, float]]
-"""Returns the leakage measured at noise multiplier σ: ``label_leak_auc``, ``inversion_mse``."""
+"""Returns the leakage measured at noise multiplier sigma: ``label_leak_auc``, ``inversion_mse``."""
 
 
 def run_privacy_bench(out: Path, cases: Sequence[Case], attack: Attack | None = None,
@@ -103,7 +103,7 @@ def run_privacy_bench(out: Path, cases: Sequence[Case], attack: Attack | None = 
             rate = float(summary["samples_per_second"])
             baseline = baseline or rate
             if attack is not None and mode.sigma not in leakage:
-                progress(f"bench privacy: attacks at σ={mode.sigma} ...")
+                progress(f"bench privacy: attacks at sigma={mode.sigma} ...")
                 leakage[mode.sigma] = attack(mode.sigma)
             epochs = case.rounds * case.epochs
             rows.append({
@@ -124,7 +124,7 @@ def _cell(value: Any, spec: str) -> str:
 
 def privacy_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Return the rows as a Markdown table."""
-    lines = ["| model | mode | s/epoch | × none | test acc | ε | label-leak AUC | "
+    lines = ["| model | mode | s/epoch | x none | test acc | ε | label-leak AUC | "
              "inversion MSE |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} ({r['dataset']}) | {r['mode']} | "

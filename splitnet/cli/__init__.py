@@ -152,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
                              help="runs with and without per model (default 2)")
     checkpoints.add_argument("--out", type=Path, default=Path("results/bench-checkpoints"))
     checkpoints.set_defaults(handler=commands.cmd_bench_checkpoints)
+    privacy = bench_sub.add_parser("privacy", help="each privacy mode's cost and leakage: "
+                                   "none, secure aggregation, DP, both (CNN and ResNet18)")
+    privacy.add_argument("--quick", action="store_true",
+                         help="CNN only, small runs and attacks (about 2 minutes)")
+    privacy.add_argument("--out", type=Path, default=Path("results/bench-privacy"))
+    privacy.set_defaults(handler=commands.cmd_bench_privacy)
     _add_attack(sub)
     return parser
 

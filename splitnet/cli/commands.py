@@ -22,6 +22,7 @@ __all__ = [
     "cmd_health",
     "cmd_bench",
     "cmd_bench_checkpoints",
+    "cmd_bench_privacy",
     "cmd_bench_transfer",
     "cmd_attack",
     "cmd_certs",
@@ -220,4 +221,18 @@ def cmd_attack(args: argparse.Namespace) -> int:
                           seed=args.seed, quick=args.quick)
     print(run_attack(opts, progress=lambda line: print(line, file=sys.stderr)))
     print(f"wrote {args.out / (args.attack + '.json')}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_bench_privacy(args: argparse.Namespace) -> int:
+    """Run ``splitnet bench privacy``."""
+    from splitnet.bench.privacy_cost import Case, privacy_table, run_privacy_bench
+    from splitnet.bench.privacy_leakage import leakage_at
+
+    cases = ([Case("CNN", "DIGITS", rounds=2, epochs=1)] if args.quick else
+             [Case("CNN", "DIGITS"), Case("RESNET18", "SYNTHETIC", rounds=2, epochs=1)])
+    rows = run_privacy_bench(args.out, cases, lambda sigma: leakage_at(
+        sigma, args.out / "attacks", quick=args.quick),
+        progress=lambda line: print(line, file=sys.stderr))
+    print(privacy_table(rows))
     return EXIT_OK

@@ -48,7 +48,8 @@ class TrainingSettings:
     secure_aggregation: bool = False
     dp_activations: bool = False
     dp_gradients: bool = False
-    dp_clip: float = 1.0
+    dp_clip: float = 10.0
+    dp_gradient_clip: float = 0.01
     dp_noise_multiplier: float = 1.0
     dp_delta: float = 1e-5
 

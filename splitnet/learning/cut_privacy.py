@@ -75,15 +75,21 @@ def noise_generator(seed: int, owner: int, stage: int, batch: int, round_: int) 
 
 
 def noise(training: TrainingSettings, task: Task, batch: int, round_: int,
-          tensor: torch.Tensor) -> torch.Tensor:
-    """Clip and noise what ``task``'s step sends, with the generator of (task, batch, round)."""
+          tensor: torch.Tensor, gradient: bool = False) -> torch.Tensor:
+    """Clip and noise what ``task``'s step sends, with the generator of (task, batch, round).
+
+    A gradient is clipped to ``DP_GRADIENT_CLIP``, activations to ``DP_CLIP``: their per-sample
+    norms differ by orders of magnitude (a mean loss's gradient is about 1/batch of a sample's).
+    """
     generator = noise_generator(training.seed, task.owner, task.stage, batch, round_)
-    return clip_and_noise(tensor, training.dp_clip, training.dp_noise_multiplier, generator)
+    clip = training.dp_gradient_clip if gradient else training.dp_clip
+    return clip_and_noise(tensor, clip, training.dp_noise_multiplier, generator)
 
 
 def dp_block(training: TrainingSettings, spent: float) -> dict[str, Any]:
     """Return ``summary.json``'s ``"dp"`` block (ε as a number; ``null`` if unbounded)."""
     return {"activations": training.dp_activations, "gradients": training.dp_gradients,
-            "clip": training.dp_clip, "noise_multiplier": training.dp_noise_multiplier,
+            "clip": training.dp_clip, "gradient_clip": training.dp_gradient_clip,
+            "noise_multiplier": training.dp_noise_multiplier,
             "delta": training.dp_delta,
             "epsilon": round(spent, 6) if math.isfinite(spent) else None}

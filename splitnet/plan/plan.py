@@ -115,7 +115,8 @@ class Plan:
             facts["secure_aggregation"] = True
         if s.dp:  # noise at the cut changes the math; absent when off (fingerprints unchanged)
             facts["dp"] = {"activations": s.dp_activations, "gradients": s.dp_gradients,
-                           "clip": s.dp_clip, "noise_multiplier": s.dp_noise_multiplier,
+                           "clip": s.dp_clip, "gradient_clip": s.dp_gradient_clip,
+                           "noise_multiplier": s.dp_noise_multiplier,
                            "delta": s.dp_delta}
         if self.dropped:  # a plan derived after a loss (plan/drop.py); the base one is unchanged
             facts["dropped"] = list(self.dropped)

@@ -73,6 +73,7 @@ class Feeder:
         spent = owner_epsilon(plan, self.owner, round_ + 1)
         m.dp_epsilon.labels(m.client).set(spent)
         log.info("owner %d: differential privacy at the cut: epsilon %.4g this round, %.4g after "
-                 "%d round(s) (delta %g, noise multiplier %g, clip %g)", self.owner,
+                 "%d round(s) (delta %g, noise multiplier %g, clips %g / %g)", self.owner,
                  owner_epsilon(plan, self.owner, 1), spent, round_ + 1, plan.training.dp_delta,
-                 plan.training.dp_noise_multiplier, plan.training.dp_clip)
+                 plan.training.dp_noise_multiplier, plan.training.dp_clip,
+                 plan.training.dp_gradient_clip)

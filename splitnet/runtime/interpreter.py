@@ -235,8 +235,10 @@ class Interpreter:
         """Compute and return the CPU seconds the step took (wall time counts other processes)."""
         cpu = time.thread_time()
         result = self._compute(task, item)
-        if result is not None and self._steps[task].noised:  # Note: noise at the cut
-            result = noise(self.plan.training, task, item.batch, item.round, result)
+        step = self._steps[task]
+        if result is not None and step.noised:  # Note: noise at the cut
+            gradient = step.next is not None and step.next.stage > self.plan.num_partitions
+            result = noise(self.plan.training, task, item.batch, item.round, result, gradient)
         return result, time.thread_time() - cpu
 
     def _compute(self, task: Task, item: _Pending) -> torch.Tensor | None:

@@ -78,18 +78,19 @@ def test_the_helper_sees_only_clipped_and_noised_activations_and_gradients(tmp_p
     # summary.json: the settings and a finite ε for 2 rounds x 1 epoch x 1 crossing
     on_disk = json.loads((tmp_path / "dp" / "latest" / "summary.json").read_text())
     assert on_disk["dp"] == private["dp"] == {
-        "activations": True, "gradients": False, "clip": clip, "noise_multiplier": sigma,
+        "activations": True, "gradients": False, "clip": clip, "gradient_clip": 0.01,
+        "noise_multiplier": sigma,
         "delta": 1e-5, "epsilon": round(epsilon(sigma, 2, 1e-5), 6)}
     assert 0 < private["dp"]["epsilon"] < 1e6
     assert clean["dp"]["epsilon"] == 0.0 and clean["dp"]["activations"] is False
 
     # DP_GRADIENTS alone: the activations cross untouched, the loss step's gradient is noised
     _, grads_in = _run({**base, "TRAINING_NUM_ROUNDS": "1", "DP_GRADIENTS": "on",
-                        "DP_CLIP": "0.01"}, tmp_path / "grads", received)
+                        "DP_GRADIENT_CLIP": "0.02"}, tmp_path / "grads", received)
     torch.testing.assert_close(grads_in[(2, 0, 0)], clean_in[(2, 0, 0)], atol=0, rtol=0)
     g = clean_in[(6, 0, 0)]  # the gradient of stage P+1 (computed in step 1_4, Note: loss chained)
     torch.testing.assert_close(grads_in[(6, 0, 0)],
-                               clip_and_noise(g, 0.01, 1.0, noise_generator(42, 1, 4, 0, 0)))
+                               clip_and_noise(g, 0.02, 1.0, noise_generator(42, 1, 4, 0, 0)))
 
 
 def test_a_client_with_other_dp_settings_is_refused_at_join(tmp_path):

@@ -33,7 +33,7 @@ TWO = '[["1_1","1_4","1_5","1_8"],["1_2","1_3","1_6","1_7"]]'
 def test_dp_settings_default_off_and_parse():
     s = load(values={"SIMULATION_STAGES_CLIENTS": TWO}).training
     assert (s.dp_activations, s.dp_gradients, s.dp_clip, s.dp_noise_multiplier, s.dp_delta) \
-        == (False, False, 1.0, 1.0, 1e-5) and not s.dp
+        == (False, False, 10.0, 1.0, 1e-5) and not s.dp and s.dp_gradient_clip == 0.01
     s = load(values={"SIMULATION_STAGES_CLIENTS": TWO, "DP_ACTIVATIONS": "on",
                      "DP_GRADIENTS": "off", "DP_CLIP": "0.5", "DP_NOISE_MULTIPLIER": "0",
                      "DP_DELTA": "1e-6"}).training
@@ -58,8 +58,8 @@ def test_dp_settings_are_facts_a_peer_must_share_and_absent_when_off():
     on = plan_of("owner_and_helper.env", DP_ACTIVATIONS="on")
     other_sigma = plan_of("owner_and_helper.env", DP_ACTIVATIONS="on", DP_NOISE_MULTIPLIER="2")
     assert "dp" not in off.facts()  # fingerprints of runs without DP are unchanged
-    assert on.facts()["dp"] == {"activations": True, "gradients": False, "clip": 1.0,
-                                "noise_multiplier": 1.0, "delta": 1e-5}
+    assert on.facts()["dp"] == {"activations": True, "gradients": False, "clip": 10.0,
+                                "gradient_clip": 0.01, "noise_multiplier": 1.0, "delta": 1e-5}
     assert len({off.fingerprint, on.fingerprint, other_sigma.fingerprint}) == 3
     difference = describe_difference(on.facts(), other_sigma.facts(), 1, 2)
     assert difference.startswith("dp (client 1: {") and "'noise_multiplier': 2.0" in difference
@@ -161,8 +161,8 @@ def test_epsilon_for_sigma_1_and_30_releases_matches_the_rdp_bound_within_5_perc
 def test_summary_block_and_the_owner_log_line(caplog):
     plan = plan_of("owner_and_helper.env", DP_GRADIENTS="on", DP_NOISE_MULTIPLIER="2")
     block = dp_block(plan.training, run_epsilon(plan, 2))
-    assert block == {"activations": False, "gradients": True, "clip": 1.0,
-                     "noise_multiplier": 2.0, "delta": 1e-5,
+    assert block == {"activations": False, "gradients": True, "clip": 10.0,
+                     "gradient_clip": 0.01, "noise_multiplier": 2.0, "delta": 1e-5,
                      "epsilon": round(epsilon(2.0, 2, 1e-5), 6)}
     assert dp_block(plan.training, math.inf)["epsilon"] is None  # JSON has no infinity
     from splitnet.runtime.feeder import Feeder
