@@ -14,27 +14,14 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from splitnet.bench.cases import Case, write_env
 from splitnet.config import catalog
 from splitnet.errors import RuntimeFailure
 from splitnet.plan.generate import generate_lists
 
 __all__ = ["CASES", "QUICK_CASES", "Case", "run_checkpoint_bench"]
-
-
-@dataclass(frozen=True)
-class Case:
-    """One model's run: dataset, clients, rounds, epochs, batch size, learning rate."""
-
-    model: str
-    dataset: str
-    clients: int = 3
-    rounds: int = 4
-    epochs: int = 1
-    batch_size: int = 32
-    learning_rate: float = 0.05
 
 
 CASES = (Case("CNN", "DIGITS", rounds=6, epochs=2), Case("RESNET18", "SYNTHETIC", rounds=4))
@@ -43,14 +30,7 @@ QUICK_CASES = (Case("CNN", "DIGITS", rounds=3),)
 
 def _env_file(case: Case, folder: Path) -> Path:
     lists = generate_lists(case.clients, catalog.num_partitions(case.model))
-    lines = [f"NUM_CLIENTS={case.clients}", f"CURRENT_MODEL={case.model}",
-             f"CURRENT_DATASET={case.dataset}", f"BATCH_SIZE={case.batch_size}",
-             f"TRAINING_NUM_ROUNDS={case.rounds}", f"TRAINING_NUM_EPOCHS={case.epochs}",
-             f"LEARNING_RATE={case.learning_rate}", "SEED=42", "METRICS_PORT=0",
-             f"SIMULATION_STAGES_CLIENTS={json.dumps(lists)}"]
-    path = folder / f"{case.model.lower()}.env"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_env(case, lists, folder / f"{case.model.lower()}.env")
 
 
 def _samples_per_second(env_file: Path, results: Path, keep: int) -> float:

@@ -1,11 +1,12 @@
 """``splitnet bench privacy``: what each privacy mode costs and what it buys, in one table.
 
-Each model trains the same ``splitnet local`` run (owner k's middle partitions on client k+1,
-so activations and gradients cross the cut) once per mode: none, secure aggregation,
-differential privacy at the cut (activations and gradients) with sigma = 0.5 and 1.0, and secure
-aggregation with DP sigma = 1.0. Seconds per epoch and samples/s (and their ratio to the run without
-protection, same bench run), test accuracy and ε come from each run's ``summary.json``; the
-leakage columns come from the attacks (``splitnet attack``) run with the same sigma.
+Each model (a :class:`~splitnet.bench.cases.Case`) trains the same ``splitnet local`` run (owner
+k's middle partitions on client k+1, so activations and gradients cross the cut) once per mode:
+none, secure aggregation, differential privacy at the cut (activations and gradients) with
+sigma = 0.5 and 1.0, and secure aggregation with DP sigma = 1.0. Seconds per epoch and samples/s
+(and their ratio to the run without protection, same bench run), test accuracy and ε come from
+each run's ``summary.json``; the leakage columns come from the attacks (``splitnet attack``) run
+with the same sigma.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from splitnet.bench.cases import Case, write_env
 from splitnet.bench.systems import placements
 from splitnet.config import catalog
 from splitnet.errors import RuntimeFailure
@@ -44,31 +46,9 @@ MODES = (Mode("none", {}), Mode("secure aggregation", {"SECURE_AGGREGATION": "on
          Mode("secure aggregation + DP sigma=1.0", {"SECURE_AGGREGATION": "on", **_dp(1.0)}, 1.0))
 
 
-@dataclass(frozen=True)
-class Case:
-    """One model's run: dataset, clients, rounds, epochs, batch size, learning rate, DP clip."""
-
-    model: str
-    dataset: str
-    clients: int = 3
-    rounds: int = 3
-    epochs: int = 2
-    batch_size: int = 32
-    learning_rate: float = 0.05
-    clip: float = 1.0
-
-
 def _env_file(case: Case, folder: Path) -> Path:
     lists = placements(case.clients, catalog.num_partitions(case.model))["offload"]
-    lines = [f"NUM_CLIENTS={case.clients}", f"CURRENT_MODEL={case.model}",
-             f"CURRENT_DATASET={case.dataset}", f"BATCH_SIZE={case.batch_size}",
-             f"TRAINING_NUM_ROUNDS={case.rounds}", f"TRAINING_NUM_EPOCHS={case.epochs}",
-             f"LEARNING_RATE={case.learning_rate}", "SEED=42", "METRICS_PORT=0",
-             "CHECKPOINT_KEEP=0", f"DP_CLIP={case.clip}",
-             f"SIMULATION_STAGES_CLIENTS={json.dumps(lists)}"]
-    path = folder / f"{case.model.lower()}.env"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_env(case, lists, folder / f"{case.model.lower()}.env", ["CHECKPOINT_KEEP=0"])
 
 
 def _train(env_file: Path, results: Path, mode: Mode) -> dict[str, Any]:

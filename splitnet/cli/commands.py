@@ -230,7 +230,8 @@ def cmd_bench_privacy(args: argparse.Namespace) -> int:
     from splitnet.bench.privacy_leakage import leakage_at
 
     cases = ([Case("CNN", "DIGITS", rounds=2, epochs=1)] if args.quick else
-             [Case("CNN", "DIGITS"), Case("RESNET18", "SYNTHETIC", rounds=2, epochs=1)])
+             [Case("CNN", "DIGITS", rounds=3, epochs=2),
+              Case("RESNET18", "SYNTHETIC", rounds=2, epochs=1)])
     rows = run_privacy_bench(args.out, cases, lambda sigma: leakage_at(
         sigma, args.out / "attacks", quick=args.quick),
         progress=lambda line: print(line, file=sys.stderr))

@@ -23,6 +23,8 @@ from splitnet.transport.messages import TaskMessage
 from splitnet.transport.serde import task_header
 from splitnet.transport.tls import Identity, TlsFiles, load_identity
 
+from .capture import CapturingProxy
+
 pytestmark = pytest.mark.integration
 TOKEN = "test-token-0123456789"
 
@@ -140,32 +142,15 @@ def test_a_member_claiming_another_number_is_refused(ids):
 def test_bytes_captured_from_a_real_connection_replay_to_nothing(ids):
     async def scenario():
         async with Receiver(ids[2]) as receiver:
-            captured = bytearray()
-
-            async def proxy(reader, writer):  # between a real sender and the receiver
-                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", receiver.port)
-
-                async def pump(src, dst, keep):
-                    while data := await src.read(65536):
-                        if keep:
-                            captured.extend(data)
-                        dst.write(data)
-                        await dst.drain()
-                    dst.close()
-
-                await asyncio.gather(pump(reader, up_writer, True),
-                                     pump(up_reader, writer, False), return_exceptions=True)
-
-            server = await asyncio.start_server(proxy, "127.0.0.1", 0)
-            proxied = server.sockets[0].getsockname()[1]
-            errors = []
-            sender = TensorChannel(1, "", identity=ids[1])
-            await sender.start("127.0.0.1", 0, Receiver.take_nothing, errors.append)
-            sender.learn(2, "127.0.0.1", proxied)
-            sender.send(2, TaskMessage(1, 3, 7, 0, 1, torch.ones(4)))
-            await _until(lambda: receiver.got)
-            await sender.aclose()
-            server.close()
+            async with CapturingProxy(receiver.port) as proxy:  # a real sender, recorded
+                errors = []
+                sender = TensorChannel(1, "", identity=ids[1])
+                await sender.start("127.0.0.1", 0, Receiver.take_nothing, errors.append)
+                sender.learn(2, "127.0.0.1", proxy.port)
+                sender.send(2, TaskMessage(1, 3, 7, 0, 1, torch.ones(4)))
+                await _until(lambda: receiver.got)
+                await sender.aclose()
+            captured = proxy.captured
             assert errors == [] and len(captured) > 100
             reader, writer = await asyncio.open_connection("127.0.0.1", receiver.port)
             writer.write(bytes(captured))  # the same bytes, again

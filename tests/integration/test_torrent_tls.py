@@ -24,6 +24,7 @@ from splitnet.ops.certs import make_certs
 from splitnet.transport.tls import Identity, TlsFiles, load_identity
 from splitnet.transport.torrent import TorrentSession
 
+from .capture import CapturingProxy
 from .cluster import make_plan, run_cluster
 from .test_runtime import example, final_model
 
@@ -128,37 +129,15 @@ def test_a_tls_fetcher_refuses_a_plain_torrent(ids, tmp_path):
 def test_plaintext_bittorrent_and_replayed_bytes_get_nothing(ids, seeder, tmp_path):
     ref = seeder.publish("model.safetensors", PAYLOAD)
     captured = bytearray()
-    writers: list[asyncio.StreamWriter] = []
 
-    async def capture():
-        async def proxy(reader, writer):  # between a real member and the seeder
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", seeder.port)
-            writers.extend((writer, up_writer))
-
-            async def pump(src, dst, keep):
-                while data := await src.read(65536):
-                    if keep:
-                        captured.extend(data)
-                    dst.write(data)
-                    await dst.drain()
-                dst.close()
-
-            await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False),
-                                 return_exceptions=True)
-            writer.close()
-            up_writer.close()
-
-        server = await asyncio.start_server(proxy, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        member = TorrentSession(tmp_path / "member", identity=ids[2])
-        try:
-            assert await member.fetch(ref, [("127.0.0.1", port)], 10.0) == PAYLOAD
-        finally:
-            member.close()
-            server.close()
-            for writer in writers:
-                writer.close()
-            await asyncio.sleep(0.1)
+    async def capture():  # a real member fetches through the proxy
+        async with CapturingProxy(seeder.port) as proxy:
+            member = TorrentSession(tmp_path / "member", identity=ids[2])
+            try:
+                assert await member.fetch(ref, [("127.0.0.1", proxy.port)], 10.0) == PAYLOAD
+            finally:
+                member.close()
+            captured.extend(proxy.captured)
 
     asyncio.run(capture())
     served = seeder.uploaded(ref.info_hash)
