@@ -1,7 +1,8 @@
 """Secure aggregation in a whole run (real gRPC on loopback): FedAvg's model, no replica seen.
 
 The cross-offload CNN job (5 clients, each partition's replicas on several clients) trains with
-SECURE_AGGREGATION=on and off; the models agree within the fixed-point error. What reaches the
+SECURE_AGGREGATION=on and off, over either bulk transport (masked payloads are safetensors too);
+the models agree within the fixed-point error. What reaches the
 aggregator is recorded on the way in: only masked ``partition/name`` sums, never an
 ``owner/partition/name`` replica, and each looks uniform.
 """
@@ -23,8 +24,10 @@ from .test_runtime import example, final_model
 pytestmark = pytest.mark.integration
 
 
-def test_a_run_with_secure_aggregation_ends_with_plain_fedavgs_model(tmp_path, monkeypatch):
-    values = example("cnn_cross_offload.env", TRAINING_NUM_ROUNDS="2", TRAINING_NUM_EPOCHS="1")
+@pytest.mark.parametrize("bulk", ["grpc", "torrent"])
+def test_a_run_with_secure_aggregation_ends_with_plain_fedavgs_model(tmp_path, monkeypatch, bulk):
+    values = example("cnn_cross_offload.env", TRAINING_NUM_ROUNDS="2", TRAINING_NUM_EPOCHS="1",
+                     BULK_TRANSPORT=bulk)
     outcome = run_cluster(values, tmp_path / "plain")
     assert not [r for r in outcome if isinstance(r, BaseException)], outcome
     seen: list[dict[str, torch.Tensor]] = []
