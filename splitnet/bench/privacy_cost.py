@@ -5,8 +5,8 @@ k's middle partitions on client k+1, so activations and gradients cross the cut)
 none, secure aggregation, differential privacy at the cut (activations and gradients) with
 sigma = 0.5 and 1.0, and secure aggregation with DP sigma = 1.0. Seconds per epoch and samples/s
 (and their ratio to the run without protection, same bench run), test accuracy and ε come from
-each run's ``summary.json``; the leakage columns come from the attacks (``splitnet attack``) run
-with the same sigma.
+each run's ``summary.json``; the leakage columns come from the attacks (``splitnet attack``, on
+the CNN and DIGITS, so only those rows have them) run with the same sigma.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def _train(env_file: Path, results: Path, mode: Mode) -> dict[str, Any]:
     return summary
 
 
+ATTACKED = ("CNN", "DIGITS")  # the attacks' own model and data: leakage is measured there only
 Attack = Callable[[float], Mapping[str, float]]
 """Returns the leakage measured at noise multiplier sigma: ``label_leak_auc``, ``inversion_mse``."""
 
@@ -82,7 +83,8 @@ def run_privacy_bench(out: Path, cases: Sequence[Case], attack: Attack | None = 
             summary = _train(env_file, folder, mode)
             rate = float(summary["samples_per_second"])
             baseline = baseline or rate
-            if attack is not None and mode.sigma not in leakage:
+            attacked = attack is not None and (case.model, case.dataset) == ATTACKED
+            if attack is not None and attacked and mode.sigma not in leakage:
                 progress(f"bench privacy: attacks at sigma={mode.sigma} ...")
                 leakage[mode.sigma] = attack(mode.sigma)
             epochs = case.rounds * case.epochs
@@ -93,7 +95,7 @@ def run_privacy_bench(out: Path, cases: Sequence[Case], attack: Attack | None = 
                 "test_accuracy": float(summary["test_accuracy"]),
                 "epsilon": summary.get("dp", {}).get("epsilon") if mode.sigma else None,
                 "secure_aggregation": bool(summary.get("secure_aggregation")),
-                **dict(leakage.get(mode.sigma, {}))})
+                **(dict(leakage.get(mode.sigma, {})) if attacked else {})})
     (out / "privacy.json").write_text(json.dumps(rows, indent=2) + "\n")
     return rows
 
