@@ -34,7 +34,7 @@ from splitnet.node.routing import Routing
 from splitnet.node.secagg import average_masked
 from splitnet.node.state import Background
 from splitnet.plan.plan import Plan
-from splitnet.telemetry.records import OwnerStats, RoundReport
+from splitnet.telemetry.records import RoundReport
 from splitnet.transport.base import BulkTransport
 from splitnet.transport.messages import Blob
 
@@ -109,11 +109,12 @@ class Aggregator:
         exchange_start = time.time()
         reports = self._reports.pop(round_)
         owners = [o for _, report in sorted(reports.items()) for o in report.owners]
-        weights = {o.owner: o.samples for o in owners} if self.secure else None
+        samples = {o.owner: o.samples for o in owners}
+        weights = samples if self.secure else None  # secure aggregation weights before masking
         blobs = await asyncio.gather(*(
             self._own_states(round_, weights) if k == self.me
             else self._routing.pull(k, round_, weights) for k in self.clients))
-        averaged = await loop.run_in_executor(None, _average, blobs, owners, self.secure)
+        averaged = await loop.run_in_executor(None, _average, blobs, samples, self.secure)
         data = await loop.run_in_executor(None, save_safetensors, averaged)
         await self._push(MODEL, round_, data)
         self.exchange_seconds.append(time.time() - exchange_start)
@@ -122,10 +123,10 @@ class Aggregator:
         self.recorder.record(round_, blobs, owners, averaged, seconds)
 
 
-def _average(blobs: list[Blob], owners: list[OwnerStats],
+def _average(blobs: list[Blob], samples: Mapping[int, int],
              secure: bool) -> dict[str, torch.Tensor]:
     if secure:  # the sum of masked payloads: no replica is ever loaded here
         return average_masked([load_safetensors(blob.data) for blob in blobs],
-                              [blob.meta for blob in blobs], {o.owner: o.samples for o in owners})
-    weights = {o.owner: float(o.samples) for o in owners}
+                              [blob.meta for blob in blobs], samples)
+    weights = {owner: float(count) for owner, count in samples.items()}
     return average_replicas((load_safetensors(blob.data) for blob in blobs), weights)

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from splitnet.errors import ProtocolError
+from splitnet.learning.keys import StateKey
 from splitnet.learning.secagg import masked_sum, pair_seed, unmask_sum
 from splitnet.plan.plan import Plan
 
@@ -79,18 +80,18 @@ class SecureAggregation:
         ProtocolError, with nothing sent, when ``weights`` (from the aggregator) miss an owner
         of these replicas or hold anything but positive whole numbers.
         """
-        owners = {int(text.split("/", 1)[0]) for text in states}
-        bad = [o for o in owners if not isinstance(weights.get(o), int) or
-               isinstance(weights.get(o), bool) or not 0 < weights[o] <= _MAX_WEIGHT]
+        keys = {text: StateKey.parse(text) for text in states}
+        bad = [o for o in sorted({key.owner or 0 for key in keys.values()})
+               if type(weights.get(o)) is not int or not 0 < weights[o] <= _MAX_WEIGHT]
         if bad:
             raise ProtocolError(f"client {self.me} refused a secure-aggregation pull: no valid "
-                                f"sample count for owner(s) {sorted(bad)} (whole numbers "
+                                f"sample count for owner(s) {bad} (whole numbers "
                                 f"1..{_MAX_WEIGHT})")
         try:
             masked = masked_sum(states, weights, self._seeds(), self.holders, self.me, round_)
         except ValueError as exc:
             raise ProtocolError(f"client {self.me}: secure aggregation: {exc}") from None
-        dtypes = {f"{text.split('/', 2)[1]}/{text.split('/', 2)[2]}": str(t.dtype)
+        dtypes = {f"{keys[text].partition}/{keys[text].name}": str(t.dtype)
                   for text, t in states.items()}
         return masked, dtypes
 
