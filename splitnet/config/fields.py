@@ -68,6 +68,12 @@ FIELDS: tuple[Field, ...] = (
     Field("CURRENT_DATASET", "training", "dataset", choice(*catalog.DATASET_KINDS), "DIGITS",
           "dataset"),
     Field("BATCH_SIZE", "training", "batch_size", integer(1, 1_000_000), 32, "samples per batch"),
+    Field("PIPELINE_DEPTH", "training", "pipeline_depth", integer(1, 64), 1,
+          "batches of one owner in flight; above 1 each runs on stashed weights up to depth-1 "
+          "steps stale (PipeDream weight stashing): faster across slow links, not exact SGD"),
+    Field("MICRO_BATCHES", "training", "micro_batches", integer(1, 1024), 1,
+          "micro-batches a batch is cut into (GPipe): stages overlap, one step per batch, "
+          "exact up to float rounding; must divide BATCH_SIZE"),
     Field("TRAINING_NUM_ROUNDS", "training", "num_rounds", integer(1, 1_000_000), 1,
           "averaging rounds"),
     Field("TRAINING_NUM_EPOCHS", "training", "num_epochs", integer(1, 1_000_000), 1,

@@ -108,6 +108,7 @@ def _validate(values: Mapping[str, str], violations: list[Violation], base_dir: 
         training["num_clients"] = len(training["stages_clients"]) or 1
     network = groups["network"]
     _check_cross_field(training, network["client_number"], violations)
+    _check_pipelining(training, groups["transport"]["activation_transport"], violations)
     if network["peers"] and "PEERS" not in bad_keys:
         count, n = len(network["peers"].split(",")), training["num_clients"]
         if count != n:
@@ -138,3 +139,17 @@ def _check_cross_field(training: dict[str, Any], client_number: int | None,
         violations.append(Violation("setting", f"CURRENT_DATASET={dataset} is {data_kind} data "
                                     f"but CURRENT_MODEL={model} takes {model_kind}; "
                                     f"use one of {', '.join(fitting)}"))
+
+
+def _check_pipelining(training: dict[str, Any], transport: str,
+                      violations: list[Violation]) -> None:
+    depth, micro = training["pipeline_depth"], training["micro_batches"]
+    if training["batch_size"] % micro:
+        violations.append(Violation("setting", f"MICRO_BATCHES={micro} does not divide "
+                                    f"BATCH_SIZE={training['batch_size']}: a batch is cut "
+                                    "into equal micro-batches"))
+    if (depth > 1 or micro > 1) and transport == "torrent":
+        violations.append(Violation("setting", f"ACTIVATION_TRANSPORT=torrent with "
+                                    f"PIPELINE_DEPTH={depth} and MICRO_BATCHES={micro}: "
+                                    "several units of one owner in flight need a transport "
+                                    "that keeps their order (direct or grpc)"))

@@ -46,6 +46,8 @@ class TrainingSettings:
     data_partitioning: str
     dirichlet_alpha: float
     secure_aggregation: bool = False
+    pipeline_depth: int = 1
+    micro_batches: int = 1
     dp_activations: bool = False
     dp_gradients: bool = False
     dp_clip: float = 10.0

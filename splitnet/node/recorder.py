@@ -132,6 +132,8 @@ class Recorder:
             exchange=Exchange(bulk_transport, activation_transport, exchange_seconds,
                               self.torrent_disk, self.torrent_disk_history))
         summary["secure_aggregation"] = s.secure_aggregation  # how the result was obtained
+        summary["pipeline_depth"] = s.pipeline_depth  # above 1: stashed weights, not exact SGD
+        summary["micro_batches"] = s.micro_batches
         summary["dp"] = dp_block(s, run_epsilon(self._plan, len(self.rows)))
         if dropped:
             summary["dropped"] = [dict(drop) for drop in dropped]

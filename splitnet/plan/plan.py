@@ -113,6 +113,10 @@ class Plan:
             facts["dirichlet_alpha"] = s.dirichlet_alpha
         if s.secure_aggregation:
             facts["secure_aggregation"] = True
+        if s.pipeline_depth > 1:  # changes the math; absent at 1 (fingerprints unchanged)
+            facts["pipeline_depth"] = s.pipeline_depth
+        if s.micro_batches > 1:
+            facts["micro_batches"] = s.micro_batches
         if s.dp:  # noise at the cut changes the math; absent when off (fingerprints unchanged)
             facts["dp"] = {"activations": s.dp_activations, "gradients": s.dp_gradients,
                            "clip": s.dp_clip, "gradient_clip": s.dp_gradient_clip,
@@ -149,7 +153,8 @@ class Plan:
             f"{', '.join(map(str, self.owners))}; data-less helpers {helpers}. Model {s.model} "
             f"in {p} partitions ({2 * p} stages) on {s.dataset}, {s.num_rounds} round(s) of "
             f"{s.num_epochs} epoch(s), batch {s.batch_size}, aggregator client "
-            f"{s.server_number}. {offload_text} Fingerprint {self.fingerprint}."
+            f"{s.server_number}. {offload_text}{_pipelining_text(s)} Fingerprint "
+            f"{self.fingerprint}."
         )
 
 
@@ -164,6 +169,19 @@ def build_plan(training: TrainingSettings) -> Plan:
 def plan_violations(training: TrainingSettings) -> list[Violation]:
     """Return every placement violation of ``training`` (a ``check`` for ``config.load``)."""
     return _check(training)[1]
+
+
+def _pipelining_text(s: TrainingSettings) -> str:
+    """Say what PIPELINE_DEPTH and MICRO_BATCHES do to the math (nothing when both are 1)."""
+    text = ""
+    if s.pipeline_depth > 1:
+        text += (f" Pipeline depth {s.pipeline_depth}: up to {s.pipeline_depth} batches of an "
+                 f"owner in flight, each on weights up to {s.pipeline_depth - 1} step(s) stale "
+                 "(weight stashing): not exact SGD.")
+    if s.micro_batches > 1:
+        text += (f" {s.micro_batches} micro-batches a batch (GPipe): one step per batch, exact "
+                 "up to float rounding (BatchNorm sees micro-batch statistics).")
+    return text
 
 
 def _model_label(training: TrainingSettings) -> str:

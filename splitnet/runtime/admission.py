@@ -1,8 +1,9 @@
 """Admission: what a peer's activation or gradient must be before it may wait in an inbox.
 
-Every rule follows from the plan and the one-batch-in-flight rule of the feeder (Note: one
-batch in flight per owner, :mod:`splitnet.runtime.feeder`), so an input that breaks one can
-only come from a faulty or hostile peer; it is refused with a ProtocolError and never runs.
+Every rule follows from the plan and the feeder's window (Note: batches in flight,
+:mod:`splitnet.runtime.feeder`), so an input that breaks one can only come from a faulty or
+hostile peer; it is refused with a ProtocolError and never runs. Batch numbers here are unit
+numbers (:mod:`splitnet.plan.units`): the same thing unless ``MICRO_BATCHES`` > 1.
 
 * The sender is the client that runs the step handing on to the task.
 * Rounds: the current round, or the next one. A peer legitimately runs round r+1 before this
@@ -10,7 +11,8 @@ only come from a faulty or hostile peer; it is refused with a ProtocolError and 
   this client still waits for that model. Nothing further ahead is possible.
 * Batches: an owner's batch numbers go on across rounds and every batch passes every one of its
   partitions, forward then backward. A forward input is the owner's latest batch that ran here
-  (at another of its tasks) or the one after it; a task never takes a batch it has already run.
+  (at another of its tasks) or the one after it — with ``PIPELINE_DEPTH=k``, a batch within
+  ``k`` of it; a task never takes a batch it has already run.
   A gradient is for a batch whose forward this segment ran and has not yet backpropagated.
 * Shapes: a forward input has the shape the previous partition gives (any batch size up to
   ``BATCH_SIZE``, the rest fixed, see :attr:`Replicas.outputs`); a gradient has exactly the shape
@@ -25,6 +27,7 @@ from splitnet.errors import ProtocolError
 from splitnet.plan.plan import Plan
 from splitnet.plan.segments import Run
 from splitnet.plan.task import Task
+from splitnet.plan.units import batch_of
 from splitnet.runtime.replicas import Replicas
 from splitnet.transport.messages import TaskMessage
 
@@ -102,7 +105,10 @@ class Admission:
                                 f"{tuple(msg.tensor.shape)} {msg.tensor.dtype}, expected "
                                 f"{expected} {dtype}")
         latest = self._latest.get(msg.owner, -1)
-        if forward and not max(latest, 0) <= msg.batch <= latest + 1:
+        depth, micro = self.plan.training.pipeline_depth, self.plan.training.micro_batches
+        newest = batch_of(latest, micro)
+        if forward and not max(newest - depth + 1, 0) <= batch_of(msg.batch, micro) <= \
+                newest + depth:
             raise ProtocolError(f"task {task} batch {msg.batch} is not owner {msg.owner}'s "
                                 f"batch in flight (its latest batch here is {latest})")
         return msg.tensor

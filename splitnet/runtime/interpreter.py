@@ -43,7 +43,9 @@ from splitnet.plan.rounds import INITIAL_ROUND
 from splitnet.plan.schedule import pick
 from splitnet.plan.segments import entries_of, hand_on
 from splitnet.plan.task import Task, partition_of
+from splitnet.plan.units import batch_of
 from splitnet.runtime.admission import Admission
+from splitnet.runtime.inflight import OwnerBatch, Pending
 from splitnet.runtime.replicas import Replicas
 from splitnet.runtime.segment import Segment
 from splitnet.telemetry.metrics import Metrics
@@ -56,22 +58,6 @@ log = logging.getLogger("splitnet.runtime")
 INLINE_SECONDS = 0.002
 Send = Callable[[int, TaskMessage], None]
 """Queues a message for the client that runs its task; never raises (Note: one failure path)."""
-
-
-@dataclass
-class _Pending:
-    batch: int
-    round: int
-    tensor: torch.Tensor
-
-
-@dataclass
-class _Batch:
-    """An owner's batch in flight, kept on the owner: its labels, its loss, its completion."""
-
-    labels: torch.Tensor
-    done: asyncio.Future[float]
-    loss: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -101,11 +87,16 @@ class Interpreter:
         self._steps = {task: self._step(task, run.owner, run.first)
                        for task, run in entries.items()}
         self._admission = Admission(plan, me, replicas, entries)
-        self._inbox: dict[Task, deque[_Pending]] = defaultdict(deque)
-        self._batches: dict[tuple[int, int], _Batch] = {}
+        self._inbox: dict[Task, deque[Pending]] = defaultdict(deque)
+        self._batches: dict[tuple[int, int], OwnerBatch] = {}
+        self._micro = plan.training.micro_batches
         self._wake = asyncio.Event()
         self._cost: dict[Task, float] = {}  # moving average of each task's step, seconds
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"compute{me}")
+        # Note: one thread count. OpenMP keeps a thread count per thread: the compute thread
+        # takes the client's, so a step gives the same bits inline or on the thread.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"compute{me}",
+                                        initializer=torch.set_num_threads,
+                                        initargs=(torch.get_num_threads(),))
 
     def _step(self, task: Task, owner: int, first: int) -> _Step:
         nxt = hand_on(self.plan, task)
@@ -151,19 +142,23 @@ class Interpreter:
         tensor = self._admission.check(msg, task, self.round)  # Note: admission
         if any((item.batch, item.round) == (msg.batch, msg.round) for item in self._inbox[task]):
             raise ProtocolError(f"task {task} batch {msg.batch} arrived twice")
-        self._deliver(task, _Pending(msg.batch, msg.round, tensor))
+        self._deliver(task, Pending(msg.batch, msg.round, tensor))
 
     def feed(self, owner: int, batch: int, round_: int, x: torch.Tensor,
              labels: torch.Tensor) -> asyncio.Future[float]:
-        """Queue owner's ``batch`` at stage 1; the future gives its loss once it is done."""
+        """Queue owner's ``batch`` at stage 1; the future gives its loss once it is done.
+
+        With ``MICRO_BATCHES=m`` the batch goes in as up to ``m`` units (micro-batches).
+        """
         task = Task(owner, 1)
         assert task in self._steps, f"client {self.me} does not run {task}"
-        done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self._batches[(owner, batch)] = _Batch(labels, done)
-        self._deliver(task, _Pending(batch, round_, x))
-        return done
+        entry, units = OwnerBatch.of(batch, labels, self._micro)
+        self._batches[(owner, batch)] = entry
+        for unit, part in units:
+            self._deliver(task, Pending(unit, round_, x[part]))
+        return entry.done
 
-    def _deliver(self, task: Task, item: _Pending) -> None:
+    def _deliver(self, task: Task, item: Pending) -> None:
         self._inbox[task].append(item)
         self._wake.set()
 
@@ -225,13 +220,13 @@ class Interpreter:
                 ready.add(task)
         return ready
 
-    def _step_failure(self, task: Task, item: _Pending, exc: BaseException) -> str:
+    def _step_failure(self, task: Task, item: Pending, exc: BaseException) -> str:
         # Note: failing step. Show the client's order with the failing task marked.
         order = " ".join(f">{t}<" if t == task else str(t) for t in self.order)
         return (f"client {self.me}: task {task} (batch {item.batch}, round {item.round}) failed: "
                 f"{type(exc).__name__}: {exc}\n  client {self.me}'s order: {order}")
 
-    def _timed_compute(self, task: Task, item: _Pending) -> tuple[torch.Tensor | None, float]:
+    def _timed_compute(self, task: Task, item: Pending) -> tuple[torch.Tensor | None, float]:
         """Compute and return the CPU seconds the step took (wall time counts other processes)."""
         cpu = time.thread_time()
         result = self._compute(task, item)
@@ -241,7 +236,7 @@ class Interpreter:
             result = noise(self.plan.training, task, item.batch, item.round, result, gradient)
         return result, time.thread_time() - cpu
 
-    def _compute(self, task: Task, item: _Pending) -> torch.Tensor | None:
+    def _compute(self, task: Task, item: Pending) -> torch.Tensor | None:
         """Run the segment step ``task`` starts; return what goes to the next task."""
         step = self._steps[task]
         p = self.plan.num_partitions
@@ -250,17 +245,23 @@ class Interpreter:
         out = step.segment.forward(item.batch, item.tensor)
         if step.next is not None and step.next.stage <= p:
             return out
-        batch = self._batches[(task.owner, item.batch)]  # Note: loss chained
-        batch.loss, grad = step.segment.backward_loss(item.batch, batch.labels)
+        batch = self._batches[(task.owner, batch_of(item.batch, self._micro))]  # Note: loss chained
+        loss, grad = step.segment.backward_loss(item.batch, batch.labels[item.batch],
+                                                batch.shares[item.batch])
+        batch.loss += loss
         self.metrics.train_loss.labels(self.metrics.client, str(task.owner)).set(batch.loss)
         return grad
 
-    def _hand_on(self, task: Task, item: _Pending, result: torch.Tensor | None) -> None:
+    def _hand_on(self, task: Task, item: Pending, result: torch.Tensor | None) -> None:
         step = self._steps[task]
         if step.next is None:
-            batch = self._batches.pop((task.owner, item.batch))
-            if not batch.done.done():
-                batch.done.set_result(batch.loss)
+            key = (task.owner, batch_of(item.batch, self._micro))
+            batch = self._batches[key]
+            batch.left -= 1
+            if batch.left == 0:
+                del self._batches[key]
+                if not batch.done.done():
+                    batch.done.set_result(batch.loss)
             return
         assert result is not None, f"task {task} produced nothing for {step.next}"
         self._send(step.runner, TaskMessage(step.next.owner, step.next.stage, item.batch,

@@ -38,7 +38,7 @@ class Replicas:
         self.me = me
         self.segments = [
             Segment(run.owner, run.first, [copy.deepcopy(parts[p - 1]) for p in run.partitions],
-                    optimizer, lr)
+                    optimizer, lr, plan.training.pipeline_depth, plan.training.micro_batches)
             for run in runs_of(plan, me)
         ]
         self._by_partition = {(seg.owner, p): seg for seg in self.segments for p in seg.modules}
