@@ -12,6 +12,7 @@ __all__ = ["QUICK", "SHAPED_FORM", "BenchOptions", "TransferOptions", "bench_opt
            "command_line", "transfer_options"]
 
 QUICK = {"clients": 3, "rounds": 2, "epochs": 1}
+RATE_FORM = re.compile(r"\d+(\.\d+)?(bit|kbit|mbit|gbit)")
 SHAPED_FORM = re.compile(r"\d+(\.\d+)?(bit|kbit|mbit|gbit)(,\d+(\.\d+)?(us|ms|s))?")
 _SIZES = {"clients": 5, "rounds": 10, "epochs": 3}
 COMMAND_LINE = "the command line"
@@ -32,13 +33,20 @@ class BenchOptions:
     seed: int = 42
     shaped: str | None = None
     bulk_transport: str = "auto"
+    rtt: tuple[float, ...] = ()
+    rate: str | None = None
+    depths: tuple[int, ...] = (1, 2, 4, 8)
+    micro: tuple[int, ...] = (1,)
+    target: float = 0.95
 
 
 def bench_options(out: Path, *, quick: bool = False, model: str = "CNN",
                   dataset: str = "DIGITS", clients: int | None = None,
                   rounds: int | None = None, epochs: int | None = None, batch_size: int = 32,
                   learning_rate: float = 0.1, seed: int = 42, shaped: str | None = None,
-                  bulk_transport: str = "auto") -> BenchOptions:
+                  bulk_transport: str = "auto", rtt: str | None = None, rate: str | None = None,
+                  depths: str = "1,2,4,8", micro: str | None = None,
+                  target: float = 0.95) -> BenchOptions:
     """Return the options (``quick`` sizes where none is given); raise every problem at once."""
     given = {"clients": clients, "rounds": rounds, "epochs": epochs}
     defaults = QUICK if quick else _SIZES
@@ -51,24 +59,51 @@ def bench_options(out: Path, *, quick: bool = False, model: str = "CNN",
                                            "e.g. 100mbit or 100mbit,5ms"))
     if batch_size < 1 or learning_rate <= 0:
         problems.append(Violation("usage", "--batch-size and --lr must be positive"))
+    rtts = _number_list(rtt, "--rtt", problems) if rtt is not None else []
+    if rate is not None and not RATE_FORM.fullmatch(rate):
+        problems.append(Violation("usage", f"--rate {rate!r}: expected a rate such as 100mbit"))
+    depth_list = _int_list(depths, "--depths", problems)
+    default_micro = "1,4" if model.upper().startswith("RESNET") else "1"
+    micro_list = _int_list(micro or default_micro, "--micro", problems)
+    problems += [Violation("usage", f"--micro {m}: does not divide --batch-size {batch_size}")
+                 for m in micro_list if batch_size % m]
+    if not 0 < target <= 1:
+        problems.append(Violation("usage", f"--target {target}: expected an accuracy in (0, 1]"))
     if problems:
         raise ConfigError(problems, COMMAND_LINE)
     return BenchOptions(out=out, model=model.upper(), dataset=dataset.upper(),
                         batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                        shaped=shaped, bulk_transport=bulk_transport, **chosen)
+                        shaped=shaped, bulk_transport=bulk_transport, rtt=tuple(rtts), rate=rate,
+                        depths=tuple(depth_list), micro=tuple(micro_list), target=target,
+                        **chosen)
+
+
+def _number_list(text: str, option: str, problems: list[Violation]) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not 0 <= v <= 10_000 for v in values):
+        problems.append(Violation("usage", f"{option} {text!r}: expected milliseconds from 0 to "
+                                           "10000 separated by commas, e.g. 0,5,20,50"))
+    return values
 
 
 _FLAGS = {"model": "model", "dataset": "dataset", "clients": "clients", "rounds": "rounds",
           "epochs": "epochs", "batch_size": "batch-size", "learning_rate": "lr", "seed": "seed",
-          "bulk_transport": "bulk", "shaped": "shaped"}
+          "bulk_transport": "bulk", "shaped": "shaped", "rate": "rate", "target": "target"}
 
 
 def command_line(opts: BenchOptions) -> str:
     """Return the ``splitnet bench`` command line that repeats this run."""
     defaults = BenchOptions(out=opts.out)
+    lists = {"rtt": opts.rtt, "depths": opts.depths, "micro": opts.micro}
+    listed = [f"--{flag} {','.join(f'{v:g}' for v in values)}" for flag, values in lists.items()
+              if opts.rtt and values != getattr(defaults, flag)]
     return " ".join(["splitnet bench", *(f"--{flag} {getattr(opts, field)}"
                                          for field, flag in _FLAGS.items()
-                                         if getattr(opts, field) != getattr(defaults, field))])
+                                         if getattr(opts, field) != getattr(defaults, field)),
+                     *listed])
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ be short. Rank 0 writes ``summary.json``; every rank saves its partition, merged
 ``models/model.safetensors`` with splitnet's ``partition/name`` keys.
 
 Run: ``python -m splitnet.bench.pipelining ENV_FILE RESULTS_DIR MICROBATCHES`` (it starts the
-ranks itself, on loopback).
+ranks itself, on loopback). :func:`launch` with a :class:`~splitnet.ops.wan.Wan` runs rank r in
+endpoint r+1 of that emulated WAN instead (``splitnet bench --rtt``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from splitnet.learning.models import build_partitions
 from splitnet.learning.optim import make_optimizer
 from splitnet.ops.baseline import train_union
 from splitnet.ops.prepare import prepare
+from splitnet.ops.wan import Wan
 from splitnet.telemetry.records import Pipelined, peak_rss_kib, run_summary
 from splitnet.telemetry.results import ResultsWriter
 from splitnet.transport.ports import free_ports
@@ -40,17 +42,19 @@ from splitnet.transport.ports import free_ports
 __all__ = ["launch"]
 
 
-def launch(env_file: Path, results: Path, microbatches: int) -> None:
+def launch(env_file: Path, results: Path, microbatches: int, wan: Wan | None = None) -> None:
     """Start one rank per partition and wait for all of them; merge their partitions."""
     training = prepare(env_file)[0].training
     world = num_partitions(training.model, training.bert_model)
-    port = free_ports(1)[0]
+    port = free_ports(1)[0] if wan is None else 29500  # each endpoint has its own ports
+    master = "127.0.0.1" if wan is None else wan.address(1)
+    where = {"GLOO_SOCKET_IFNAME": "eth0"} if wan is not None else {}
     results.mkdir(parents=True, exist_ok=True)
     procs = [subprocess.Popen(
-        [sys.executable, "-m", "splitnet.bench.pipelining", str(env_file), str(results),
-         str(microbatches)],
-        env={**os.environ, "RANK": str(rank), "WORLD_SIZE": str(world),
-             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+        [*(wan.prefix(rank + 1) if wan is not None else []), sys.executable, "-m",
+         "splitnet.bench.pipelining", str(env_file), str(results), str(microbatches)],
+        env={**os.environ, **where, "RANK": str(rank), "WORLD_SIZE": str(world),
+             "MASTER_ADDR": master, "MASTER_PORT": str(port)})
         for rank in range(world)]
     codes = [proc.wait() for proc in procs]
     if any(codes):

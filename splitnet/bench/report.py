@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from splitnet.bench.latency import latency_table
+
 __all__ = ["NO_TLS", "machine", "table", "tls_cost"]
 
 NO_TLS = "splitnet offload, TLS=off"  # the offload run on the token alone: TLS's baseline
@@ -64,6 +66,13 @@ def table(report: dict[str, Any]) -> str:
                      f"{cost['samples_per_second']:.3f}; wire bytes with ÷ without "
                      f"{_fmt(cost['wire_bytes'], '.3f')}; wire ÷ payload with TLS "
                      f"{_fmt(cost['wire_over_payload'], '.3f')}.")
+    tried = report.get("centralized_threads") or []
+    if tried:
+        lines.append("Centralized PyTorch: the best of " + ", ".join(
+            f"{label} {sps:.0f} samples/s" for label, sps in tried) + ".")
+    if report.get("latency"):
+        lines += ["", "Across an emulated WAN (each client's one-way delay RTT/2; `splitnet "
+                  "local --wan`):", "", latency_table(report["latency"], report["target"])]
     if not report["wire_measured"]:
         lines.append("Wire bytes not measured: no network namespace could be made (needs root).")
     return "\n".join(lines)

@@ -2,13 +2,17 @@
 
 One invocation runs, one after another, on the same data, model, seed, batch size and epochs:
 
-1. ``centralized``: ``splitnet baseline`` (one process, torch's default threads);
+1. ``centralized``: ``splitnet baseline`` (one process), the best of :data:`THREADINGS`
+   (Note: best centralized: the fastest of 1 and 2 intra-op threads, 1 and 2 inter-op);
 2. ``splitnet all-local``: every owner runs its whole model at home (pure protocol overhead);
 3. ``splitnet offload``: owner k's middle partitions run on client k+1 (4 network hops a batch);
 4. ``torch pipelining``: ``torch.distributed.pipelining`` over gloo, one process per partition,
    GPipe with as many micro-batches of ``BATCH_SIZE`` as there are owners;
 5. ``splitnet offload, shaped`` (``--shaped RATE[,DELAY]``): as 3 under ``tc`` on the loopback
-   of the run's own network namespace (all clients share that one link).
+   of the run's own network namespace (all clients share that one link);
+6. with ``--rtt``: the offload case across an emulated WAN at each RTT, for each pipeline depth
+   and micro-batch count, beside torch pipelining and Flower on the same network (Note: latency
+   rows, :mod:`splitnet.bench.latency`).
 
 Every system runs in a fresh network namespace when the machine allows one (root): the loopback
 counters of that namespace are the bytes on the wire (TCP/IP headers, control traffic and
@@ -30,6 +34,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from splitnet.bench.latency import run_latency, time_to_target
 from splitnet.bench.netns import loopback_bytes, netns_available, wrap
 from splitnet.bench.options import BenchOptions, command_line
 from splitnet.bench.report import NO_TLS, machine, table, tls_cost
@@ -46,7 +51,10 @@ from splitnet.plan.generate import generate_lists
 from splitnet.plan.plan import Plan
 from splitnet.telemetry.runs import run_folder_of
 
-__all__ = ["placements", "run_bench"]
+__all__ = ["THREADINGS", "placements", "run_bench"]
+
+THREADINGS = [("1 thread", 1, 1), ("2 threads", 2, 1), ("2 threads, 2 inter-op", 2, 2)]
+"""The centralized run's thread settings tried: (label, TORCH_THREADS, TORCH_INTEROP_THREADS)."""
 
 
 def _settings_lines(opts: BenchOptions, lists: list[list[str]]) -> list[str]:
@@ -179,6 +187,7 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
     isolate = netns_available()
     python = [sys.executable, "-m", "splitnet"]
     rows: list[dict[str, Any]] = []
+    tried: list[tuple[str, float]] = []
     t = plan.training
     dataset = load_dataset(t, settings.data)
     data = _Data(settings, plan, dataset, *train_union(plan, dataset))
@@ -190,15 +199,27 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
     def env_for(results: Path) -> list[str]:
         return ["env", f"RESULTS_DIR={results}"]
 
-    # 1. centralized
-    progress("bench: centralized (splitnet baseline) ...")
-    results = opts.out / "centralized"
-    run = _run("centralized PyTorch", [*env_for(results), *python, "baseline", "--env-file",
-                                        str(envs["all-local"])], results, isolate, None,
-               opts.out / "centralized.log")
-    summary = json.loads((results / "baseline" / "summary.json").read_text())
-    model = results / "baseline" / "models" / f"round{t.num_rounds}.safetensors"
-    rows.append(_row(run, data, summary, model, batches, 0))
+    # 1. centralized: the best of its thread settings (Note: best centralized)
+    best: dict[str, Any] | None = None
+    for label, intra, interop in THREADINGS:
+        progress(f"bench: centralized (splitnet baseline), {label} ...")
+        results = opts.out / f"centralized-{intra}-{interop}"
+        run = _run("centralized PyTorch", [*env_for(results), f"TORCH_THREADS={intra}",
+                                            f"TORCH_INTEROP_THREADS={interop}", *python,
+                                            "baseline", "--env-file", str(envs["all-local"])],
+                   results, isolate, None, opts.out / f"{results.name}.log")
+        summary = json.loads((results / "baseline" / "summary.json").read_text())
+        model = results / "baseline" / "models" / f"round{t.num_rounds}.safetensors"
+        row = _row(run, data, summary, model, batches, 0)
+        row["threads"] = summary.get("threads", label)
+        row["time_to_target"] = time_to_target(results / "baseline" / "metrics.csv",
+                                               opts.target)
+        tried.append((label, row["samples_per_second"]))
+        if best is None or row["samples_per_second"] > best["samples_per_second"]:
+            best = row
+    assert best is not None
+    best["system"] = f"centralized PyTorch ({best['threads']})"
+    rows.append(best)
 
     # 2., 3., 5. splitnet
     # (TLS=off: the same offload run on the token alone, the baseline of the TLS ratio)
@@ -239,8 +260,15 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
         if "samples_per_second" in row:
             row["vs_centralized"] = row["samples_per_second"] / central
             row["vs_pipelining"] = row["samples_per_second"] / pipelining
+    latency: list[dict[str, Any]] = []
+    if opts.rtt:  # Note: latency rows
+        latency = run_latency(opts, envs, len(plan.owners), central, progress)
+        for row in latency:
+            if row.get("model"):
+                row["test_accuracy"] = _assess(data, Path(row.pop("model")))["test_accuracy"]
     report = {
-        "command": command_line(opts), "tls": tls_cost(rows),
+        "command": command_line(opts), "tls": tls_cost(rows), "centralized_threads": tried,
+        "latency": latency, "target": opts.target,
         "machine": machine(), "settings": {
             "model": opts.model, "dataset": opts.dataset, "clients": opts.clients,
             "rounds": opts.rounds, "epochs": opts.epochs, "batch_size": opts.batch_size,

@@ -133,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="BULK_TRANSPORT for the splitnet runs (default auto)")
     bench.add_argument("--shaped", default=None, metavar="RATE[,DELAY]",
                        help="also run the offload case under tc shaping, e.g. 100mbit,5ms")
+    bench.add_argument("--rtt", default=None, metavar="MS[,MS...]",
+                       help="also run the offload case across an emulated WAN at each "
+                       "round-trip time, e.g. 0,5,20,50 (needs root; see splitnet local --wan)")
+    bench.add_argument("--rate", default=None, metavar="RATE",
+                       help="with --rtt: each client's egress rate, e.g. 100mbit")
+    bench.add_argument("--depths", default="1,2,4,8", metavar="K[,K...]",
+                       help="with --rtt: PIPELINE_DEPTH values (default 1,2,4,8)")
+    bench.add_argument("--micro", default=None, metavar="M[,M...]",
+                       help="with --rtt: MICRO_BATCHES values (default 1; 1,4 for ResNet)")
+    bench.add_argument("--target", type=float, default=0.95,
+                       help="with --rtt: the accuracy whose time to reach is reported")
     bench.add_argument("--out", type=Path, default=Path("results/bench"),
                        help="where runs, bench.json and bench.md go (default results/bench)")
     bench.set_defaults(handler=commands.cmd_bench)

@@ -165,7 +165,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     options = bench_options(args.out, quick=args.quick, model=args.model, dataset=args.dataset,
                             clients=args.clients, rounds=args.rounds, epochs=args.epochs,
                             batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-                            shaped=args.shaped, bulk_transport=args.bulk)
+                            shaped=args.shaped, bulk_transport=args.bulk, rtt=args.rtt,
+                            rate=args.rate, depths=args.depths, micro=args.micro,
+                            target=args.target)
     report = run_bench(options, progress=lambda line: print(line, file=sys.stderr))
     print(table(report))
     print(f"\nraw results: {args.out / 'bench.json'}")

@@ -171,6 +171,8 @@ FIELDS: tuple[Field, ...] = (
           "seconds to keep serving /metrics after training, for a last scrape"),
     Field("TORCH_THREADS", "output", "torch_threads", integer(0, 1024), 0,
           "torch intra-op threads per client (0: torch's default)"),
+    Field("TORCH_INTEROP_THREADS", "output", "torch_interop_threads", integer(0, 1024), 0,
+          "torch inter-op threads per client (0: torch's default)"),
     Field("RUN_ID", "output", "run_id", run_id, None,
           "the run's folder under RESULTS_DIR/runs (default: the aggregator makes one; a "
           "finished run's is refused)"),

@@ -126,6 +126,7 @@ class OutputSettings:
     metrics_auth_file: str | None
     metrics_hold: int
     torch_threads: int
+    torch_interop_threads: int
     run_id: str | None
 
 

@@ -9,12 +9,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from splitnet.config.network import peer_addresses, resolve_token
 from splitnet.config.settings import Settings
 from splitnet.errors import ConfigError, Violation
 from splitnet.learning.sizes import wire_limits
+from splitnet.learning.threads import apply_threads
 from splitnet.node.node import Node
 from splitnet.node.rejoin import run_rejoining
 from splitnet.plan.plan import Plan
@@ -106,8 +105,7 @@ def run_client(plan: Plan, settings: Settings) -> dict[str, Any]:
     SIGTERM stops the client like a failure: its peers are told and its results written.
     """
     options = network_options(settings, plan)  # a missing CLIENT_NUMBER fails before any node
-    if settings.output.torch_threads:
-        torch.set_num_threads(settings.output.torch_threads)
+    apply_threads(settings.output.torch_threads, settings.output.torch_interop_threads)
 
     def started(node: Node) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, node.stop,

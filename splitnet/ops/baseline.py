@@ -21,6 +21,7 @@ from splitnet.learning.data import Dataset, load_dataset, owner_data
 from splitnet.learning.evaluation import evaluate
 from splitnet.learning.models import build_partitions, compose
 from splitnet.learning.optim import make_optimizer
+from splitnet.learning.threads import apply_threads, thread_label
 from splitnet.plan.plan import Plan
 from splitnet.telemetry.progress import Progress
 from splitnet.telemetry.records import RoundRow, Trained, peak_rss_kib, run_summary
@@ -39,6 +40,7 @@ def train_union(plan: Plan, dataset: Dataset) -> tuple[torch.Tensor, torch.Tenso
 def run_baseline(settings: Settings, plan: Plan, results_dir: Path) -> dict[str, Any]:
     """Train centrally; write metrics.csv, summary.json and models; return the summary."""
     s = plan.training
+    apply_threads(settings.output.torch_threads, settings.output.torch_interop_threads)
     dataset = load_dataset(s, settings.data)
     x, y = train_union(plan, dataset)
     model = compose(build_partitions(
@@ -72,5 +74,6 @@ def run_baseline(settings: Settings, plan: Plan, results_dir: Path) -> dict[str,
     path = writer.save_model(s.num_rounds, model.state_dict())
     summary = run_summary(s.model, s.dataset, {1: peak_rss_kib()}, trained=Trained(
         plan.fingerprint, 1, rows, time.time() - start, path.stat().st_size))
+    summary["threads"] = thread_label()
     writer.write_summary(summary)
     return summary
