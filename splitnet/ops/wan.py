@@ -14,6 +14,7 @@ Where ``netem`` exists, the container entrypoint's ``tc netem`` path applies ins
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -237,10 +238,8 @@ class Wan:
         for name in reversed(self.made):  # Note: leftovers. A process still in a namespace
             pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
             for pid in pids.stdout.split():  # would keep it (and its veth) alive
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         self.made.clear()
 

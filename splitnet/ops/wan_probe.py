@@ -59,7 +59,7 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
 
 
 def _serve(host: str, port: int) -> None:
-    """The probe server: TCP ``P`` echo, ``T`` sink, ``U`` UDP count; UDP datagrams counted."""
+    """Serve probes: TCP ``P`` echo, ``T`` sink, ``U`` UDP count; UDP datagrams counted."""
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind((host, port))
     count = [0]
@@ -91,7 +91,7 @@ def _serve(host: str, port: int) -> None:
 
 
 def _client(host: str, port: int, pings: int, size: int, datagrams: int) -> dict[str, object]:
-    """The probe client: ping-pong, then a bulk send, then UDP datagrams; returns the figures."""
+    """Probe: ping-pong, then a bulk send, then UDP datagrams; return the figures."""
     rtts = []
     with socket.create_connection((host, port)) as conn:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -19,6 +19,7 @@ sees delay variation, not reordering.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import heapq
 import os
@@ -52,7 +53,7 @@ class RelayLink:
         return int(k), cls(float(delay), float(jitter), float(loss))
 
     def format(self, k: int) -> str:
-        """The ``--link`` argument for endpoint ``k``."""
+        """Return the ``--link`` argument for endpoint ``k``."""
         return f"{k}:{self.delay!r}:{self.jitter!r}:{self.loss!r}"
 
 
@@ -79,7 +80,15 @@ class Relay:
         """Read packets, drop or schedule each by its source endpoint's link."""
         none = RelayLink(0.0, 0.0, 0.0)
         while True:
-            packet = os.read(self.fd, READ_SIZE)
+            try:
+                packet = os.read(self.fd, READ_SIZE)
+            except OSError:
+                packet = b""
+            if not packet:  # the device (or a test's socket) is gone: stop both loops
+                with self.cond:
+                    heapq.heappush(self.heap, (0.0, 0, b""))
+                    self.cond.notify()
+                return
             now = time.monotonic()
             src = packet[12:16] if len(packet) >= 20 and packet[0] >> 4 == 4 else b""
             k = src[2] if src[:2] == b"\x0a\x4d" else -1  # 10.77.K.x
@@ -108,10 +117,10 @@ class Relay:
                     self.cond.wait(wait)
                     continue
                 packet = heapq.heappop(self.heap)[2]
-            try:
+            if not packet:
+                return
+            with contextlib.suppress(OSError):  # no route (endpoint gone): drop, as a router does
                 os.write(self.fd, packet)
-            except OSError:  # a destination gone (endpoint removed): drop, as a router does
-                pass
 
 
 def main(argv: list[str] | None = None) -> int:
