@@ -147,7 +147,7 @@ def measure(links: dict[int, Link], pings: int = 30, size: int = 0, datagrams: i
             return Probe(**json.loads(done.stdout))
         finally:
             server.kill()
-            server.wait()
+            server.communicate()
 
 
 def _rate_mbit(rate: str) -> float:
