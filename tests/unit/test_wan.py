@@ -132,3 +132,14 @@ def test_jitter_spreads_delays_but_keeps_each_sources_order():
 def test_loss_drops_about_the_asked_fraction():
     got = _relay({1: RelayLink(0, 0, 0.2)}, [_packet(1, n) for n in range(1000)], timeout=0.5)
     assert 140 <= 1000 - len(got) <= 260  # 200 ± 4.4 sigma
+
+
+def test_local_says_why_when_this_machine_cannot_emulate_a_wan(monkeypatch, tmp_path):
+    from splitnet.ops import local
+
+    from ..conftest import plan_of
+
+    monkeypatch.setattr(local, "wan_unavailable", lambda: "WAN emulation needs root")
+    with pytest.raises(ConfigError, match=r"\[wan\] --wan: WAN emulation needs root"):
+        local.run_local(plan_of("cnn_all_local.env"), None, tmp_path, wan=rtt_links(10, 2))
+    assert not (tmp_path / "runs").exists()  # refused before anything started
