@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--tls", choices=("on", "off"), default="on",
                        help="on (default): mutual TLS with a throw-away CA made for the run; "
                             "off: the shared token alone, only to measure what TLS costs")
+    local.add_argument("--wan", action="append", default=[], metavar="SPEC",
+                       help="emulate a WAN between the clients (root, Linux; no netem needed): "
+                            "'delay=10ms,jitter=1ms,loss=0.5%%,rate=100mbit' for every client's "
+                            "egress, 'K:delay=40ms' for client K only (repeatable)")
     local.set_defaults(handler=commands.cmd_local)
 
     baseline = sub.add_parser("baseline", help="train the same model centrally, one process")

@@ -96,8 +96,10 @@ def cmd_local(args: argparse.Namespace) -> int:
     """Run ``splitnet local``."""
     from splitnet.ops.local import RESTARTS, run_local
     from splitnet.ops.summary import summary_line
+    from splitnet.ops.wan import parse_links
 
     settings, plan = _prepare(args)
+    wan = parse_links(args.wan, plan.num_clients) if args.wan else None
     path, _ = _env_path(args)
     results = Path(settings.output.results_dir)
     print(plan.summary(), flush=True)
@@ -105,7 +107,8 @@ def cmd_local(args: argparse.Namespace) -> int:
                                 run_id=settings.output.run_id,
                                 restarts=RESTARTS if args.restart_on_failure else 0,
                                 checkpoint_dir=settings.recovery.checkpoint_dir,
-                                extra_env={"TLS": "off"} if args.tls == "off" else None)
+                                extra_env={"TLS": "off"} if args.tls == "off" else None,
+                                wan=wan)
     print(summary_line(summary, folder))
     return EXIT_OK
 

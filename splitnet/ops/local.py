@@ -5,7 +5,8 @@ stopped and the run fails; at the end the timelines are merged and the summary r
 client is given the run id (``RUN_ID``: the one set, or a fresh one), so the run's folder
 ``RESULTS_DIR/runs/<run id>`` is the one this command ran, whatever ``latest`` says later.
 Every run gets a throw-away cluster CA and certificates in its folder (``certs``), and its
-clients talk mutual TLS, as a deployment does.
+clients talk mutual TLS, as a deployment does. With ``wan`` (``--wan``), client k runs in endpoint
+k of an emulated WAN (:mod:`splitnet.ops.wan`) and its peers reach it at that endpoint's address.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from splitnet.config.fields import DEFAULT_CHECKPOINT_DIR
-from splitnet.errors import RuntimeFailure
+from splitnet.errors import ConfigError, RuntimeFailure, Violation
 from splitnet.ops.certs import make_certs
+from splitnet.ops.wan import Link, Wan, wan_unavailable
 from splitnet.plan.plan import Plan
 from splitnet.telemetry.progress import is_progress
 from splitnet.telemetry.results import merge_timelines
@@ -54,7 +56,8 @@ def _pump(stream: IO[str], prefix: str, out: IO[str], lock: threading.Lock) -> N
 def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
               extra_env: dict[str, str] | None = None, out: IO[str] = sys.stdout,
               run_id: str | None = None, restarts: int = 0,
-              checkpoint_dir: str = DEFAULT_CHECKPOINT_DIR) -> tuple[dict[str, Any], Path]:
+              checkpoint_dir: str = DEFAULT_CHECKPOINT_DIR,
+              wan: dict[int, Link] | None = None) -> tuple[dict[str, Any], Path]:
     """Run every client of ``plan`` as a process; return the run's summary and its folder.
 
     ``run_id`` names the run (default: a fresh id); a finished run's is refused (ConfigError).
@@ -63,21 +66,40 @@ def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
     ``run_id`` finds them again to resume.
     A client that exits non-zero is started again, at most ``restarts`` times (what a
     container's restart policy does: ``--restart-on-failure``); past that the run fails.
+    ``wan`` (links by client number, e.g. from ``parse_links``) runs the clients in an emulated
+    WAN; a machine that cannot emulate one is a ConfigError saying why.
     """
+    if wan is not None and (why := wan_unavailable()):
+        raise ConfigError(Violation("wan", f"--wan: {why}"), "the command line")
+    if wan is None:
+        return _run(plan, env_file, results_dir, extra_env, out, run_id, restarts,
+                    checkpoint_dir, None)
+    with Wan(wan, range(1, plan.num_clients + 1)) as net:
+        return _run(plan, env_file, results_dir, extra_env, out, run_id, restarts,
+                    checkpoint_dir, net)
+
+
+def _run(plan: Plan, env_file: Path | None, results_dir: Path, extra_env: dict[str, str] | None,
+         out: IO[str], run_id: str | None, restarts: int, checkpoint_dir: str,
+         wan: Wan | None) -> tuple[dict[str, Any], Path]:
     run_id = run_id or new_run_id()
     check_unfinished(results_dir, run_id)
     n = plan.num_clients
     ports = free_ports(3 * n)  # gRPC, libtorrent, metrics
     env = dict(os.environ)
+
+    def host(k: int) -> str:
+        return wan.address(k) if wan else "127.0.0.1"
+
     certs = run_folder(results_dir, run_id) / "certs"
     if not (certs / "ca.crt").exists():  # a resumed run keeps its CA
         make_certs(certs, range(1, n + 1))
     env.update({
-        "PEERS": ",".join(f"127.0.0.1:{p}" for p in ports[:n]),
+        "PEERS": ",".join(f"{host(k)}:{p}" for k, p in enumerate(ports[:n], 1)),
         "SPLITNET_TOKEN": secrets.token_hex(16),
         "TLS": "on",
         "TLS_DIR": str(certs),
-        "LISTEN_HOST": "127.0.0.1",
+        "LISTEN_HOST": "0.0.0.0" if wan else "127.0.0.1",
         "RESULTS_DIR": str(results_dir),
         "RUN_ID": run_id,
         "CHECKPOINT_DIR": str(results_dir / "runs" / run_id / "checkpoints")
@@ -91,7 +113,7 @@ def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
         args += ["--env-file", str(env_file)]
     # Note: targets file. Prometheus can follow a local run with file_sd_configs on this file.
     results_dir.mkdir(parents=True, exist_ok=True)
-    targets = [{"targets": [f"127.0.0.1:{p}" for p in ports[2 * n:]],
+    targets = [{"targets": [f"{host(k)}:{p}" for k, p in enumerate(ports[2 * n:], 1)],
                 "labels": {"job": "splitnet"}}]
     (results_dir / "prometheus-targets.json").write_text(json.dumps(targets))
     lock = threading.Lock()
@@ -101,8 +123,8 @@ def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
     def start(k: int) -> subprocess.Popen[str]:
         own = {"CLIENT_NUMBER": str(k), "TORRENT_PORT": str(ports[n + k - 1]),
                "METRICS_PORT": str(ports[2 * n + k - 1])}
-        proc = subprocess.Popen(args, env={**env, **own}, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([*(wan.prefix(k) if wan else []), *args], env={**env, **own},
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
         pump = threading.Thread(target=_pump, args=(proc.stdout, f"[client {k}]", out, lock),
                                 daemon=True)

@@ -1,0 +1,123 @@
+"""WAN emulation for real: namespaces, the TUN relay, tbf; measured, then a whole local run.
+
+Needs root, network namespaces and /dev/net/tun (marker ``netns``); CI here is root, so these
+run and must pass (``wan_unavailable()`` is asserted, never a reason to skip).
+"""
+
+import csv
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from splitnet.ops.wan import Link, Wan, parse_links, rtt_links, wan_unavailable
+from splitnet.ops.wan_probe import measure
+
+pytestmark = [pytest.mark.integration, pytest.mark.netns]
+
+THREE = ('[["1_1","1_2","3_2","1_3","3_3","1_4","1_5","1_6","3_6","1_7","3_7","1_8"],'
+         '["2_1","2_3","2_4","2_5","2_6","2_8"],["3_1","2_2","3_4","3_5","2_7","3_8"]]')
+
+
+def _namespaces() -> set[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+
+
+@pytest.fixture(autouse=True)
+def leaves_no_namespace():
+    assert wan_unavailable() is None
+    before = _namespaces()
+    yield
+    assert _namespaces() - before == set()
+
+
+@pytest.mark.parametrize("rtt", [10.0, 40.0])
+def test_the_measured_rtt_is_within_10_percent_of_the_asked(rtt):
+    probe = measure(rtt_links(rtt, 2), pings=30)
+    assert abs(probe.rtt_ms - rtt) <= 0.1 * rtt, probe.rtts_ms
+    assert min(probe.rtts_ms) >= rtt  # never faster than asked
+
+
+def test_the_measured_throughput_is_within_10_percent_of_the_rate():
+    asked = 50.0  # mbit/s: 3 s of data
+    probe = measure(rtt_links(2, 2, rate="50mbit"), pings=3, size=int(asked * 1e6 / 8 * 3))
+    assert abs(probe.throughput_mbit - asked) <= 0.1 * asked, probe.throughput_mbit
+
+
+def _iqr(values: list[float]) -> float:
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return q3 - q1
+
+
+def test_jitter_spreads_rtts_around_the_asked_delay():
+    steady = measure(parse_links(["delay=10ms"], 2), pings=40)
+    jittery = measure(parse_links(["delay=10ms,jitter=4ms"], 2), pings=40)
+    # Two one-way delays of 10 ± 4 ms (uniform): a triangle on 12..28 ms, quartiles 17.7 and
+    # 22.3 ms. Quartiles, not the sd: a busy machine adds the odd late reply to either.
+    assert _iqr(steady.rtts_ms) < 1.0
+    assert _iqr(jittery.rtts_ms) > 2.5
+    assert min(jittery.rtts_ms) >= 12.0 and abs(jittery.rtt_ms - 20) <= 3
+
+
+def test_loss_drops_about_the_asked_fraction_of_udp_datagrams():
+    probe = measure({1: Link(), 2: Link(loss=0.1)}, pings=3, datagrams=3000, seed=7)
+    assert 0.07 <= probe.udp_loss <= 0.13, probe  # 300 ± 5.6 sigma of 3000
+
+
+def test_every_namespace_goes_also_when_the_body_fails():
+    with pytest.raises(RuntimeError, match="boom"), Wan(rtt_links(2, 2), [1, 2]) as wan:
+        names = {wan.router, *wan.names.values()}
+        assert names <= _namespaces()
+        sleeper = subprocess.Popen([*wan.prefix(1), "sleep", "60"])
+        raise RuntimeError("boom")
+    assert sleeper.wait(timeout=5) != 0  # a process left inside was ended with it
+    assert not names & _namespaces()
+
+
+def _hops_ms(timeline: Path) -> list[float]:
+    """Gaps between one stage's compute and the next stage's on another client, in ms."""
+    with timeline.open() as file:
+        rows = [r for r in csv.DictReader(file) if r["kind"] == "compute"]
+    at = {(r["owner"], int(r["stage"]), r["batch"], r["round"]): r for r in rows}
+    return [(float(nxt["start"]) - float(r["end"])) * 1000
+            for (owner, stage, batch, rnd), r in at.items()
+            if (nxt := at.get((owner, stage + 1, batch, rnd))) and nxt["client"] != r["client"]]
+
+
+def _local(tmp_path: Path, name: str, *wan: str) -> tuple[str, list[float]]:
+    results = tmp_path / name
+    env = tmp_path / f"{name}.env"
+    env.write_text("\n".join([
+        "CURRENT_MODEL=CNN", "CURRENT_DATASET=DIGITS", "BATCH_SIZE=32", "LEARNING_RATE=0.1",
+        "TRAINING_NUM_ROUNDS=1", "TRAINING_NUM_EPOCHS=1", f"SIMULATION_STAGES_CLIENTS={THREE}",
+        f"RESULTS_DIR={results}"]) + "\n")
+    args = [f"--wan={spec}" for spec in wan]
+    done = subprocess.run([sys.executable, "-m", "splitnet", "local", "--env-file", str(env),
+                           *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    last = done.stdout.splitlines()[-1]
+    return last.split(";")[0], _hops_ms(results / "latest" / "timeline.csv")
+
+
+def test_a_local_run_over_the_emulated_wan_completes_with_slower_hops(tmp_path):
+    accuracy, plain = _local(tmp_path, "plain")
+    wan_accuracy, delayed = _local(tmp_path, "wan", "delay=2ms")  # TLS on, default transports
+    assert wan_accuracy == accuracy and "test accuracy" in accuracy  # same math, other network
+    assert len(delayed) == len(plain) > 20
+    assert min(delayed) >= 2.0  # no hop beats the sender's one-way delay
+    assert statistics.median(delayed) > statistics.median(plain) + 1.0
+
+
+def test_bad_wan_values_stop_splitnet_local_before_anything_starts(tmp_path):
+    env = tmp_path / "bad.env"
+    env.write_text(f"SIMULATION_STAGES_CLIENTS={THREE}\nRESULTS_DIR={tmp_path}\n")
+    done = subprocess.run([sys.executable, "-m", "splitnet", "local", "--env-file", str(env),
+                           "--wan", "delay=-1ms", "--wan", "2:loss=150%"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "delay '-1ms': must not be negative" in done.stderr
+    assert "loss '150%': must be between 0 and 100%" in done.stderr
+    assert "Traceback" not in done.stderr
