@@ -105,8 +105,10 @@ def _partitions(env_file: Path) -> int:
 
 
 def _flower_row(opts: BenchOptions, rtt: float, progress: Progress) -> dict[str, Any]:
-    from splitnet.bench.flower import run_flower
-
+    try:
+        from splitnet.bench.flower import run_flower
+    except ImportError as exc:
+        return {"system": "Flower FedAvg (all-local)", "rtt_ms": rtt, "note": f"not run: {exc}"}
     progress(f"bench: Flower FedAvg, RTT {rtt:g} ms ...")
     folder = opts.out / "latency" / f"rtt{rtt:g}-flower"
     specs = _wan_specs(opts, rtt)

@@ -38,7 +38,7 @@ class Replicas:
         self.me = me
         self.segments = [
             Segment(run.owner, run.first, [copy.deepcopy(parts[p - 1]) for p in run.partitions],
-                    optimizer, lr, plan.training.pipeline_depth, plan.training.micro_batches)
+                    optimizer, lr, _depth(plan, run.last), plan.training.micro_batches)
             for run in runs_of(plan, me)
         ]
         self._by_partition = {(seg.owner, p): seg for seg in self.segments for p in seg.modules}
@@ -83,3 +83,14 @@ class Replicas:
                 if p not in parts:
                     raise ProtocolError(f"client {self.me}: the model has no partition {p}")
                 seg.load(p, parts[p])
+
+
+def _depth(plan: Plan, last: int) -> int:
+    """Return the pipeline depth a segment ending at partition ``last`` keeps versions for.
+
+    The owner's last segment runs each unit's forward, loss and backward in one step, in batch
+    order, so it always works on the latest weights: exact, as with depth 1 (Note: weight
+    stashing, in segment.py).
+    """
+    return 1 if last == plan.num_partitions else plan.training.pipeline_depth
+

@@ -21,7 +21,9 @@ flight, and batch ``b`` runs forward *and* backward on the weights as they were 
 ``b - k`` was applied, on every segment alike (PipeDream's weight stashing with vertical sync):
 the segment keeps those versions, computes each batch's gradient against its own version, and
 applies the gradients to the latest weights in batch order. Each step thus uses a gradient that
-is at most ``k - 1`` updates stale, and the result depends only on the seed, not on timing.
+is at most ``k - 1`` updates stale, and the result depends only on the seed, not on timing. The
+owner's last segment is the exception: it runs a unit's forward, loss and backward in one step,
+in batch order, so it always has the latest weights and is built with depth 1 (exact there).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 The reference below is written for the tests, apart from the runtime: weight-stashed pipelining
 with vertical sync is sequential once written down — batch ``b`` runs forward and backward on
-each segment's weights as they were after batch ``b - k`` was applied, and the gradients are
-applied in batch order — so one loop over the batches gives what the concurrent cluster must.
+each segment's weights as they were after batch ``b - k`` was applied (the owner's loss segment
+on its latest weights), and the gradients are applied in batch order — so one loop over the
+batches gives what the concurrent cluster must.
 """
 
 import asyncio
@@ -63,7 +64,7 @@ def reference(cluster, owner, depth):
                 x, graphs = data.train_x[index], []
                 for i, mod in enumerate(mods):  # forward on the version after batch - depth
                     x = x.detach().contiguous().requires_grad_(i > 0)  # as the wire gives it
-                    if depth == 1:
+                    if depth == 1 or i == len(mods) - 1:  # the loss segment: latest weights
                         weights, out = None, mod(x)
                     else:
                         old = max(b for b in applied[i] if b <= batch - depth)
