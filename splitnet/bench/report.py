@@ -68,8 +68,10 @@ def table(report: dict[str, Any]) -> str:
                      f"{_fmt(cost['wire_over_payload'], '.3f')}.")
     tried = report.get("centralized_threads") or []
     if tried:
-        lines.append("Centralized PyTorch: the best of " + ", ".join(
-            f"{label} {sps:.0f} samples/s" for label, sps in tried) + ".")
+        chosen = next((r.get("threads") for r in report["rows"]
+                       if r["system"] == "centralized PyTorch"), "?")
+        lines.append("Centralized PyTorch is the best of " + ", ".join(
+            f"{label} {sps:.0f} samples/s" for label, sps in tried) + f" (chosen: {chosen}).")
     if report.get("latency"):
         lines += ["", "Across an emulated WAN (each client's one-way delay RTT/2; `splitnet "
                   "local --wan`):", "", latency_table(report["latency"], report["target"])]

@@ -218,7 +218,7 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
         if best is None or row["samples_per_second"] > best["samples_per_second"]:
             best = row
     assert best is not None
-    best["system"] = f"centralized PyTorch ({best['threads']})"
+    best["system"] = "centralized PyTorch"
     rows.append(best)
 
     # 2., 3., 5. splitnet

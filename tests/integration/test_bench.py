@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from splitnet.bench.netns import netns_available
-from splitnet.bench.systems import placements
+from splitnet.bench.systems import THREADINGS, placements
+from splitnet.ops.wan import wan_unavailable
 from splitnet.plan.task import Task
 
 SYSTEMS = ["centralized PyTorch", "splitnet all-local", "splitnet offload",
@@ -30,10 +31,17 @@ def test_offload_placement_moves_each_owners_middle_to_the_next_client():
 def test_quick_bench_compares_the_systems_in_one_run(tmp_path):
     out = tmp_path / "bench"
     done = subprocess.run([sys.executable, "-m", "splitnet", "bench", "--quick", "--out",
-                           str(out)], capture_output=True, text=True, timeout=900)
+                           str(out), "--rtt", "10", "--depths", "1,4"],
+                          capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads((out / "bench.json").read_text())
     rows = {r["system"]: r for r in report["rows"]}
+    assert [label for label, _ in report["centralized_threads"]] == [
+        label for label, _, _ in THREADINGS]  # the best of them is the row
+    assert rows["centralized PyTorch"]["samples_per_second"] == max(
+        sps for _, sps in report["centralized_threads"])
+    assert "Centralized PyTorch is the best of 1 thread" in done.stdout
+    check_latency_rows(report, rows, done.stdout)
     assert list(rows) == SYSTEMS
     for row in rows.values():
         assert 0.0 <= row["test_accuracy"] <= 1.0 and 0.0 <= row["train_f1"] <= 1.0
@@ -60,10 +68,36 @@ def test_quick_bench_compares_the_systems_in_one_run(tmp_path):
         assert f"| {name} |" in done.stdout and f"| {name} |" in (out / "bench.md").read_text()
 
 
+def check_latency_rows(report, rows, stdout):
+    """The offload case at RTT 10 ms with k=1 and k=4, torch pipelining, Flower."""
+    latency = report["latency"]
+    splitnet = [r for r in latency if r["system"] == "splitnet offload"]
+    if wan_unavailable():
+        assert all(r["note"].startswith("not run:") for r in splitnet)
+        return
+    assert [(r["rtt_ms"], r["depth"], r["micro"]) for r in splitnet] == [(10, 1, 1), (10, 4, 1)]
+    k1, k4 = splitnet
+    # Delay never changes the math: k=1 across the WAN ends where the loopback run does.
+    assert k1["test_accuracy"] == rows["splitnet offload"]["test_accuracy"]
+    assert k1["vs_k1"] == 1.0 and k4["vs_k1"] == k4["samples_per_second"] / k1[
+        "samples_per_second"]
+    assert k1["samples_per_second"] > 0 and 0 <= k4["test_accuracy"] <= 1
+    [pipelining] = [r for r in latency if r["system"].startswith("torch pipelining")]
+    assert pipelining["samples_per_second"] > 0 and 0 <= pipelining["test_accuracy"] <= 1
+    [flower] = [r for r in latency if r["system"].startswith("Flower")]
+    assert flower.get("samples_per_second") or flower["note"].startswith("not run")
+    assert "| splitnet offload | 10 | 4 | 1 |" in stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (["--shaped", "fast"], "--shaped 'fast': expected RATE[,DELAY]"),
     (["--clients", "1"], "--clients 1: expected a whole number of at least 2"),
     (["--rounds", "0"], "--rounds 0: expected a whole number of at least 1"),
+    (["--rtt", "-5"], "--rtt '-5': expected milliseconds from 0 to 10000"),
+    (["--rtt", "10", "--rate", "fast"], "--rate 'fast': expected a rate such as 100mbit"),
+    (["--rtt", "10", "--depths", "0"], "--depths '0': expected positive integers"),
+    (["--rtt", "10", "--micro", "3"], "--micro 3: does not divide --batch-size 32"),
+    (["--target", "1.5"], "--target 1.5: expected an accuracy in (0, 1]"),
 ])
 def test_bad_bench_options_are_named(tmp_path, args, message):
     done = subprocess.run([sys.executable, "-m", "splitnet", "bench", "--out", str(tmp_path),
