@@ -27,6 +27,7 @@ Standalone: ``python -m splitnet.bench.flower [--rounds 2] [--clients 3] [--epoc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -89,8 +90,9 @@ class WanLike(Protocol):
         """Command prefix that runs a process inside endpoint ``k``'s namespace."""
 
 
-def flower_unavailable(venv: Path = VENV) -> str | None:
-    """Return why the Flower row cannot run here, or None when it can."""
+def flower_unavailable(venv: Path | None = None) -> str | None:
+    """Return why the Flower row cannot run here (``venv``: ``.venv-flower``), or None."""
+    venv = venv or VENV
     missing = [tool for tool in _TOOLS if not (venv / "bin" / tool).exists()]
     if missing:
         return (f"{venv} has no {', '.join(missing)} (make it with scripts/flower-venv.sh)")
@@ -112,8 +114,8 @@ def _write_app(opts: BenchOptions, folder: Path, address: str) -> dict[str, str]
                                                     out=json.dumps(str(out))))
     (home / "config.toml").write_text(_CONNECTION.format(address=address))
     (out / "flower.json").unlink(missing_ok=True)
-    path = f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
-    return {**os.environ, "FLWR_HOME": str(home), "PYTHONPATH": str(ROOT), "PATH": path,
+    search = f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "FLWR_HOME": str(home), "PYTHONPATH": str(ROOT), "PATH": search,
             "TORCH_THREADS": "1"}
 
 
@@ -136,10 +138,8 @@ class _Processes:
     def close(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for proc in self.procs:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    pass
             deadline = time.time() + 5
             while time.time() < deadline and any(p.poll() is None for p in self.procs):
                 time.sleep(0.1)
