@@ -126,6 +126,7 @@ class _Processes:
         self.folder, self.env = folder, env
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[IO[bytes]] = []
+        self.names: dict[int, Path] = {}
 
     def start(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
         log = (self.folder / f"{name}.log").open("wb")
@@ -133,7 +134,19 @@ class _Processes:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                 cwd=self.folder, start_new_session=True)
         self.procs.append(proc)
+        self.names[proc.pid] = self.folder / f"{name}.log"
         return proc
+
+    def ready(self, proc: subprocess.Popen[bytes], line: str, timeout: float = 120) -> None:
+        """Wait until ``proc``'s log shows ``line``; raise RuntimeFailure if it exits first."""
+        log = self.names[proc.pid]
+        deadline = time.time() + timeout
+        while line not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeFailure(f"bench: Flower's {log.stem} did not start (exit "
+                                     f"{proc.returncode}); log {log}:\n"
+                                     f"{log.read_text(errors='replace')[-1500:]}")
+            time.sleep(0.2)
 
     def close(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -170,14 +183,16 @@ def run_flower(opts: BenchOptions, folder: Path, wan: WanLike | None = None,
     procs = _Processes(folder, env)
     start = time.time()
     try:
-        procs.start("superlink", inside(0, [
+        link = procs.start("superlink", inside(0, [
             str(bin_ / "flower-superlink"), "--insecure", "--host", host, "--port", str(port),
             "--disable-runtime-dependency-installation"]))
-        for k, node_port in enumerate(node_ports, 1):
-            procs.start(f"supernode-{k}", inside(k, [
-                str(bin_ / "flower-supernode"), "--insecure", "--superlink", f"{host}:{port}",
-                "--host", "127.0.0.1", "--port", str(node_port), "--node-config",
-                f"owner={k}"]))
+        procs.ready(link, "Uvicorn running on")
+        nodes = [procs.start(f"supernode-{k}", inside(k, [
+            str(bin_ / "flower-supernode"), "--insecure", "--superlink", f"{host}:{port}",
+            "--host", "127.0.0.1", "--port", str(node_port), "--node-config", f"owner={k}"]))
+            for k, node_port in enumerate(node_ports, 1)]
+        for node in nodes:  # registered: strategy.start need not wait for them
+            procs.ready(node, "SuperNode ID")
         log = folder / "flwr-run.log"
         with log.open("wb") as out:
             done = subprocess.run(
