@@ -7,6 +7,7 @@ so that a missing one fails instead of skipping).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,27 @@ def _reference(job: FlowerJob) -> dict[str, torch.Tensor]:
 def test_flower_fedavg_one_round_is_fedavg_of_splitnets_owner_rounds(venv, tmp_path):
     opts = bench_options(tmp_path, clients=2, rounds=1, epochs=1)
     row = run_flower(opts, tmp_path / "flower", timeout=400)
-    assert row["note"].startswith("Flower deployment runtime, insecure mode")
+    assert row["note"] == "Flower deployment runtime, insecure mode (no TLS)"
+    _check_one_round(row, tmp_path)
+
+
+def test_under_the_emulated_wan_each_supernode_reaches_the_superlink_across_it(venv, tmp_path):
+    wan_module = pytest.importorskip("splitnet.ops.wan", reason="the WAN emulation (h-wan)")
+    why = wan_module.wan_unavailable()
+    if why:
+        pytest.skip(why)
+    opts = bench_options(tmp_path, clients=2, rounds=1, epochs=1)
+    with wan_module.Wan(wan_module.rtt_links(20.0, 2), range(3)) as wan:
+        row = run_flower(opts, tmp_path / "flower", wan, timeout=400)
+        addresses = [wan.address(k) for k in (1, 2)]
+    assert row["note"].endswith("emulated WAN")
+    log = (tmp_path / "flower" / "superlink.log").read_text()
+    for address in addresses:  # each SuperNode registered from its own endpoint
+        assert re.search(rf'{re.escape(address)}:\d+ - "POST /v1/fleet/register-node', log)
+    _check_one_round(row, tmp_path)
+
+
+def _check_one_round(row, tmp_path):
     job = FlowerJob.load(tmp_path / "flower" / "flower.env")
     assert row["samples"] == sum(len(job.shard(o).train_y) for o in job.plan.owners)
     assert row["seconds"] > 0 and row["samples_per_s"] == pytest.approx(
