@@ -208,10 +208,10 @@ def run_flower(opts: BenchOptions, folder: Path, wan: WanLike | None = None,
     if done.returncode != 0 or not facts.exists():
         raise RuntimeFailure(f"bench: Flower failed (exit {done.returncode}); log {log}:\n"
                              f"{log.read_text(errors='replace')[-1500:]}")
-    return _row(opts, folder, json.loads(facts.read_text()), time.time() - start, wan)
+    return _row(folder, json.loads(facts.read_text()), time.time() - start, wan)
 
 
-def _row(opts: BenchOptions, folder: Path, facts: dict[str, Any], wall: float,
+def _row(folder: Path, facts: dict[str, Any], wall: float,
          wan: WanLike | None) -> dict[str, Any]:
     job = FlowerJob.load(folder / "flower.env")
     model = job.model()
@@ -221,7 +221,8 @@ def _row(opts: BenchOptions, folder: Path, facts: dict[str, Any], wall: float,
     return {"system": "Flower FedAvg (flwr, insecure)", "seconds": seconds,
             "samples_per_s": facts["samples"] / max(seconds, 1e-9),
             "test_acc": test["accuracy"], "test_f1": test["f1_macro"],
-            "samples": facts["samples"], "rounds": facts["rounds"], "wall_seconds": wall,
+            "samples": facts["samples"], "rounds": facts["rounds"],
+            "seconds_per_round": seconds / max(int(facts["rounds"]), 1), "wall_seconds": wall,
             "note": "Flower deployment runtime, insecure mode (no TLS)"
                     + (", emulated WAN" if wan is not None else "")}
 
