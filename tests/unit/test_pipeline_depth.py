@@ -15,15 +15,16 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from splitnet.errors import ConfigError
+from splitnet.errors import ConfigError, ProtocolError
 from splitnet.learning.batches import epoch_batches, owner_generator
 from splitnet.learning.keys import StateKey
 from splitnet.learning.optim import make_optimizer
 from splitnet.plan.segments import runs_of
 from splitnet.plan.units import micro_slices, unit_ids
+from splitnet.transport.messages import TaskMessage
 
 from ..conftest import plan_of, settings_of
-from .test_interpreter import Cluster
+from .test_interpreter import Cluster, activations
 
 OFFLOAD = "cnn_cross_offload.env"  # owners offload middle partitions to each other
 
@@ -179,3 +180,22 @@ def test_validate_says_what_depth_and_micro_batches_do_and_fingerprints_stay_at_
     assert "Pipeline depth 4" in deep.summary() and "up to 3 step(s) stale" in deep.summary()
     assert "not exact SGD" in deep.summary() and "2 micro-batches" in deep.summary()
     assert "Pipeline depth" not in base.summary()
+
+
+@pytest.mark.parametrize("depth, micro, taken, refused", [
+    (1, 1, [0], 1),  # today's rule: nothing ran here yet, so batch 0 only
+    (2, 1, [0, 1], 2),
+    (4, 1, [0, 1, 2, 3], 4),
+    (2, 4, [0, 1, 3, 4, 7], 8),  # units of batches 0 and 1; unit 8 is batch 2
+])
+def test_a_forward_further_ahead_than_the_window_is_refused(depth, micro, taken, refused):
+    plan = plan_of("owner_and_helper.env", PIPELINE_DEPTH=str(depth), MICRO_BATCHES=str(micro))
+    cluster = Cluster(plan)
+    helper = cluster.clients[2]
+    helper.start_round(0)
+    x = activations(cluster, 1)
+    for unit in taken:
+        helper.accept(TaskMessage(1, 2, unit, 0, 1, x))
+    with pytest.raises(ProtocolError, match=f"batch {refused} is not owner 1's batch in flight"):
+        helper.accept(TaskMessage(1, 2, refused, 0, 1, x))
+    helper.close()
