@@ -32,6 +32,7 @@ from splitnet.ops.wan_relay import RelayLink
 __all__ = ["Link", "Wan", "parse_links", "rtt_links", "wan_unavailable"]
 
 MTU = 65000
+TUN_QUEUE = 10000  # packets the kernel queues for the relay (default 500) before dropping
 _COUNTER = itertools.count()
 
 
@@ -200,7 +201,7 @@ class Wan:
         _sysctl(r, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0",
                     "net.ipv4.conf.default.rp_filter": "0"})
         _ip("-n", r, "tuntap", "add", "dev", "tun0", "mode", "tun")
-        _ip("-n", r, "link", "set", "tun0", "mtu", str(MTU), "up")
+        _ip("-n", r, "link", "set", "tun0", "mtu", str(MTU), "txqueuelen", str(TUN_QUEUE), "up")
         _ip("-n", r, "route", "add", "default", "dev", "tun0", "table", "100")
         for k in self.endpoints:
             e, veth = self.names[k], f"w{k}"

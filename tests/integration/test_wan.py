@@ -5,6 +5,7 @@ run and must pass (``wan_unavailable()`` is asserted, never a reason to skip).
 """
 
 import csv
+import os
 import statistics
 import subprocess
 import sys
@@ -21,17 +22,18 @@ THREE = ('[["1_1","1_2","3_2","1_3","3_3","1_4","1_5","1_6","3_6","1_7","3_7","1
          '["2_1","2_3","2_4","2_5","2_6","2_8"],["3_1","2_2","3_4","3_5","2_7","3_8"]]')
 
 
-def _namespaces() -> set[str]:
+def _namespaces(pid: int | None = None) -> set[str]:
+    """Namespaces now; with ``pid``, only the WAN emulation's of that process (others run too)."""
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
-    return {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+    names = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+    return {n for n in names if pid is None or n.startswith(f"snwan{pid}-")}
 
 
 @pytest.fixture(autouse=True)
 def leaves_no_namespace():
     assert wan_unavailable() is None
-    before = _namespaces()
     yield
-    assert _namespaces() - before == set()
+    assert _namespaces(os.getpid()) == set()
 
 
 @pytest.mark.parametrize("rtt", [10.0, 40.0])
@@ -95,10 +97,13 @@ def _local(tmp_path: Path, name: str, *wan: str) -> tuple[str, list[float]]:
         "TRAINING_NUM_ROUNDS=1", "TRAINING_NUM_EPOCHS=1", f"SIMULATION_STAGES_CLIENTS={THREE}",
         f"RESULTS_DIR={results}"]) + "\n")
     args = [f"--wan={spec}" for spec in wan]
-    done = subprocess.run([sys.executable, "-m", "splitnet", "local", "--env-file", str(env),
-                           *args], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    last = done.stdout.splitlines()[-1]
+    with subprocess.Popen([sys.executable, "-m", "splitnet", "local", "--env-file", str(env),
+                           *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    assert _namespaces(proc.pid) == set()
+    last = out.splitlines()[-1]
     return last.split(";")[0], _hops_ms(results / "latest" / "timeline.csv")
 
 
