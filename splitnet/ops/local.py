@@ -75,6 +75,8 @@ def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
         return _run(plan, env_file, results_dir, extra_env, out, run_id, restarts,
                     checkpoint_dir, None)
     with Wan(wan, range(1, plan.num_clients + 1)) as net:
+        out.write("".join(f"[local] client {k} at {net.address(k)} in an emulated WAN: "
+                          f"{net.links[k]}\n" for k in net.endpoints))
         return _run(plan, env_file, results_dir, extra_env, out, run_id, restarts,
                     checkpoint_dir, net)
 

@@ -49,6 +49,13 @@ class Link:
     rate: str | None = None
     """tc rate of its egress, e.g. ``"100mbit"`` (tbf)."""
 
+    def __str__(self) -> str:
+        parts = [f"delay {self.delay_ms:g} ms" + (f" ± {self.jitter_ms:g} ms" if self.jitter_ms
+                                                  else "")]
+        parts += [f"loss {self.loss:.2%}"] if self.loss else []
+        parts += [f"rate {self.rate}"] if self.rate else []
+        return ", ".join(parts)
+
 
 _SPEC = re.compile(r"(?:(?P<k>\d+):)?(?P<body>.*)")
 _TIME = re.compile(r"(?P<n>-?\d+(?:\.\d+)?)(?P<unit>us|ms|s)")

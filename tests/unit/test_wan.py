@@ -143,3 +143,8 @@ def test_local_says_why_when_this_machine_cannot_emulate_a_wan(monkeypatch, tmp_
     with pytest.raises(ConfigError, match=r"\[wan\] --wan: WAN emulation needs root"):
         local.run_local(plan_of("cnn_all_local.env"), None, tmp_path, wan=rtt_links(10, 2))
     assert not (tmp_path / "runs").exists()  # refused before anything started
+
+
+def test_a_link_says_what_it_applies():
+    assert str(Link(5, 1, 0.005, "100mbit")) == "delay 5 ms ± 1 ms, loss 0.50%, rate 100mbit"
+    assert str(Link()) == "delay 0 ms"
