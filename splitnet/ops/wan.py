@@ -5,8 +5,10 @@ packets) to a router namespace: the endpoint is 10.77.k.2, the router 10.77.k.1.
 policy routing (``ip rule add iif wK lookup 100``, table 100 ``default dev tun0``) sends every
 packet an endpoint forwards into a TUN device, where :mod:`splitnet.ops.wan_relay` holds it for
 its sender's one-way delay (± jitter), drops a ``loss`` fraction and writes it back; the kernel
-then forwards it. ``rate`` is a ``tbf`` qdisc on the endpoint's own egress. Every connection is
-treated alike (gRPC, the direct channel, BitTorrent): nothing in splitnet needs to know.
+then forwards it; an endpoint with neither delay, jitter nor loss bypasses the relay (Note: no
+relay for a plain link). ``rate`` is a ``tbf`` qdisc on the endpoint's own egress. Every
+connection is treated alike (gRPC, the direct channel, BitTorrent): nothing in splitnet needs to
+know.
 
 RTT between endpoints a and b = delay(a) + delay(b), as netem on both interfaces would give.
 Where ``netem`` exists, the container entrypoint's ``tc netem`` path applies instead.
@@ -217,13 +219,19 @@ class Wan:
                 "eth0", "mtu", str(MTU), "netns", e)
             _ip("-n", r, "addr", "add", f"10.77.{k}.1/24", "dev", veth)
             _ip("-n", r, "link", "set", veth, "up")
-            _ip("-n", r, "rule", "add", "iif", veth, "lookup", "100", "priority", "100")
+            if self._relayed(k):  # Note: no relay for a plain link (veth forwarding alone).
+                _ip("-n", r, "rule", "add", "iif", veth, "lookup", "100", "priority", "100")
             _ip("-n", e, "addr", "add", f"{self.address(k)}/24", "dev", "eth0")
             _ip("-n", e, "link", "set", "eth0", "up")
             _ip("-n", e, "route", "add", "default", "via", f"10.77.{k}.1")
             if self.links[k].rate:
                 _tbf(e, self.links[k].rate or "")
-        self._start_relay()
+        if any(map(self._relayed, self.endpoints)):
+            self._start_relay()
+
+    def _relayed(self, k: int) -> bool:
+        link = self.links[k]
+        return bool(link.delay_ms or link.jitter_ms or link.loss)
 
     def _start_relay(self) -> None:
         args = [f"--link={RelayLink(x.delay_ms / 1000, x.jitter_ms / 1000, x.loss).format(k)}"

@@ -43,6 +43,13 @@ def test_the_measured_rtt_is_within_10_percent_of_the_asked(rtt):
     assert min(probe.rtts_ms) >= rtt  # never faster than asked
 
 
+def test_each_endpoint_adds_its_own_delay_and_a_plain_link_adds_none():
+    uneven = measure(parse_links(["1:delay=5ms", "2:delay=15ms"], 2), pings=20)
+    assert abs(uneven.rtt_ms - 20) <= 2.0, uneven.rtts_ms
+    plain = measure(rtt_links(0, 2), pings=20)  # bypasses the relay: veth forwarding alone
+    assert plain.rtt_ms < 1.0, plain.rtts_ms
+
+
 def test_the_measured_throughput_is_within_10_percent_of_the_rate():
     asked = 50.0  # mbit/s: 3 s of data
     probe = measure(rtt_links(2, 2, rate="50mbit"), pings=3, size=int(asked * 1e6 / 8 * 3))
