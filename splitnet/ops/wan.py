@@ -225,9 +225,15 @@ class Wan:
             _ip("-n", e, "link", "set", "eth0", "up")
             _ip("-n", e, "route", "add", "default", "via", f"10.77.{k}.1")
             if self.links[k].rate:
-                _tbf(e, self.links[k].rate or "")
+                _tbf(e, self.links[k].rate or "", self._queue_ms())
         if any(map(self._relayed, self.endpoints)):
             self._start_relay()
+
+    def _queue_ms(self) -> float:
+        # Note: tbf queue. At least the longest RTT of the emulated network (a buffer of one
+        # bandwidth-delay product, as a WAN router has), else TCP never fills the rate at high RTT.
+        worst = max(x.delay_ms + x.jitter_ms for x in self.links.values())
+        return max(50.0, 2 * worst + 10)
 
     def _relayed(self, k: int) -> bool:
         link = self.links[k]
@@ -268,10 +274,11 @@ def _sysctl(ns: str, values: dict[str, str]) -> None:
         raise RuntimeFailure(f"WAN emulation: sysctl in {ns} failed: {done.stderr.strip()}")
 
 
-def _tbf(ns: str, rate: str) -> None:
+def _tbf(ns: str, rate: str, latency_ms: float) -> None:
     # Note: tbf burst. At least two 65000-byte packets, else tbf stalls on one big packet.
     done = subprocess.run(["tc", "-n", ns, "qdisc", "add", "dev", "eth0", "root", "tbf",
-                           "rate", rate, "burst", str(2 * MTU + 4096), "latency", "50ms"],
+                           "rate", rate, "burst", str(2 * MTU + 4096),
+                           "latency", f"{latency_ms:g}ms"],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeFailure(f"WAN emulation: tc tbf rate {rate} failed: {done.stderr.strip()}")
