@@ -24,17 +24,9 @@ from splitnet.plan.units import micro_slices, unit_ids
 from splitnet.transport.messages import TaskMessage
 
 from ..conftest import plan_of, settings_of
-from .test_interpreter import Cluster, activations
+from .test_interpreter import Cluster, activations, one_torch_thread  # noqa: F401 (autouse)
 
 OFFLOAD = "cnn_cross_offload.env"  # owners offload middle partitions to each other
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run_cluster(depth, micro=1, rounds=1, **values):
