@@ -34,7 +34,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from safetensors.torch import load_file
 
@@ -42,9 +42,10 @@ from splitnet.bench.flower_train import FlowerJob, all_local_lines
 from splitnet.bench.options import BenchOptions, bench_options
 from splitnet.errors import RuntimeFailure
 from splitnet.learning.evaluation import evaluate
+from splitnet.ops.wan import Wan
 from splitnet.transport.ports import free_ports
 
-__all__ = ["ROOT", "VENV", "WanLike", "flower_unavailable", "run_flower"]
+__all__ = ["ROOT", "VENV", "flower_unavailable", "run_flower"]
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv-flower"
@@ -78,16 +79,6 @@ default = "bench"
 address = "{address}"
 insecure = true
 """
-
-
-class WanLike(Protocol):
-    """What the row needs of :class:`splitnet.ops.wan.Wan` (its address and prefix)."""
-
-    def address(self, k: int) -> str:
-        """IPv4 address of endpoint ``k``."""
-
-    def prefix(self, k: int) -> list[str]:
-        """Command prefix that runs a process inside endpoint ``k``'s namespace."""
 
 
 def flower_unavailable(venv: Path | None = None) -> str | None:
@@ -160,7 +151,7 @@ class _Processes:
             log.close()
 
 
-def run_flower(opts: BenchOptions, folder: Path, wan: WanLike | None = None,
+def run_flower(opts: BenchOptions, folder: Path, wan: Wan | None = None,
                timeout: float | None = None) -> dict[str, Any]:
     """Run the Flower row for ``opts`` in ``folder``; return it (a "not run" note if it can't).
 
@@ -212,7 +203,7 @@ def run_flower(opts: BenchOptions, folder: Path, wan: WanLike | None = None,
 
 
 def _row(folder: Path, facts: dict[str, Any], wall: float,
-         wan: WanLike | None) -> dict[str, Any]:
+         wan: Wan | None) -> dict[str, Any]:
     job = FlowerJob.load(folder / "flower.env")
     model = job.model()
     model.load_state_dict(load_file(str(folder / "out" / "model.safetensors")))

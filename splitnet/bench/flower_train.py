@@ -10,7 +10,6 @@ owner by the samples it trained in the round, as splitnet's aggregator does.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from splitnet.bench.options import BenchOptions
+from splitnet.bench.options import BenchOptions, settings_lines
 from splitnet.config import Settings
 from splitnet.config.catalog import num_partitions
 from splitnet.learning.batches import epoch_batches, owner_generator
@@ -34,12 +33,7 @@ __all__ = ["FlowerJob", "all_local_lines", "owner_batches", "train_round"]
 
 def all_local_lines(opts: BenchOptions) -> list[str]:
     """Return the settings file of splitnet's all-local case for ``opts`` (one line a key)."""
-    lists = generate_lists(opts.clients, num_partitions(opts.model))
-    return [f"NUM_CLIENTS={opts.clients}", f"CURRENT_MODEL={opts.model}",
-            f"CURRENT_DATASET={opts.dataset}", f"BATCH_SIZE={opts.batch_size}",
-            f"TRAINING_NUM_ROUNDS={opts.rounds}", f"TRAINING_NUM_EPOCHS={opts.epochs}",
-            f"LEARNING_RATE={opts.learning_rate}", f"SEED={opts.seed}", "SERVER_NUMBER=1",
-            "NO_TC=true", "METRICS_HOLD=0", f"SIMULATION_STAGES_CLIENTS={json.dumps(lists)}"]
+    return settings_lines(opts, generate_lists(opts.clients, num_partitions(opts.model)))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ accuracy first reached ``--target`` (rounds are evaluated as they end: ``metrics
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import subprocess
@@ -23,10 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from splitnet.bench.flower import run_flower
 from splitnet.bench.options import BenchOptions
 from splitnet.bench.pipelining import launch
 from splitnet.errors import RuntimeFailure
 from splitnet.ops.wan import Wan, rtt_links, wan_unavailable
+from splitnet.plan.plan import Plan
 from splitnet.telemetry.runs import run_folder_of
 
 __all__ = ["latency_table", "run_latency", "time_to_target"]
@@ -81,17 +84,20 @@ def _splitnet_row(opts: BenchOptions, env_file: Path, rtt: float, depth: int, mi
             "time_to_target": time_to_target(folder / "metrics.csv", opts.target)}
 
 
+def _network(opts: BenchOptions, rtt: float,
+             endpoints: range) -> contextlib.AbstractContextManager[Wan | None]:
+    """Return the emulated WAN the row runs in (None: plain loopback at RTT 0 without a rate)."""
+    if not _wan_specs(opts, rtt):
+        return contextlib.nullcontext()
+    return Wan(rtt_links(rtt, endpoints.stop - 1, opts.rate), endpoints)
+
+
 def _pipelining_row(opts: BenchOptions, env_file: Path, rtt: float, owners: int,
-                    progress: Progress) -> dict[str, Any]:
+                    partitions: int, progress: Progress) -> dict[str, Any]:
     progress(f"bench: torch pipelining, RTT {rtt:g} ms ...")
     results = opts.out / "latency" / f"rtt{rtt:g}-pipelining"
-    specs = _wan_specs(opts, rtt)
-    if specs:
-        ranks = _partitions(env_file)
-        with Wan(rtt_links(rtt, ranks + 1, opts.rate), range(1, ranks + 1)) as wan:
-            launch(env_file, results, owners, wan)
-    else:
-        launch(env_file, results, owners)
+    with _network(opts, rtt, range(1, partitions + 1)) as wan:  # rank r in endpoint r+1
+        launch(env_file, results, owners, wan)
     summary = json.loads((results / "summary.json").read_text())
     return {"system": "torch pipelining (gloo, GPipe)", "rtt_ms": rtt, "depth": None,
             "micro": owners, "samples_per_second": float(summary["samples_per_second"]),
@@ -99,32 +105,18 @@ def _pipelining_row(opts: BenchOptions, env_file: Path, rtt: float, owners: int,
             "time_to_target": None, "model": str(results / "models" / "model.safetensors")}
 
 
-def _partitions(env_file: Path) -> int:
-    from splitnet.ops.prepare import prepare
-
-    return prepare(env_file)[1].num_partitions
-
-
 def _flower_row(opts: BenchOptions, rtt: float, progress: Progress) -> dict[str, Any]:
-    try:
-        from splitnet.bench.flower import run_flower
-    except ImportError as exc:
-        return {"system": "Flower FedAvg (all-local)", "rtt_ms": rtt, "note": f"not run: {exc}"}
     progress(f"bench: Flower FedAvg, RTT {rtt:g} ms ...")
     folder = opts.out / "latency" / f"rtt{rtt:g}-flower"
-    specs = _wan_specs(opts, rtt)
-    if specs:
-        with Wan(rtt_links(rtt, opts.clients + 1, opts.rate), range(opts.clients + 1)) as wan:
-            got = run_flower(opts, folder, wan)
-    else:
-        got = run_flower(opts, folder, None)
+    with _network(opts, rtt, range(opts.clients + 1)) as wan:  # the SuperLink in endpoint 0
+        got = run_flower(opts, folder, wan)
     return {"system": "Flower FedAvg (all-local)", "rtt_ms": rtt, "depth": None, "micro": None,
             "samples_per_second": got.get("samples_per_s"),
             "test_accuracy": got.get("test_acc"), "train_seconds": got.get("seconds"),
             "time_to_target": None, "note": got.get("note", "")}
 
 
-def run_latency(opts: BenchOptions, envs: dict[str, Path], owners: int, central: float,
+def run_latency(opts: BenchOptions, envs: dict[str, Path], plan: Plan, central: float,
                 progress: Progress) -> list[dict[str, Any]]:
     """Run every latency row; return them with their ratios filled in."""
     why = wan_unavailable() if any(opts.rtt) or opts.rate else None
@@ -137,7 +129,8 @@ def run_latency(opts: BenchOptions, envs: dict[str, Path], owners: int, central:
         for micro in opts.micro:
             for depth in opts.depths:
                 rows.append(_splitnet_row(opts, envs["offload"], rtt, depth, micro, progress))
-        rows.append(_pipelining_row(opts, envs["all-local"], rtt, owners, progress))
+        rows.append(_pipelining_row(opts, envs["all-local"], rtt, len(plan.owners),
+                                    plan.num_partitions, progress))
         if rtt in _flower_rtts(opts.rtt):
             rows.append(_flower_row(opts, rtt, progress))
     for row in rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from splitnet.errors import ConfigError, Violation
 
 __all__ = ["QUICK", "SHAPED_FORM", "BenchOptions", "TransferOptions", "bench_options",
-           "command_line", "transfer_options"]
+           "command_line", "settings_lines", "transfer_options"]
 
 QUICK = {"clients": 3, "rounds": 2, "epochs": 1}
 RATE_FORM = re.compile(r"\d+(\.\d+)?(bit|kbit|mbit|gbit)")
@@ -87,6 +88,16 @@ def _number_list(text: str, option: str, problems: list[Violation]) -> list[floa
         problems.append(Violation("usage", f"{option} {text!r}: expected milliseconds from 0 to "
                                            "10000 separated by commas, e.g. 0,5,20,50"))
     return values
+
+
+def settings_lines(opts: BenchOptions, lists: list[list[str]]) -> list[str]:
+    """Return the settings file of one bench case with the task ``lists`` (a line a key)."""
+    return [f"NUM_CLIENTS={opts.clients}", f"CURRENT_MODEL={opts.model}",
+            f"CURRENT_DATASET={opts.dataset}", f"BATCH_SIZE={opts.batch_size}",
+            f"TRAINING_NUM_ROUNDS={opts.rounds}", f"TRAINING_NUM_EPOCHS={opts.epochs}",
+            f"LEARNING_RATE={opts.learning_rate}", f"SEED={opts.seed}", "SERVER_NUMBER=1",
+            f"BULK_TRANSPORT={opts.bulk_transport}", "NO_TC=true", "METRICS_HOLD=0",
+            f"SIMULATION_STAGES_CLIENTS={json.dumps(lists)}"]
 
 
 _FLAGS = {"model": "model", "dataset": "dataset", "clients": "clients", "rounds": "rounds",

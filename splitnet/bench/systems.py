@@ -36,7 +36,7 @@ from safetensors.torch import load_file
 
 from splitnet.bench.latency import run_latency, time_to_target
 from splitnet.bench.netns import loopback_bytes, netns_available, wrap
-from splitnet.bench.options import BenchOptions, command_line
+from splitnet.bench.options import BenchOptions, command_line, settings_lines
 from splitnet.bench.report import NO_TLS, machine, table, tls_cost
 from splitnet.config import Settings
 from splitnet.config.catalog import num_partitions
@@ -55,15 +55,6 @@ __all__ = ["THREADINGS", "placements", "run_bench"]
 
 THREADINGS = [("1 thread", 1, 1), ("2 threads", 2, 1), ("2 threads, 2 inter-op", 2, 2)]
 """The centralized run's thread settings tried: (label, TORCH_THREADS, TORCH_INTEROP_THREADS)."""
-
-
-def _settings_lines(opts: BenchOptions, lists: list[list[str]]) -> list[str]:
-    return [f"NUM_CLIENTS={opts.clients}", f"CURRENT_MODEL={opts.model}",
-            f"CURRENT_DATASET={opts.dataset}", f"BATCH_SIZE={opts.batch_size}",
-            f"TRAINING_NUM_ROUNDS={opts.rounds}", f"TRAINING_NUM_EPOCHS={opts.epochs}",
-            f"LEARNING_RATE={opts.learning_rate}", f"SEED={opts.seed}", "SERVER_NUMBER=1",
-            f"BULK_TRANSPORT={opts.bulk_transport}", "NO_TC=true", "METRICS_HOLD=0",
-            f"SIMULATION_STAGES_CLIENTS={json.dumps(lists)}"]
 
 
 def placements(clients: int, partitions: int) -> dict[str, list[list[str]]]:
@@ -182,7 +173,7 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
     envs: dict[str, Path] = {}
     for name, task_lists in lists.items():
         envs[name] = opts.out / f"{name}.env"
-        envs[name].write_text("\n".join(_settings_lines(opts, task_lists)) + "\n")
+        envs[name].write_text("\n".join(settings_lines(opts, task_lists)) + "\n")
     settings, plan = prepare(envs["all-local"], environ={})
     isolate = netns_available()
     python = [sys.executable, "-m", "splitnet"]
@@ -262,7 +253,7 @@ def run_bench(opts: BenchOptions, progress: Any = print) -> dict[str, Any]:
             row["vs_pipelining"] = row["samples_per_second"] / pipelining
     latency: list[dict[str, Any]] = []
     if opts.rtt:  # Note: latency rows
-        latency = run_latency(opts, envs, len(plan.owners), central, progress)
+        latency = run_latency(opts, envs, plan, central, progress)
         for row in latency:
             if row.get("model"):
                 row["test_accuracy"] = _assess(data, Path(row.pop("model")))["test_accuracy"]

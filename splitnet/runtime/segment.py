@@ -97,10 +97,6 @@ class Segment:
         kept = self._stash.get(unit)
         return None if kept is None else kept[1]
 
-    def oldest(self) -> int | None:
-        """Return the oldest unit whose forward ran here and whose backward has not."""
-        return min(self._stash, default=None)
-
     def backward(self, unit: int, grad_out: torch.Tensor) -> torch.Tensor | None:
         """Backpropagate ``grad_out``, step if the batch is complete, return the input's grad."""
         x, out, weights = self._stash.pop(unit)
