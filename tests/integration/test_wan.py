@@ -37,7 +37,7 @@ def leaves_no_namespace():
 
 
 def _quietest(links, tries=3, **kwargs):
-    """Probe up to ``tries`` times; return every probe and the one with the lowest median RTT.
+    """Probe ``tries`` times; return every probe and the one with the lowest median RTT.
 
     Note: shared machine. Other processes can only delay the relay and the ping-pong, never
     speed them up: the quietest probe is the emulation's own figure. Every probe still has to
@@ -47,18 +47,24 @@ def _quietest(links, tries=3, **kwargs):
     return probes, min(probes, key=lambda p: p.rtt_ms)
 
 
+def _low(values: list[float]) -> float:
+    """The lower quartile: a busy machine delays some replies, never speeds one up."""
+    return statistics.quantiles(values, n=4)[0]
+
+
 @pytest.mark.parametrize("rtt", [10.0, 40.0])
 def test_the_measured_rtt_is_within_10_percent_of_the_asked(rtt):
     probes, probe = _quietest(rtt_links(rtt, 2), pings=30)
-    assert abs(probe.rtt_ms - rtt) <= 0.1 * rtt, [p.rtts_ms for p in probes]
+    assert abs(_low(probe.rtts_ms) - rtt) <= 0.1 * rtt, [p.rtts_ms for p in probes]
     assert all(min(p.rtts_ms) >= rtt for p in probes)  # never faster than asked
 
 
 def test_each_endpoint_adds_its_own_delay_and_a_plain_link_adds_none():
-    uneven = measure(parse_links(["1:delay=5ms", "2:delay=15ms"], 2), pings=20)
-    assert abs(uneven.rtt_ms - 20) <= 2.0, uneven.rtts_ms
-    plain = measure(rtt_links(0, 2), pings=20)  # bypasses the relay: veth forwarding alone
-    assert plain.rtt_ms < 1.0, plain.rtts_ms
+    probes, uneven = _quietest(parse_links(["1:delay=5ms", "2:delay=15ms"], 2), pings=20)
+    assert abs(_low(uneven.rtts_ms) - 20) <= 2.0, [p.rtts_ms for p in probes]
+    assert all(min(p.rtts_ms) >= 20 for p in probes)  # 5 ms one way and 15 ms the other
+    probes, plain = _quietest(rtt_links(0, 2), pings=20)  # bypasses the relay: veth alone
+    assert _low(plain.rtts_ms) < 1.0, [p.rtts_ms for p in probes]
 
 
 def test_the_measured_throughput_is_within_10_percent_of_the_rate():
@@ -67,20 +73,17 @@ def test_the_measured_throughput_is_within_10_percent_of_the_rate():
     assert abs(probe.throughput_mbit - asked) <= 0.1 * asked, probe.throughput_mbit
 
 
-def _iqr(values: list[float]) -> float:
-    q1, _, q3 = statistics.quantiles(values, n=4)
-    return q3 - q1
-
-
 def test_jitter_spreads_rtts_around_the_asked_delay():
     steadies, _ = _quietest(parse_links(["delay=10ms"], 2), pings=40)
-    steady = min(steadies, key=lambda p: _iqr(p.rtts_ms))  # Note: shared machine
-    jittery = measure(parse_links(["delay=10ms,jitter=4ms"], 2), pings=40)
-    # Two one-way delays of 10 ± 4 ms (uniform): a triangle on 12..28 ms, quartiles 17.7 and
-    # 22.3 ms. Quartiles, not the sd: a busy machine adds the odd late reply to either.
-    assert _iqr(steady.rtts_ms) < 1.0
-    assert _iqr(jittery.rtts_ms) > 2.5
-    assert min(jittery.rtts_ms) >= 12.0 and abs(jittery.rtt_ms - 20) <= 3
+    jitteries, jittery = _quietest(parse_links(["delay=10ms,jitter=4ms"], 2), pings=40)
+    # Two one-way delays of 10 ± 4 ms (uniform): a triangle on 12..28 ms, 38% of it below 19 ms.
+    # Note: shared machine. A busy machine only ever adds delay, so an RTT under the asked 20 ms
+    # is jitter's alone: a steady link never gives one, a jittery one often does.
+    assert all(min(p.rtts_ms) >= 20.0 for p in steadies), [p.rtts_ms for p in steadies]
+    below = [r for r in jittery.rtts_ms if r < 19.0]
+    assert len(below) >= 6, [p.rtts_ms for p in jitteries]  # 15 expected of 40
+    assert all(min(p.rtts_ms) >= 12.0 for p in jitteries)  # never under two shortest delays
+    assert abs(statistics.median(jittery.rtts_ms) - 20) <= 3, jittery.rtts_ms
 
 
 def test_loss_drops_about_the_asked_fraction_of_udp_datagrams():
