@@ -94,6 +94,9 @@ FIELDS: tuple[Field, ...] = (
           "label skew (dirichlet)"),
     Field("SECURE_AGGREGATION", "training", "secure_aggregation", boolean, False,
           "on: the aggregator learns only each partition's weighted sum (pairwise masks)"),
+    Field("AGGREGATION", "training", "aggregation", choice("central", "reduce"), "central",
+          "central: the aggregator pulls every replica and pushes the average; reduce: the "
+          "holders of each partition average it among themselves (reduce-scatter, all-gather)"),
     Field("DP_ACTIVATIONS", "training", "dp_activations", boolean, False,
           "on: clip each sample's activations an owner sends to another client and add Gaussian "
           "noise (differential privacy at the cut)"),

@@ -54,6 +54,7 @@ class TrainingSettings:
     dp_gradient_clip: float = 0.01
     dp_noise_multiplier: float = 1.0
     dp_delta: float = 1e-5
+    aggregation: str = "central"
 
     @property
     def dp(self) -> bool:

@@ -12,7 +12,10 @@ INVALID_ARGUMENT) and the aggregator goes on.
 
 Note: one round at a time. A client reports round r+1 only after it has loaded round r's
 averaged model, which the aggregator pushes only once all of round r is in; so reports for any
-round but the one being collected (a late duplicate, a round ahead) are refused.
+round but the one being collected (a late duplicate, a round ahead) are refused. With
+``AGGREGATION=reduce`` (:mod:`splitnet.node.reduce`) the clients load their reduced partitions
+themselves and may report round r+1 before round r's answers are all in: round r+1's aggregation
+then waits for round r's (a lock), so rounds are recorded in order.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ class Aggregator:
     def __init__(self, plan: Plan, me: int, routing: Routing, bulk: BulkTransport,
                  own_states: Callable[[int, Mapping[int, int] | None], Awaitable[Blob]],
                  apply: Callable[[str, int, bytes], None], recorder: Recorder,
-                 background: Background, *, secure: bool = False) -> None:
+                 background: Background, *, secure: bool = False,
+                 reduce: Callable[[Mapping[str, torch.Tensor]], None] | None = None) -> None:
         self.me = me
         self.clients = plan.clients  # 1..N but those dropped (plan/drop.py)
         self.num_rounds = plan.training.num_rounds
@@ -63,6 +67,8 @@ class Aggregator:
         self.exchange_seconds: list[float] = []
         self._round_started = time.time()
         self.secure = secure  # SECURE_AGGREGATION=on: only masked sums come in (node/secagg.py)
+        self._reduce_check = reduce  # AGGREGATION=reduce: checks the assembled model
+        self._one_at_a_time = asyncio.Lock()  # Note: one round at a time (reduce)
 
     def round_done(self, client: int, round_: int, report_json: str) -> None:
         """Take a client's report of ``round_``; average once every client has reported."""
@@ -105,22 +111,49 @@ class Aggregator:
         self._apply(kind, round_, data)
 
     async def _aggregate(self, round_: int) -> None:
+        async with self._one_at_a_time:
+            await self._aggregate_round(round_)
+
+    async def _aggregate_round(self, round_: int) -> None:
         loop = asyncio.get_running_loop()
         exchange_start = time.time()
         reports = self._reports.pop(round_)
         owners = [o for _, report in sorted(reports.items()) for o in report.owners]
         samples = {o.owner: o.samples for o in owners}
-        weights = samples if self.secure else None  # secure aggregation weights before masking
+        reduce = self._reduce_check is not None
+        # secure aggregation weights before masking; reduce's holders average with them
+        weights = samples if self.secure or reduce else None
         blobs = await asyncio.gather(*(
             self._own_states(round_, weights) if k == self.me
             else self._routing.pull(k, round_, weights) for k in self.clients))
-        averaged = await loop.run_in_executor(None, _average, blobs, samples, self.secure)
-        data = await loop.run_in_executor(None, save_safetensors, averaged)
-        await self._push(MODEL, round_, data)
+        if self._reduce_check is not None:  # the holders averaged and loaded it already
+            averaged = await loop.run_in_executor(None, _merge, blobs)
+            try:
+                self._reduce_check(averaged)
+            except ProtocolError as exc:
+                raise ProtocolError(f"round {round_}'s reduced partitions: {exc}") from None
+            data = await loop.run_in_executor(None, save_safetensors, averaged)
+            self._apply(MODEL, round_, data)
+        else:
+            averaged = await loop.run_in_executor(None, _average, blobs, samples, self.secure)
+            data = await loop.run_in_executor(None, save_safetensors, averaged)
+            await self._push(MODEL, round_, data)
         self.exchange_seconds.append(time.time() - exchange_start)
         seconds = time.time() - self._round_started
         self._round_started = time.time()
         self.recorder.record(round_, blobs, owners, averaged, seconds)
+
+
+def _merge(blobs: list[Blob]) -> dict[str, torch.Tensor]:
+    """Return the averaged partitions the holders reported (each once)."""
+    merged: dict[str, torch.Tensor] = {}
+    for blob in blobs:
+        for key, tensor in load_safetensors(blob.data).items():
+            if key in merged:
+                raise ProtocolError(f"client {blob.sender} reported {key}, which another "
+                                    "client reported too")
+            merged[key] = tensor
+    return merged
 
 
 def _average(blobs: list[Blob], samples: Mapping[int, int],

@@ -12,6 +12,7 @@ from typing import Any
 from splitnet.errors import ProtocolError, RuntimeFailure
 from splitnet.node.aggregator import Aggregator
 from splitnet.node.membership import Membership
+from splitnet.node.reduce import GATHER, SCATTER
 from splitnet.node.rounds import Rounds
 from splitnet.node.routing import Routing
 from splitnet.node.state import Failure
@@ -71,7 +72,13 @@ class NodeHandler:
         return await self._rounds.states(round_, weights)
 
     async def put_model(self, blob: Blob) -> None:
-        """Load averaged partitions (or the initial model) and move on to the next round."""
+        """Load averaged partitions (or the initial model), or take a holder's reduce chunk."""
+        if blob.kind in (SCATTER, GATHER):
+            if self._rounds.reducer is None:
+                raise ProtocolError(f"client {self._routing.me} refused a {blob.kind!r} chunk "
+                                    f"from client {blob.sender}: AGGREGATION=central here")
+            await self._rounds.reducer.take(blob)
+            return
         await self._rounds.put_model(blob)
 
     async def finish(self, client: int, reason: str) -> None:

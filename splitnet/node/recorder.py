@@ -48,6 +48,8 @@ class Recorder:
         self._counters: dict[int, tuple[int, int]] = {}  # round -> (sent, received), cumulative
         self.rows: list[RoundRow] = []
         self.peak_rss_kib: dict[int, int] = {}
+        self._bulk: dict[int, tuple[int, int]] = {}  # client -> (sent, received), cumulative
+        self.busiest_bulk: dict[int, int] = {}  # round -> the busiest client's bulk bytes
         self.torrent_disk: dict[int, int] = {}
         self.torrent_disk_history: list[int] = []
         self.model_path: Path | None = None
@@ -96,6 +98,7 @@ class Recorder:
         received = sum(int(b.meta.get("received", 0)) for b in blobs)
         sent_before, received_before = self._counters.get(round_ - 1, (0, 0))
         self._counters[round_] = (sent, received)
+        self._note_bulk(round_, blobs)
         row = RoundRow.measured(
             round_, scores, loss_sum=sum(o.loss_sum for o in owners),
             batches=sum(o.batches for o in owners), seconds=seconds,
@@ -116,6 +119,16 @@ class Recorder:
                  round_ + 1, self._plan.training.num_rounds, row.test_accuracy, row.f1_macro,
                  row.train_loss, row.round_seconds)
 
+    def _note_bulk(self, round_: int, blobs: Sequence[Blob]) -> None:
+        """Keep the busiest client's round-end bytes of ``round_`` (more of sent, received)."""
+        moved = []
+        for blob in blobs:
+            now = (int(blob.meta.get("bulk_sent", 0)), int(blob.meta.get("bulk_received", 0)))
+            before = self._bulk.get(blob.sender, (0, 0))
+            self._bulk[blob.sender] = now
+            moved.append(max(now[0] - before[0], now[1] - before[1]))
+        self.busiest_bulk[round_] = max(moved, default=0)
+
     def summary(self, seconds: float, exchange_seconds: Sequence[float], *,
                 bulk_transport: str, activation_transport: str,
                 dropped: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
@@ -132,6 +145,9 @@ class Recorder:
             exchange=Exchange(bulk_transport, activation_transport, exchange_seconds,
                               self.torrent_disk, self.torrent_disk_history))
         summary["secure_aggregation"] = s.secure_aggregation  # how the result was obtained
+        summary["aggregation"] = s.aggregation
+        summary["busiest_client_bulk_bytes"] = {str(r + 1): n
+                                                for r, n in sorted(self.busiest_bulk.items())}
         summary["pipeline_depth"] = s.pipeline_depth  # above 1: stashed weights, not exact SGD
         summary["micro_batches"] = s.micro_batches
         summary["dp"] = dp_block(s, run_epsilon(self._plan, len(self.rows)))

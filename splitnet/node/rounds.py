@@ -27,6 +27,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from splitnet.errors import ProtocolError
+from splitnet.node.reduce import Reducer
 from splitnet.node.routing import Routing
 from splitnet.node.secagg import SecureAggregation
 from splitnet.plan.rounds import INITIAL_ROUND
@@ -49,7 +50,8 @@ class Rounds:
                  routing: Routing, bulk: BulkTransport, report: Report, *,
                  in_place: bool, server: int,
                  on_model: Callable[[int, bytes], None] | None = None,
-                 secagg: SecureAggregation | None = None) -> None:
+                 secagg: SecureAggregation | None = None,
+                 reducer: Reducer | None = None) -> None:
         self.me = me
         self.server = server  # the aggregator: the only client that may push a model or finish
         self.num_rounds = num_rounds
@@ -61,6 +63,8 @@ class Rounds:
         self._in_place = in_place  # the aggregator reads its own states without a transfer
         self._on_model = on_model  # round r's model is loaded, round r+1 not started (checkpoint)
         self.secagg = secagg  # SECURE_AGGREGATION=on: only masked sums leave (node/secagg.py)
+        self.reducer = reducer  # AGGREGATION=reduce: holders average (node/reduce.py)
+        self._reducing: int | None = None  # the round whose reduce is under way
         self.loaded: defaultdict[int, asyncio.Event] = defaultdict(asyncio.Event)
         self.finished = asyncio.Event()
 
@@ -106,6 +110,8 @@ class Rounds:
             raise ProtocolError(f"client {self.me} refused a states pull for round {round_}: "
                                 f"only round {self.awaited}'s (the round it is in) are given")
         loop = asyncio.get_running_loop()
+        if self.reducer is not None:
+            return await self._reduce(round_, weights)
         states = self._replicas.states()
         extra: dict[str, Any] = {}
         if self.secagg is not None:
@@ -114,8 +120,37 @@ class Rounds:
                                     "counts: SECURE_AGGREGATION=on sends only masked sums")
             states, extra["dtypes"] = self.secagg.payload(states, weights, round_)
         data = await loop.run_in_executor(None, save_safetensors, states)
+        return self._answer(round_, data, extra)
+
+    async def _reduce(self, round_: int, weights: Mapping[int, int] | None) -> Blob:
+        """Reduce ``round_`` with the holders; answer with what the aggregator lacks.
+
+        A client other than the aggregator has its round's model once the reduce is done (the
+        aggregator loads the whole model it assembles, :meth:`apply`).
+        """
+        assert self.reducer is not None
+        if weights is None:
+            raise ProtocolError(f"client {self.me} refused a states pull without sample counts: "
+                                "AGGREGATION=reduce averages with every owner's count")
+        if self._reducing == round_:
+            raise ProtocolError(f"client {self.me} refused a second states pull for round "
+                                f"{round_}: its reduce is under way")
+        self._reducing = round_
+        try:
+            averaged = await self.reducer.reduce(round_, weights)
+        finally:
+            self._reducing = None
+        data = await asyncio.get_running_loop().run_in_executor(
+            None, save_safetensors, self.reducer.reported(averaged))
+        answer = self._answer(round_, data, {})
+        if not self._in_place:
+            self._loaded(round_, b"")
+        return answer
+
+    def _answer(self, round_: int, data: bytes, extra: dict[str, Any]) -> Blob:
         counters = self._routing.counters
         meta = {"sent": counters.sent, "received": counters.received,
+                "bulk_sent": counters.bulk_sent, "bulk_received": counters.bulk_received,
                 "peak_rss_kib": peak_rss_kib(),
                 "rejected": counters.rejected, "torrent_disk_bytes": self._bulk.disk_bytes(),
                 **extra}
@@ -161,12 +196,17 @@ class Rounds:
         ``model``: the bytes already decoded (and checked).
         """
         self._replicas.load_average(load_safetensors(data) if model is None else model)
-        key = INITIAL_ROUND if kind == INITIAL else round_
-        if key != INITIAL_ROUND:
-            self._bulk.model_applied(round_)
-            if self._on_model is not None:
-                self._on_model(round_, data)
-        self.loaded[key].set()
+        if kind == INITIAL:
+            self.loaded[INITIAL_ROUND].set()
+        else:
+            self._loaded(round_, data)
+
+    def _loaded(self, round_: int, data: bytes) -> None:
+        """Round ``round_``'s model is in the replicas: checkpoint, and let round+1 start."""
+        self._bulk.model_applied(round_)
+        if self._on_model is not None:
+            self._on_model(round_, data)
+        self.loaded[round_].set()
 
     def finish(self, client: int | None = None) -> None:
         """Training is over (``client``, the aggregator, said so; None: this client is it)."""

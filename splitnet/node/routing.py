@@ -109,7 +109,12 @@ class Routing:
     def states_blob(self, round_: int, data: bytes, meta: dict[str, int]) -> Blob:
         """Return this client's replica states as a blob for the aggregator to pull."""
         self.counters.sent += len(data)
+        self.counters.bulk_sent += len(data)
         return self._network.bulk.out("states", round_, data, meta)
+
+    def bulk_out(self, kind: str, round_: int, data: bytes) -> Blob:
+        """Return a blob of this client's (inline, or a reference it seeds) for one peer."""
+        return self._network.bulk.out(kind, round_, data, sources=[self.me])
 
     async def pull(self, peer: int, round_: int,
                    weights: Mapping[int, int] | None = None) -> Blob:
@@ -118,6 +123,7 @@ class Routing:
         blob = await self._network.peers[peer].get_states(round_, weights)
         data = await self._network.bulk.into(blob)
         self.counters.received += len(data)
+        self.counters.bulk_received += len(data)
         self._metrics.transfer(peer, self._bulk, "bulk", len(data), time.time() - start,
                                sent=False)
         return Blob(blob.kind, blob.round, blob.sender, data, blob.meta)
@@ -127,10 +133,12 @@ class Routing:
         start = time.time()
         await self._network.peers[peer].put_model(model, timeout=self._bulk_timeout)
         self.counters.sent += len(model.data) or size
+        self.counters.bulk_sent += len(model.data) or size
         self._metrics.transfer(peer, self._bulk, "bulk", size, time.time() - start, sent=True)
 
     async def take(self, blob: Blob) -> bytes:
         """Return a received model blob's payload (fetched when it is a reference)."""
         data = await self._network.bulk.into(blob)
         self.counters.received += len(data)
+        self.counters.bulk_received += len(data)
         return data

@@ -75,3 +75,5 @@ class Counters:
     sent: int = 0
     received: int = 0
     rejected: int = 0
+    bulk_sent: int = 0  # of which states, models and chunks (round-end exchange)
+    bulk_received: int = 0

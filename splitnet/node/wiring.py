@@ -19,6 +19,7 @@ from splitnet.node.data import LocalData
 from splitnet.node.handler import NodeHandler
 from splitnet.node.membership import Membership
 from splitnet.node.recorder import Recorder
+from splitnet.node.reduce import Reducer
 from splitnet.node.resume import Resume
 from splitnet.node.rounds import Report, Rounds
 from splitnet.node.routing import Routing
@@ -131,6 +132,10 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
     rounds = Rounds(me, s.num_rounds, interpreter, replicas, routing, network.bulk, report,
                     in_place=is_aggregator, server=s.server_number, on_model=checkpoint,
                     secagg=secagg)
+    if s.aggregation == "reduce":  # AGGREGATION=reduce (node/reduce.py)
+        rounds.reducer = Reducer(plan, me, replicas, routing, failure, lambda: rounds.awaited,
+                                 timeout=(settings.transport.torrent_timeout
+                                          + settings.network.peer_timeout))
     local_data = LocalData(s, settings.data)
     evaluation_parts: list[nn.Module] = []
     recorder: Recorder | None = None
@@ -139,7 +144,9 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
         recorder = Recorder(plan, local_data, evaluation_parts, results, metrics, background)
         aggregator = Aggregator(plan, me, routing, network.bulk, rounds.states,
                                 rounds.apply, recorder, background,
-                                secure=s.secure_aggregation)
+                                secure=s.secure_aggregation,
+                                reduce=(replicas.check_model if s.aggregation == "reduce"
+                                        else None))
     if resume.store.keep > 0:
         checkpointer = Checkpointer(resume.store, replicas, interpreter, recorder, results)
     handler = NodeHandler(membership, routing, interpreter, rounds, aggregator, failure)

@@ -113,6 +113,8 @@ class Plan:
             facts["dirichlet_alpha"] = s.dirichlet_alpha
         if s.secure_aggregation:
             facts["secure_aggregation"] = True
+        if s.aggregation != "central":  # who averages; absent when central (fingerprints kept)
+            facts["aggregation"] = s.aggregation
         if s.pipeline_depth > 1:  # changes the math; absent at 1 (fingerprints unchanged)
             facts["pipeline_depth"] = s.pipeline_depth
         if s.micro_batches > 1:
@@ -178,6 +180,9 @@ def _pipelining_text(s: TrainingSettings) -> str:
         text += (f" Pipeline depth {s.pipeline_depth}: up to {s.pipeline_depth} batches of an "
                  f"owner in flight, each on weights up to {s.pipeline_depth - 1} step(s) stale "
                  "(weight stashing): not exact SGD.")
+    if s.aggregation == "reduce":
+        text += (" AGGREGATION=reduce: each partition's holders average it among themselves "
+                 "(reduce-scatter, all-gather); the aggregator only evaluates and records.")
     if s.micro_batches > 1:
         text += (f" {s.micro_batches} micro-batches a batch (GPipe): one step per batch, exact "
                  "up to float rounding (BatchNorm sees micro-batch statistics).")
