@@ -167,8 +167,14 @@ class Reducer:
         The result is keyed ``partition/name`` (the partitions this client holds). A lost
         peer fails this client's node as well (Note: a lost holder).
         """
+        owners = sorted({o for o, _ in self._at})
+        bad = [o for o in owners if type(weights.get(o)) is not int or not 0 < weights[o] <= 2**31]
+        if bad or sorted(weights) != owners:
+            raise ProtocolError(f"client {self.me} refused a reduce of round {round_}: sample "
+                                f"counts {dict(weights)} must give every owner {owners} a whole "
+                                "number 1..2^31, and nothing else")
         try:
-            return await self._reduce(round_, {o: float(n) for o, n in weights.items()})
+            return await self._reduce(round_, {o: float(weights[o]) for o in owners})
         except RuntimeFailure as exc:
             self._failure.fail(exc)
             raise
