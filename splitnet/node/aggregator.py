@@ -51,7 +51,8 @@ class Aggregator:
                  own_states: Callable[[int, Mapping[int, int] | None], Awaitable[Blob]],
                  apply: Callable[[str, int, bytes], None], recorder: Recorder,
                  background: Background, *, secure: bool = False,
-                 reduce: Callable[[Mapping[str, torch.Tensor]], None] | None = None) -> None:
+                 reduce: Callable[[dict[int, dict[str, torch.Tensor]]],
+                                  dict[str, torch.Tensor]] | None = None) -> None:
         self.me = me
         self.clients = plan.clients  # 1..N but those dropped (plan/drop.py)
         self.num_rounds = plan.training.num_rounds
@@ -67,7 +68,7 @@ class Aggregator:
         self.exchange_seconds: list[float] = []
         self._round_started = time.time()
         self.secure = secure  # SECURE_AGGREGATION=on: only masked sums come in (node/secagg.py)
-        self._reduce_check = reduce  # AGGREGATION=reduce: checks the assembled model
+        self._reduced = reduce  # AGGREGATION=reduce: the whole model from the answers
         self._one_at_a_time = asyncio.Lock()  # Note: one round at a time (reduce)
 
     def round_done(self, client: int, round_: int, report_json: str) -> None:
@@ -120,16 +121,16 @@ class Aggregator:
         reports = self._reports.pop(round_)
         owners = [o for _, report in sorted(reports.items()) for o in report.owners]
         samples = {o.owner: o.samples for o in owners}
-        reduce = self._reduce_check is not None
+        reduce = self._reduced is not None
         # secure aggregation weights before masking; reduce's holders average with them
         weights = samples if self.secure or reduce else None
         blobs = await asyncio.gather(*(
             self._own_states(round_, weights) if k == self.me
             else self._routing.pull(k, round_, weights) for k in self.clients))
-        if self._reduce_check is not None:  # the holders averaged and loaded it already
-            averaged = await loop.run_in_executor(None, _merge, blobs)
+        if self._reduced is not None:  # the holders averaged and loaded it already
+            answers = {blob.sender: load_safetensors(blob.data) for blob in blobs}
             try:
-                self._reduce_check(averaged)
+                averaged = self._reduced(answers)
             except ProtocolError as exc:
                 raise ProtocolError(f"round {round_}'s reduced partitions: {exc}") from None
             data = await loop.run_in_executor(None, save_safetensors, averaged)
@@ -142,18 +143,6 @@ class Aggregator:
         seconds = time.time() - self._round_started
         self._round_started = time.time()
         self.recorder.record(round_, blobs, owners, averaged, seconds)
-
-
-def _merge(blobs: list[Blob]) -> dict[str, torch.Tensor]:
-    """Return the averaged partitions the holders reported (each once)."""
-    merged: dict[str, torch.Tensor] = {}
-    for blob in blobs:
-        for key, tensor in load_safetensors(blob.data).items():
-            if key in merged:
-                raise ProtocolError(f"client {blob.sender} reported {key}, which another "
-                                    "client reported too")
-            merged[key] = tensor
-    return merged
 
 
 def _average(blobs: list[Blob], samples: Mapping[int, int],

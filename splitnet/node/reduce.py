@@ -12,7 +12,8 @@ cuts p into one chunk per holder (:func:`~splitnet.learning.chunks.chunk_ranges`
 
 A holder moves about 2·(n-1)/n·S per partition of size S each way, whatever the number of owners.
 The aggregator starts it (its states pull, with every owner's sample count) and receives only
-what it does not hold itself (:meth:`Reducer.reported`), to evaluate and checkpoint.
+what it does not hold itself, each partition once as its holders' reduced chunks
+(:meth:`Reducer.reported`, :func:`merge`), to evaluate and checkpoint.
 
 Note: chunks refused. A chunk is taken only for the round whose model this client awaits, from
 a holder of a partition this client holds too, once per (kind, sender), as safetensors bytes
@@ -47,7 +48,7 @@ from splitnet.plan.plan import Plan
 from splitnet.runtime import Replicas
 from splitnet.transport.messages import Blob
 
-__all__ = ["GATHER", "SCATTER", "Reducer"]
+__all__ = ["GATHER", "SCATTER", "Reducer", "merge"]
 
 SCATTER, GATHER = "reduce-scatter", "all-gather"  # blob kinds between holders
 Tensors = dict[str, torch.Tensor]
@@ -77,6 +78,7 @@ class Reducer:
             self.dtypes[int(partition)][name] = dtype
         self._inbox: dict[tuple[str, int, int], Tensors] = {}  # (kind, round, sender)
         self._arrived = asyncio.Event()
+        self._reduced: dict[int, Tensors] = {}  # the chunks of the last reduce, by partition
 
     def _ranges(self, p: int, holder: int) -> dict[str, tuple[int, int]]:
         holders = self.holders[p]
@@ -204,6 +206,7 @@ class Reducer:
                     if int(partition) == p:
                         chunk.setdefault(int(owner), {})[name] = piece
             reduced[p] = await loop.run_in_executor(None, reduce_chunk, chunk, weights)
+        self._reduced = reduced
         await self._send(GATHER, round_, {k: {f"{p}/{name}": piece for p in self._shared(k)
                                               for name, piece in reduced[p].items()}
                                           for k in peers})
@@ -233,14 +236,35 @@ class Reducer:
         await asyncio.gather(*(one(k, t) for k, t in payloads.items()))
 
     def reported(self, averaged: Tensors) -> Tensors:
-        """Return the averaged partitions this client hands the aggregator.
+        """Return what this client hands the aggregator of the partitions it reduced.
 
-        Partition p goes from the aggregator itself when it holds p, else from p's first holder,
-        so the aggregator receives each partition once.
+        The aggregator: its whole averaged partitions (``averaged``). Any other holder: the
+        chunks it reduced of each partition the aggregator does not hold, so the aggregator
+        receives each such partition once, spread evenly over its holders.
         """
-        def reporter(p: int) -> int:
-            holders = self.holders[p]
-            return self.server if self.server in holders else holders[0]
+        if self.me == self.server:
+            return dict(averaged)
+        return {f"{p}/{name}": piece for p in self.mine
+                if self.server not in self.holders[p]
+                for name, piece in self._reduced.get(p, {}).items()}
 
-        return {text: tensor for text, tensor in averaged.items()
-                if reporter(int(text.split("/", 1)[0])) == self.me}
+
+def merge(reducer: Reducer, answers: Mapping[int, Mapping[str, torch.Tensor]]) -> Tensors:
+    """Return the whole averaged model from every client's :meth:`Reducer.reported`.
+
+    Run on the aggregator (``reducer.me``). ProtocolError naming the partition when a holder's
+    chunks do not fit.
+    """
+    merged: Tensors = {key: tensor for key, tensor in answers.get(reducer.me, {}).items()}
+    for p, holders in reducer.holders.items():
+        if reducer.me in holders:
+            continue
+        chunks = [{key.split("/", 1)[1]: tensor
+                   for key, tensor in answers.get(holder, {}).items()
+                   if key.split("/", 1)[0] == str(p)} for holder in holders]
+        try:
+            whole = assemble(reducer.shapes[p], reducer.dtypes[p], chunks)
+        except ValueError as exc:
+            raise ProtocolError(f"partition {p} from its holders {holders}: {exc}") from None
+        merged.update({f"{p}/{name}": tensor for name, tensor in whole.items()})
+    return merged

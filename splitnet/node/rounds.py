@@ -136,6 +136,8 @@ class Rounds:
             raise ProtocolError(f"client {self.me} refused a second states pull for round "
                                 f"{round_}: its reduce is under way")
         self._reducing = round_
+        if round_ > 0:  # round-1's states are fetched: this round's pull needed every report
+            self._bulk.model_applied(round_ - 1)
         try:
             averaged = await self.reducer.reduce(round_, weights)
         finally:
@@ -143,8 +145,8 @@ class Rounds:
         data = await asyncio.get_running_loop().run_in_executor(
             None, save_safetensors, self.reducer.reported(averaged))
         answer = self._answer(round_, data, {})
-        if not self._in_place:
-            self._loaded(round_, b"")
+        if not self._in_place:  # the answer's torrent stays until the next round's reduce
+            self._loaded(round_, b"", drop=False)
         return answer
 
     def _answer(self, round_: int, data: bytes, extra: dict[str, Any]) -> Blob:
@@ -201,9 +203,13 @@ class Rounds:
         else:
             self._loaded(round_, data)
 
-    def _loaded(self, round_: int, data: bytes) -> None:
-        """Round ``round_``'s model is in the replicas: checkpoint, and let round+1 start."""
-        self._bulk.model_applied(round_)
+    def _loaded(self, round_: int, data: bytes, *, drop: bool = True) -> None:
+        """Round ``round_``'s model is in the replicas: checkpoint, and let round+1 start.
+
+        ``drop``: drop the round's torrents nobody needs any more (bulk ``model_applied``).
+        """
+        if drop:
+            self._bulk.model_applied(round_)
         if self._on_model is not None:
             self._on_model(round_, data)
         self.loaded[round_].set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from splitnet.node.data import LocalData
 from splitnet.node.handler import NodeHandler
 from splitnet.node.membership import Membership
 from splitnet.node.recorder import Recorder
-from splitnet.node.reduce import Reducer
+from splitnet.node.reduce import Reducer, merge
 from splitnet.node.resume import Resume
 from splitnet.node.rounds import Report, Rounds
 from splitnet.node.routing import Routing
@@ -92,6 +93,16 @@ def resume_of(plan: Plan, settings: Settings, me: int) -> Resume:
                   num_rounds=plan.training.num_rounds, model_from=model_from)
 
 
+def _checked(reducer: Reducer, replicas: Replicas) -> Callable[
+        [dict[int, dict[str, torch.Tensor]]], dict[str, torch.Tensor]]:
+    """Return the aggregator's merge of the holders' answers, checked against the model."""
+    def merged(answers: dict[int, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        model = merge(reducer, answers)
+        replicas.check_model(model)
+        return model
+    return merged
+
+
 def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metrics,
                 counters: Counters, results: ResultsWriter, failure: Failure,
                 resume: Resume) -> Parts:
@@ -145,8 +156,8 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
         aggregator = Aggregator(plan, me, routing, network.bulk, rounds.states,
                                 rounds.apply, recorder, background,
                                 secure=s.secure_aggregation,
-                                reduce=(replicas.check_model if s.aggregation == "reduce"
-                                        else None))
+                                reduce=(None if rounds.reducer is None
+                                        else _checked(rounds.reducer, replicas)))
     if resume.store.keep > 0:
         checkpointer = Checkpointer(resume.store, replicas, interpreter, recorder, results)
     handler = NodeHandler(membership, routing, interpreter, rounds, aggregator, failure)
