@@ -52,7 +52,8 @@ class Aggregator:
                  apply: Callable[[str, int, bytes], None], recorder: Recorder,
                  background: Background, *, secure: bool = False,
                  reduce: Callable[[dict[int, dict[str, torch.Tensor]]],
-                                  dict[str, torch.Tensor]] | None = None) -> None:
+                                  dict[str, torch.Tensor]] | None = None,
+                 pull_timeout: float | None = None) -> None:
         self.me = me
         self.clients = plan.clients  # 1..N but those dropped (plan/drop.py)
         self.num_rounds = plan.training.num_rounds
@@ -69,6 +70,7 @@ class Aggregator:
         self._round_started = time.time()
         self.secure = secure  # SECURE_AGGREGATION=on: only masked sums come in (node/secagg.py)
         self._reduced = reduce  # AGGREGATION=reduce: the whole model from the answers
+        self._pull_timeout = pull_timeout  # reduce: a pull lasts the holders' whole reduce
         self._one_at_a_time = asyncio.Lock()  # Note: one round at a time (reduce)
 
     def round_done(self, client: int, round_: int, report_json: str) -> None:
@@ -126,7 +128,8 @@ class Aggregator:
         weights = samples if self.secure or reduce else None
         blobs = await asyncio.gather(*(
             self._own_states(round_, weights) if k == self.me
-            else self._routing.pull(k, round_, weights) for k in self.clients))
+            else self._routing.pull(k, round_, weights, self._pull_timeout)
+            for k in self.clients))
         if self._reduced is not None:  # the holders averaged and loaded it already
             answers = {blob.sender: load_safetensors(blob.data) for blob in blobs}
             try:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Mapping
 
@@ -49,6 +50,8 @@ from splitnet.runtime import Replicas
 from splitnet.transport.messages import Blob
 
 __all__ = ["GATHER", "SCATTER", "Reducer", "merge"]
+
+log = logging.getLogger("splitnet.node")
 
 SCATTER, GATHER = "reduce-scatter", "all-gather"  # blob kinds between holders
 Tensors = dict[str, torch.Tensor]
@@ -191,6 +194,8 @@ class Reducer:
             assert key.owner is not None
             replicas[key.partition].setdefault(key.owner, {})[key.name] = tensor
         peers = self.peers()
+        log.info("client %d reduces round %d's partitions %s with client(s) %s", self.me,
+                 round_, self.mine, peers)
         scatter = {k: {f"{o}/{p}/{name}": piece for p in self._shared(k)
                        for o, state in replicas[p].items()
                        for name, piece in cut(state, self._ranges(p, k)).items()}

@@ -116,11 +116,11 @@ class Routing:
         """Return a blob of this client's (inline, or a reference it seeds) for one peer."""
         return self._network.bulk.out(kind, round_, data, sources=[self.me])
 
-    async def pull(self, peer: int, round_: int,
-                   weights: Mapping[int, int] | None = None) -> Blob:
+    async def pull(self, peer: int, round_: int, weights: Mapping[int, int] | None = None,
+                   timeout: float | None = None) -> Blob:
         """Fetch ``peer``'s replica states of ``round_``, payload included."""
         start = time.time()
-        blob = await self._network.peers[peer].get_states(round_, weights)
+        blob = await self._network.peers[peer].get_states(round_, weights, timeout=timeout)
         data = await self._network.bulk.into(blob)
         self.counters.received += len(data)
         self.counters.bulk_received += len(data)

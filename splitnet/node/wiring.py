@@ -157,7 +157,10 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
                                 rounds.apply, recorder, background,
                                 secure=s.secure_aggregation,
                                 reduce=(None if rounds.reducer is None
-                                        else _checked(rounds.reducer, replicas)))
+                                        else _checked(rounds.reducer, replicas)),
+                                pull_timeout=(None if rounds.reducer is None
+                                              else 2 * rounds.reducer.timeout
+                                              + settings.network.peer_timeout))
     if resume.store.keep > 0:
         checkpointer = Checkpointer(resume.store, replicas, interpreter, recorder, results)
     handler = NodeHandler(membership, routing, interpreter, rounds, aggregator, failure)

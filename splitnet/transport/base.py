@@ -137,7 +137,8 @@ class PeerControl(_AsyncClosing, Protocol):
 
     async def round_done(self, round_: int, report_json: str) -> None: ...
 
-    async def get_states(self, round_: int, weights: Mapping[int, int] | None = None) -> Blob:
+    async def get_states(self, round_: int, weights: Mapping[int, int] | None = None,
+                         timeout: float | None = None) -> Blob:
         ...
 
     async def put_model(self, blob: Blob, timeout: float | None = None) -> None: ...

@@ -122,14 +122,18 @@ class PeerClient(AsyncClosing):
         await self._unary(self._stub.RoundDone, pb.RoundDoneRequest(
             client=self.me, round=round_, stats_json=report_json), "did not take round end")
 
-    async def get_states(self, round_: int, weights: Mapping[int, int] | None = None) -> Blob:
-        """Fetch the peer's replica states at the end of ``round_`` (masked, with ``weights``)."""
+    async def get_states(self, round_: int, weights: Mapping[int, int] | None = None,
+                         timeout: float | None = None) -> Blob:
+        """Fetch the peer's replica states at the end of ``round_`` (masked, with ``weights``).
+
+        ``timeout``: the call's deadline (default: the peer timeout).
+        """
         request = pb.StatesRequest(round=round_, client=self.me, weights_json=json.dumps(
             {str(k): v for k, v in weights.items()}) if weights is not None else "")
         try:
             call = self._stub.GetStates(request,
                                         metadata=self._metadata,
-                                        timeout=self.timeout, wait_for_ready=True)
+                                        timeout=timeout or self.timeout, wait_for_ready=True)
             return await blob_from_frames(call, self.max_blob_bytes)
         except grpc.aio.AioRpcError as exc:
             raise self.error(exc, "did not send its replica states") from exc

@@ -118,10 +118,11 @@ class MemoryPeer(AsyncClosing):
         await self._call("did not take round end",
                          lambda h: h.round_done(self.me, round_, str(report_json)))
 
-    async def get_states(self, round_: int, weights: Mapping[int, int] | None = None) -> Blob:
+    async def get_states(self, round_: int, weights: Mapping[int, int] | None = None,
+                         timeout: float | None = None) -> Blob:
         """Fetch the peer's replica states."""
         return _copy(await self._call("did not send its replica states",
-                                      lambda h: h.get_states(self.me, round_, weights)))
+                                      lambda h: h.get_states(self.me, round_, weights), timeout))
 
     async def put_model(self, blob: Blob, timeout: float | None = None) -> None:
         """Send averaged partitions to the peer."""

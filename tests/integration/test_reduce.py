@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import time
 
 import pytest
 import torch
@@ -21,6 +23,7 @@ from splitnet.node.reduce import GATHER, SCATTER, Reducer
 from splitnet.transport.messages import Blob
 
 from .cluster import run_cluster
+from .test_drop import results, start_three, wait_all
 from .test_runtime import example, final_model
 
 pytestmark = pytest.mark.integration
@@ -32,7 +35,8 @@ EIGHT_OWNERS = {"NUM_CLIENTS": "9", "SERVER_NUMBER": "9", "SIMULATION_STAGES_CLI
 
 def _ok(outcome):
     assert not [r for r in outcome if isinstance(r, BaseException)], outcome
-    return outcome[0]
+    [summary] = [r for r in outcome if "rounds" in r]  # the aggregator's
+    return summary
 
 
 def _same(a, b):
@@ -57,8 +61,7 @@ def test_at_eight_owners_the_busiest_client_moves_a_fraction_of_centrals_bytes(t
     reduced = _ok(run_cluster({**values, "AGGREGATION": "reduce"}, tmp_path / "reduce"))
     _same(final_model(tmp_path / "central"), final_model(tmp_path / "reduce"))  # merge path:
     # the aggregator holds no partition, it assembles every one from its holders' chunks
-    size = central["model_bytes_on_disk"]
-    assert reduced["model_bytes_on_disk"] == size
+    size = len(save_safetensors(final_model(tmp_path / "central")))  # S
     last = str(central["rounds"])  # round 1 also carries the initial model
     busiest_central = central["busiest_client_bulk_bytes"][last] / size
     busiest_reduce = reduced["busiest_client_bulk_bytes"][last] / size
@@ -113,3 +116,21 @@ def test_a_holder_that_stops_mid_reduce_stops_the_run_naming_it(tmp_path, monkey
     assert len(failures) == len(outcome), outcome  # a clear stop, everywhere
     text = "\n".join(map(str, failures))
     assert "no all-gather chunk of round 1 from client(s) 3 within 5s" in text, text
+
+
+def test_a_client_killed_in_the_reduce_is_dropped_and_the_run_ends(tmp_path):
+    """FAILURE_POLICY=drop with real processes: client 3 is killed once its round-1 reduce began."""
+    clients = start_three(tmp_path, rounds=3, AGGREGATION="reduce")
+    proc, lines, _ = clients[3]
+    deadline = time.monotonic() + 120
+    while not any("reduces round 1's" in line for line in list(lines)):
+        assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)[-2000:]
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    output = wait_all(clients, {1: 0, 2: 0, 3: -9})
+    assert "dropping client(s) 3:" in output[1] and "dropping client(s) 3:" in output[2]
+    summary = results(tmp_path)
+    assert summary["aggregation"] == "reduce"
+    [drop] = summary["dropped"]
+    assert drop["dropped"] == [3] and drop["from_round"] in (2, 3)
+    assert "Traceback" not in "".join(output.values())
