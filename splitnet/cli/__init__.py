@@ -167,6 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
                              help="runs with and without per model (default 2)")
     checkpoints.add_argument("--out", type=Path, default=Path("results/bench-checkpoints"))
     checkpoints.set_defaults(handler=commands.cmd_bench_checkpoints)
+    reduce = bench_sub.add_parser("reduce", help="AGGREGATION=central vs reduce: the busiest "
+                                  "client's bytes and the round time")
+    reduce.add_argument("--owners", type=int, default=8, help="data owners (default 8)")
+    reduce.add_argument("--model", default="CNN", help="CURRENT_MODEL (default CNN)")
+    reduce.add_argument("--dataset", default="DIGITS", help="CURRENT_DATASET (default DIGITS)")
+    reduce.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    reduce.add_argument("--rate", default=None, metavar="RATE",
+                        help="cap every client's egress, e.g. 8mbit (root; splitnet local --wan)")
+    reduce.add_argument("--bulk", default="grpc", choices=("auto", "torrent", "grpc"),
+                        help="BULK_TRANSPORT (default grpc)")
+    reduce.add_argument("--out", type=Path, default=Path("results/bench-reduce"))
+    reduce.set_defaults(handler=commands.cmd_bench_reduce)
     privacy = bench_sub.add_parser("privacy", help="each privacy mode's cost and leakage: "
                                    "none, secure aggregation, DP, both (CNN and ResNet18)")
     privacy.add_argument("--quick", action="store_true",

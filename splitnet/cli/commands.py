@@ -23,6 +23,7 @@ __all__ = [
     "cmd_bench",
     "cmd_bench_checkpoints",
     "cmd_bench_privacy",
+    "cmd_bench_reduce",
     "cmd_bench_transfer",
     "cmd_attack",
     "cmd_certs",
@@ -214,6 +215,20 @@ def cmd_bench_checkpoints(args: argparse.Namespace) -> int:
     print(run_checkpoint_bench(args.out, QUICK_CASES if args.quick else CASES,
                                1 if args.quick else args.pairs,
                                progress=lambda line: print(line, file=sys.stderr)))
+    return EXIT_OK
+
+
+def cmd_bench_reduce(args: argparse.Namespace) -> int:
+    """Run ``splitnet bench reduce``."""
+    from splitnet.bench.reduce_cost import run_reduce_bench
+    from splitnet.errors import ConfigError, Violation
+
+    if args.owners < 2 or args.rounds < 2:
+        raise ConfigError(Violation("usage", f"--owners {args.owners} --rounds {args.rounds}: "
+                                    "expected at least 2 of each"), "the command line")
+    print(run_reduce_bench(args.out, args.owners, args.model, args.dataset, args.rounds,
+                           args.rate, args.bulk,
+                           progress=lambda line: print(line, file=sys.stderr)))
     return EXIT_OK
 
 
