@@ -156,3 +156,16 @@ def test_reduce_ends_with_exactly_central_fedavgs_model(tmp_path, name, override
 def test_reduce_with_secure_aggregation_is_refused_by_name():
     with pytest.raises(ConfigError, match="AGGREGATION=reduce with SECURE_AGGREGATION=on"):
         load(values={**SMALL, "AGGREGATION": "reduce", "SECURE_AGGREGATION": "on"})
+
+
+def test_reduce_is_in_the_plan_summary_and_fingerprint_central_keeps_its_fingerprint():
+    central = build_plan(load(values=SMALL).training)
+    explicit = build_plan(load(values={**SMALL, "AGGREGATION": "central"}).training)
+    reduced = build_plan(load(values={**SMALL, "AGGREGATION": "reduce"}).training)
+    assert "AGGREGATION=reduce" in reduced.summary() and "AGGREGATION" not in central.summary()
+    assert central.fingerprint == explicit.fingerprint != reduced.fingerprint
+
+
+def test_an_unknown_aggregation_is_named():
+    with pytest.raises(ConfigError, match="AGGREGATION"):
+        load(values={**SMALL, "AGGREGATION": "tree"})
