@@ -148,10 +148,6 @@ def _check_pipelining(training: dict[str, Any], transport: str,
         violations.append(Violation("setting", f"MICRO_BATCHES={micro} does not divide "
                                     f"BATCH_SIZE={training['batch_size']}: a batch is cut "
                                     "into equal micro-batches"))
-    if training["aggregation"] == "reduce" and training["secure_aggregation"]:
-        violations.append(Violation("setting", "AGGREGATION=reduce with SECURE_AGGREGATION=on: "
-                                    "masked chunks between holders are not implemented yet; "
-                                    "use AGGREGATION=central for secure aggregation"))
     if (depth > 1 or micro > 1) and transport == "torrent":
         violations.append(Violation("setting", f"ACTIVATION_TRANSPORT=torrent with "
                                     f"PIPELINE_DEPTH={depth} and MICRO_BATCHES={micro}: "

@@ -21,6 +21,12 @@ with exactly the expected keys, 1-D slices of the expected lengths and dtypes, a
 is checked before it is stored, so a refused chunk (ProtocolError, the peer gets
 INVALID_ARGUMENT) changes nothing and the round goes on.
 
+Note: masked chunks. With ``SECURE_AGGREGATION=on`` a holder sends no replica: it masks its
+weighted sum of each partition as for the central aggregator (:mod:`splitnet.node.secagg`, masks
+agreed with the partition's other holders) and cuts that into the chunks. The reducer of a chunk
+adds every holder's masked chunk modulo 2^64, where the masks cancel elementwise, and decodes the
+weighted sum: exactly the integers, and so the weights, that the central aggregator's sum gives.
+
 Note: a lost holder. A holder waits for its peers' chunks at most the bulk timeout
 (``TORRENT_TIMEOUT + PEER_TIMEOUT``); then it fails its node with PeerUnavailable naming the
 missing clients, as a failed states pull does (``FAILURE_POLICY``: abort stops, drop restarts
@@ -41,9 +47,10 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from splitnet.errors import PeerUnavailable, ProtocolError, RuntimeFailure
-from splitnet.learning.chunks import assemble, chunk_ranges, cut, reduce_chunk
-from splitnet.learning.keys import StateKey
+from splitnet.learning.chunks import assemble, chunk_ranges, cut
+from splitnet.node.contributions import average_chunk, contributions
 from splitnet.node.routing import Routing
+from splitnet.node.secagg import SecureAggregation
 from splitnet.node.state import Failure
 from splitnet.plan.plan import Plan
 from splitnet.runtime import Replicas
@@ -61,7 +68,8 @@ class Reducer:
     """Client ``me``'s part in the reduce of each partition it holds."""
 
     def __init__(self, plan: Plan, me: int, replicas: Replicas, routing: Routing,
-                 failure: Failure, awaited: Callable[[], int], *, timeout: float) -> None:
+                 failure: Failure, awaited: Callable[[], int], *, timeout: float,
+                 secagg: SecureAggregation | None = None) -> None:
         self.me = me
         self.server = plan.training.server_number
         self._replicas = replicas
@@ -69,6 +77,7 @@ class Reducer:
         self._failure = failure
         self._awaited = awaited
         self.timeout = timeout
+        self.secagg = secagg  # SECURE_AGGREGATION=on: masked sums travel (Note: masked chunks)
         self.holders = {p: sorted({plan.runner(o, p) for o in plan.owners})
                         for p in range(1, plan.num_partitions + 1)}
         self._at = {(o, p): plan.runner(o, p) for o in plan.owners for p in self.holders}
@@ -98,6 +107,11 @@ class Reducer:
         """Return the keys a ``kind`` blob from ``sender`` holds: each one's length and dtype."""
         keys: dict[str, tuple[int, str]] = {}
         for p in self._shared(sender):
+            if kind == SCATTER and self.secagg is not None:  # one masked sum (int64 ring)
+                ranges, prefixes = self._ranges(p, self.me), [f"{p}/"]
+                keys.update({f"{p}/{name}": (b - a, str(torch.int64))
+                             for name, (a, b) in ranges.items()})
+                continue
             if kind == SCATTER:
                 ranges, owners = self._ranges(p, self.me), [
                     o for (o, q), at in self._at.items() if q == p and at == sender]
@@ -179,38 +193,35 @@ class Reducer:
                                 f"counts {dict(weights)} must give every owner {owners} a whole "
                                 "number 1..2^31, and nothing else")
         try:
-            return await self._reduce(round_, {o: float(weights[o]) for o in owners})
+            return await self._reduce(round_, {o: weights[o] for o in owners})
         except RuntimeFailure as exc:
             self._failure.fail(exc)
             raise
 
-    async def _reduce(self, round_: int, weights: dict[int, float]) -> Tensors:
+    async def _reduce(self, round_: int, weights: dict[int, int]) -> Tensors:
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + self.timeout
-        states = self._replicas.states()
-        replicas: dict[int, dict[int, Tensors]] = {p: {} for p in self.mine}
-        for text, tensor in states.items():
-            key = StateKey.parse(text)
-            assert key.owner is not None
-            replicas[key.partition].setdefault(key.owner, {})[key.name] = tensor
+        sources = contributions(self._replicas.states(), self.mine, self.secagg, weights, round_)
         peers = self.peers()
         log.info("client %d reduces round %d's partitions %s with client(s) %s", self.me,
                  round_, self.mine, peers)
-        scatter = {k: {f"{o}/{p}/{name}": piece for p in self._shared(k)
-                       for o, state in replicas[p].items()
+        scatter = {k: {prefix + name: piece for p in self._shared(k)
+                       for prefix, state in sources[p].items()
                        for name, piece in cut(state, self._ranges(p, k)).items()}
                    for k in peers}
         await self._send(SCATTER, round_, scatter)
         received = await self._wait(SCATTER, round_, deadline)
         reduced: dict[int, Tensors] = {}
         for p in self.mine:
-            chunk = {o: cut(state, self._ranges(p, self.me)) for o, state in replicas[p].items()}
-            for tensors in received.values():
+            parts = {f"{self.me}:{prefix}": cut(state, self._ranges(p, self.me))
+                     for prefix, state in sources[p].items()}
+            for k, tensors in received.items():
                 for text, piece in tensors.items():
-                    owner, partition, name = text.split("/", 2)
-                    if int(partition) == p:
-                        chunk.setdefault(int(owner), {})[name] = piece
-            reduced[p] = await loop.run_in_executor(None, reduce_chunk, chunk, weights)
+                    prefix, name = text.rsplit("/", 1)[0] + "/", text.rsplit("/", 1)[1]
+                    if prefix.split("/")[-2] == str(p):
+                        parts.setdefault(f"{k}:{prefix}", {})[name] = piece
+            reduced[p] = await loop.run_in_executor(None, average_chunk, parts, weights,
+                                                    self.dtypes[p], self.secagg is not None)
         self._reduced = reduced
         await self._send(GATHER, round_, {k: {f"{p}/{name}": piece for p in self._shared(k)
                                               for name, piece in reduced[p].items()}
@@ -273,3 +284,4 @@ def merge(reducer: Reducer, answers: Mapping[int, Mapping[str, torch.Tensor]]) -
             raise ProtocolError(f"partition {p} from its holders {holders}: {exc}") from None
         merged.update({f"{p}/{name}": tensor for name, tensor in whole.items()})
     return merged
+

@@ -146,7 +146,7 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
     if s.aggregation == "reduce":  # AGGREGATION=reduce (node/reduce.py)
         rounds.reducer = Reducer(plan, me, replicas, routing, failure, lambda: rounds.awaited,
                                  timeout=(settings.transport.torrent_timeout
-                                          + settings.network.peer_timeout))
+                                          + settings.network.peer_timeout), secagg=secagg)
     local_data = LocalData(s, settings.data)
     evaluation_parts: list[nn.Module] = []
     recorder: Recorder | None = None

@@ -134,3 +134,13 @@ def test_a_client_killed_in_the_reduce_is_dropped_and_the_run_ends(tmp_path):
     [drop] = summary["dropped"]
     assert drop["dropped"] == [3] and drop["from_round"] in (2, 3)
     assert "Traceback" not in "".join(output.values())
+
+
+def test_reduce_with_secure_aggregation_over_torrents_equals_central_secure_aggregation(tmp_path):
+    values = example("cnn_cross_offload.env", TRAINING_NUM_ROUNDS="2", BULK_TRANSPORT="torrent",
+                     SECURE_AGGREGATION="on")
+    central = _ok(run_cluster(values, tmp_path / "central"))
+    reduced = _ok(run_cluster({**values, "AGGREGATION": "reduce"}, tmp_path / "reduce"))
+    assert reduced["secure_aggregation"] is True and reduced["aggregation"] == "reduce"
+    _same(final_model(tmp_path / "central"), final_model(tmp_path / "reduce"))
+    assert reduced["test_accuracy"] == central["test_accuracy"]

@@ -153,9 +153,30 @@ def test_reduce_ends_with_exactly_central_fedavgs_model(tmp_path, name, override
     assert results[0]["test_accuracy"] == results[n]["test_accuracy"]
 
 
-def test_reduce_with_secure_aggregation_is_refused_by_name():
-    with pytest.raises(ConfigError, match="AGGREGATION=reduce with SECURE_AGGREGATION=on"):
-        load(values={**SMALL, "AGGREGATION": "reduce", "SECURE_AGGREGATION": "on"})
+def test_reduce_with_secure_aggregation_ends_with_exactly_central_secure_aggregations_model(
+        tmp_path, monkeypatch):
+    secure = {**SMALL, "SECURE_AGGREGATION": "on"}
+    seen: list[str] = []
+    take = Reducer.take
+
+    async def recording(self, blob):  # what travels between holders: masked sums only
+        await take(self, blob)
+        if blob.kind == SCATTER:
+            seen.extend(self._inbox[(blob.kind, blob.round, blob.sender)])
+            assert all(t.dtype == torch.int64 for t in
+                       self._inbox[(blob.kind, blob.round, blob.sender)].values())
+
+    monkeypatch.setattr(Reducer, "take", recording)
+    central, _ = build(dict(secure), tmp_path / "central")
+    reduced, _ = build({**secure, "AGGREGATION": "reduce"}, tmp_path / "reduce")
+    results = run(central) + run(reduced)
+    assert not errors(results), results
+    assert results[3]["aggregation"] == "reduce" and results[3]["secure_aggregation"] is True
+    assert seen and all(key.count("/") == 1 for key in seen)  # partition/name: never a replica
+    a, b = final_model(tmp_path / "central"), final_model(tmp_path / "reduce")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
 
 
 def test_reduce_is_in_the_plan_summary_and_fingerprint_central_keeps_its_fingerprint():
