@@ -113,6 +113,11 @@ class Aggregator:
                                for k in everyone if k != self.me))
         self._apply(kind, round_, data)
 
+    async def _pull(self, peer: int, round_: int, weights: Mapping[int, int] | None) -> Blob:
+        if self._pull_timeout is None:
+            return await self._routing.pull(peer, round_, weights)
+        return await self._routing.pull(peer, round_, weights, timeout=self._pull_timeout)
+
     async def _aggregate(self, round_: int) -> None:
         async with self._one_at_a_time:
             await self._aggregate_round(round_)
@@ -128,8 +133,7 @@ class Aggregator:
         weights = samples if self.secure or reduce else None
         blobs = await asyncio.gather(*(
             self._own_states(round_, weights) if k == self.me
-            else self._routing.pull(k, round_, weights, self._pull_timeout)
-            for k in self.clients))
+            else self._pull(k, round_, weights) for k in self.clients))
         if self._reduced is not None:  # the holders averaged and loaded it already
             answers = {blob.sender: load_safetensors(blob.data) for blob in blobs}
             try:
