@@ -61,7 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --generate: data owners, e.g. 1,2,3 (default: every client)")
     plan.add_argument("--offload", action="append", default=[], metavar="SPEC",
                       help="with --generate: OWNER:PARTITIONS=RUNNER, e.g. 1:2-3=4 (repeatable)")
+    plan.add_argument("--auto", action="store_true",
+                      help="search the placement with the lowest predicted round time (from "
+                           "the profile, CLIENT_SPEED, CLIENT_BANDWIDTH, CLIENT_RTT)")
+    plan.add_argument("--profile", type=Path, default=None, metavar="F",
+                      help="with --auto: a `splitnet profile --out` file (default: profile here)")
+    plan.add_argument("--budget", type=float, default=10.0, metavar="S",
+                      help="with --auto: seconds the search may take (default 10)")
     plan.set_defaults(handler=commands.cmd_plan)
+
+    profile = sub.add_parser("profile", help="time each partition's forward and backward here")
+    _add_env_file(profile)
+    profile.add_argument("--out", type=Path, default=None, metavar="F",
+                         help="also write the profile as JSON (for plan --auto --profile)")
+    profile.add_argument("--iterations", type=int, default=10, help="timed batches (default 10)")
+    profile.set_defaults(handler=commands.cmd_profile)
 
     run = sub.add_parser("run", help="run one client (what a container runs)")
     _add_env_file(run)

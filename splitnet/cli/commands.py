@@ -26,6 +26,7 @@ __all__ = [
     "cmd_bench_transfer",
     "cmd_attack",
     "cmd_certs",
+    "cmd_profile",
 ]
 
 if TYPE_CHECKING:
@@ -63,7 +64,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """Run ``splitnet plan``."""
     from splitnet.plan import generate, view
 
-    if args.generate:
+    if args.auto:
+        from splitnet.ops.autoplan import auto_plan, format_auto, load_profile
+
+        if args.budget <= 0:
+            raise _usage(f"--budget {args.budget}: expected a positive number of seconds")
+        settings, plan = _prepare(args)
+        profile = load_profile(args.profile) if args.profile else None
+        print(format_auto(auto_plan(settings, plan, profile, budget_seconds=args.budget)))
+    elif args.generate:
         print(generate.generate(args.clients, args.partitions, args.model, args.bert_model,
                                 args.owners, args.offload, args.format))
     else:
@@ -241,4 +250,28 @@ def cmd_bench_privacy(args: argparse.Namespace) -> int:
         sigma, args.out / "attacks", quick=args.quick),
         progress=lambda line: print(line, file=sys.stderr))
     print(privacy_table(rows))
+    return EXIT_OK
+
+
+def _usage(message: str) -> Exception:
+    from splitnet.errors import ConfigError, Violation
+
+    return ConfigError(Violation("usage", message), "the command line")
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Run ``splitnet profile``."""
+    from splitnet.learning.profile import profile_partitions
+    from splitnet.learning.threads import apply_threads
+    from splitnet.ops.autoplan import format_profile, profile_text
+
+    if args.iterations < 1:
+        raise _usage(f"--iterations {args.iterations}: expected at least 1")
+    settings, _ = _prepare(args)
+    apply_threads(settings.output.torch_threads or 1, settings.output.torch_interop_threads)
+    profile = profile_partitions(settings.training, iterations=args.iterations)
+    print(profile_text(profile))
+    if args.out is not None:
+        args.out.write_text(format_profile(profile) + "\n")
+        print(f"wrote {args.out}")
     return EXIT_OK
