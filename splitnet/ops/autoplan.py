@@ -43,6 +43,7 @@ class AutoResult:
     current: Candidate
     batches: dict[int, int]
     profile: Profile
+    costs: Costs
 
 
 def load_profile(path: Path) -> Profile:
@@ -93,7 +94,7 @@ def auto_plan(settings: Settings, plan: Plan, profile: Profile | None = None,
                        t.pipeline_depth)
     result = search(t.num_clients, p, plan.owners, costs, batches, t.pipeline_depth,
                     start=current_offload, budget_seconds=budget_seconds)
-    return AutoResult(result, current, batches, profile)
+    return AutoResult(result, current, batches, profile, costs)
 
 
 def format_auto(result: AutoResult) -> str:
