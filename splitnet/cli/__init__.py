@@ -174,6 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--resnet", action="store_true",
                           help="also time ResNet18 round-end exchange, 5 clients")
     transfer.set_defaults(handler=commands.cmd_bench_transfer)
+    placement = bench_sub.add_parser("placement", help="plan --auto's prediction vs measured "
+                                     "splitnet local rounds (all-local, seed example, --auto), "
+                                     "with slowed clients")
+    placement.add_argument("--slowdown", default="1,1,8,8,1", metavar="K,K,...",
+                           help="each client's slowdown (5 clients; default 1,1,8,8,1)")
+    placement.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    placement.add_argument("--epochs", type=int, default=4, help="epochs a round (default 4)")
+    placement.add_argument("--batch-size", type=int, default=128, help="BATCH_SIZE (default 128)")
+    placement.add_argument("--budget", type=float, default=10.0, help="search seconds")
+    placement.add_argument("--out", type=Path, default=Path("results/bench-placement"))
+    placement.set_defaults(handler=commands.cmd_bench_placement)
     checkpoints = bench_sub.add_parser("checkpoints", help="samples/s with round checkpoints "
                                        "and without (CNN and ResNet18)")
     checkpoints.add_argument("--quick", action="store_true", help="CNN only, one pair of runs")

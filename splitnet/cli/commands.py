@@ -27,6 +27,7 @@ __all__ = [
     "cmd_attack",
     "cmd_certs",
     "cmd_profile",
+    "cmd_bench_placement",
 ]
 
 if TYPE_CHECKING:
@@ -268,10 +269,29 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.iterations < 1:
         raise _usage(f"--iterations {args.iterations}: expected at least 1")
     settings, _ = _prepare(args)
-    apply_threads(settings.output.torch_threads or 1, settings.output.torch_interop_threads)
-    profile = profile_partitions(settings.training, iterations=args.iterations)
+    apply_threads(0, settings.output.torch_interop_threads)
+    profile = profile_partitions(settings.training, iterations=args.iterations,
+                                 threads=settings.output.torch_threads or 1)
     print(profile_text(profile))
     if args.out is not None:
         args.out.write_text(format_profile(profile) + "\n")
         print(f"wrote {args.out}")
+    return EXIT_OK
+
+
+def cmd_bench_placement(args: argparse.Namespace) -> int:
+    """Run ``splitnet bench placement``."""
+    from splitnet.bench.placement import placement_table, run_placement_bench
+
+    try:
+        slowdown = [float(k) for k in args.slowdown.split(",")]
+    except ValueError:
+        slowdown = []
+    if len(slowdown) != 5 or any(not k >= 1 for k in slowdown):
+        raise _usage(f"--slowdown {args.slowdown}: expected 5 factors ≥ 1, e.g. 1,1,8,8,1")
+    if min(args.rounds, args.epochs, args.batch_size) < 1 or args.budget <= 0:
+        raise _usage("--rounds, --epochs, --batch-size and --budget must be positive")
+    rows = run_placement_bench(args.out, slowdown, args.rounds, args.epochs, args.batch_size,
+                               args.budget, progress=lambda line: print(line, file=sys.stderr))
+    print(placement_table(rows, slowdown))
     return EXIT_OK

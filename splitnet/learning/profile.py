@@ -73,6 +73,21 @@ def _batch(training: TrainingSettings, generator: torch.Generator) -> tuple[torc
     return x, torch.randint(0, spec.num_classes, (b,), generator=generator)
 
 
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: tuple[float, float]) -> float:
+    """Return the seconds since ``start``: the lesser of wall and CPU time.
+
+    Note: contended profile. On a busy machine the wall time of a step includes waiting for a
+    core; with several torch threads the process's CPU time counts each thread. The lesser of the
+    two is the step's own cost in both cases.
+    """
+    wall, cpu = _clock()
+    return min(wall - start[0], cpu - start[1])
+
+
 def _once(parts: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> tuple[
         list[float], list[float], list[int]]:
     """Run one batch partition by partition; return forward and backward seconds, and sizes."""
@@ -80,29 +95,44 @@ def _once(parts: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> tuple[
     inputs, outputs = [], []
     current = x
     for part in parts:
-        start = time.perf_counter()
+        start = _clock()
         held = current.detach().requires_grad_(current.is_floating_point())
         out = part(held)
-        forward.append(time.perf_counter() - start)
+        forward.append(_since(start))
         inputs.append(held)
         outputs.append(out)
         sizes.append(out.numel() * out.element_size())
         current = out
     grad: torch.Tensor | None = None
     for index in reversed(range(len(parts))):
-        start = time.perf_counter()
+        start = _clock()
         if grad is None:
             nn.functional.cross_entropy(outputs[index], y).backward()
         else:
             outputs[index].backward(grad)
         grad = inputs[index].grad
-        backward.append(time.perf_counter() - start)
+        backward.append(_since(start))
     return forward, backward[::-1], sizes
 
 
 def profile_partitions(training: TrainingSettings, warmup: int = 3, iterations: int = 10,
-                       seed: int | None = None) -> Profile:
-    """Time every partition of the configured model at ``BATCH_SIZE`` on this machine's CPU."""
+                       seed: int | None = None, threads: int = 1) -> Profile:
+    """Time every partition of the configured model at ``BATCH_SIZE`` on this machine's CPU.
+
+    ``threads``: torch intra-op threads while timing (a client's ``TORCH_THREADS``; 1 is what
+    ``splitnet local`` gives each client); 0 keeps this process's count.
+    """
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _profile(training, warmup, iterations, seed)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _profile(training: TrainingSettings, warmup: int, iterations: int,
+             seed: int | None) -> Profile:
     parts = build_partitions(training.model, dataset_spec(training), training.seed,
                              training.bert_model)
     generator = torch.Generator().manual_seed(training.seed if seed is None else seed)

@@ -29,10 +29,12 @@ __all__ = ["Overheads", "AutoResult", "auto_plan", "costs_for", "format_auto", "
 class Overheads:
     """Fixed costs the profile does not see, in seconds (calibrated, see BENCHMARKS.md)."""
 
-    message: float = 0.0006
-    step: float = 0.0003
-    round: float = 0.35
+    message: float = 0.001  # latency a message adds (event-loop hops), seconds
+    step: float = 0.0  # CPU a step adds to the profile's (optimizer, bookkeeping), seconds
+    round: float = 0.03  # aggregation and evaluation after the last batch, seconds
     cores: int | None = None  # clients sharing one host's cores (splitnet local): how many
+    message_cpu: float = 0.0016  # CPU a message costs each end (serialise, TLS, gRPC), seconds
+    scale: float = 1.0  # the runtime's compute time over the profile's
 
 
 @dataclass(frozen=True)
@@ -69,20 +71,22 @@ def costs_for(settings: Settings, profile: Profile, overheads: Overheads) -> Cos
             "usage", f"the profile is of {profile.model} with {len(profile.forward)} partitions "
                      f"but CURRENT_MODEL={settings.training.model} has {p}; run `splitnet "
                      "profile` with this .env"), "the command line")
-    scale = settings.training.batch_size / profile.batch_size  # Note: linear in the batch
+    # Note: linear in the batch. A profile taken at another batch size is scaled linearly.
+    scale = overheads.scale * settings.training.batch_size / profile.batch_size
     s = settings.placement
     return Costs(tuple(t * scale for t in profile.forward),
                  tuple(t * scale for t in profile.backward),
                  tuple(int(b * scale) for b in profile.activation_bytes),
                  _per_client(s.client_speed, n, 1.0), _per_client(s.client_bandwidth, n, math.inf),
-                 s.client_rtt, overheads.message, overheads.step, overheads.round, overheads.cores)
+                 s.client_rtt, overheads.message, overheads.step, overheads.round, overheads.cores,
+                 overheads.message_cpu)
 
 
 def auto_plan(settings: Settings, plan: Plan, profile: Profile | None = None,
               overheads: Overheads | None = None, budget_seconds: float = 10.0) -> AutoResult:
     """Profile (unless given), predict the current placement and search for the best one."""
     t = settings.training
-    profile = profile or profile_partitions(t)
+    profile = profile or profile_partitions(t, threads=settings.output.torch_threads or 1)
     costs = costs_for(settings, profile, overheads or Overheads())
     shard_order = plan.shard_owners or plan.owners
     all_batches = batches_per_round(t, settings.data, tuple(shard_order), plan.num_shards)

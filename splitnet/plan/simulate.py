@@ -5,8 +5,10 @@ Pure (no torch, no I/O). The simulation follows the interpreter (``splitnet.runt
 * every client has one compute worker; whenever it is free and several of its entry tasks have
   input waiting, it runs the earliest in its list (:func:`splitnet.plan.schedule.pick`, Note:
   readiness scheduling); a step covers a whole run (:mod:`splitnet.plan.segments`), so its cost
-  is the sum of the run's forward (or backward) times divided by the client's speed, and the
-  owner's last run chains the loss and the run's backward (Note: loss chained);
+  is the sum of the run's forward (or backward) times plus a per-step overhead (optimizer,
+  bookkeeping), divided by the client's speed, plus ``message_cpu`` for each message the step
+  receives or sends (serialising, TLS, gRPC run on the client's own event loop); the owner's last
+  run chains the loss and the run's backward (Note: loss chained);
 * a step's output goes to :func:`splitnet.plan.segments.hand_on`'s task on its runner: the
   sender's uplink carries one message at a time (bytes / min(sender, receiver bandwidth)), then
   the message arrives after ``rtt / 2`` plus a fixed per-message overhead;
@@ -54,6 +56,7 @@ class Costs:
     step_overhead: float = 0.0
     round_overhead: float = 0.0
     cores: int | None = None
+    message_cpu: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,9 @@ class _Simulation:
         if nxt is not None:
             size = (c.activation_bytes[run.last - 1] if nxt.stage <= p
                     else c.activation_bytes[run.first - 2])
-        return seconds / c.speed[client - 1] + c.step_overhead, size, nxt
+        messages = (task.stage != 1) + (nxt is not None)  # stage 1 is fed at home
+        seconds = (seconds + c.step_overhead) / c.speed[client - 1] + messages * c.message_cpu
+        return seconds, size, nxt
 
     def _push(self, at: float, kind: str, client: int, task: Task, batch: int) -> None:
         self.seq += 1

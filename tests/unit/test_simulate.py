@@ -54,6 +54,15 @@ def test_overheads_are_added_per_message_step_and_round():
                                             round_overhead=7.0), 1).seconds
     # steps: 1_1, 1_2(fwd 2-3), 1_4 (fwd 4 + loss + bwd 4), 1_6 (bwd 3-2), 1_8 (bwd 1) = 5
     assert more - base == pytest.approx(4 * 0.5 + 5 * 0.25 + 7.0)
+    # message CPU: 1_1 sends, 1_2 receives and sends, 1_4 both, 1_6 both, 1_8 receives: 8
+    cpu = predict(_tasks(lists), 4, _costs(2, message_cpu=0.125), 1).seconds
+    assert cpu - base == pytest.approx(8 * 0.125)
+
+
+def test_step_overhead_is_compute_and_scales_with_speed():
+    lists = generate_lists(1, 4)
+    slow = predict(_tasks(lists), 4, _costs(1, speed=[0.5], step_overhead=1.0), 1).seconds
+    assert slow == pytest.approx(2 * (sum(FWD) + sum(BWD) + 1.0))
 
 
 def test_pick_order_is_respected_when_two_tasks_are_ready():
