@@ -11,13 +11,14 @@ cluster's machines are as fast as they are.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
 
 import torch
 
-__all__ = ["ENV_KEY", "burn", "slowdown_factor"]
+__all__ = ["ENV_KEY", "burn", "slow_down", "slowdown_factor"]
 
 ENV_KEY = "SPLITNET_TEST_SLOWDOWN"
 
@@ -27,6 +28,8 @@ def slowdown_factor() -> float:
     items = os.environ.get(ENV_KEY, "1").split(",")
     try:
         client = int(os.environ.get("CLIENT_NUMBER", "1"))
+        if client < 1:
+            return 1.0
         factor = float(items[client - 1] if len(items) > 1 else items[0])
     except (ValueError, IndexError):
         return 1.0
@@ -41,3 +44,19 @@ def burn(cpu_seconds: float) -> None:
     end = time.thread_time() + cpu_seconds
     while time.thread_time() < end:
         torch.mm(_A, _A)
+
+
+@functools.cache
+def _factor() -> float:
+    return slowdown_factor()
+
+
+def slow_down(step_cpu_seconds: float) -> float:
+    """Make a step that used ``step_cpu_seconds`` cost the factor times that; return that cost.
+
+    At factor 1 (unset) it does nothing and returns ``step_cpu_seconds``.
+    """
+    factor = _factor()
+    if factor > 1:
+        burn(step_cpu_seconds * (factor - 1))
+    return step_cpu_seconds * factor

@@ -38,7 +38,7 @@ import torch
 
 from splitnet.errors import ProtocolError, RuntimeFailure
 from splitnet.learning.cut_privacy import noise, noised
-from splitnet.learning.slowdown import burn, slowdown_factor
+from splitnet.learning.slowdown import slow_down
 from splitnet.plan.plan import Plan
 from splitnet.plan.rounds import INITIAL_ROUND
 from splitnet.plan.schedule import pick
@@ -93,7 +93,6 @@ class Interpreter:
         self._micro = plan.training.micro_batches
         self._wake = asyncio.Event()
         self._cost: dict[Task, float] = {}  # moving average of each task's step, seconds
-        self._slowdown = slowdown_factor()  # test-only (splitnet bench placement); 1: none
         # Note: one thread count. OpenMP keeps a thread count per thread: the compute thread
         # takes the client's, so a step gives the same bits inline or on the thread.
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"compute{me}",
@@ -236,9 +235,7 @@ class Interpreter:
         if result is not None and step.noised:  # Note: noise at the cut
             gradient = step.next is not None and step.next.stage > self.plan.num_partitions
             result = noise(self.plan.training, task, item.batch, item.round, result, gradient)
-        if self._slowdown > 1:
-            burn((time.thread_time() - cpu) * (self._slowdown - 1))
-        return result, time.thread_time() - cpu
+        return result, slow_down(time.thread_time() - cpu)  # test-only hook: 1x unless set
 
     def _compute(self, task: Task, item: Pending) -> torch.Tensor | None:
         """Run the segment step ``task`` starts; return what goes to the next task."""
