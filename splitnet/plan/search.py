@@ -4,8 +4,9 @@ A placement is which client runs each owner's middle partitions (2..P-1); the en
 their owners, so every placement obeys the rules of ``splitnet validate`` by construction, and
 each one is checked again with :func:`splitnet.plan.rules.check_placement` before it is kept.
 The search is a local search: from all-local (and the current placement, when given), try every
-move of one owner's consecutive middle partitions to another client (or home), take the best
-move, repeat until no move helps or the time budget is spent. Moves are compared on the round
+move of one owner's consecutive middle partitions to another client (or home), the owners that
+finish last first; take the first move that helps and search again from there, until no move
+helps or the time budget is spent. Moves are compared on the round
 time, then on the owners' summed finish times, so that a move that speeds one of two equally
 slow owners is taken (the next move can then speed the other). All-local is always a candidate,
 so the result is never predicted slower than all-local.
@@ -35,6 +36,7 @@ class Candidate:
     lists: tuple[tuple[str, ...], ...]
     seconds: float
     key: tuple[float, float]  # (round seconds, owners' summed finish): what is minimised
+    finish: tuple[float, ...] = ()  # when each owner's last batch is done, owners in order
 
 
 @dataclass(frozen=True)
@@ -58,21 +60,27 @@ def evaluate(num_clients: int, p: int, owners: Sequence[int], offload: Mapping[
     tasks = [[Task.parse(t) for t in tasks] for tasks in lists]
     prediction = predict(tasks, p, costs, batches, depth)
     clean = {k: r for k, r in offload.items() if r != k[0]}
-    return Candidate(clean, tuple(tuple(x) for x in lists), prediction.seconds, prediction.key)
+    return Candidate(clean, tuple(tuple(x) for x in lists), prediction.seconds, prediction.key,
+                     prediction.finish)
 
 
 def _moves(offload: Offload, num_clients: int, p: int, owners: Sequence[int]) -> list[Offload]:
-    """Every placement one move away: one owner's partitions a..b (middle) to one client."""
+    """Every placement one move away: one owner's partitions a..b (middle) to one client.
+
+    ``owners`` in the order their moves are tried (the latest to finish first), each owner's
+    longest ranges first.
+    """
     result = []
+    ranges = sorted(((a, b) for a in range(2, p) for b in range(a, p)),
+                    key=lambda r: (r[0] - r[1], r[0]))  # the longest ranges first
     for owner in owners:
-        for first in range(2, p):
-            for last in range(first, p):
-                for runner in range(1, num_clients + 1):
-                    moved = dict(offload)
-                    for q in range(first, last + 1):
-                        moved[(owner, q)] = runner
-                    if moved != offload:
-                        result.append(moved)
+        for first, last in ranges:
+            for runner in range(1, num_clients + 1):
+                moved = dict(offload)
+                for q in range(first, last + 1):
+                    moved[(owner, q)] = runner
+                if moved != offload:
+                    result.append(moved)
     return result
 
 
@@ -95,7 +103,9 @@ def search(num_clients: int, p: int, owners: Sequence[int], costs: Costs,
     while improved:
         improved = False
         current = best
-        for moved in _moves(dict(current.offload), num_clients, p, owners):
+        latest_first = [o for _, o in sorted(zip(current.finish, owners, strict=True),
+                                             reverse=True)]
+        for moved in _moves(dict(current.offload), num_clients, p, latest_first):
             key = tuple(sorted((k, r) for k, r in moved.items() if r != k[0]))
             if key in seen:
                 continue
@@ -105,9 +115,10 @@ def search(num_clients: int, p: int, owners: Sequence[int], costs: Costs,
             seen.add(key)
             candidate = evaluate(num_clients, p, owners, moved, costs, batches, depth)
             evaluated += 1
-            if _better(candidate.key, best.key):
+            if _better(candidate.key, best.key):  # first improvement: search again from it
                 best = candidate
                 improved = True
+                break
         if not complete:
             break
     return Search(best, all_local, evaluated, complete)

@@ -120,3 +120,12 @@ def test_evaluate_drops_moves_home_and_predicts():
     candidate = evaluate(2, 4, [1, 2], {(1, 2): 1}, costs, 1, 1)
     assert candidate.offload == {}
     assert candidate.seconds == pytest.approx(sum(FWD) + sum(BWD))
+
+
+def test_a_spent_budget_stops_the_search_with_a_valid_placement_no_worse_than_all_local():
+    costs = _costs(5, speed=[1, 1, 0.25, 0.25, 1], bandwidth=1e9)
+    start = {(1, 2): 3, (1, 3): 3}  # a poor start: owner 1's middle on a slow client
+    result = search(5, 4, [1, 2, 3, 4, 5], costs, batches=5, start=start, budget_seconds=0)
+    assert not result.complete and result.evaluated == 2
+    assert result.best.seconds <= result.all_local.seconds
+    assert check_placement([list(x) for x in result.best.lists], 5, 4, "CNN")[1] == []
