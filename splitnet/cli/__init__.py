@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     placement.add_argument("--epochs", type=int, default=4, help="epochs a round (default 4)")
     placement.add_argument("--batch-size", type=int, default=128, help="BATCH_SIZE (default 128)")
     placement.add_argument("--budget", type=float, default=10.0, help="search seconds")
+    placement.add_argument("--repeat", type=int, default=1,
+                           help="runs of each placement, interleaved; the fastest counts")
     placement.add_argument("--out", type=Path, default=Path("results/bench-placement"))
     placement.set_defaults(handler=commands.cmd_bench_placement)
     checkpoints = bench_sub.add_parser("checkpoints", help="samples/s with round checkpoints "

@@ -289,9 +289,10 @@ def cmd_bench_placement(args: argparse.Namespace) -> int:
         slowdown = []
     if len(slowdown) != 5 or any(not k >= 1 for k in slowdown):
         raise _usage(f"--slowdown {args.slowdown}: expected 5 factors ≥ 1, e.g. 1,1,8,8,1")
-    if min(args.rounds, args.epochs, args.batch_size) < 1 or args.budget <= 0:
-        raise _usage("--rounds, --epochs, --batch-size and --budget must be positive")
+    if min(args.rounds, args.epochs, args.batch_size, args.repeat) < 1 or args.budget <= 0:
+        raise _usage("--rounds, --epochs, --batch-size, --repeat and --budget must be positive")
     rows = run_placement_bench(args.out, slowdown, args.rounds, args.epochs, args.batch_size,
-                               args.budget, progress=lambda line: print(line, file=sys.stderr))
+                               args.budget, args.repeat,
+                               progress=lambda line: print(line, file=sys.stderr))
     print(placement_table(rows, slowdown))
     return EXIT_OK
