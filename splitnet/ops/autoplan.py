@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from splitnet.config.costs import bytes_per_second, rtt_seconds
 from splitnet.config.settings import Settings
 from splitnet.errors import ConfigError, Violation
 from splitnet.learning.profile import Profile, batches_per_round, profile_partitions
@@ -73,12 +74,18 @@ def costs_for(settings: Settings, profile: Profile, overheads: Overheads) -> Cos
                      "profile` with this .env"), "the command line")
     # Note: linear in the batch. A profile taken at another batch size is scaled linearly.
     scale = overheads.scale * settings.training.batch_size / profile.batch_size
-    s = settings.placement
+    s, shaping = settings.placement, settings.shaping
+    # Note: shaped defaults. Unset, the links are UPLOAD_BANDWIDTH (every client's egress cap)
+    # and the RTT twice NETWORK_DELAY (added each way), as the containers shape them.
+    bandwidth = s.client_bandwidth or (
+        (bytes_per_second(shaping.upload_bandwidth),) if shaping.upload_bandwidth else None)
+    rtt = s.client_rtt or (2 * rtt_seconds(shaping.network_delay)
+                           if shaping.network_delay else 0.0)
     return Costs(tuple(t * scale for t in profile.forward),
                  tuple(t * scale for t in profile.backward),
                  tuple(int(b * scale) for b in profile.activation_bytes),
-                 _per_client(s.client_speed, n, 1.0), _per_client(s.client_bandwidth, n, math.inf),
-                 s.client_rtt, overheads.message, overheads.step, overheads.round, overheads.cores,
+                 _per_client(s.client_speed, n, 1.0), _per_client(bandwidth, n, math.inf),
+                 rtt, overheads.message, overheads.step, overheads.round, overheads.cores,
                  overheads.message_cpu)
 
 
@@ -86,11 +93,11 @@ def auto_plan(settings: Settings, plan: Plan, profile: Profile | None = None,
               overheads: Overheads | None = None, budget_seconds: float = 10.0) -> AutoResult:
     """Profile (unless given), predict the current placement and search for the best one."""
     t = settings.training
-    profile = profile or profile_partitions(t, threads=settings.output.torch_threads or 1)
-    costs = costs_for(settings, profile, overheads or Overheads())
-    shard_order = plan.shard_owners or plan.owners
+    shard_order = plan.shard_owners or plan.owners  # the data first: a missing set fails fast
     all_batches = batches_per_round(t, settings.data, tuple(shard_order), plan.num_shards)
     batches = {o: all_batches[o] for o in plan.owners}
+    profile = profile or profile_partitions(t, threads=settings.output.torch_threads or 1)
+    costs = costs_for(settings, profile, overheads or Overheads())
     p = plan.num_partitions
     current_offload = {(o, q): r for (o, q), r in plan.runners.items()
                        if r != o and 1 < q < p}

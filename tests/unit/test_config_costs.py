@@ -40,3 +40,17 @@ def test_bad_values_name_the_key_and_the_rule(key, value, says):
     with pytest.raises(ConfigError) as caught:
         _load(**{key: value})
     assert says in str(caught.value)
+
+
+def test_plan_auto_falls_back_on_the_shaping_settings():
+    from splitnet.learning.profile import Profile
+    from splitnet.ops.autoplan import Overheads, costs_for
+
+    profile = Profile("CNN", 32, 1, (1.0,) * 4, (2.0,) * 4, (100,) * 4, 10)
+    shaped = _load(UPLOAD_BANDWIDTH="80mbit", NETWORK_DELAY="5ms")
+    costs = costs_for(shaped, profile, Overheads())
+    assert costs.bandwidth == (10e6,) * 5 and costs.rtt == pytest.approx(0.01)
+    declared = _load(UPLOAD_BANDWIDTH="80mbit", CLIENT_BANDWIDTH="8mbit", CLIENT_RTT="1ms")
+    costs = costs_for(declared, profile, Overheads())
+    assert costs.bandwidth == (1e6,) * 5 and costs.rtt == pytest.approx(0.001)
+    assert costs_for(_load(), profile, Overheads()).bandwidth == (float("inf"),) * 5
