@@ -99,12 +99,14 @@ def _offload(lists: list[list[str]]) -> Offload:
 
 
 def calibrate(costs: Costs, owners: tuple[int, ...], batches: dict[int, int],
-              measured: list[tuple[Offload, float]]) -> tuple[Overheads, float]:
+              measured: list[tuple[Offload, float]],
+              base: Overheads | None = None) -> tuple[Overheads, float]:
     """Fit compute scale, step overhead and message CPU to measured rounds (grid search).
 
-    Returns the overheads with the least worst relative error, and that error. The message
-    latency stays at ``costs.message_overhead``.
+    Returns the overheads with the least worst relative error, and that error. ``costs`` are
+    those of ``base`` (default ``Overheads()``), whose latency, round end and cores are kept.
     """
+    base = base or Overheads()
     best: tuple[float, Overheads] | None = None
     for scale in [0.5 + 0.1 * i for i in range(9)]:
         scaled = replace(costs, forward=tuple(t * scale for t in costs.forward),
@@ -116,8 +118,7 @@ def calibrate(costs: Costs, owners: tuple[int, ...], batches: dict[int, int],
                                          1).seconds - seconds) / seconds
                             for offload, seconds in measured)
                 if best is None or worst < best[0]:
-                    best = (worst, Overheads(costs.message_overhead, step, costs.round_overhead,
-                                             costs.cores, cpu, scale))
+                    best = (worst, replace(base, step=step, message_cpu=cpu, scale=scale))
     assert best is not None
     return best[1], best[0]
 
@@ -168,8 +169,9 @@ def run_placement_bench(out: Path, slowdown: list[float], rounds: int = 3, epoch
     pair = [("calibrate_all_local", ALL_LOCAL), ("calibrate_seed_example", SEED_EXAMPLE)]
     fit = [(_offload(lists), seconds) for (_, lists), seconds in zip(
         pair, _interleaved(out, pair, even, shape, repeat, progress), strict=True)]
-    start = auto_plan(settings, plan, profile, Overheads(cores=os.cpu_count()), budget_seconds=0)
-    overheads, fit_error = calibrate(start.costs, plan.owners, start.batches, fit)
+    base_overheads = Overheads(cores=os.cpu_count())
+    start = auto_plan(settings, plan, profile, base_overheads, budget_seconds=0)
+    overheads, fit_error = calibrate(start.costs, plan.owners, start.batches, fit, base_overheads)
     progress(f"calibrated: {overheads} (worst fit error {fit_error:.1%})")
     slow_env = out / "all_local.env"
     slow_env.write_text(_env_text(ALL_LOCAL, slowdown, *shape))

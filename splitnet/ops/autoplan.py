@@ -81,12 +81,19 @@ def costs_for(settings: Settings, profile: Profile, overheads: Overheads) -> Cos
         (bytes_per_second(shaping.upload_bandwidth),) if shaping.upload_bandwidth else None)
     rtt = s.client_rtt or (2 * rtt_seconds(shaping.network_delay)
                            if shaping.network_delay else 0.0)
+    links = _per_client(bandwidth, n, math.inf)
+    # Note: round-end exchange. Central averaging moves every owner's replica to the aggregator
+    # and the averaged model back: 2 x owners x the model over the aggregator's link, the same
+    # for every placement (it shifts the predictions, never the choice).
+    owners = len({task.split("_")[0] for tasks in settings.training.stages_clients
+                  for task in tasks})
+    exchange = 2 * owners * profile.model_bytes / links[settings.training.server_number - 1]
     return Costs(tuple(t * scale for t in profile.forward),
                  tuple(t * scale for t in profile.backward),
                  tuple(int(b * scale) for b in profile.activation_bytes),
-                 _per_client(s.client_speed, n, 1.0), _per_client(bandwidth, n, math.inf),
-                 rtt, overheads.message, overheads.step, overheads.round, overheads.cores,
-                 overheads.message_cpu)
+                 _per_client(s.client_speed, n, 1.0), links,
+                 rtt, overheads.message, overheads.step, overheads.round + exchange,
+                 overheads.cores, overheads.message_cpu)
 
 
 def auto_plan(settings: Settings, plan: Plan, profile: Profile | None = None,

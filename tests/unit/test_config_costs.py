@@ -50,6 +50,8 @@ def test_plan_auto_falls_back_on_the_shaping_settings():
     shaped = _load(UPLOAD_BANDWIDTH="80mbit", NETWORK_DELAY="5ms")
     costs = costs_for(shaped, profile, Overheads())
     assert costs.bandwidth == (10e6,) * 5 and costs.rtt == pytest.approx(0.01)
+    # the round-end exchange: 5 owners' 10-byte models in and out over 10 MB/s
+    assert costs.round_overhead == pytest.approx(Overheads().round + 2 * 5 * 10 / 10e6)
     declared = _load(UPLOAD_BANDWIDTH="80mbit", CLIENT_BANDWIDTH="8mbit", CLIENT_RTT="1ms")
     costs = costs_for(declared, profile, Overheads())
     assert costs.bandwidth == (1e6,) * 5 and costs.rtt == pytest.approx(0.001)

@@ -5,6 +5,7 @@ from dataclasses import replace
 import pytest
 
 from splitnet.bench.placement import SEED_EXAMPLE, _measured, _offload, calibrate
+from splitnet.ops.autoplan import Overheads
 from splitnet.plan.rules import check_placement
 from splitnet.plan.search import evaluate
 from splitnet.plan.simulate import Costs
@@ -27,9 +28,15 @@ def test_calibration_recovers_rounds_made_with_known_overheads():
     owners = (1, 2, 3, 4, 5)
     measured = [(o, evaluate(5, 4, owners, o, truth, 9, 1).seconds)
                 for o in ({}, _offload(SEED_EXAMPLE))]
-    overheads, worst = calibrate(COSTS, owners, dict.fromkeys(owners, 9), measured)
+    base = Overheads(message=0.001, round=0.03, cores=2)
+    overheads, worst = calibrate(COSTS, owners, dict.fromkeys(owners, 9), measured, base)
     assert worst == pytest.approx(0, abs=1e-9)
     assert overheads.cores == 2 and overheads.round == 0.03 and overheads.message == 0.001
+    fitted = replace(COSTS, forward=tuple(t * overheads.scale for t in COSTS.forward),
+                     backward=tuple(t * overheads.scale for t in COSTS.backward),
+                     step_overhead=overheads.step, message_cpu=overheads.message_cpu)
+    for offload, seconds in measured:
+        assert evaluate(5, 4, owners, offload, fitted, 9, 1).seconds == pytest.approx(seconds)
 
 
 def test_the_fastest_round_after_the_first_counts(tmp_path):
