@@ -158,6 +158,7 @@ def run_placement_bench(out: Path, slowdown: list[float], rounds: int = 3, epoch
     (Note: fastest round).
     """
     out.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]  # other work on the host slows every round
     shape = (rounds, epochs, batch_size)
     even = [1.0] * len(slowdown)
     base = out / "calibration.env"
@@ -188,7 +189,8 @@ def run_placement_bench(out: Path, slowdown: list[float], rounds: int = 3, epoch
         rows.append(PlacementRow(name, lists, predicted, seconds, "held out"))
         progress(f"{name}: predicted {predicted:.3f} s, measured {seconds:.3f} s a round")
     (out / "placement.json").write_text(json.dumps(
-        {"slowdown": slowdown, "shape": shape, "repeat": repeat, "overheads": overheads.__dict__,
+        {"slowdown": slowdown, "shape": shape, "repeat": repeat,
+         "load_average": [load_before, os.getloadavg()[0]], "overheads": overheads.__dict__,
          "calibration": [{"offload": str(o), "seconds": t} for o, t in fit],
          "rows": [r.__dict__ for r in rows]}, indent=2))
     return rows
