@@ -61,7 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --generate: data owners, e.g. 1,2,3 (default: every client)")
     plan.add_argument("--offload", action="append", default=[], metavar="SPEC",
                       help="with --generate: OWNER:PARTITIONS=RUNNER, e.g. 1:2-3=4 (repeatable)")
+    plan.add_argument("--auto", action="store_true",
+                      help="search the placement with the lowest predicted round time (from "
+                           "the profile, CLIENT_SPEED, CLIENT_BANDWIDTH, CLIENT_RTT)")
+    plan.add_argument("--profile", type=Path, default=None, metavar="F",
+                      help="with --auto: a `splitnet profile --out` file (default: profile here)")
+    plan.add_argument("--budget", type=float, default=10.0, metavar="S",
+                      help="with --auto: seconds the search may take (default 10)")
     plan.set_defaults(handler=commands.cmd_plan)
+
+    profile = sub.add_parser("profile", help="time each partition's forward and backward here")
+    _add_env_file(profile)
+    profile.add_argument("--out", type=Path, default=None, metavar="F",
+                         help="also write the profile as JSON (for plan --auto --profile)")
+    profile.add_argument("--iterations", type=int, default=10, help="timed batches (default 10)")
+    profile.set_defaults(handler=commands.cmd_profile)
 
     run = sub.add_parser("run", help="run one client (what a container runs)")
     _add_env_file(run)
@@ -160,6 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--resnet", action="store_true",
                           help="also time ResNet18 round-end exchange, 5 clients")
     transfer.set_defaults(handler=commands.cmd_bench_transfer)
+    placement = bench_sub.add_parser("placement", help="plan --auto's prediction vs measured "
+                                     "splitnet local rounds (all-local, seed example, --auto), "
+                                     "with slowed clients")
+    placement.add_argument("--slowdown", default="1,1,8,8,1", metavar="K,K,...",
+                           help="each client's slowdown (5 clients; default 1,1,8,8,1)")
+    placement.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    placement.add_argument("--epochs", type=int, default=4, help="epochs a round (default 4)")
+    placement.add_argument("--batch-size", type=int, default=128, help="BATCH_SIZE (default 128)")
+    placement.add_argument("--budget", type=float, default=10.0, help="search seconds")
+    placement.add_argument("--repeat", type=int, default=1,
+                           help="runs of each placement, interleaved; the fastest counts")
+    placement.add_argument("--out", type=Path, default=Path("results/bench-placement"))
+    placement.set_defaults(handler=commands.cmd_bench_placement)
     checkpoints = bench_sub.add_parser("checkpoints", help="samples/s with round checkpoints "
                                        "and without (CNN and ResNet18)")
     checkpoints.add_argument("--quick", action="store_true", help="CNN only, one pair of runs")

@@ -27,6 +27,8 @@ __all__ = [
     "cmd_bench_transfer",
     "cmd_attack",
     "cmd_certs",
+    "cmd_profile",
+    "cmd_bench_placement",
 ]
 
 if TYPE_CHECKING:
@@ -64,7 +66,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """Run ``splitnet plan``."""
     from splitnet.plan import generate, view
 
-    if args.generate:
+    if args.auto:
+        from splitnet.ops.autoplan import auto_plan, format_auto, load_profile
+
+        if args.budget <= 0:
+            raise _usage(f"--budget {args.budget}: expected a positive number of seconds")
+        settings, plan = _prepare(args)
+        profile = load_profile(args.profile) if args.profile else None
+        print(format_auto(auto_plan(settings, plan, profile, budget_seconds=args.budget)))
+    elif args.generate:
         print(generate.generate(args.clients, args.partitions, args.model, args.bert_model,
                                 args.owners, args.offload, args.format))
     else:
@@ -256,4 +266,48 @@ def cmd_bench_privacy(args: argparse.Namespace) -> int:
         sigma, args.out / "attacks", quick=args.quick),
         progress=lambda line: print(line, file=sys.stderr))
     print(privacy_table(rows))
+    return EXIT_OK
+
+
+def _usage(message: str) -> Exception:
+    from splitnet.errors import ConfigError, Violation
+
+    return ConfigError(Violation("usage", message), "the command line")
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Run ``splitnet profile``."""
+    from splitnet.learning.profile import profile_partitions
+    from splitnet.learning.threads import apply_threads
+    from splitnet.ops.autoplan import format_profile, profile_text
+
+    if args.iterations < 1:
+        raise _usage(f"--iterations {args.iterations}: expected at least 1")
+    settings, _ = _prepare(args)
+    apply_threads(0, settings.output.torch_interop_threads)
+    profile = profile_partitions(settings.training, iterations=args.iterations,
+                                 threads=settings.output.torch_threads or 1)
+    print(profile_text(profile))
+    if args.out is not None:
+        args.out.write_text(format_profile(profile) + "\n")
+        print(f"wrote {args.out}")
+    return EXIT_OK
+
+
+def cmd_bench_placement(args: argparse.Namespace) -> int:
+    """Run ``splitnet bench placement``."""
+    from splitnet.bench.placement import placement_table, run_placement_bench
+
+    try:
+        slowdown = [float(k) for k in args.slowdown.split(",")]
+    except ValueError:
+        slowdown = []
+    if len(slowdown) != 5 or any(not k >= 1 for k in slowdown):
+        raise _usage(f"--slowdown {args.slowdown}: expected 5 factors ≥ 1, e.g. 1,1,8,8,1")
+    if min(args.rounds, args.epochs, args.batch_size, args.repeat) < 1 or args.budget <= 0:
+        raise _usage("--rounds, --epochs, --batch-size, --repeat and --budget must be positive")
+    rows = run_placement_bench(args.out, slowdown, args.rounds, args.epochs, args.batch_size,
+                               args.budget, args.repeat,
+                               progress=lambda line: print(line, file=sys.stderr))
+    print(placement_table(rows, slowdown))
     return EXIT_OK

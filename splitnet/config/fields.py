@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from splitnet.config import catalog
+from splitnet.config.costs import bandwidth_list, rtt_seconds, speed_list
 from splitnet.config.parsing import (
     bandwidth,
     boolean,
@@ -37,7 +38,8 @@ STAGES_KEY = "SIMULATION_STAGES_CLIENTS"
 STAGES_ALIAS = "STAGES_CLIENTS"
 _LEARNING_RATE = number(1e-12, 10.0, "0.05")
 _SECONDS = number(0.1, 1e7, "60")
-GROUPS = ("training", "data", "network", "transport", "shaping", "output", "recovery")
+GROUPS = ("training", "data", "network", "transport", "shaping", "output", "recovery",
+          "placement")
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,14 @@ FIELDS: tuple[Field, ...] = (
     Field("REJOIN_TIMEOUT", "recovery", "rejoin_timeout", number(1, 1e7, "300"), 300.0,
           "seconds survivors wait for a lost peer to rejoin (FAILURE_POLICY=wait), or for "
           "each other after a drop"),
+    # placement: what `splitnet plan --auto` predicts with (no effect on a run)
+    Field("CLIENT_SPEED", "placement", "client_speed", speed_list, None,
+          "each client's compute speed relative to this machine's `splitnet profile` (1 = as "
+          "fast), one number or one per client, e.g. [1,1,0.5,0.5,1]"),
+    Field("CLIENT_BANDWIDTH", "placement", "client_bandwidth", bandwidth_list, None,
+          "each client's link, a tc rate or one per client, e.g. 100mbit (default unlimited)"),
+    Field("CLIENT_RTT", "placement", "client_rtt", rtt_seconds, 0.0,
+          "round-trip time between two clients, e.g. 20ms (default 0)"),
     # loading only
     Field("CONFIG_FILE", None, "config_file", text, None,
           "file holding SIMULATION_STAGES_CLIENTS as data (JSON or a Python literal)"),

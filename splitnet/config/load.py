@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from splitnet.config import catalog
+from splitnet.config.costs import cost_violations
 from splitnet.config.envfile import read_env_file
 from splitnet.config.fields import FIELDS, KNOWN_KEYS, STAGES_KEY
 from splitnet.config.network import token_violation, token_warnings
@@ -22,6 +23,7 @@ from splitnet.config.settings import (
     DataSettings,
     NetworkSettings,
     OutputSettings,
+    PlacementSettings,
     RecoverySettings,
     Settings,
     ShapingSettings,
@@ -42,7 +44,7 @@ SHAPE_KEYS = frozenset({"NUM_CLIENTS", "CURRENT_MODEL", "BERT_MODEL", STAGES_KEY
 _GROUPS: dict[str, type] = {
     "training": TrainingSettings, "data": DataSettings, "network": NetworkSettings,
     "transport": TransportSettings, "shaping": ShapingSettings, "output": OutputSettings,
-    "recovery": RecoverySettings,
+    "recovery": RecoverySettings, "placement": PlacementSettings,
 }
 
 
@@ -120,6 +122,9 @@ def _validate(values: Mapping[str, str], violations: list[Violation], base_dir: 
         if weak is not None:
             violations.append(weak)
             bad_keys.add("SPLITNET_TOKEN")
+    placement = groups["placement"]
+    violations += cost_violations(placement["client_speed"], placement["client_bandwidth"],
+                                  training["num_clients"])
     built = {name: cls(**groups[name]) for name, cls in _GROUPS.items()}
     return Settings(**built, source=source, warnings=warnings), bad_keys
 

@@ -17,6 +17,7 @@ __all__ = [
     "DataSettings",
     "NetworkSettings",
     "OutputSettings",
+    "PlacementSettings",
     "RecoverySettings",
     "Settings",
     "ShapingSettings",
@@ -143,6 +144,15 @@ class RecoverySettings:
 
 
 @dataclass(frozen=True)
+class PlacementSettings:
+    """What ``splitnet plan --auto`` predicts with: speeds, links (bytes/s) and the RTT (s)."""
+
+    client_speed: tuple[float, ...] | None = None
+    client_bandwidth: tuple[float, ...] | None = None
+    client_rtt: float = 0.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting, by group; ``source`` names where they came from for error messages."""
 
@@ -155,3 +165,4 @@ class Settings:
     recovery: RecoverySettings
     source: str = ""
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    placement: PlacementSettings = field(default_factory=PlacementSettings)

@@ -1,0 +1,153 @@
+"""``splitnet profile`` and ``splitnet plan --auto``: measure, predict, search, print.
+
+The profile comes from ``--profile F`` (what ``splitnet profile --out F`` wrote, maybe on another
+machine) or is measured here. Speeds, links and the RTT come from ``CLIENT_SPEED``,
+``CLIENT_BANDWIDTH`` and ``CLIENT_RTT``. The prediction's overheads (per message, per step, per
+round) are calibrated from measured ``splitnet local`` runs (``splitnet bench placement``); the
+defaults below are those measured figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from splitnet.config.costs import bytes_per_second, rtt_seconds
+from splitnet.config.settings import Settings
+from splitnet.errors import ConfigError, Violation
+from splitnet.learning.profile import Profile, batches_per_round, profile_partitions
+from splitnet.plan.plan import Plan
+from splitnet.plan.search import Candidate, Search, evaluate, search
+from splitnet.plan.simulate import Costs
+
+__all__ = ["Overheads", "AutoResult", "auto_plan", "costs_for", "format_auto", "format_profile",
+           "load_profile", "profile_text"]
+
+
+@dataclass(frozen=True)
+class Overheads:
+    """Fixed costs the profile does not see, in seconds (calibrated, see BENCHMARKS.md)."""
+
+    message: float = 0.001  # latency a message adds (event-loop hops), seconds
+    step: float = 0.0  # CPU a step adds to the profile's (optimizer, bookkeeping), seconds
+    round: float = 0.03  # aggregation and evaluation after the last batch, seconds
+    cores: int | None = None  # clients sharing one host's cores (splitnet local): how many
+    message_cpu: float = 0.0016  # CPU a message costs each end (serialise, TLS, gRPC), seconds
+    scale: float = 1.0  # the runtime's compute time over the profile's
+
+
+@dataclass(frozen=True)
+class AutoResult:
+    """What ``plan --auto`` found: the search, the current placement's prediction, the inputs."""
+
+    search: Search
+    current: Candidate
+    batches: dict[int, int]
+    profile: Profile
+    costs: Costs
+
+
+def load_profile(path: Path) -> Profile:
+    """Read a profile JSON; a bad file is a ConfigError naming it."""
+    try:
+        return Profile.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(Violation("usage", f"--profile {path}: {exc}"),
+                          "the command line") from None
+
+
+def _per_client(values: tuple[float, ...] | None, n: int, default: float) -> tuple[float, ...]:
+    if values is None:
+        return (default,) * n
+    return values * n if len(values) == 1 else values
+
+
+def costs_for(settings: Settings, profile: Profile, overheads: Overheads) -> Costs:
+    """Return the simulator's costs from the settings, a profile and the overheads."""
+    n, p = settings.training.num_clients, settings.training.num_partitions
+    if len(profile.forward) != p or profile.model != settings.training.model:
+        raise ConfigError(Violation(
+            "usage", f"the profile is of {profile.model} with {len(profile.forward)} partitions "
+                     f"but CURRENT_MODEL={settings.training.model} has {p}; run `splitnet "
+                     "profile` with this .env"), "the command line")
+    # Note: linear in the batch. A profile taken at another batch size is scaled linearly.
+    scale = overheads.scale * settings.training.batch_size / profile.batch_size
+    s, shaping = settings.placement, settings.shaping
+    # Note: shaped defaults. Unset, the links are UPLOAD_BANDWIDTH (every client's egress cap)
+    # and the RTT twice NETWORK_DELAY (added each way), as the containers shape them.
+    bandwidth = s.client_bandwidth or (
+        (bytes_per_second(shaping.upload_bandwidth),) if shaping.upload_bandwidth else None)
+    rtt = s.client_rtt or (2 * rtt_seconds(shaping.network_delay)
+                           if shaping.network_delay else 0.0)
+    links = _per_client(bandwidth, n, math.inf)
+    # Note: round-end exchange. Central averaging moves every owner's replica to the aggregator
+    # and the averaged model back: 2 x owners x the model over the aggregator's link, the same
+    # for every placement (it shifts the predictions, never the choice).
+    owners = len({task.split("_")[0] for tasks in settings.training.stages_clients
+                  for task in tasks})
+    exchange = 2 * owners * profile.model_bytes / links[settings.training.server_number - 1]
+    return Costs(tuple(t * scale for t in profile.forward),
+                 tuple(t * scale for t in profile.backward),
+                 tuple(int(b * scale) for b in profile.activation_bytes),
+                 _per_client(s.client_speed, n, 1.0), links,
+                 rtt, overheads.message, overheads.step, overheads.round + exchange,
+                 overheads.cores, overheads.message_cpu)
+
+
+def auto_plan(settings: Settings, plan: Plan, profile: Profile | None = None,
+              overheads: Overheads | None = None, budget_seconds: float = 10.0) -> AutoResult:
+    """Profile (unless given), predict the current placement and search for the best one."""
+    t = settings.training
+    shard_order = plan.shard_owners or plan.owners  # the data first: a missing set fails fast
+    all_batches = batches_per_round(t, settings.data, tuple(shard_order), plan.num_shards)
+    batches = {o: all_batches[o] for o in plan.owners}
+    profile = profile or profile_partitions(t, threads=settings.output.torch_threads or 1)
+    costs = costs_for(settings, profile, overheads or Overheads())
+    p = plan.num_partitions
+    current_offload = {(o, q): r for (o, q), r in plan.runners.items()
+                       if r != o and 1 < q < p}
+    current = evaluate(t.num_clients, p, plan.owners, current_offload, costs, batches,
+                       t.pipeline_depth)
+    result = search(t.num_clients, p, plan.owners, costs, batches, t.pipeline_depth,
+                    start=current_offload, budget_seconds=budget_seconds)
+    return AutoResult(result, current, batches, profile, costs)
+
+
+def format_auto(result: AutoResult) -> str:
+    """Return what ``plan --auto`` prints: the chosen lists and the predictions."""
+    best, local, current = result.search.best, result.search.all_local, result.current
+    lists = json.dumps([list(x) for x in best.lists], separators=(",", ":"))
+    moved = ", ".join(f"{o}:{q}={r}" for (o, q), r in sorted(best.offload.items())) or "none"
+    lines = [
+        f"Predicted round time (s): chosen {best.seconds:.3f}; all-local {local.seconds:.3f} "
+        f"({local.seconds / best.seconds:.2f}x the chosen); current .env {current.seconds:.3f}.",
+        f"Moved partitions (owner:partition=runner): {moved}.",
+        f"Searched {result.search.evaluated} placement(s)"
+        + ("" if result.search.complete else " (time budget spent before a local optimum)")
+        + f"; batches a round by owner: {result.batches}.",
+        "SIMULATION_STAGES_CLIENTS=" + lists,
+    ]
+    return "\n".join(lines)
+
+
+def profile_text(profile: Profile) -> str:
+    """Return the table ``splitnet profile`` prints and the lines to paste into .env."""
+    rows = [f"{profile.model}, batch {profile.batch_size}, {profile.threads} thread(s); "
+            "median seconds per batch on this machine:",
+            "partition  forward_ms  backward_ms  hands_on_bytes"]
+    for q, (f, b, size) in enumerate(zip(profile.forward, profile.backward,
+                                         profile.activation_bytes, strict=True), 1):
+        rows.append(f"{q:>9}  {f * 1e3:>10.3f}  {b * 1e3:>11.3f}  {size:>14}")
+    total = sum(profile.forward) + sum(profile.backward)
+    rows += [f"total {total * 1e3:.3f} ms a batch; model {profile.model_bytes} bytes.",
+             "This machine is speed 1: give each client its speed relative to it, e.g.",
+             "CLIENT_SPEED=[1,1,0.5,0.5,1]   # run `splitnet profile` on each and divide "
+             "this total by its total"]
+    return "\n".join(rows)
+
+
+def format_profile(profile: Profile) -> str:
+    """Return the profile as JSON text (``--out``)."""
+    return json.dumps(profile.as_json(), indent=2)
