@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from splitnet.cli import commands
+from splitnet.cli import bench_commands, commands
 from splitnet.config import catalog
 from splitnet.errors import (
     EXIT_CONFIG,
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --rtt: the accuracy whose time to reach is reported")
     bench.add_argument("--out", type=Path, default=Path("results/bench"),
                        help="where runs, bench.json and bench.md go (default results/bench)")
-    bench.set_defaults(handler=commands.cmd_bench)
+    bench.set_defaults(handler=bench_commands.cmd_bench)
     bench_sub = bench.add_subparsers(dest="bench", required=False, parser_class=_Parser)
     transfer = bench_sub.add_parser("transfer", help="libtorrent vs gRPC vs raw TCP")
     transfer.add_argument("--sizes", default="4,64,256", help="point-to-point sizes, MiB")
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--cap", type=float, default=8.0, help="uplink cap B, MiB/s")
     transfer.add_argument("--resnet", action="store_true",
                           help="also time ResNet18 round-end exchange, 5 clients")
-    transfer.set_defaults(handler=commands.cmd_bench_transfer)
+    transfer.set_defaults(handler=bench_commands.cmd_bench_transfer)
     placement = bench_sub.add_parser("placement", help="plan --auto's prediction vs measured "
                                      "splitnet local rounds (all-local, seed example, --auto), "
                                      "with slowed clients")
@@ -186,14 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     placement.add_argument("--repeat", type=int, default=1,
                            help="runs of each placement, interleaved; the fastest counts")
     placement.add_argument("--out", type=Path, default=Path("results/bench-placement"))
-    placement.set_defaults(handler=commands.cmd_bench_placement)
+    placement.set_defaults(handler=bench_commands.cmd_bench_placement)
     checkpoints = bench_sub.add_parser("checkpoints", help="samples/s with round checkpoints "
                                        "and without (CNN and ResNet18)")
     checkpoints.add_argument("--quick", action="store_true", help="CNN only, one pair of runs")
     checkpoints.add_argument("--pairs", type=int, default=2,
                              help="runs with and without per model (default 2)")
     checkpoints.add_argument("--out", type=Path, default=Path("results/bench-checkpoints"))
-    checkpoints.set_defaults(handler=commands.cmd_bench_checkpoints)
+    checkpoints.set_defaults(handler=bench_commands.cmd_bench_checkpoints)
     reduce = bench_sub.add_parser("reduce", help="AGGREGATION=central vs reduce: the busiest "
                                   "client's bytes and the round time")
     reduce.add_argument("--owners", type=int, default=8, help="data owners (default 8)")
@@ -205,13 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     reduce.add_argument("--bulk", default="grpc", choices=("auto", "torrent", "grpc"),
                         help="BULK_TRANSPORT (default grpc)")
     reduce.add_argument("--out", type=Path, default=Path("results/bench-reduce"))
-    reduce.set_defaults(handler=commands.cmd_bench_reduce)
+    reduce.set_defaults(handler=bench_commands.cmd_bench_reduce)
     privacy = bench_sub.add_parser("privacy", help="each privacy mode's cost and leakage: "
                                    "none, secure aggregation, DP, both (CNN and ResNet18)")
     privacy.add_argument("--quick", action="store_true",
                          help="CNN only, small runs and attacks (about 2 minutes)")
     privacy.add_argument("--out", type=Path, default=Path("results/bench-privacy"))
-    privacy.set_defaults(handler=commands.cmd_bench_privacy)
+    privacy.set_defaults(handler=bench_commands.cmd_bench_privacy)
     _add_attack(sub)
     return parser
 
@@ -235,7 +235,7 @@ def _add_attack(sub: argparse._SubParsersAction) -> None:
                           help="per-sample L2 clip (default 0.01 for label-leak, 10 for invert)")
         kind.add_argument("--out", type=Path, default=Path("results/attack"),
                           help="where <attack>.json and <attack>.md go (default results/attack)")
-        kind.set_defaults(handler=commands.cmd_attack)
+        kind.set_defaults(handler=bench_commands.cmd_attack)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from splitnet.errors import EXIT_OK
 
 __all__ = [
+    "usage",
     "cmd_validate",
     "cmd_plan",
     "cmd_run",
@@ -20,15 +21,8 @@ __all__ = [
     "cmd_report",
     "cmd_status",
     "cmd_health",
-    "cmd_bench",
-    "cmd_bench_checkpoints",
-    "cmd_bench_privacy",
-    "cmd_bench_reduce",
-    "cmd_bench_transfer",
-    "cmd_attack",
     "cmd_certs",
     "cmd_profile",
-    "cmd_bench_placement",
 ]
 
 if TYPE_CHECKING:
@@ -70,7 +64,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from splitnet.ops.autoplan import auto_plan, format_auto, load_profile
 
         if args.budget <= 0:
-            raise _usage(f"--budget {args.budget}: expected a positive number of seconds")
+            raise usage(f"--budget {args.budget}: expected a positive number of seconds")
         settings, plan = _prepare(args)
         profile = load_profile(args.profile) if args.profile else None
         print(format_auto(auto_plan(settings, plan, profile, budget_seconds=args.budget)))
@@ -170,42 +164,12 @@ def cmd_health(args: argparse.Namespace) -> int:
     return code
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Run ``splitnet bench``."""
-    from splitnet.bench.options import bench_options
-    from splitnet.bench.report import table
-    from splitnet.bench.systems import run_bench
-
-    options = bench_options(args.out, quick=args.quick, model=args.model, dataset=args.dataset,
-                            clients=args.clients, rounds=args.rounds, epochs=args.epochs,
-                            batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-                            shaped=args.shaped, bulk_transport=args.bulk, rtt=args.rtt,
-                            rate=args.rate, depths=args.depths, micro=args.micro,
-                            target=args.target)
-    report = run_bench(options, progress=lambda line: print(line, file=sys.stderr))
-    print(table(report))
-    print(f"\nraw results: {args.out / 'bench.json'}")
-    return EXIT_OK
-
-
-def cmd_bench_transfer(args: argparse.Namespace) -> int:
-    """Run ``splitnet bench transfer``."""
-    from splitnet.bench.options import transfer_options
-    from splitnet.bench.transfer import run_transfer_bench
-
-    o = transfer_options(args.sizes, args.receivers, args.payload, args.cap, args.resnet)
-    print(run_transfer_bench(o.sizes, o.receivers, o.payload, o.cap, o.resnet))
-    return EXIT_OK
-
-
 def cmd_certs(args: argparse.Namespace) -> int:
     """Run ``splitnet certs``."""
-    from splitnet.errors import ConfigError, Violation
     from splitnet.ops.certs import make_certs
 
     if (args.clients is None) == (not args.add):
-        raise ConfigError(Violation("usage", "certs needs --clients N (a new CA) or --add K "
-                                             "(with the CA in --out)"), "the command line")
+        raise usage("certs needs --clients N (a new CA) or --add K (with the CA in --out)")
     clients = args.add or range(1, (args.clients or 0) + 1)
     written = make_certs(args.out, clients, hosts=args.host, days=args.days, add=bool(args.add))
     print("\n".join(f"wrote {path}" for path in written))
@@ -214,62 +178,8 @@ def cmd_certs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_bench_checkpoints(args: argparse.Namespace) -> int:
-    """Run ``splitnet bench checkpoints``."""
-    from splitnet.bench.checkpoint_cost import CASES, QUICK_CASES, run_checkpoint_bench
-    from splitnet.errors import ConfigError, Violation
-
-    if args.pairs < 1:
-        raise ConfigError(Violation("usage", f"--pairs {args.pairs}: expected at least 1"),
-                          "the command line")
-    print(run_checkpoint_bench(args.out, QUICK_CASES if args.quick else CASES,
-                               1 if args.quick else args.pairs,
-                               progress=lambda line: print(line, file=sys.stderr)))
-    return EXIT_OK
-
-
-def cmd_bench_reduce(args: argparse.Namespace) -> int:
-    """Run ``splitnet bench reduce``."""
-    from splitnet.bench.reduce_cost import run_reduce_bench
-    from splitnet.errors import ConfigError, Violation
-
-    if args.owners < 2 or args.rounds < 2:
-        raise ConfigError(Violation("usage", f"--owners {args.owners} --rounds {args.rounds}: "
-                                    "expected at least 2 of each"), "the command line")
-    print(run_reduce_bench(args.out, args.owners, args.model, args.dataset, args.rounds,
-                           args.rate, args.bulk,
-                           progress=lambda line: print(line, file=sys.stderr)))
-    return EXIT_OK
-
-
-def cmd_attack(args: argparse.Namespace) -> int:
-    """Run ``splitnet attack label-leak`` or ``splitnet attack invert``."""
-    from splitnet.bench.attack_options import attack_options
-    from splitnet.bench.attacks import run_attack
-
-    opts = attack_options(args.attack, args.out, sigmas=args.sigmas, clip=args.clip,
-                          seed=args.seed, quick=args.quick)
-    print(run_attack(opts, progress=lambda line: print(line, file=sys.stderr)))
-    print(f"wrote {args.out / (args.attack + '.json')}", file=sys.stderr)
-    return EXIT_OK
-
-
-def cmd_bench_privacy(args: argparse.Namespace) -> int:
-    """Run ``splitnet bench privacy``."""
-    from splitnet.bench.privacy_cost import Case, privacy_table, run_privacy_bench
-    from splitnet.bench.privacy_leakage import leakage_at
-
-    cases = ([Case("CNN", "DIGITS", rounds=2, epochs=1)] if args.quick else
-             [Case("CNN", "DIGITS", rounds=3, epochs=2),
-              Case("RESNET18", "SYNTHETIC", rounds=2, epochs=1)])
-    rows = run_privacy_bench(args.out, cases, lambda sigma: leakage_at(
-        sigma, args.out / "attacks", quick=args.quick),
-        progress=lambda line: print(line, file=sys.stderr))
-    print(privacy_table(rows))
-    return EXIT_OK
-
-
-def _usage(message: str) -> Exception:
+def usage(message: str) -> Exception:
+    """Return the error for a command line that breaks ``message``'s rule (exit 2)."""
     from splitnet.errors import ConfigError, Violation
 
     return ConfigError(Violation("usage", message), "the command line")
@@ -282,7 +192,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from splitnet.ops.autoplan import format_profile, profile_text
 
     if args.iterations < 1:
-        raise _usage(f"--iterations {args.iterations}: expected at least 1")
+        raise usage(f"--iterations {args.iterations}: expected at least 1")
     settings, _ = _prepare(args)
     apply_threads(0, settings.output.torch_interop_threads)
     profile = profile_partitions(settings.training, iterations=args.iterations,
@@ -291,23 +201,4 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.write_text(format_profile(profile) + "\n")
         print(f"wrote {args.out}")
-    return EXIT_OK
-
-
-def cmd_bench_placement(args: argparse.Namespace) -> int:
-    """Run ``splitnet bench placement``."""
-    from splitnet.bench.placement import placement_table, run_placement_bench
-
-    try:
-        slowdown = [float(k) for k in args.slowdown.split(",")]
-    except ValueError:
-        slowdown = []
-    if len(slowdown) != 5 or any(not k >= 1 for k in slowdown):
-        raise _usage(f"--slowdown {args.slowdown}: expected 5 factors ≥ 1, e.g. 1,1,8,8,1")
-    if min(args.rounds, args.epochs, args.batch_size, args.repeat) < 1 or args.budget <= 0:
-        raise _usage("--rounds, --epochs, --batch-size, --repeat and --budget must be positive")
-    rows = run_placement_bench(args.out, slowdown, args.rounds, args.epochs, args.batch_size,
-                               args.budget, args.repeat,
-                               progress=lambda line: print(line, file=sys.stderr))
-    print(placement_table(rows, slowdown))
     return EXIT_OK

@@ -1,0 +1,117 @@
+"""The ``splitnet bench`` and ``splitnet attack`` handlers: each runs one bench, prints a table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from splitnet.cli.commands import usage
+from splitnet.errors import EXIT_OK
+
+__all__ = [
+    "cmd_attack",
+    "cmd_bench",
+    "cmd_bench_checkpoints",
+    "cmd_bench_placement",
+    "cmd_bench_privacy",
+    "cmd_bench_reduce",
+    "cmd_bench_transfer",
+]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run ``splitnet bench``."""
+    from splitnet.bench.options import bench_options
+    from splitnet.bench.report import table
+    from splitnet.bench.systems import run_bench
+
+    options = bench_options(args.out, quick=args.quick, model=args.model, dataset=args.dataset,
+                            clients=args.clients, rounds=args.rounds, epochs=args.epochs,
+                            batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+                            shaped=args.shaped, bulk_transport=args.bulk, rtt=args.rtt,
+                            rate=args.rate, depths=args.depths, micro=args.micro,
+                            target=args.target)
+    report = run_bench(options, progress=lambda line: print(line, file=sys.stderr))
+    print(table(report))
+    print(f"\nraw results: {args.out / 'bench.json'}")
+    return EXIT_OK
+
+
+def cmd_bench_transfer(args: argparse.Namespace) -> int:
+    """Run ``splitnet bench transfer``."""
+    from splitnet.bench.options import transfer_options
+    from splitnet.bench.transfer import run_transfer_bench
+
+    o = transfer_options(args.sizes, args.receivers, args.payload, args.cap, args.resnet)
+    print(run_transfer_bench(o.sizes, o.receivers, o.payload, o.cap, o.resnet))
+    return EXIT_OK
+
+
+def cmd_bench_checkpoints(args: argparse.Namespace) -> int:
+    """Run ``splitnet bench checkpoints``."""
+    from splitnet.bench.checkpoint_cost import CASES, QUICK_CASES, run_checkpoint_bench
+
+    if args.pairs < 1:
+        raise usage(f"--pairs {args.pairs}: expected at least 1")
+    print(run_checkpoint_bench(args.out, QUICK_CASES if args.quick else CASES,
+                               1 if args.quick else args.pairs,
+                               progress=lambda line: print(line, file=sys.stderr)))
+    return EXIT_OK
+
+
+def cmd_bench_reduce(args: argparse.Namespace) -> int:
+    """Run ``splitnet bench reduce``."""
+    from splitnet.bench.reduce_cost import run_reduce_bench
+
+    if args.owners < 2 or args.rounds < 2:
+        raise usage(f"--owners {args.owners} --rounds {args.rounds}: expected at least 2 of each")
+    print(run_reduce_bench(args.out, args.owners, args.model, args.dataset, args.rounds,
+                           args.rate, args.bulk,
+                           progress=lambda line: print(line, file=sys.stderr)))
+    return EXIT_OK
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    """Run ``splitnet attack label-leak`` or ``splitnet attack invert``."""
+    from splitnet.bench.attack_options import attack_options
+    from splitnet.bench.attacks import run_attack
+
+    opts = attack_options(args.attack, args.out, sigmas=args.sigmas, clip=args.clip,
+                          seed=args.seed, quick=args.quick)
+    print(run_attack(opts, progress=lambda line: print(line, file=sys.stderr)))
+    print(f"wrote {args.out / (args.attack + '.json')}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_bench_privacy(args: argparse.Namespace) -> int:
+    """Run ``splitnet bench privacy``."""
+    from splitnet.bench.privacy_cost import Case, privacy_table, run_privacy_bench
+    from splitnet.bench.privacy_leakage import leakage_at
+
+    cases = ([Case("CNN", "DIGITS", rounds=2, epochs=1)] if args.quick else
+             [Case("CNN", "DIGITS", rounds=3, epochs=2),
+              Case("RESNET18", "SYNTHETIC", rounds=2, epochs=1)])
+    rows = run_privacy_bench(args.out, cases, lambda sigma: leakage_at(
+        sigma, args.out / "attacks", quick=args.quick),
+        progress=lambda line: print(line, file=sys.stderr))
+    print(privacy_table(rows))
+    return EXIT_OK
+
+
+def cmd_bench_placement(args: argparse.Namespace) -> int:
+    """Run ``splitnet bench placement``."""
+    from splitnet.bench.placement import placement_table, run_placement_bench
+
+    try:
+        slowdown = [float(k) for k in args.slowdown.split(",")]
+    except ValueError:
+        slowdown = []
+    if len(slowdown) != 5 or any(not k >= 1 for k in slowdown):
+        raise usage(f"--slowdown {args.slowdown}: expected 5 factors ≥ 1, e.g. 1,1,8,8,1")
+    if min(args.rounds, args.epochs, args.batch_size, args.repeat) < 1 or args.budget <= 0:
+        raise usage("--rounds, --epochs, --batch-size, --repeat and --budget must be positive")
+    rows = run_placement_bench(args.out, slowdown, args.rounds, args.epochs, args.batch_size,
+                               args.budget, args.repeat,
+                               progress=lambda line: print(line, file=sys.stderr))
+    print(placement_table(rows, slowdown))
+    return EXIT_OK
