@@ -1,0 +1,191 @@
+"""The swarm stack across a real multi-node Swarm on this machine (``scripts/swarm-lab.sh``): three
+dockerd, each in its own network namespace on a host bridge, clients pinned to different nodes by
+label, finding each other over the overlay network (VXLAN) by service name, TLS material from
+Docker secrets; the run ends with exactly ``splitnet local``'s metrics and weights on the same .env.
+
+Needs root (namespaces, a bridge, iptables) and the main Docker engine (the image is saved from
+it). The lab is brought up once for the module and always taken down.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import tarfile
+import time
+import uuid
+from datetime import datetime
+
+import pytest
+import torch
+from safetensors.torch import load
+
+from splitnet.ops.certs import make_certs
+from splitnet.ops.compose import render_swarm
+from splitnet.ops.status import cluster_status
+
+from ..conftest import ROOT
+from .conftest import IMAGE
+from .test_containers import env_text
+from .test_kill import _reference
+
+pytestmark = pytest.mark.container
+LAB = ROOT / "scripts" / "swarm-lab.sh"
+NODES = 3
+ROUNDS = 6
+SETTINGS = {"TRAINING_NUM_ROUNDS": str(ROUNDS), "PEER_TIMEOUT": "10", "TORCH_THREADS": "1"}
+
+
+def _socket(k):
+    return f"unix:///run/splitnet-lab/{k}.sock"
+
+
+@pytest.fixture(scope="module")
+def lab(engine):
+    """Bring the lab up (3 nodes, the test image on each); yield the manager's client; always down."""
+    docker = pytest.importorskip("docker")
+    if os.geteuid() != 0:
+        pytest.skip("the Swarm lab needs root (network namespaces, a bridge, iptables)")
+    try:
+        up = subprocess.run([str(LAB), "up", "--nodes", str(NODES), "--image", IMAGE],
+                            capture_output=True, text=True, timeout=600)
+        print(up.stdout)
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        manager = docker.DockerClient(base_url=_socket(1))
+        try:
+            yield manager
+        finally:
+            manager.close()
+    finally:
+        down = subprocess.run([str(LAB), "down"], capture_output=True, text=True, timeout=300)
+        print(down.stdout)
+        assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
+        assert not [ns for ns in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                text=True).stdout.split() if ns.startswith("snlab-")]
+
+
+def _node_of_label(manager):
+    """client number -> the node id that carries its label."""
+    return {k: node.id for node in manager.nodes.list()
+            for k in range(1, NODES + 1)
+            if node.attrs["Spec"].get("Labels", {}).get(f"splitnet_client_{k}") == "true"}
+
+
+def _secrets(manager, folder):
+    make_certs(folder, list(range(1, NODES + 1)))
+    files = {"splitnet_ca": "ca.crt", **{f"splitnet_client{k}_{kind}": f"client{k}.{suffix}"
+                                         for k in range(1, NODES + 1)
+                                         for kind, suffix in (("cert", "crt"), ("key", "key"))}}
+    made = [manager.secrets.create(name="splitnet_token", data=b"lab-e2e-token-0123456789")]
+    made += [manager.secrets.create(name=name, data=(folder / file).read_bytes())
+             for name, file in files.items()]
+    return made
+
+
+def _wait_complete(manager, stack, timeout=420):
+    """Wait until every client's service has a complete task; fail on a failed one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        services = {s.name: s for s in manager.services.list(filters={"name": stack})}
+        tasks = {name: s.tasks() for name, s in services.items()}
+        states = {name: [t["Status"]["State"] for t in ts] for name, ts in tasks.items()}
+        failures = [(name, t["Status"].get("Err", "")) for name, ts in tasks.items() for t in ts
+                    if t["Status"]["State"] in ("failed", "rejected")]
+        if len(services) == NODES and all("complete" in s for s in states.values()):
+            return tasks
+        logs = {name: b"".join(s.logs(stdout=True, stderr=True)).decode()[-2000:]
+                for name, s in services.items()} if failures else {}
+        assert not failures, (failures, logs)
+        assert time.monotonic() < deadline, (states, {n: b"".join(s.logs(
+            stdout=True, stderr=True)).decode()[-2000:] for n, s in services.items()})
+        time.sleep(2)
+
+
+def _first_line_time(service, text):
+    """The container timestamp of the first log line of ``service`` containing ``text``."""
+    for line in b"".join(service.logs(stdout=True, stderr=True, timestamps=True)).decode(
+            errors="replace").splitlines():
+        stamp, _, rest = line.partition(" ")
+        if text in rest:
+            whole, _, fraction = stamp.rstrip("Z").partition(".")  # RFC 3339, nanoseconds
+            return datetime.fromisoformat(f"{whole}.{(fraction + '000000')[:6]}+00:00").timestamp()
+    raise AssertionError(f"{service.name}: no log line with {text!r}")
+
+
+def _results(node_client, volume):
+    """Files of the run in the results volume ``volume`` on one node: name -> bytes."""
+    archive = node_client.containers.run(
+        IMAGE, ["sh", "-c", f"cd /results/latest && tar c summary.json metrics.csv "
+                            f"models/round{ROUNDS}.safetensors"],
+        entrypoint=[], remove=True, volumes={volume: {"bind": "/results", "mode": "ro"}})
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def _rows(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_stack_across_three_nodes_trains_as_local(lab, tmp_path, monkeypatch):
+    import docker
+
+    stack = f"lab{uuid.uuid4().hex[:6]}"
+    (tmp_path / "docker-compose-swarm.yml").write_text(render_swarm(NODES))
+    (tmp_path / ".env").write_text(env_text(**SETTINGS))
+    reference = _reference(tmp_path)
+    made = _secrets(lab, tmp_path / "certs")
+    env = {**os.environ, "SPLITNET_IMAGE": IMAGE, "DOCKER_HOST": _socket(1)}
+    try:
+        deployed_at = time.time()
+        deploy = subprocess.run(["docker", "stack", "deploy", "--resolve-image", "never", "-c",
+                                 "docker-compose-swarm.yml", stack], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert deploy.returncode == 0, deploy.stderr
+        tasks = _wait_complete(lab, stack)
+        placed = {int(name[-1]): {t["NodeID"] for t in ts if t["Status"]["State"] == "complete"}
+                  for name, ts in tasks.items()}
+        labelled = _node_of_label(lab)
+        assert placed == {k: {labelled[k]} for k in range(1, NODES + 1)}
+        assert len(set(labelled.values())) == NODES  # three different nodes
+        monkeypatch.setenv("DOCKER_HOST", _socket(1))
+        rows = cluster_status()
+        assert {(r["client"], r["node"]) for r in rows if r["state"] == "complete"} == {
+            (str(k), f"snlab-{k}") for k in range(1, NODES + 1)}
+        client1 = lab.services.get(f"{stack}_client1")
+        joined = _first_line_time(client1, f"joined {NODES - 1} peer(s)") - deployed_at
+        first_round = _first_line_time(client1, f"round 1/{ROUNDS}") - deployed_at
+        node1 = docker.DockerClient(base_url=_socket(1))  # client1, the aggregator, is there
+        try:
+            files = _results(node1, f"{stack}_results1")
+        finally:
+            node1.close()
+        got = _rows(files["metrics.csv"].decode())
+        want = _rows((reference / "metrics.csv").read_text())
+        measures = ("test_accuracy", "f1_macro", "test_loss", "train_loss")
+        assert [{m: r[m] for m in measures} for r in got] == [{m: r[m] for m in measures}
+                                                               for r in want]
+        summary = json.loads(files["summary.json"])
+        expected = json.loads((reference / "summary.json").read_text())
+        assert summary["clients"] == NODES and summary["rounds"] == ROUNDS
+        assert summary["test_accuracy"] == expected["test_accuracy"]
+        final = f"models/round{ROUNDS}.safetensors"
+        weights = load(files[final])
+        reference_weights = load((reference / final).read_bytes())
+        assert weights.keys() == reference_weights.keys()
+        assert all(torch.equal(weights[n], reference_weights[n]) for n in reference_weights)
+        lab_round = sum(float(r["round_seconds"]) for r in got) / len(got)
+        local_round = sum(float(r["round_seconds"]) for r in want) / len(want)
+        print(f"deploy to joined (first batch): {joined:.1f} s; deploy to round 1 done: "
+              f"{first_round:.1f} s; mean round: lab {lab_round:.2f} s, local {local_round:.2f} s"
+              f" (ratio {lab_round / local_round:.2f})")
+    finally:
+        subprocess.run(["docker", "stack", "rm", stack], env=env, capture_output=True,
+                       timeout=120)
+        deadline = time.monotonic() + 60
+        while lab.services.list(filters={"name": stack}) and time.monotonic() < deadline:
+            time.sleep(1)
+        for secret in made:
+            secret.remove()
