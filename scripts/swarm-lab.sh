@@ -67,14 +67,20 @@ if [ -n "$RATE" ] && ! [[ $RATE =~ ^[0-9]+(\.[0-9]+)?([kmg]?bit|[kmg]?bps)$ ]]; 
 fi
 
 lab_down() {
-    local ns k pid cg
-    for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^snlab-[0-9]+$/ {print $1}'); do
+    local ns k pid cg pids="" namespaces alive
+    namespaces=$(ip netns list 2>/dev/null | awk '$1 ~ /^snlab-[0-9]+$/ {print $1}')
+    for ns in $namespaces; do  # every engine stops its containers (5 s each at most) at once
+        pid=$(cat "$RUN_ROOT/${ns#snlab-}.pid" 2>/dev/null || true)
+        if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then pids="$pids $pid"; fi
+    done
+    for _ in $(seq 1 100); do
+        alive=""
+        for pid in $pids; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ -n "$alive" ] || break
+        sleep 0.2
+    done
+    for ns in $namespaces; do
         k=${ns#snlab-}
-        pid=$(cat "$RUN_ROOT/$k.pid" 2>/dev/null || true)
-        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid"
-            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        fi
         # whatever is left in the node's namespace (dockerd, containerd, shims) ...
         for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
         # ... and in its containers' cgroups (their processes have network namespaces of their own)
@@ -144,6 +150,7 @@ lab_up() {
     local t0 t k image_tar token node_id
     t0=$(date +%s.%N)
     lab_down
+    log "no lab left over after $(since $t0) s"
     if ! "${MAIN_DOCKER[@]}" image inspect "$IMAGE" >/dev/null 2>&1; then
         log "$IMAGE is not in the main engine: building it (scripts/build-image.sh)"
         nice -n 19 ionice -c3 "$(dirname "$0")/build-image.sh" "$IMAGE"
