@@ -223,7 +223,7 @@ def test_stack_across_three_nodes_trains_as_local(lab, tmp_path, monkeypatch):
         first_round = _first_line_time(client1, f"round 1/{ROUNDS}") - deployed_at
         lab_round, local_round = _assert_as_local(_results(f"{stack}_results1", ROUNDS),
                                                   reference, ROUNDS)
-        print(f"deploy to joined (first batch): {joined:.1f} s; deploy to round 1 done: "
+        print(f"deploy to joined (first batch): {joined:.1f} s; deploy to the first round-1 progress line: "
               f"{first_round:.1f} s; mean round: lab {lab_round:.2f} s, local {local_round:.2f} s"
               f" (ratio {lab_round / local_round:.2f})")
 
