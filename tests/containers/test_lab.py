@@ -9,7 +9,6 @@ it). The lab is brought up once for the module and always taken down.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import csv
 import glob
@@ -138,20 +137,26 @@ def _first_line_time(service, text):
     raise AssertionError(f"{service.name}: no log line with {text!r}")
 
 
-def _results(volume, rounds):
-    """Files of the run in client 1's results volume ``volume`` on node 1: name -> bytes."""
+def _results(volume):
+    """Files of the run in client 1's results volume ``volume`` on node 1: path in the run -> bytes
+    (read through the engine's archive API, binary-safe; the volume holds one run)."""
     import docker
 
     node1 = docker.DockerClient(base_url=_socket(1))  # client1, the aggregator, ran there
     try:
-        archive = node1.containers.run(
-            IMAGE, ["sh", "-c", "cd /results/latest && tar c summary.json metrics.csv "
-                                f"models/round{rounds}.safetensors | base64"],  # logs are text
-            entrypoint=[], remove=True, volumes={volume: {"bind": "/results", "mode": "ro"}})
+        reader = node1.containers.create(IMAGE, ["true"], entrypoint=[], volumes={
+            volume: {"bind": "/results", "mode": "ro"}})
+        try:
+            stream, _ = reader.get_archive("/results/runs")
+            archive = b"".join(stream)
+        finally:
+            reader.remove(force=True)
     finally:
         node1.close()
-    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(archive))) as tar:
-        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+        assert len({m.name.split("/")[1] for m in members}) == 1, [m.name for m in members]
+        return {m.name.split("/", 2)[2]: tar.extractfile(m).read() for m in members}
 
 
 def _rows(text):
@@ -221,7 +226,7 @@ def test_stack_across_three_nodes_trains_as_local(lab, tmp_path, monkeypatch):
         client1 = lab.services.get(f"{stack}_client1")
         joined = _first_line_time(client1, f"joined {NODES - 1} peer(s)") - deployed_at
         first_round = _first_line_time(client1, f"round 1/{ROUNDS}") - deployed_at
-        lab_round, local_round = _assert_as_local(_results(f"{stack}_results1", ROUNDS),
+        lab_round, local_round = _assert_as_local(_results(f"{stack}_results1"),
                                                   reference, ROUNDS)
         print(f"deploy to joined (first batch): {joined:.1f} s; deploy to the first round-1 progress line: "
               f"{first_round:.1f} s; mean round: lab {lab_round:.2f} s, local {local_round:.2f} s"
@@ -261,6 +266,6 @@ def test_a_lost_node_s_client_is_rescheduled_and_the_run_ends_as_local(lab, tmp_
                 for name, ts in tasks.items()}
         assert done == {1: [node_of[1]], 2: [node_of[3]], 3: [node_of[3]]}
         rejoined = _first_line_time(client1, "rejoined every peer") - killed_at
-        _assert_as_local(_results(f"{stack}_results1", rounds), reference, rounds)
+        _assert_as_local(_results(f"{stack}_results1"), reference, rounds)
         print(f"node 2 lost: client 2 rescheduled on node 3, every peer rejoined "
               f"{rejoined:.1f} s after the loss")
