@@ -23,7 +23,7 @@
 # the bridge: the same bytes are written into every engine either way (each has its own layer
 # store), a load needs no registry process, no insecure-registry setting and no push (a push of
 # the 1.5 GB image re-hashes and copies it once more); measured on the dev machine (2 cores):
-# save ~25 s once, load ~35 s a node (figures printed by `up`).
+# save 21-31 s once, load 28-47 s a node, lab up 2.5-3.5 min in all (figures printed by `up`).
 #
 # --rate R (tc rate, e.g. 20mbit) shapes both directions of every node's link with tbf: the host
 # end's egress (to the node) and the node's eth0 egress (from the node). This kernel has no netem,
