@@ -27,7 +27,8 @@
 #
 # --rate R (tc rate, e.g. 20mbit) shapes both directions of every node's link with tbf: the host
 # end's egress (to the node) and the node's eth0 egress (from the node). This kernel has no netem,
-# so no added delay here.
+# so no added delay here. Measured: --rate 20mbit, 10 MiB over TCP from node 1 to node 2 in 4.4 s
+# (19.1 Mbit/s).
 #
 # `up` first runs `down`, so an `up` after a half-failed `up` starts clean. `down` removes exactly
 # what `up` made (engines and their containers, namespaces, veths, bridge, data/exec roots, cgroups,
