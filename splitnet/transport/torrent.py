@@ -4,9 +4,10 @@ One session per client. DHT, local service discovery, UPnP and NAT-PMP are off; 
 explicitly from the cluster's peer table; TCP only unless ``utp=True`` (uTP throttles hard on
 fast links). Publishing writes the payload to a file, creates a torrent in-process and seeds it;
 the torrent's metadata travels over the authenticated gRPC channel (see ``TorrentRef``).
-Fetching adds the torrent, connects to every peer known to hold it, waits for completion,
-and checks the payload against the announced SHA-256 before anyone may load it: libtorrent
-hash-checks every piece, and a piece that fails is never written as good.
+Fetching adds the torrent, connects at once to every peer known to hold it (Note: connection
+tick, in tracker.py), waits for completion, and checks the payload against the announced
+SHA-256 before anyone may load it: libtorrent hash-checks every piece, and a piece that fails
+is never written as good.
 
 Note: SSL torrents. With a TLS identity (TLS=on) every torrent is an SSL torrent: the cluster
 CA's certificate is embedded in its metadata, the session listens on an SSL port only, and each
@@ -40,6 +41,7 @@ import libtorrent as lt
 
 from splitnet.errors import ProtocolError, TransferFailed
 from splitnet.transport.tls import Identity
+from splitnet.transport.tracker import Tracker, tracker_keys
 
 __all__ = ["TorrentRef", "TorrentSession", "piece_size_for"]
 
@@ -126,6 +128,7 @@ class TorrentSession:
         everyone = lt.ip_filter()  # Note: everyone is rate-limited
         everyone.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
         self.session.set_peer_class_filter(everyone)
+        self._tracker = Tracker()  # Note: connection tick (tracker.py)
         self._handles: dict[str, Any] = {}
         self._hash_failures: dict[str, int] = {}
         self._flushed: set[str] = set()
@@ -162,15 +165,15 @@ class TorrentSession:
              peers: Sequence[tuple[str, int]] = ()) -> Any:
         params = lt.add_torrent_params()
         params.ti = info
-        # Note: connection tick. libtorrent dials new peers from its once-a-second tick, so a
-        # fetch pays up to ~1 s before the first byte (measured: 0.1-1.0 s for 200 kB on
-        # loopback); bulk transfers amortise it, per-batch activations do not (see README).
+        if peers:  # Note: connection tick (tracker.py): dialled on the first announce
+            self._tracker.register(tracker_keys(info.info_hashes()), peers)
+            params.trackers = [self._tracker.url]
         params.peers = list(peers)
         params.save_path = str(folder)
-        if seed:
+        if seed:  # we hashed every piece a moment ago: no lazy re-hash on first request
             params.flags |= lt.torrent_flags.seed_mode
-        params.flags &= ~lt.torrent_flags.auto_managed
-        params.flags &= ~lt.torrent_flags.paused
+            params.verified_pieces = [True] * info.num_pieces()
+        params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
         handle = self.session.add_torrent(params)
         if self.identity is not None:  # Note: SSL torrents (no DH parameters: ECDHE only)
             i = self.identity
@@ -199,9 +202,7 @@ class TorrentSession:
             folder = self.workdir / f"get-{ref.info_hash[:16]}-{time.time_ns()}"
             folder.mkdir()
             handle = self._add(info, folder, seed=False, key=ref.info_hash, peers=peers)
-        deadline = time.monotonic() + timeout
-        next_connect = time.monotonic() + 0.25
-        delay = 0.002
+        deadline, next_connect, delay = time.monotonic() + timeout, time.monotonic() + 0.25, 0.002
         while not handle.status().is_seeding:
             now = time.monotonic()
             self._drain_alerts()
@@ -266,18 +267,17 @@ class TorrentSession:
         if entry is None:
             return
         handle, folder = entry
+        self._tracker.forget(tracker_keys(handle.info_hashes()))
         self.session.remove_torrent(handle)
         shutil.rmtree(folder, ignore_errors=True)
 
     def torrents(self) -> list[str]:
         """Return the info-hashes this session holds."""
         return list(self._handles)
-
     def uploaded(self, info_hash: str) -> int:
         """Return the payload bytes this session has uploaded for ``info_hash``."""
         entry = self._handles.get(info_hash)
         return int(entry[0].status().total_payload_upload) if entry else 0
-
     def stats(self) -> dict[str, int]:
         """Return connected peers, payload rates (bytes/s) and bytes served, over all torrents."""
         totals = {"peers": 0, "upload_rate": 0, "download_rate": 0, "uploaded": 0}
@@ -297,3 +297,4 @@ class TorrentSession:
         """Remove every torrent and its files."""
         for info_hash in list(self._handles):
             self.remove(info_hash)
+        self._tracker.close()
