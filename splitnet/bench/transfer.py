@@ -124,7 +124,7 @@ def _spawn_receivers(n: int, cap: int, ref_file: Path, ports: list[int],
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "splitnet.bench.receiver", "--workdir", str(workdir / f"r{i}"),
              "--port", str(ports[i + 1]), "--cap", str(cap), "--ref", str(ref_file),
-             "--peers", peers],
+             "--peers", peers, "--shard", f"{i},{n}"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
     return procs
 

@@ -122,7 +122,7 @@ class TorrentBulk(AsyncClosing):
             raise ProtocolError(f"{blob.kind} object of round {blob.round} from client "
                                 f"{blob.sender} claims {ref.size} bytes (limit {self.max_bytes})")
         sources = [int(k) for k in blob.meta.get("sources", [blob.sender])]
-        data = await self.swarm.fetch(ref, sources)
+        data = await self.swarm.fetch(ref, sources, publisher=blob.sender)
         self._rounds[ref.info_hash] = (_tag(blob.kind, blob.round), blob.kind)
         return data
 

@@ -40,23 +40,11 @@ from typing import Any
 import libtorrent as lt
 
 from splitnet.errors import ProtocolError, TransferFailed
+from splitnet.transport.pieces import ShardFirst, piece_size_for
 from splitnet.transport.tls import Identity
 from splitnet.transport.tracker import Tracker, tracker_keys
 
 __all__ = ["TorrentRef", "TorrentSession", "piece_size_for"]
-
-_MIN_PIECE = 64 * 1024
-_MAX_PIECE = 4 * 1024 * 1024
-
-
-def piece_size_for(size: int) -> int:
-    """Return a power-of-two piece size giving ~256 pieces, within 64 KiB..4 MiB."""
-    target = max(size // 256, 1)
-    piece = _MIN_PIECE
-    while piece < target and piece < _MAX_PIECE:
-        piece *= 2
-    return piece
-
 
 @dataclass(frozen=True)
 class TorrentRef:
@@ -183,9 +171,12 @@ class TorrentSession:
 
     # -- fetch ---------------------------------------------------------------------------------
 
-    async def fetch(self, ref: TorrentRef, peers: Sequence[tuple[str, int]],
-                    timeout: float) -> bytes:
-        """Download ``ref`` from ``peers``; return the verified payload (it stays seeded)."""
+    async def fetch(self, ref: TorrentRef, peers: Sequence[tuple[str, int]], timeout: float,
+                    shard: tuple[int, int] | None = None) -> bytes:
+        """Download ``ref`` from ``peers``; return the verified payload (it stays seeded).
+
+        ``shard=(i, n)``: this is receiver i of n of one publisher (Note: shard first).
+        """
         try:
             info = lt.torrent_info(ref.metadata)
         except RuntimeError as exc:
@@ -196,24 +187,28 @@ class TorrentSession:
         if ca is not None and info.ssl_cert().strip() != ca:
             raise ProtocolError(f"torrent {ref.name} is not an SSL torrent of this cluster's CA; "
                                 "with TLS=on only those are fetched")
+        picker = None
         if ref.info_hash in self._handles:
             handle, folder = self._handles[ref.info_hash]
         else:
             folder = self.workdir / f"get-{ref.info_hash[:16]}-{time.time_ns()}"
             folder.mkdir()
             handle = self._add(info, folder, seed=False, key=ref.info_hash, peers=peers)
-        deadline, next_connect, delay = time.monotonic() + timeout, time.monotonic() + 0.25, 0.002
+            picker = ShardFirst(handle, info.num_pieces(), *shard) if shard else None
+        deadline, next_connect, delay = time.monotonic() + timeout, time.monotonic() + 1.0, 0.002
         while not handle.status().is_seeding:
+            if picker is not None:
+                picker.update()
             now = time.monotonic()
             self._drain_alerts()
             if now > deadline:
                 error = self._timeout(ref, peers, timeout, handle)  # before the handle goes
                 self.remove(ref.info_hash)
                 raise error
-            if now >= next_connect:  # peers may start late or come back: keep knocking
-                for peer in peers:
+            if now >= next_connect and handle.status().num_peers < len(peers):
+                for peer in peers:  # peers may start late or come back: keep knocking
                     handle.connect_peer(peer)
-                next_connect = now + 0.25
+                next_connect = now + 1.0
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.05)
         data = await self._read_verified(handle, folder / ref.name, ref)
