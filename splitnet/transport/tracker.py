@@ -57,8 +57,8 @@ class _Handler(BaseHTTPRequestHandler):
         query = parse_qs(parts.query, encoding="latin-1")
         hashes = query.get("info_hash", [])
         if parts.path != "/announce" or len(hashes) != 1 or len(hashes[0]) != 20:
-            self._reply(400, {"failure reason": "expected GET /announce with one 20-byte "
-                                                "info_hash"})
+            self._reply(400, {"failure reason": b"expected GET /announce with one 20-byte "
+                                                b"info_hash"})
             return
         peers = self.server.peers_of(hashes[0].encode("latin-1").hex())
         compact = b"".join(socket.inet_aton(host) + struct.pack(">H", port)
@@ -86,11 +86,15 @@ class _Server(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.table: dict[str, tuple[tuple[str, int], ...]] = {}
+        self.answered: dict[str, int] = {}
         self.lock = threading.Lock()
 
     def peers_of(self, key: str) -> tuple[tuple[str, int], ...]:
         with self.lock:
-            return self.table.get(key, ())
+            peers = self.table.get(key, ())
+            if peers:
+                self.answered[key] = self.answered.get(key, 0) + 1
+            return peers
 
     def handle_error(self, request: object, client_address: object) -> None:
         """Drop a broken request quietly; the tracker keeps serving."""
@@ -117,11 +121,17 @@ class Tracker:
             for key in keys:
                 self._server.table[key] = valid
 
+    def answered(self, key: str) -> int:
+        """Return how many announces for ``key`` were answered with peers (for tests, stats)."""
+        with self._server.lock:
+            return self._server.answered.get(key, 0)
+
     def forget(self, keys: Sequence[str]) -> None:
         """Stop answering for ``keys``."""
         with self._server.lock:
             for key in keys:
                 self._server.table.pop(key, None)
+                self._server.answered.pop(key, None)
 
     def close(self) -> None:
         """Stop serving and release the port; idempotent."""
