@@ -131,3 +131,14 @@ def test_shard_first_receivers_complete_and_the_publisher_uploads_little_more_th
     assert all(got == data for got in asyncio.run(fetch_all()))
     uploaded = pub.uploaded(ref.info_hash)
     assert size <= uploaded < 1.6 * size, uploaded / size
+
+
+def test_the_exchange_bench_runs_both_transports_uncapped_and_capped(tmp_path):
+    from splitnet.bench.exchange import exchange_rows
+
+    cap = 4 * 1024 * 1024
+    rows = exchange_rows(3, 512 * 1024, cap, tmp_path)
+    assert [r["cap"] for r in rows] == [0, cap]
+    assert all(r["torrent_s"] > 0 and r["grpc_s"] > 0 for r in rows)
+    assert all(r["ratio"] == r["torrent_s"] / r["grpc_s"] for r in rows)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # every session cleaned up
