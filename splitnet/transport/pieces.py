@@ -16,7 +16,10 @@ publisher then uploads ~1.15 x S and the receivers trade the rest among themselv
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+import libtorrent as lt
 
 __all__ = ["ShardFirst", "piece_size_for"]
 
@@ -36,19 +39,23 @@ def piece_size_for(size: int) -> int:
 class ShardFirst:
     """Piece priorities of receiver ``index`` of ``count`` (see Note: shard first)."""
 
-    def __init__(self, handle: Any, num_pieces: int, index: int, count: int) -> None:
+    def __init__(self, handle: Any, num_pieces: int, index: int, count: int,
+                 interval: float = 0.05) -> None:
         if not 0 <= index < count:
             raise ValueError(f"shard {index} of {count}: expected 0 <= index < count")
         self.handle = handle
+        self.interval = interval  # seconds between looks at the swarm (each lists every piece)
+        self._next = 0.0
         self.mine = [p for p in range(num_pieces) if p % count == index]
         self.closed = {p for p in range(num_pieces) if p % count != index}
         handle.prioritize_pieces([7 if p % count == index else 0 for p in range(num_pieces)])
 
     def update(self) -> None:
         """Open the pieces another receiver already has; all of them once our shard is in."""
-        if not self.closed:
+        if not self.closed or time.monotonic() < self._next:
             return
-        have = self.handle.status().pieces
+        self._next = time.monotonic() + self.interval
+        have = self.handle.status(lt.status_flags_t.query_pieces).pieces
         if all(have[p] for p in self.mine):
             opened = set(self.closed)
         else:

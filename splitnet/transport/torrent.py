@@ -201,7 +201,7 @@ class TorrentSession:
             handle = self._add(info, folder, seed=False, key=ref.info_hash, peers=peers)
             picker = ShardFirst(handle, info.num_pieces(), *shard) if shard else None
         deadline, next_connect, delay = time.monotonic() + timeout, time.monotonic() + 1.0, 0.002
-        while not handle.status().is_seeding:
+        while not handle.status(0).is_seeding:  # 0: no piece lists, cheap to poll
             if picker is not None:
                 picker.update()
             now = time.monotonic()
@@ -210,7 +210,7 @@ class TorrentSession:
                 error = self._timeout(ref, peers, timeout, handle)  # before the handle goes
                 self.remove(ref.info_hash)
                 raise error
-            if now >= next_connect and handle.status().num_peers < len(peers):
+            if now >= next_connect and handle.status(0).num_peers < len(peers):
                 for peer in peers:  # peers may start late or come back: keep knocking
                     handle.connect_peer(peer)
                 next_connect = now + 1.0

@@ -20,7 +20,7 @@ class FakeHandle:
     def piece_priority(self, piece, priority):
         self.priorities[piece] = priority
 
-    def status(self):
+    def status(self, flags=None):
         return type("Status", (), {"pieces": self.have})()
 
     def piece_availability(self):
@@ -29,13 +29,13 @@ class FakeHandle:
 
 def test_only_the_own_shard_is_wanted_at_first():
     handle = FakeHandle(10)
-    ShardFirst(handle, 10, 1, 3)
+    ShardFirst(handle, 10, 1, 3, 0.0)
     assert handle.priorities == [0, 7, 0, 0, 7, 0, 0, 7, 0, 0]
 
 
 def test_a_piece_another_receiver_has_is_opened_and_the_rest_once_the_shard_is_in():
     handle = FakeHandle(6)
-    picker = ShardFirst(handle, 6, 0, 2)
+    picker = ShardFirst(handle, 6, 0, 2, 0.0)
     handle.availability[3] = 2  # the publisher and one receiver
     picker.update()
     assert handle.priorities == [7, 0, 7, 1, 7, 0]
@@ -49,9 +49,18 @@ def test_a_piece_another_receiver_has_is_opened_and_the_rest_once_the_shard_is_i
 
 def test_more_receivers_than_pieces_opens_everything_at_once():
     handle = FakeHandle(2)
-    picker = ShardFirst(handle, 2, 5, 8)
+    picker = ShardFirst(handle, 2, 5, 8, 0.0)
     picker.update()
     assert handle.priorities == [1, 1]
+
+
+def test_the_swarm_is_looked_at_no_more_often_than_the_interval():
+    handle = FakeHandle(4)
+    picker = ShardFirst(handle, 4, 0, 2, interval=60.0)
+    picker.update()
+    handle.availability[1] = 2
+    picker.update()  # within the interval: nothing is looked at
+    assert handle.priorities == [7, 0, 7, 0]
 
 
 @pytest.mark.parametrize("index, count", [(-1, 3), (3, 3), (0, 0)])
