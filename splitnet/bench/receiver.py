@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=0, help="upload cap, bytes/s")
     parser.add_argument("--ref", type=Path, required=True)
     parser.add_argument("--peers", required=True, help="comma-separated ports on 127.0.0.1")
+    parser.add_argument("--shard", default="", help="i,n: receiver i of n (Note: shard first)")
     args = parser.parse_args()
     session = TorrentSession(args.workdir, "127.0.0.1", args.port, upload_limit=args.cap)
     print(f"ready {session.port}", flush=True)
@@ -31,7 +32,8 @@ def main() -> None:
         return
     ref = TorrentRef.from_json(json.loads(args.ref.read_text()))
     peers = [("127.0.0.1", int(p)) for p in args.peers.split(",") if int(p) != session.port]
-    asyncio.run(session.fetch(ref, peers, timeout=600))
+    shard = tuple(int(x) for x in args.shard.split(",")) if args.shard else None
+    asyncio.run(session.fetch(ref, peers, 600, shard))  # type: ignore[arg-type]
     print(f"done {time.time():.6f}", flush=True)
     sys.stdin.read()  # keep seeding for the others until the benchmark closes stdin
     session.close()

@@ -8,6 +8,8 @@
    the publisher to each receiver with the publisher's uplink paced at B (ideal: N).
 4. Round-end exchange of ResNet18 with 5 clients (``--resnet``): seconds per exchange with
    ``BULK_TRANSPORT=torrent`` and ``grpc``, from two ``splitnet local`` runs.
+5. The round-end exchange pattern alone (``bench/exchange.py``), ResNet18-sized by default:
+   torrent ÷ gRPC seconds, uncapped and with every uplink capped at B.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+from splitnet.bench.exchange import exchange_rows
 from splitnet.bench.sinks import Pacer, Sink, serve_sinks
 from splitnet.errors import RuntimeFailure
 from splitnet.telemetry.runs import run_folder_of
@@ -124,7 +127,7 @@ def _spawn_receivers(n: int, cap: int, ref_file: Path, ports: list[int],
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "splitnet.bench.receiver", "--workdir", str(workdir / f"r{i}"),
              "--port", str(ports[i + 1]), "--cap", str(cap), "--ref", str(ref_file),
-             "--peers", peers],
+             "--peers", peers, "--shard", f"{i},{n}"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
     return procs
 
@@ -217,8 +220,8 @@ def resnet_exchange(workdir: Path) -> dict[str, Any]:
 
 
 def run_transfer_bench(sizes: list[int], receivers: list[int], payload_mib: int, cap_mib: float,
-                       resnet: bool) -> str:
-    """Run every part and return the report as Markdown."""
+                       resnet: bool, exchange_mib: int = 45) -> str:
+    """Run every part and return the report as Markdown (``exchange_mib`` 0: skip part 5)."""
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="splitnet-bench-") as tmp:
         workdir = Path(tmp)
@@ -253,5 +256,14 @@ def run_transfer_bench(sizes: list[int], receivers: list[int], payload_mib: int,
                       "| BULK_TRANSPORT | exchange seconds per round |", "|---|---|"]
             for bulk, values in exchange.items():
                 lines.append(f"| {bulk} | {', '.join(f'{v:.2f}' for v in values)} |")
+        if exchange_mib:
+            lines += ["", f"### 5. Round-end exchange pattern: 5 clients, {exchange_mib} MiB "
+                      "states and model (seconds; torrent ÷ gRPC)", "",
+                      "| uplinks | libtorrent s | gRPC s | libtorrent ÷ gRPC |",
+                      "|---|---|---|---|"]
+            for r in exchange_rows(5, exchange_mib * MIB, cap, workdir):
+                uplinks = f"capped at {cap_mib:g} MiB/s" if r["cap"] else "uncapped"
+                lines.append(f"| {uplinks} | {r['torrent_s']:.2f} | {r['grpc_s']:.2f} | "
+                             f"{r['ratio']:.2f} |")
     return "\n".join(lines)
 

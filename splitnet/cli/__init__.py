@@ -171,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--receivers", default="2,4,8", help="one-to-many receiver counts")
     transfer.add_argument("--payload", type=int, default=32, help="one-to-many payload, MiB")
     transfer.add_argument("--cap", type=float, default=8.0, help="uplink cap B, MiB/s")
+    transfer.add_argument("--exchange", type=int, default=45, metavar="MIB",
+                          help="round-end exchange pattern, state size in MiB (0: skip)")
     transfer.add_argument("--resnet", action="store_true",
                           help="also time ResNet18 round-end exchange, 5 clients")
     transfer.set_defaults(handler=bench_commands.cmd_bench_transfer)

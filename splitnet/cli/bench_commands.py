@@ -43,7 +43,8 @@ def cmd_bench_transfer(args: argparse.Namespace) -> int:
     from splitnet.bench.transfer import run_transfer_bench
 
     o = transfer_options(args.sizes, args.receivers, args.payload, args.cap, args.resnet)
-    print(run_transfer_bench(o.sizes, o.receivers, o.payload, o.cap, o.resnet))
+    print(run_transfer_bench(o.sizes, o.receivers, o.payload, o.cap, o.resnet,
+                             max(args.exchange, 0)))
     return EXIT_OK
 
 

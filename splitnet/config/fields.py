@@ -144,8 +144,9 @@ FIELDS: tuple[Field, ...] = (
     Field("BULK_TRANSPORT", "transport", "bulk_transport", choice("auto", "torrent", "grpc"),
           "auto", "how model states and partitions travel (auto: BitTorrent from "
           "BULK_TORRENT_MIN_MIB up, gRPC below)"),
-    Field("BULK_TORRENT_MIN_MIB", "transport", "bulk_torrent_min_mib", positive_float, 16.0,
-          "with BULK_TRANSPORT=auto, the smallest object that goes over BitTorrent"),
+    Field("BULK_TORRENT_MIN_MIB", "transport", "bulk_torrent_min_mib", positive_float, 4.0,
+          "with BULK_TRANSPORT=auto, the smallest object that goes over BitTorrent (4: the "
+          "exchange is faster by torrent from 2-4 MiB at 8 MiB/s uplinks; BENCHMARKS.md)"),
     Field("ACTIVATION_TRANSPORT", "transport", "activation_transport",
           choice("direct", "grpc", "torrent"), "direct", "how activations and gradients travel"),
     Field("TORRENT_PORT", "transport", "torrent_port", integer(0, 65535), 6881,

@@ -36,8 +36,10 @@ def bulk_min_bytes(mode: str, torrent_min_bytes: int) -> float:
     """Return the size from which ``mode`` sends an object over BitTorrent (inf: never).
 
     Note: auto bulk. Below a few MiB a torrent costs more than it saves: creating, hashing and
-    announcing it, and libtorrent's once-a-second connection tick (BENCHMARKS.md). ``auto``
-    therefore sends smaller objects inline; ``torrent`` sends everything over BitTorrent.
+    announcing it, and libtorrent's rate limiter's slow start (BENCHMARKS.md: with 8 MiB/s
+    uplinks the exchange is faster by torrent from 2-4 MiB; the connection tick is gone, Note:
+    connection tick in tracker.py). ``auto`` therefore sends smaller objects inline;
+    ``torrent`` sends everything over BitTorrent.
     """
     return {"auto": float(torrent_min_bytes), "torrent": 0.0}.get(mode, math.inf)
 
@@ -122,7 +124,7 @@ class TorrentBulk(AsyncClosing):
             raise ProtocolError(f"{blob.kind} object of round {blob.round} from client "
                                 f"{blob.sender} claims {ref.size} bytes (limit {self.max_bytes})")
         sources = [int(k) for k in blob.meta.get("sources", [blob.sender])]
-        data = await self.swarm.fetch(ref, sources)
+        data = await self.swarm.fetch(ref, sources, publisher=blob.sender)
         self._rounds[ref.info_hash] = (_tag(blob.kind, blob.round), blob.kind)
         return data
 

@@ -111,10 +111,20 @@ class Swarm:
                                       f"{exc}") from exc
             self.addresses[peer] = (address, port)
 
-    async def fetch(self, ref: TorrentRef, sources: Iterable[int]) -> bytes:
-        """Download ``ref`` from every known source other than this client."""
+    async def fetch(self, ref: TorrentRef, sources: Iterable[int],
+                    publisher: int | None = None) -> bytes:
+        """Download ``ref`` from every known source other than this client.
+
+        With ``publisher``, the other sources are fellow receivers of one publication: this
+        client asks first for its own shard of the pieces (Note: shard first, in pieces.py).
+        """
+        sources = sorted(set(sources))
         peers = [self.addresses[k] for k in sources if k != self.me and k in self.addresses]
-        return await self.session.fetch(ref, peers, self.timeout)
+        receivers = [k for k in sources if k != publisher]
+        shard = None
+        if publisher is not None and self.me in receivers and len(receivers) > 1:
+            shard = (receivers.index(self.me), len(receivers))
+        return await self.session.fetch(ref, peers, self.timeout, shard)
 
     def remove(self, info_hash: str) -> None:
         """Remove one torrent and its files (nothing once closed)."""

@@ -4,9 +4,10 @@ One session per client. DHT, local service discovery, UPnP and NAT-PMP are off; 
 explicitly from the cluster's peer table; TCP only unless ``utp=True`` (uTP throttles hard on
 fast links). Publishing writes the payload to a file, creates a torrent in-process and seeds it;
 the torrent's metadata travels over the authenticated gRPC channel (see ``TorrentRef``).
-Fetching adds the torrent, connects to every peer known to hold it, waits for completion,
-and checks the payload against the announced SHA-256 before anyone may load it: libtorrent
-hash-checks every piece, and a piece that fails is never written as good.
+Fetching adds the torrent, connects at once to every peer known to hold it (Note: connection
+tick, in tracker.py), waits for completion, and checks the payload against the announced
+SHA-256 before anyone may load it: libtorrent hash-checks every piece, and a piece that fails
+is never written as good.
 
 Note: SSL torrents. With a TLS identity (TLS=on) every torrent is an SSL torrent: the cluster
 CA's certificate is embedded in its metadata, the session listens on an SSL port only, and each
@@ -19,6 +20,11 @@ cluster's CA is refused before anything is added.
 Note: everyone is rate-limited. libtorrent exempts LAN and loopback peers from rate limits by
 default; the session puts every address into the global peer class so ``upload_limit`` (the
 benchmarks' cap B) applies to cluster peers too.
+
+Note: hashing. v1-only torrents: libtorrent 2's default hybrid hashes every byte twice (SHA-1,
+SHA-256 tree); 64 MiB, best of 3, publish/fetch: hybrid 0.22/0.32 s, v1 0.17/0.25, v2 0.17/0.27.
+~256 pieces (1-4 MiB pieces: fetch no faster, worse swarming). Seeds start with every piece
+verified; plain seed mode re-hashes each piece on its first request. SHA-256 is still checked.
 
 This module does not import torch: benchmark receivers start fast.
 """
@@ -39,22 +45,11 @@ from typing import Any
 import libtorrent as lt
 
 from splitnet.errors import ProtocolError, TransferFailed
+from splitnet.transport.pieces import ShardFirst, piece_size_for
 from splitnet.transport.tls import Identity
+from splitnet.transport.tracker import Tracker, tracker_keys
 
 __all__ = ["TorrentRef", "TorrentSession", "piece_size_for"]
-
-_MIN_PIECE = 64 * 1024
-_MAX_PIECE = 4 * 1024 * 1024
-
-
-def piece_size_for(size: int) -> int:
-    """Return a power-of-two piece size giving ~256 pieces, within 64 KiB..4 MiB."""
-    target = max(size // 256, 1)
-    piece = _MIN_PIECE
-    while piece < target and piece < _MAX_PIECE:
-        piece *= 2
-    return piece
-
 
 @dataclass(frozen=True)
 class TorrentRef:
@@ -126,6 +121,7 @@ class TorrentSession:
         everyone = lt.ip_filter()  # Note: everyone is rate-limited
         everyone.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
         self.session.set_peer_class_filter(everyone)
+        self._tracker = Tracker()  # Note: connection tick (tracker.py)
         self._handles: dict[str, Any] = {}
         self._hash_failures: dict[str, int] = {}
         self._flushed: set[str] = set()
@@ -148,7 +144,8 @@ class TorrentSession:
             warnings.simplefilter("ignore", DeprecationWarning)
             storage = lt.file_storage()
             lt.add_files(storage, str(folder / name))
-            creator = lt.create_torrent(storage, piece_size_for(len(data)))
+            creator = lt.create_torrent(storage, piece_size_for(len(data)),  # Note: hashing
+                                        lt.create_torrent.v1_only)
         if self.identity is not None:
             creator.set_root_cert(self.identity.ca_pem.decode())
         lt.set_piece_hashes(creator, str(folder))
@@ -160,17 +157,16 @@ class TorrentSession:
 
     def _add(self, info: Any, folder: Path, *, seed: bool, key: str,
              peers: Sequence[tuple[str, int]] = ()) -> Any:
-        params = lt.add_torrent_params()
-        params.ti = info
-        # Note: connection tick. libtorrent dials new peers from its once-a-second tick, so a
-        # fetch pays up to ~1 s before the first byte (measured: 0.1-1.0 s for 200 kB on
-        # loopback); bulk transfers amortise it, per-batch activations do not (see README).
+        params, params.ti = lt.add_torrent_params(), info
+        if peers:  # Note: connection tick (tracker.py): dialled on the first announce
+            self._tracker.register(tracker_keys(info.info_hashes()), peers)
+            params.trackers = [self._tracker.url]
         params.peers = list(peers)
         params.save_path = str(folder)
-        if seed:
+        if seed:  # we hashed every piece a moment ago: no lazy re-hash on first request
             params.flags |= lt.torrent_flags.seed_mode
-        params.flags &= ~lt.torrent_flags.auto_managed
-        params.flags &= ~lt.torrent_flags.paused
+            params.verified_pieces = [True] * info.num_pieces()
+        params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
         handle = self.session.add_torrent(params)
         if self.identity is not None:  # Note: SSL torrents (no DH parameters: ECDHE only)
             i = self.identity
@@ -180,9 +176,12 @@ class TorrentSession:
 
     # -- fetch ---------------------------------------------------------------------------------
 
-    async def fetch(self, ref: TorrentRef, peers: Sequence[tuple[str, int]],
-                    timeout: float) -> bytes:
-        """Download ``ref`` from ``peers``; return the verified payload (it stays seeded)."""
+    async def fetch(self, ref: TorrentRef, peers: Sequence[tuple[str, int]], timeout: float,
+                    shard: tuple[int, int] | None = None) -> bytes:
+        """Download ``ref`` from ``peers``; return the verified payload (it stays seeded).
+
+        ``shard=(i, n)``: this is receiver i of n of one publisher (Note: shard first).
+        """
         try:
             info = lt.torrent_info(ref.metadata)
         except RuntimeError as exc:
@@ -193,28 +192,30 @@ class TorrentSession:
         if ca is not None and info.ssl_cert().strip() != ca:
             raise ProtocolError(f"torrent {ref.name} is not an SSL torrent of this cluster's CA; "
                                 "with TLS=on only those are fetched")
+        picker = None
         if ref.info_hash in self._handles:
             handle, folder = self._handles[ref.info_hash]
         else:
             folder = self.workdir / f"get-{ref.info_hash[:16]}-{time.time_ns()}"
             folder.mkdir()
             handle = self._add(info, folder, seed=False, key=ref.info_hash, peers=peers)
-        deadline = time.monotonic() + timeout
-        next_connect = time.monotonic() + 0.25
-        delay = 0.002
-        while not handle.status().is_seeding:
+            picker = ShardFirst(handle, info.num_pieces(), *shard) if shard else None
+        deadline, next_connect, delay = time.monotonic() + timeout, time.monotonic() + 1.0, 0.002
+        while not handle.status(0).is_seeding:  # 0: no piece lists, cheap to poll
+            if picker is not None:
+                picker.update()
             now = time.monotonic()
             self._drain_alerts()
             if now > deadline:
                 error = self._timeout(ref, peers, timeout, handle)  # before the handle goes
                 self.remove(ref.info_hash)
                 raise error
-            if now >= next_connect:  # peers may start late or come back: keep knocking
-                for peer in peers:
+            if now >= next_connect and handle.status(0).num_peers < len(peers):
+                for peer in peers:  # peers may start late or come back: keep knocking
                     handle.connect_peer(peer)
-                next_connect = now + 0.25
+                next_connect = now + 1.0
             await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
+            delay = min(delay * 1.5, 0.01)
         data = await self._read_verified(handle, folder / ref.name, ref)
         if data is None:
             self.remove(ref.info_hash)
@@ -266,18 +267,17 @@ class TorrentSession:
         if entry is None:
             return
         handle, folder = entry
+        self._tracker.forget(tracker_keys(handle.info_hashes()))
         self.session.remove_torrent(handle)
         shutil.rmtree(folder, ignore_errors=True)
 
     def torrents(self) -> list[str]:
         """Return the info-hashes this session holds."""
         return list(self._handles)
-
     def uploaded(self, info_hash: str) -> int:
         """Return the payload bytes this session has uploaded for ``info_hash``."""
         entry = self._handles.get(info_hash)
         return int(entry[0].status().total_payload_upload) if entry else 0
-
     def stats(self) -> dict[str, int]:
         """Return connected peers, payload rates (bytes/s) and bytes served, over all torrents."""
         totals = {"peers": 0, "upload_rate": 0, "download_rate": 0, "uploaded": 0}
@@ -297,3 +297,4 @@ class TorrentSession:
         """Remove every torrent and its files."""
         for info_hash in list(self._handles):
             self.remove(info_hash)
+        self._tracker.close()
