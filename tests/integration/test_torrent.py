@@ -59,7 +59,11 @@ def test_four_receivers_swarm_so_the_publisher_uploads_less_than_four_copies(tmp
 
     assert all(got == data for got in asyncio.run(fetch_all()))
     uploaded = pub.uploaded(ref.info_hash)
-    assert size <= uploaded < 2.5 * size, uploaded / size
+    # Without swarming the publisher would upload 4 copies. libtorrent's own picking (no shard
+    # given) measured 1.7-2.6 copies since fetches dial at once (Note: connection tick): the
+    # receivers first ask the publisher for the same pieces. Shard first, as the bulk transport
+    # fetches a broadcast, is bounded tighter in test_torrent_warm.py.
+    assert size <= uploaded < 3.5 * size, uploaded / size
 
 
 def test_a_receiver_completes_from_the_remaining_seed_when_one_dies(tmp_path):
