@@ -78,8 +78,7 @@ class Reducer:
         self._awaited = awaited
         self.timeout = timeout
         self.secagg = secagg  # SECURE_AGGREGATION=on: masked sums travel (Note: masked chunks)
-        self.holders = {p: sorted({plan.runner(o, p) for o in plan.owners})
-                        for p in range(1, plan.num_partitions + 1)}
+        self.holders = plan.holders()
         self._at = {(o, p): plan.runner(o, p) for o in plan.owners for p in self.holders}
         self.mine = [p for p, holders in self.holders.items() if me in holders]
         self.shapes: dict[int, dict[str, tuple[int, ...]]] = {p: {} for p in self.holders}

@@ -48,8 +48,7 @@ class SecureAggregation:
         self._plan = plan
         self._key = X25519PrivateKey.generate()
         self._peers: dict[int, bytes] = {}
-        self.holders = {p: sorted({plan.runner(o, p) for o in plan.owners})
-                        for p in range(1, plan.num_partitions + 1)}
+        self.holders = plan.holders()
 
     @property
     def public(self) -> str:

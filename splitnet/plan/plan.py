@@ -63,6 +63,11 @@ class Plan:
         """Return the client that runs ``owner``'s ``partition`` (forward and backward)."""
         return self.runners[(owner, partition)]
 
+    def holders(self) -> dict[int, list[int]]:
+        """Return, for each partition, the clients that run some owner's copy of it (ascending)."""
+        return {p: sorted({self.runner(o, p) for o in self.owners})
+                for p in range(1, self.num_partitions + 1)}
+
     def runner_of(self, task: Task) -> int:
         """Return the client that runs ``task``."""
         return self.runners[(task.owner, partition_of(task.stage, self.num_partitions))]
