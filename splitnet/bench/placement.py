@@ -2,13 +2,13 @@
 
 One bench, one machine. The partitions are profiled here; five CNN clients train with real
 ``splitnet local`` runs; the slow ones are made slow with the test-only
-``SPLITNET_TEST_SLOWDOWN`` (:mod:`splitnet.learning.slowdown`: real extra compute) and declared
+``SPLITNET_TEST_SLOWDOWN`` (:mod:`splitnet.learning.slowdown`: a CPU quota of 1/k core) and declared
 with ``CLIENT_SPEED`` = 1 / slowdown. Order:
 
 1. calibration, every client at full speed: all-local and the seed example
    (``example_configurations/cnn_cross_offload.env``'s lists) run, and the prediction's free
-   constants (compute scale, step overhead, message CPU) are fitted to those two rounds
-   (:func:`calibrate`);
+   constants are fitted to those two rounds (:func:`calibrate`): all-local sends no message,
+   so it fixes the compute scale; the seed example then fixes the CPU a message costs;
 2. with the slowdown: ``plan --auto`` searches with the calibrated costs, then all-local, the
    seed example and the --auto choice run; none of these three was used to calibrate.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from splitnet.config import load
 from splitnet.learning.profile import profile_partitions
-from splitnet.learning.slowdown import ENV_KEY
+from splitnet.learning.slowdown import ENV_KEY, check_quota, remove_groups
 from splitnet.ops.autoplan import Overheads, auto_plan
 from splitnet.ops.local import run_local
 from splitnet.ops.prepare import prepare
@@ -98,29 +98,56 @@ def _offload(lists: list[list[str]]) -> Offload:
     return moved
 
 
+def _solve(predicted: Callable[[float], float], target: float, low: float,
+           high: float) -> float:
+    """Return x in [low, high] where the increasing ``predicted(x)`` meets ``target``.
+
+    Bisection; the nearer end when it does not meet it.
+    """
+    if predicted(low) >= target:
+        return low
+    if predicted(high) <= target:
+        return high
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (middle, high) if predicted(middle) < target else (low, middle)
+    return (low + high) / 2
+
+
 def calibrate(costs: Costs, owners: tuple[int, ...], batches: dict[int, int],
               measured: list[tuple[Offload, float]],
               base: Overheads | None = None) -> tuple[Overheads, float]:
-    """Fit compute scale, step overhead and message CPU to measured rounds (grid search).
+    """Fit the compute scale, then the message CPU, to measured rounds.
 
-    Returns the overheads with the least worst relative error, and that error. ``costs`` are
-    those of ``base`` (default ``Overheads()``), whose latency, round end and cores are kept.
+    Returns the overheads and the worst relative error over ``measured``.
+
+    ``measured[0]`` must be all-local: it sends no message, so it alone fixes the compute scale
+    (the runtime's compute over the profile's). ``measured[1]`` (placements with messages) then
+    fixes the CPU a message costs. Two one-number fits, each as close as it can be: the two
+    constants are no longer traded against each other. ``costs`` are those of ``base`` (default
+    ``Overheads()``), whose latency, step cost, round end and cores are kept.
     """
     base = base or Overheads()
-    best: tuple[float, Overheads] | None = None
-    for scale in [0.5 + 0.1 * i for i in range(9)]:
-        scaled = replace(costs, forward=tuple(t * scale for t in costs.forward),
-                         backward=tuple(t * scale for t in costs.backward))
-        for step in [i * 0.0005 for i in range(9)]:
-            for cpu in [i * 0.0003 for i in range(11)]:
-                trial = replace(scaled, step_overhead=step, message_cpu=cpu)
-                worst = max(abs(evaluate(len(costs.speed), 4, owners, offload, trial, batches,
-                                         1).seconds - seconds) / seconds
-                            for offload, seconds in measured)
-                if best is None or worst < best[0]:
-                    best = (worst, replace(base, step=step, message_cpu=cpu, scale=scale))
-    assert best is not None
-    return best[1], best[0]
+    (local, local_seconds), (other, other_seconds) = measured[0], measured[1]
+    if local:
+        raise ValueError("calibrate: the first measured round must be all-local")
+    n = len(costs.speed)
+
+    def scaled(scale: float, cpu: float) -> Costs:
+        return replace(costs, forward=tuple(t * scale for t in costs.forward),
+                       backward=tuple(t * scale for t in costs.backward), message_cpu=cpu)
+
+    def seconds(offload: Offload, trial: Costs) -> float:
+        return evaluate(n, 4, owners, offload, trial, batches, 1).seconds
+
+    scale = round(_solve(lambda x: seconds(local, scaled(x, 0.0)), local_seconds, 0.01, 20.0), 6)
+    # Note: scan, not bisect. The round is not monotone in the message CPU (a slower message can
+    # reorder two ready steps for the better), so the fit scans 0..10 ms in 20 us steps.
+    cpu = min((i * 2e-5 for i in range(501)),
+              key=lambda x: abs(seconds(other, scaled(scale, x)) - other_seconds))
+    fitted = scaled(scale, cpu)
+    worst = max(abs(seconds(o, fitted) - t) / t for o, t in measured)
+    return replace(base, message_cpu=cpu, scale=scale), worst
 
 
 def _run(out: Path, name: str, lists: list[list[str]], slowdown: list[float],
@@ -130,9 +157,13 @@ def _run(out: Path, name: str, lists: list[list[str]], slowdown: list[float],
     env.write_text(_env_text(lists, slowdown, *shape))
     _, plan = prepare(env, env_file_required=True)
     log = io.StringIO()
-    _, folder = run_local(plan, env, out / "results",
-                          extra_env={ENV_KEY: ",".join(f"{k:g}" for k in slowdown)}, out=log)
-    (out / f"{name}.log").write_text(log.getvalue())
+    try:
+        _, folder = run_local(plan, env, out / "results",
+                              extra_env={ENV_KEY: ",".join(f"{k:g}" for k in slowdown)}, out=log)
+    finally:
+        (out / f"{name}.log").write_text(log.getvalue())
+        if max(slowdown) > 1:
+            remove_groups()  # what a killed client's CPU quota left
     return _measured(folder)
 
 
@@ -157,6 +188,8 @@ def run_placement_bench(out: Path, slowdown: list[float], rounds: int = 3, epoch
     ``repeat`` runs each placement that many times, interleaved, and keeps its fastest round
     (Note: fastest round).
     """
+    if max(slowdown) > 1:
+        check_quota()  # the slowdown is a CPU quota: root and a cgroup cpu controller, or stop
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]  # other work on the host slows every round
     shape = (rounds, epochs, batch_size)

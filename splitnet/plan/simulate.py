@@ -6,16 +6,18 @@ Pure (no torch, no I/O). The simulation follows the interpreter (``splitnet.runt
   input waiting, it runs the earliest in its list (:func:`splitnet.plan.schedule.pick`, Note:
   readiness scheduling); a step covers a whole run (:mod:`splitnet.plan.segments`), so its cost
   is the sum of the run's forward (or backward) times plus a per-step overhead (optimizer,
-  bookkeeping), divided by the client's speed, plus ``message_cpu`` for each message the step
-  receives or sends (serialising, TLS, gRPC run on the client's own event loop); the owner's last
+  bookkeeping) plus ``message_cpu`` for each message the step receives or sends (serialising,
+  TLS, gRPC run on the client's own event loop), all divided by the client's speed (a slower
+  machine serialises slower too); the owner's last
   run chains the loss and the run's backward (Note: loss chained);
 * a step's output goes to :func:`splitnet.plan.segments.hand_on`'s task on its runner: the
   sender's uplink carries one message at a time (bytes / min(sender, receiver bandwidth)), then
   the message arrives after ``rtt / 2`` plus a fixed per-message overhead;
 * each owner's feeder keeps at most ``depth`` batches in flight (PIPELINE_DEPTH) and feeds
   ``batches`` batches a round;
-* ``cores`` (optional) caps how many steps run at once across all clients, for clients that
-  share one host (``splitnet local``); None means every client has its own machine.
+* ``cores`` (optional) caps the CPU the running steps use at once across all clients, for
+  clients that share one host (``splitnet local``); a step of a client of speed s < 1 uses s of
+  a core (Note: quota share); None means every client has its own machine.
 
 The round ends when every owner's last batch is done, plus ``round_overhead`` (aggregation and
 evaluation, calibrated from measured runs).
@@ -123,7 +125,7 @@ class _Simulation:
         self.fed = dict.fromkeys(self.owners, 0)
         self.finished = dict.fromkeys(self.owners, 0)
         self.finish = dict.fromkeys(self.owners, 0.0)
-        self.running = 0
+        self.running = 0.0  # cores the running steps use
         self.messages = 0
         self.now = 0.0
 
@@ -144,7 +146,7 @@ class _Simulation:
             size = (c.activation_bytes[run.last - 1] if nxt.stage <= p
                     else c.activation_bytes[run.first - 2])
         messages = (task.stage != 1) + (nxt is not None)  # stage 1 is fed at home
-        seconds = (seconds + c.step_overhead) / c.speed[client - 1] + messages * c.message_cpu
+        seconds = (seconds + c.step_overhead + messages * c.message_cpu) / c.speed[client - 1]
         return seconds, size, nxt
 
     def _push(self, at: float, kind: str, client: int, task: Task, batch: int) -> None:
@@ -177,8 +179,11 @@ class _Simulation:
         for client in range(1, len(self.orders) + 1):
             if not self.idle[client - 1]:
                 continue
-            if self.costs.cores is not None and self.running >= self.costs.cores:
-                return
+            # Note: quota share. On a shared host a slower client is one held to a share of a
+            # core (SPLITNET_TEST_SLOWDOWN's CPU quota): its step takes longer but uses less.
+            share = self._share(client)
+            if self.costs.cores is not None and self.running + share > self.costs.cores + 1e-9:
+                continue
             ready = {t for t, q in self.inbox[client].items() if q}
             task = pick(ready, self.orders[client - 1])
             if task is None:
@@ -186,14 +191,17 @@ class _Simulation:
             batch = self.inbox[client][task].popleft()
             seconds = self.steps[task][0]
             self.idle[client - 1] = False
-            self.running += 1
+            self.running += share
             self.busy[client - 1] += seconds
             self.busy_until[client - 1] = self.now + seconds
             self._push(self.now + seconds, "done", client, task, batch)
 
+    def _share(self, client: int) -> float:
+        return min(1.0, self.costs.speed[client - 1])
+
     def _done(self, client: int, task: Task, batch: int) -> None:
         self.idle[client - 1] = True
-        self.running -= 1
+        self.running -= self._share(client)
         _, size, nxt = self.steps[task]
         if nxt is None:
             self.finished[task.owner] += 1

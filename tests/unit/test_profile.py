@@ -29,8 +29,8 @@ def test_a_bad_profile_is_refused_saying_what_a_profile_is(data):
 
 
 @pytest.mark.parametrize(("value", "client", "factor"), [
-    ("4", "2", 4.0), ("1,1,8,8,1", "3", 8.0), ("1,1,8,8,1", "5", 1.0), ("0.5", "1", 1.0),
-    ("fast", "1", 1.0), ("1,2", "9", 1.0), ("nan", "1", 1.0)])
+    ("4", "2", 4.0), ("1,1,8,8,1", "3", 8.0), ("1,1,8,8,1", "5", 1.0), ("1", "1", 1.0),
+    ("", "1", 1.0)])
 def test_the_slowdown_hook_reads_its_clients_factor(monkeypatch, value, client, factor):
     monkeypatch.setenv("SPLITNET_TEST_SLOWDOWN", value)
     monkeypatch.setenv("CLIENT_NUMBER", client)

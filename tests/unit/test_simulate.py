@@ -129,3 +129,27 @@ def test_a_spent_budget_stops_the_search_with_a_valid_placement_no_worse_than_al
     assert not result.complete and result.evaluated == 2
     assert result.best.seconds <= result.all_local.seconds
     assert check_placement([list(x) for x in result.best.lists], 5, 4, "CNN")[1] == []
+
+
+def test_message_cpu_scales_with_speed_like_compute():
+    lists = generate_lists(2, 4, owners=[1], offload={(1, 2): 2, (1, 3): 2})
+    base = predict(_tasks(lists), 4, _costs(2, speed=[0.5, 1.0]), 1).seconds
+    cpu = predict(_tasks(lists), 4, _costs(2, speed=[0.5, 1.0], message_cpu=0.125), 1).seconds
+    # client 1 (speed 0.5): 1_1 sends, 1_4 receives and sends, 1_8 receives: 4 messages, x2;
+    # client 2 (speed 1): 1_2 and 1_6 each receive and send: 4 messages
+    assert cpu - base == pytest.approx(4 * 0.125 * 2 + 4 * 0.125)
+
+
+def test_a_quota_slowed_client_uses_its_share_of_a_core_on_a_shared_host():
+    lists = generate_lists(3, 4)  # all local, one batch each
+    work = sum(FWD) + sum(BWD)
+    # two clients at speed 0.5 use half a core each: with one core both run at once (2x work),
+    # and the fast client waits for a core until they are done (2x work + work)
+    costs = _costs(3, speed=[0.5, 0.5, 1.0], cores=1)
+    assert predict(_tasks(lists), 4, costs, 1).seconds == pytest.approx(3 * work)
+    # two cores: the fast client runs beside the two half-core ones
+    two = _costs(3, speed=[0.5, 0.5, 1.0], cores=2)
+    assert predict(_tasks(lists), 4, two, 1).seconds == pytest.approx(2 * work)
+    # full-speed clients still take a whole core each
+    full = _costs(3, cores=2)
+    assert predict(_tasks(lists), 4, full, 1).seconds == pytest.approx(2 * work)
