@@ -2,8 +2,8 @@
 
 One bench, one machine. The partitions are profiled here; five CNN clients train with real
 ``splitnet local`` runs; the slow ones are made slow with the test-only
-``SPLITNET_TEST_SLOWDOWN`` (:mod:`splitnet.learning.slowdown`: a CPU quota of 1/k core) and declared
-with ``CLIENT_SPEED`` = 1 / slowdown. Order:
+``SPLITNET_TEST_SLOWDOWN`` (:mod:`splitnet.learning.slowdown`: a step sleeps (k-1) x its CPU
+time) and declared with ``CLIENT_SPEED`` = 1 / slowdown. Order:
 
 1. calibration, every client at full speed: all-local and the seed example
    (``example_configurations/cnn_cross_offload.env``'s lists) run, and the prediction's free
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from splitnet.config import load
 from splitnet.learning.profile import profile_partitions
-from splitnet.learning.slowdown import ENV_KEY, check_quota, remove_groups
+from splitnet.learning.slowdown import ENV_KEY
 from splitnet.ops.autoplan import Overheads, auto_plan
 from splitnet.ops.local import run_local
 from splitnet.ops.prepare import prepare
@@ -162,8 +162,6 @@ def _run(out: Path, name: str, lists: list[list[str]], slowdown: list[float],
                               extra_env={ENV_KEY: ",".join(f"{k:g}" for k in slowdown)}, out=log)
     finally:
         (out / f"{name}.log").write_text(log.getvalue())
-        if max(slowdown) > 1:
-            remove_groups()  # what a killed client's CPU quota left
     return _measured(folder)
 
 
@@ -188,8 +186,6 @@ def run_placement_bench(out: Path, slowdown: list[float], rounds: int = 3, epoch
     ``repeat`` runs each placement that many times, interleaved, and keeps its fastest round
     (Note: fastest round).
     """
-    if max(slowdown) > 1:
-        check_quota()  # the slowdown is a CPU quota: root and a cgroup cpu controller, or stop
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]  # other work on the host slows every round
     shape = (rounds, epochs, batch_size)

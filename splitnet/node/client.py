@@ -13,7 +13,7 @@ from splitnet.config.network import peer_addresses, resolve_token
 from splitnet.config.settings import Settings
 from splitnet.errors import ConfigError, Violation
 from splitnet.learning.sizes import wire_limits
-from splitnet.learning.slowdown import enter_quota
+from splitnet.learning.slowdown import slowdown_factor
 from splitnet.learning.threads import apply_threads
 from splitnet.node.node import Node
 from splitnet.node.rejoin import run_rejoining
@@ -107,7 +107,7 @@ def run_client(plan: Plan, settings: Settings) -> dict[str, Any]:
     """
     options = network_options(settings, plan)  # a missing CLIENT_NUMBER fails before any node
     apply_threads(settings.output.torch_threads, settings.output.torch_interop_threads)
-    enter_quota()  # test-only SPLITNET_TEST_SLOWDOWN: a CPU quota; nothing unless set
+    slowdown_factor()  # test-only SPLITNET_TEST_SLOWDOWN: a bad value stops the client here
 
     def started(node: Node) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, node.stop,

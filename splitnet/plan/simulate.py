@@ -6,9 +6,8 @@ Pure (no torch, no I/O). The simulation follows the interpreter (``splitnet.runt
   input waiting, it runs the earliest in its list (:func:`splitnet.plan.schedule.pick`, Note:
   readiness scheduling); a step covers a whole run (:mod:`splitnet.plan.segments`), so its cost
   is the sum of the run's forward (or backward) times plus a per-step overhead (optimizer,
-  bookkeeping) plus ``message_cpu`` for each message the step receives or sends (serialising,
-  TLS, gRPC run on the client's own event loop), all divided by the client's speed (a slower
-  machine serialises slower too); the owner's last
+  bookkeeping), divided by the client's speed, plus ``message_cpu`` for each message the step
+  receives or sends (serialising, TLS, gRPC run on the client's own event loop); the owner's last
   run chains the loss and the run's backward (Note: loss chained);
 * a step's output goes to :func:`splitnet.plan.segments.hand_on`'s task on its runner: the
   sender's uplink carries one message at a time (bytes / min(sender, receiver bandwidth)), then
@@ -17,7 +16,7 @@ Pure (no torch, no I/O). The simulation follows the interpreter (``splitnet.runt
   ``batches`` batches a round;
 * ``cores`` (optional) caps the CPU the running steps use at once across all clients, for
   clients that share one host (``splitnet local``); a step of a client of speed s < 1 uses s of
-  a core (Note: quota share); None means every client has its own machine.
+  a core (Note: slowed share); None means every client has its own machine.
 
 The round ends when every owner's last batch is done, plus ``round_overhead`` (aggregation and
 evaluation, calibrated from measured runs).
@@ -146,7 +145,7 @@ class _Simulation:
             size = (c.activation_bytes[run.last - 1] if nxt.stage <= p
                     else c.activation_bytes[run.first - 2])
         messages = (task.stage != 1) + (nxt is not None)  # stage 1 is fed at home
-        seconds = (seconds + c.step_overhead + messages * c.message_cpu) / c.speed[client - 1]
+        seconds = (seconds + c.step_overhead) / c.speed[client - 1] + messages * c.message_cpu
         return seconds, size, nxt
 
     def _push(self, at: float, kind: str, client: int, task: Task, batch: int) -> None:
@@ -179,8 +178,8 @@ class _Simulation:
         for client in range(1, len(self.orders) + 1):
             if not self.idle[client - 1]:
                 continue
-            # Note: quota share. On a shared host a slower client is one held to a share of a
-            # core (SPLITNET_TEST_SLOWDOWN's CPU quota): its step takes longer but uses less.
+            # Note: slowed share. On a shared host a slower client is one that sleeps part of
+            # each step (SPLITNET_TEST_SLOWDOWN): its step takes longer but uses no more CPU.
             share = self._share(client)
             if self.costs.cores is not None and self.running + share > self.costs.cores + 1e-9:
                 continue

@@ -131,16 +131,15 @@ def test_a_spent_budget_stops_the_search_with_a_valid_placement_no_worse_than_al
     assert check_placement([list(x) for x in result.best.lists], 5, 4, "CNN")[1] == []
 
 
-def test_message_cpu_scales_with_speed_like_compute():
+def test_message_cpu_is_not_slowed_with_compute():
     lists = generate_lists(2, 4, owners=[1], offload={(1, 2): 2, (1, 3): 2})
     base = predict(_tasks(lists), 4, _costs(2, speed=[0.5, 1.0]), 1).seconds
     cpu = predict(_tasks(lists), 4, _costs(2, speed=[0.5, 1.0], message_cpu=0.125), 1).seconds
-    # client 1 (speed 0.5): 1_1 sends, 1_4 receives and sends, 1_8 receives: 4 messages, x2;
-    # client 2 (speed 1): 1_2 and 1_6 each receive and send: 4 messages
-    assert cpu - base == pytest.approx(4 * 0.125 * 2 + 4 * 0.125)
+    # 8 messages handled (see above), each 0.125 s whatever the client's compute speed
+    assert cpu - base == pytest.approx(8 * 0.125)
 
 
-def test_a_quota_slowed_client_uses_its_share_of_a_core_on_a_shared_host():
+def test_a_slowed_client_uses_its_share_of_a_core_on_a_shared_host():
     lists = generate_lists(3, 4)  # all local, one batch each
     work = sum(FWD) + sum(BWD)
     # two clients at speed 0.5 use half a core each: with one core both run at once (2x work),
