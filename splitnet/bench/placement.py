@@ -65,12 +65,13 @@ class PlacementRow:
 
 
 def _env_text(lists: list[list[str]], slowdown: list[float], rounds: int, epochs: int,
-              batch_size: int) -> str:
+              batch_size: int, depth: int = 1) -> str:
     speeds = ",".join(f"{1 / k:.6g}" for k in slowdown)
     return "\n".join([
         f"NUM_CLIENTS={len(lists)}", "CURRENT_MODEL=CNN", "CURRENT_DATASET=DIGITS",
         f"BATCH_SIZE={batch_size}", f"TRAINING_NUM_ROUNDS={rounds}",
-        f"TRAINING_NUM_EPOCHS={epochs}", "LEARNING_RATE=0.05", "SEED=42", "SERVER_NUMBER=1",
+        f"TRAINING_NUM_EPOCHS={epochs}", f"PIPELINE_DEPTH={depth}", "LEARNING_RATE=0.05",
+        "SEED=42", "SERVER_NUMBER=1",
         "NO_TC=true", "TORCH_THREADS=1", "METRICS_PORT=0", "BULK_TRANSPORT=grpc",
         f"CLIENT_SPEED=[{speeds}]",
         "SIMULATION_STAGES_CLIENTS=" + json.dumps(lists, separators=(",", ":")), ""])
@@ -116,7 +117,7 @@ def _solve(predicted: Callable[[float], float], target: float, low: float,
 
 def calibrate(costs: Costs, owners: tuple[int, ...], batches: dict[int, int],
               measured: list[tuple[Offload, float]],
-              base: Overheads | None = None) -> tuple[Overheads, float]:
+              base: Overheads | None = None, depth: int = 1) -> tuple[Overheads, float]:
     """Fit the compute scale, then the message CPU, to measured rounds.
 
     Returns the overheads and the worst relative error over ``measured``.
@@ -138,7 +139,7 @@ def calibrate(costs: Costs, owners: tuple[int, ...], batches: dict[int, int],
                        backward=tuple(t * scale for t in costs.backward), message_cpu=cpu)
 
     def seconds(offload: Offload, trial: Costs) -> float:
-        return evaluate(n, 4, owners, offload, trial, batches, 1).seconds
+        return evaluate(n, 4, owners, offload, trial, batches, depth).seconds
 
     scale = round(_solve(lambda x: seconds(local, scaled(x, 0.0)), local_seconds, 0.01, 20.0), 6)
     # Note: scan, not bisect. The round is not monotone in the message CPU (a slower message can
@@ -151,7 +152,7 @@ def calibrate(costs: Costs, owners: tuple[int, ...], batches: dict[int, int],
 
 
 def _run(out: Path, name: str, lists: list[list[str]], slowdown: list[float],
-         shape: tuple[int, int, int]) -> float:
+         shape: tuple[int, int, int, int]) -> float:
     """Train ``lists`` with ``splitnet local``; return the measured round seconds."""
     env = out / f"{name}.env"
     env.write_text(_env_text(lists, slowdown, *shape))
@@ -166,7 +167,7 @@ def _run(out: Path, name: str, lists: list[list[str]], slowdown: list[float],
 
 
 def _interleaved(out: Path, cases: list[tuple[str, list[list[str]]]], slowdown: list[float],
-                 shape: tuple[int, int, int], repeat: int,
+                 shape: tuple[int, int, int, int], repeat: int,
                  progress: Callable[[str], None]) -> list[float]:
     """Run every case ``repeat`` times, interleaved (ABCABC); return each one's fastest round."""
     best = [float("inf")] * len(cases)
@@ -180,7 +181,8 @@ def _interleaved(out: Path, cases: list[tuple[str, list[list[str]]]], slowdown: 
 
 def run_placement_bench(out: Path, slowdown: list[float], rounds: int = 3, epochs: int = 4,
                         batch_size: int = 32, budget: float = 10.0, repeat: int = 1,
-                        progress: Callable[[str], None] = print) -> list[PlacementRow]:
+                        progress: Callable[[str], None] = print,
+                        depth: int = 1) -> list[PlacementRow]:
     """Calibrate on equal clients, then predict and run three placements with slowed ones.
 
     ``repeat`` runs each placement that many times, interleaved, and keeps its fastest round
@@ -188,7 +190,7 @@ def run_placement_bench(out: Path, slowdown: list[float], rounds: int = 3, epoch
     """
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]  # other work on the host slows every round
-    shape = (rounds, epochs, batch_size)
+    shape = (rounds, epochs, batch_size, depth)
     even = [1.0] * len(slowdown)
     base = out / "calibration.env"
     base.write_text(_env_text(ALL_LOCAL, even, *shape))
@@ -201,7 +203,8 @@ def run_placement_bench(out: Path, slowdown: list[float], rounds: int = 3, epoch
         pair, _interleaved(out, pair, even, shape, repeat, progress), strict=True)]
     base_overheads = Overheads(cores=os.cpu_count())
     start = auto_plan(settings, plan, profile, base_overheads, budget_seconds=0)
-    overheads, fit_error = calibrate(start.costs, plan.owners, start.batches, fit, base_overheads)
+    overheads, fit_error = calibrate(start.costs, plan.owners, start.batches, fit, base_overheads,
+                                     depth)
     progress(f"calibrated: {overheads} (worst fit error {fit_error:.1%})")
     slow_env = out / "all_local.env"
     slow_env.write_text(_env_text(ALL_LOCAL, slowdown, *shape))
@@ -214,7 +217,7 @@ def run_placement_bench(out: Path, slowdown: list[float], rounds: int = 3, epoch
     rows = []
     for (name, lists), seconds in zip(cases, measured, strict=True):
         predicted = evaluate(len(slowdown), 4, plan.owners, _offload(lists), auto.costs,
-                             auto.batches, 1).seconds
+                             auto.batches, depth).seconds
         rows.append(PlacementRow(name, lists, predicted, seconds, "held out"))
         progress(f"{name}: predicted {predicted:.3f} s, measured {seconds:.3f} s a round")
     (out / "placement.json").write_text(json.dumps(

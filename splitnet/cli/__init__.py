@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     placement.add_argument("--budget", type=float, default=10.0, help="search seconds")
     placement.add_argument("--repeat", type=int, default=1,
                            help="runs of each placement, interleaved; the fastest counts")
+    placement.add_argument("--depth", type=int, default=1,
+                           help="PIPELINE_DEPTH of every run (default 1)")
     placement.add_argument("--out", type=Path, default=Path("results/bench-placement"))
     placement.set_defaults(handler=bench_commands.cmd_bench_placement)
     checkpoints = bench_sub.add_parser("checkpoints", help="samples/s with round checkpoints "

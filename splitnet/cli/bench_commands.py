@@ -111,8 +111,11 @@ def cmd_bench_placement(args: argparse.Namespace) -> int:
         raise usage(f"--slowdown {args.slowdown}: expected 5 factors ≥ 1, e.g. 1,1,8,8,1")
     if min(args.rounds, args.epochs, args.batch_size, args.repeat) < 1 or args.budget <= 0:
         raise usage("--rounds, --epochs, --batch-size, --repeat and --budget must be positive")
+    if not 1 <= args.depth <= 64:
+        raise usage(f"--depth {args.depth}: expected a PIPELINE_DEPTH from 1 to 64")
     rows = run_placement_bench(args.out, slowdown, args.rounds, args.epochs, args.batch_size,
                                args.budget, args.repeat,
-                               progress=lambda line: print(line, file=sys.stderr))
+                               progress=lambda line: print(line, file=sys.stderr),
+                               depth=args.depth)
     print(placement_table(rows, slowdown))
     return EXIT_OK

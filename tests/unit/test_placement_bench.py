@@ -21,14 +21,15 @@ def test_the_seed_example_is_valid_and_its_offloads_are_read_back():
                                       (3, 2): 5, (2, 3): 5}
 
 
-def test_calibration_recovers_the_scale_from_all_local_then_the_message_cpu():
+@pytest.mark.parametrize("depth", [1, 2])
+def test_calibration_recovers_the_scale_from_all_local_then_the_message_cpu(depth):
     truth = replace(COSTS, forward=tuple(t * 0.8 for t in COSTS.forward),
                     backward=tuple(t * 0.8 for t in COSTS.backward), message_cpu=0.0006)
     owners = (1, 2, 3, 4, 5)
-    measured = [(o, evaluate(5, 4, owners, o, truth, 9, 1).seconds)
+    measured = [(o, evaluate(5, 4, owners, o, truth, 9, depth).seconds)
                 for o in ({}, _offload(SEED_EXAMPLE))]
     base = Overheads(message=0.001, round=0.03, cores=2)
-    overheads, worst = calibrate(COSTS, owners, dict.fromkeys(owners, 9), measured, base)
+    overheads, worst = calibrate(COSTS, owners, dict.fromkeys(owners, 9), measured, base, depth)
     assert worst < 0.002  # the round steps with the message CPU: the 20 us grid gets close
     assert overheads.scale == pytest.approx(0.8, rel=1e-4)
     assert overheads.message_cpu == pytest.approx(0.0006, abs=4e-5)
