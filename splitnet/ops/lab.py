@@ -48,14 +48,16 @@ def _answers(path: Path) -> bool:
     return True
 
 
-def lab_nodes(root: Path = RUN_ROOT) -> list[int]:
+def lab_nodes(root: Path | None = None) -> list[int]:
     """Return the numbers of the lab's nodes whose engine socket answers, in order."""
+    root = RUN_ROOT if root is None else root
     return [k for k in range(1, 10) if (root / f"{k}.sock").exists()
             and _answers(root / f"{k}.sock")]
 
 
-def lab_problem(clients: int, root: Path = RUN_ROOT) -> str | None:
+def lab_problem(clients: int, root: Path | None = None) -> str | None:
     """Return why ``clients`` clients cannot run on the lab (one line naming --lab), or None."""
+    root = RUN_ROOT if root is None else root
     nodes = lab_nodes(root)
     if not nodes:
         return (f"--lab: no Swarm lab is up (no engine answers under {root}); bring one up "
