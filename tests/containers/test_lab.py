@@ -185,7 +185,7 @@ def _assert_secrets_on_every_node(stack, timeout=300):
 
 
 SHAPED_NODE = 2  # its client holds owner 2's partitions 1, 3-6 and 8; client 3 (node 3) 2 and 7
-TARGET_GROWTH = 6.0  # the rate is chosen so that the predicted growth is this many seconds a round
+LINK_TIME = 8.0  # seconds a round's bytes need over the shaped link: R is chosen for it
 UNSHAPED = {}  # the stack test's run (SETTINGS): round seconds and client 2's bytes sent
 
 
@@ -277,12 +277,14 @@ def test_a_lost_node_s_client_is_rescheduled_and_the_run_ends_as_local(lab, tmp_
 
 
 def test_a_shaped_node_slows_each_round_as_its_link_predicts(lab, tmp_path):
-    """Node 2's link shaped to R: every round grows by the bytes that cross it ÷ R.
+    """Node 2's link shaped to R: a round takes as long as its bytes need to cross at R.
 
-    Owner 2's chain runs 1 -> (node 3) 2 -> 3..6 -> (node 3) 7 -> 8 and back, one batch at a
-    time, so what client 2 sends and receives crosses node 2's link in turn, not at once; each
-    tensor it sends comes back as one of the same shape (activation / gradient, its model /
-    the average), so the bytes crossing a round are twice client 2's payload sent.
+    Client 2 (owner 2's partitions 1, 3-6, 8; node 3 runs 2 and 7) sends about as much as it
+    receives (each activation comes back as a gradient of the same shape, its model as the
+    average), and tbf shapes each direction on its own at R, so the two directions overlap; the
+    transfers do not overlap the compute (a batch waits for its tensors). The predicted growth of
+    a round is then the link time, (client 2's bytes sent a round) / R; R is chosen so that it
+    is :data:`LINK_TIME` seconds, several unshaped rounds. Measured: 8.12 s for 8.00 s.
     """
     if not UNSHAPED:  # the stack test did not run: the same .env, unshaped, here
         (tmp_path / "unshaped").mkdir()
@@ -290,30 +292,33 @@ def test_a_shaped_node_slows_each_round_as_its_link_predicts(lab, tmp_path):
             _wait_complete(lab, stack)
             UNSHAPED.update(_round_seconds(_results(f"{stack}_results1")),
                             sent=_sent_by(stack, SHAPED_NODE))
-    crossing = 2 * UNSHAPED["sent"] / ROUNDS  # bytes over node 2's link a round
-    rate = max(int(crossing * 8 / TARGET_GROWTH), 200_000)  # bit/s
-    predicted = crossing * 8 / rate
+    unshaped = UNSHAPED["rounds"]
+    unshaped_round = sum(unshaped) / len(unshaped)
+    per_round = UNSHAPED["sent"] / ROUNDS  # bytes over node 2's link a round, each direction
+    rate = max(int(per_round * 8 / LINK_TIME), 200_000)  # bit/s
+    link_time = per_round * 8 / rate
+    predicted = link_time
     folder = tmp_path / "shaped"
     folder.mkdir(parents=True, exist_ok=True)
     _shape(SHAPED_NODE, f"{rate}bit")
     try:
         before = _link_bytes(SHAPED_NODE)
         with _deployed(lab, folder, SETTINGS, reference=False) as (stack, _, _):
-            _wait_complete(lab, stack, timeout=420 + ROUNDS * 4 * predicted)
+            _wait_complete(lab, stack, timeout=420 + ROUNDS * 2 * link_time)
             moved = [b - a for a, b in zip(before, _link_bytes(SHAPED_NODE), strict=True)]
             shaped = _round_seconds(_results(f"{stack}_results1"))["rounds"]
             sent = _sent_by(stack, SHAPED_NODE)
     finally:
         _shape(SHAPED_NODE, "none")
-    unshaped = UNSHAPED["rounds"]
-    growth = sum(shaped) / len(shaped) - sum(unshaped) / len(unshaped)
+    growth = sum(shaped) / len(shaped) - unshaped_round
     spread = max(unshaped) - min(unshaped)
-    print(f"node {SHAPED_NODE} shaped to {rate / 1e6:.3f} Mbit/s: {crossing / 1e6:.2f} MB cross "
-          f"its link a round (client {SHAPED_NODE} sent {UNSHAPED['sent'] / 1e6:.2f} MB in "
-          f"{ROUNDS} rounds, x2); predicted growth {predicted:.2f} s a round, measured "
-          f"{growth:.2f} s (ratio {growth / predicted:.2f}); unshaped rounds {unshaped}, "
-          f"shaped {shaped}; link bytes from/to the node {moved}, client sent {sent}")
+    print(f"node {SHAPED_NODE} shaped to {rate / 1e6:.3f} Mbit/s: client {SHAPED_NODE} sent "
+          f"{per_round / 1e6:.2f} MB a round, link time {link_time:.2f} s; predicted growth "
+          f"{predicted:.2f} s a round, measured {growth:.2f} s (ratio {growth / predicted:.2f}); "
+          f"rounds unshaped {unshaped}, shaped {shaped}; bytes from/to node {SHAPED_NODE} over "
+          f"its link {moved}, client {SHAPED_NODE} sent {sent}")
     assert abs(sent - UNSHAPED["sent"]) <= 0.05 * sent  # the same seeded run: the same tensors
-    assert moved[0] >= sent  # what the client sent left over its node's link
-    assert growth > max(spread, 0.25 * predicted)
+    assert min(moved) >= sent  # what it sent and (about as much) received crossed its link
+    assert predicted > 2 * spread or predicted > 4  # the test is meaningful: growth >> noise
+    assert growth > 0.25 * predicted
     assert 0.5 * predicted - spread <= growth <= 2 * predicted + spread
