@@ -50,9 +50,9 @@ def test_bench_lab_with_fewer_nodes_than_clients_names_both(no_lab, capsys):
 
 
 def test_lab_table_puts_the_lab_row_beside_loopback_with_the_ratio():
-    loopback = {"samples_per_second": 400.0, "test_accuracy": 0.95}
+    loopback = {"samples_per_second": 400.0, "test_accuracy": 0.9}
     row = {"system": "splitnet offload, Swarm lab (3 nodes)", "samples_per_second": 200.0,
            "round_seconds": 3.0, "test_accuracy": 0.95, "deploy_to_done_s": 80.0}
-    text = lab_table(loopback, 1.5, row)
-    assert "| 400.0 | 1.50 |" in text and "| 200.0 | 3.00 |" in text
+    text = lab_table(loopback, (1.5, 0.95), row)
+    assert "| 400.0 | 1.50 | 0.9500 |" in text and "| 200.0 | 3.00 | 0.9500 |" in text
     assert "samples/s 0.50, round time 2.00" in text
