@@ -1,7 +1,9 @@
 """The swarm stack across a real multi-node Swarm on this machine (``scripts/swarm-lab.sh``): three
 dockerd, each in its own network namespace on a host bridge, clients pinned to different nodes by
 label, finding each other over the overlay network (VXLAN) by service name, TLS material from
-Docker secrets; the run ends with exactly ``splitnet local``'s metrics and weights on the same .env.
+Docker secrets (checked in each client's container on its node); the run ends with exactly
+``splitnet local``'s metrics and weights on the same .env. A lost node's client is rescheduled; a
+node shaped with ``swarm-lab.sh shape`` slows every round as its link's bytes predict.
 
 Needs root (namespaces, a bridge, iptables) and the main Docker engine (the image is saved from
 it). The lab is brought up once for the module and always taken down.
