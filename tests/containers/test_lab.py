@@ -309,7 +309,10 @@ def test_a_lost_node_s_client_is_rescheduled_and_the_run_ends_as_local(lab, tmp_
         client1 = lab.services.get(f"{stack}_client1")
         deadline = time.monotonic() + 300
         while f"round 2/{rounds}" not in b"".join(client1.logs(stdout=True)).decode():
-            assert time.monotonic() < deadline, "no round 2 in 300 s"
+            assert time.monotonic() < deadline, ("no round 2 in 300 s", {
+                s.name: ([t["Status"]["State"] for t in s.tasks()], b"".join(s.logs(
+                    stdout=True, stderr=True)).decode(errors="replace")[-1500:])
+                for s in lab.services.list(filters={"name": stack})})
             time.sleep(0.5)
         survivor = lab.nodes.get(node_of[3])  # the operator lets client 2 run on node 3 too
         spec = survivor.attrs["Spec"]
