@@ -4,6 +4,7 @@
 #
 #   scripts/swarm-lab.sh up     [--nodes N] [--rate R] [--image IMAGE]
 #   scripts/swarm-lab.sh status [--nodes N]
+#   scripts/swarm-lab.sh shape K RATE|none
 #   scripts/swarm-lab.sh down
 #
 # Layout (K = 1..N, N <= 9):
@@ -28,7 +29,8 @@
 # --rate R (tc rate, e.g. 20mbit) shapes both directions of every node's link with tbf: the host
 # end's egress (to the node) and the node's eth0 egress (from the node). This kernel has no netem,
 # so no added delay here. Measured: --rate 20mbit, 10 MiB over TCP from node 1 to node 2 in 4.4 s
-# (19.1 Mbit/s).
+# (19.1 Mbit/s). `shape K RATE` does the same to node K alone on a running lab (a weak node on a
+# slow link), `shape K none` removes node K's shaping; both print the qdiscs they leave.
 #
 # `up` first runs `down`, so an `up` after a half-failed `up` starts clean. `down` removes exactly
 # what `up` made (engines and their containers, namespaces, veths, bridge, data/exec roots, cgroups,
@@ -45,13 +47,25 @@ IMAGE=${SPLITNET_IMAGE:-splitnet:local}
 MAIN_DOCKER=(docker -H unix:///var/run/docker.sock)
 RULE=(FORWARD -i "$BRIDGE" -o "$BRIDGE" -m comment --comment splitnet-lab -j ACCEPT)
 
-usage() { echo "usage: $0 up|down|status [--nodes N] [--rate R] [--image IMAGE]" >&2; exit 2; }
+usage() {
+    echo "usage: $0 up|down|status [--nodes N] [--rate R] [--image IMAGE] | shape K RATE|none" >&2
+    exit 2
+}
 log() { echo "swarm-lab: $*"; }
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'; }
 node_docker() { docker -H "unix://$RUN_ROOT/$1.sock" "${@:2}"; }
 
 [ $# -ge 1 ] || usage
 CMD=$1; shift
+RATE_INPUT=--rate
+if [ "$CMD" = shape ]; then
+    [ $# -eq 2 ] || usage
+    SHAPE_NODE=$1; RATE=$2; RATE_INPUT="shape $1"; shift 2
+    if ! [[ $SHAPE_NODE =~ ^[1-9]$ ]]; then
+        echo "shape $SHAPE_NODE: the node must be a whole number from 1 to 9" >&2; exit 2
+    fi
+    [ "$RATE" != none ] || RATE=""
+fi
 while [ $# -gt 0 ]; do
     case $1 in
         --nodes) NODES=${2:?--nodes needs a number}; shift 2 ;;
@@ -64,7 +78,7 @@ if ! [[ $NODES =~ ^[1-9]$ ]]; then
     echo "--nodes $NODES: must be a whole number from 1 to 9" >&2; exit 2
 fi
 if [ -n "$RATE" ] && ! [[ $RATE =~ ^[0-9]+(\.[0-9]+)?([kmg]?bit|[kmg]?bps)$ ]]; then
-    echo "--rate $RATE: must be a tc rate such as 20mbit, 512kbit or 1gbit" >&2; exit 2
+    echo "$RATE_INPUT $RATE: must be a tc rate such as 20mbit, 512kbit or 1gbit" >&2; exit 2
 fi
 
 lab_down() {
@@ -188,6 +202,25 @@ lab_up() {
     log "lab up: $(since $t0) s"
 }
 
+shape_node() {  # shape_node K: tbf at RATE on both directions of node K's link ("" removes it)
+    local k=$1 ns=snlab-$1
+    if ! ip netns list | awk '{print $1}' | grep -qx "$ns" || ! ip link show "snlab-h$k" >/dev/null 2>&1; then
+        echo "shape $k: node $k is not up (no namespace $ns or link snlab-h$k); bring the lab up" \
+            "first: $0 up" >&2
+        exit 2
+    fi
+    if [ -n "$RATE" ]; then
+        shape "snlab-h$k"; shape eth0 "$ns"
+        log "node $k: tbf $RATE on both directions of its link (snlab-h$k egress to the node, eth0 egress in $ns)"
+    else
+        tc qdisc del dev "snlab-h$k" root 2>/dev/null || true
+        ip netns exec "$ns" tc qdisc del dev eth0 root 2>/dev/null || true
+        log "node $k: shaping removed from both directions of its link"
+    fi
+    echo "host snlab-h$k: $(tc qdisc show dev "snlab-h$k" | head -1)"
+    echo "$ns eth0: $(ip netns exec "$ns" tc qdisc show dev eth0 | head -1)"
+}
+
 lab_status() {
     local k
     for k in $(seq 1 "$NODES"); do
@@ -211,5 +244,6 @@ case $CMD in
         lab_down
         log "lab down: $(since $t0) s" ;;
     status) lab_status ;;
+    shape) shape_node "$SHAPE_NODE" ;;
     *) usage ;;
 esac

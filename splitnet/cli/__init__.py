@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --rtt: the accuracy whose time to reach is reported")
     bench.add_argument("--out", type=Path, default=Path("results/bench"),
                        help="where runs, bench.json and bench.md go (default results/bench)")
+    bench.add_argument("--lab", action="store_true",
+                       help="also run the offload case as a Swarm stack across the multi-node lab "
+                       "(scripts/swarm-lab.sh up) and print its row beside loopback's")
     bench.set_defaults(handler=bench_commands.cmd_bench)
     bench_sub = bench.add_subparsers(dest="bench", required=False, parser_class=_Parser)
     transfer = bench_sub.add_parser("transfer", help="libtorrent vs gRPC vs raw TCP")

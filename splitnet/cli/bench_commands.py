@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
 
 from splitnet.cli.commands import usage
-from splitnet.errors import EXIT_OK
+from splitnet.errors import EXIT_CONFIG, EXIT_OK
 
 __all__ = [
     "cmd_attack",
@@ -25,16 +27,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from splitnet.bench.report import table
     from splitnet.bench.systems import run_bench
 
+    clients = args.clients
+    if args.lab:  # checked before the loopback runs: no lab, nothing runs
+        from splitnet.ops.lab import lab_nodes, lab_problem
+
+        clients = clients if clients is not None else max(len(lab_nodes()), 2)
+        if (problem := lab_problem(clients)) is not None:
+            print(f"splitnet bench: {problem}", file=sys.stderr)  # one line, exit 2
+            return EXIT_CONFIG
     options = bench_options(args.out, quick=args.quick, model=args.model, dataset=args.dataset,
-                            clients=args.clients, rounds=args.rounds, epochs=args.epochs,
+                            clients=clients, rounds=args.rounds, epochs=args.epochs,
                             batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                             shaped=args.shaped, bulk_transport=args.bulk, rtt=args.rtt,
                             rate=args.rate, depths=args.depths, micro=args.micro,
                             target=args.target)
     report = run_bench(options, progress=lambda line: print(line, file=sys.stderr))
     print(table(report))
+    if args.lab:
+        _lab_rows(args.out, report, clients)
     print(f"\nraw results: {args.out / 'bench.json'}")
     return EXIT_OK
+
+
+def _lab_rows(out: Path, report: dict[str, Any], clients: int) -> None:
+    """Run the offload case on the lab; print its row beside loopback's; keep it in bench.json."""
+    import json
+
+    from splitnet.bench.lab import lab_row, lab_table, loopback_round
+
+    loopback = next(r for r in report["rows"] if r["system"] == "splitnet offload")
+    row = lab_row(out / "offload.env", clients, progress=lambda line: print(line, file=sys.stderr))
+    text = lab_table(loopback, loopback_round(out), row)
+    print("\n" + text)
+    report["lab"] = row
+    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    with (out / "bench.md").open("a") as md:
+        md.write("\n" + text + "\n")
 
 
 def cmd_bench_transfer(args: argparse.Namespace) -> int:
