@@ -25,6 +25,7 @@ Note: hashing. v1-only torrents: libtorrent 2's default hybrid hashes every byte
 SHA-256 tree); 64 MiB, best of 3, publish/fetch: hybrid 0.22/0.32 s, v1 0.17/0.25, v2 0.17/0.27.
 ~256 pieces (1-4 MiB pieces: fetch no faster, worse swarming). Seeds start with every piece
 verified; plain seed mode re-hashes each piece on its first request. SHA-256 is still checked.
+Publishing hashes from memory (Note: hashing from memory, in torrent_ref.py).
 
 This module does not import torch: benchmark receivers start fast.
 """
@@ -32,13 +33,10 @@ This module does not import torch: benchmark receivers start fast.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import shutil
 import time
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,38 +45,10 @@ import libtorrent as lt
 from splitnet.errors import ProtocolError, TransferFailed
 from splitnet.transport.pieces import ShardFirst, piece_size_for
 from splitnet.transport.tls import Identity
+from splitnet.transport.torrent_ref import TorrentRef, make_torrent
 from splitnet.transport.tracker import Tracker, tracker_keys
 
 __all__ = ["TorrentRef", "TorrentSession", "piece_size_for"]
-
-@dataclass(frozen=True)
-class TorrentRef:
-    """What a fetcher needs: the torrent metadata, the payload's size and SHA-256, and a name."""
-
-    name: str
-    info_hash: str
-    metadata: bytes
-    size: int
-    sha256: str
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the reference as JSON data (metadata base64-encoded)."""
-        return {"name": self.name, "info_hash": self.info_hash, "size": self.size,
-                "sha256": self.sha256, "metadata": base64.b64encode(self.metadata).decode()}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TorrentRef:
-        """Parse a reference received from a peer (ProtocolError if malformed)."""
-        try:
-            ref = cls(str(data["name"]), str(data["info_hash"]),
-                      base64.b64decode(data["metadata"], validate=True), int(data["size"]),
-                      str(data["sha256"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProtocolError(f"malformed torrent reference: {exc}") from None
-        if ref.size < 0 or len(ref.sha256) != 64 or "/" in ref.name or ref.name.startswith("."):
-            raise ProtocolError(f"malformed torrent reference for {ref.name!r}")
-        return ref
-
 
 def _settings(listen: str, utp: bool, upload_limit: int, download_limit: int) -> lt.settings_pack:
     """Return the session's settings: no discovery, TCP unless ``utp``, tuned for a LAN."""
@@ -137,23 +107,14 @@ class TorrentSession:
 
     def publish(self, name: str, data: bytes) -> TorrentRef:
         """Write ``data`` as file ``name``, create its torrent and seed it."""
-        folder = self.workdir / f"pub-{hashlib.sha256(data).hexdigest()[:16]}-{time.time_ns()}"
+        folder = self.workdir / f"pub-{time.time_ns()}"
         folder.mkdir()
-        (folder / name).write_bytes(data)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            storage = lt.file_storage()
-            lt.add_files(storage, str(folder / name))
-            creator = lt.create_torrent(storage, piece_size_for(len(data)),  # Note: hashing
-                                        lt.create_torrent.v1_only)
-        if self.identity is not None:
-            creator.set_root_cert(self.identity.ca_pem.decode())
-        lt.set_piece_hashes(creator, str(folder))
-        metadata = lt.bencode(creator.generate())
+        ca = self.identity.ca_pem.decode() if self.identity is not None else None
+        metadata, sha256 = make_torrent(data, name, folder, ca)  # Note: hashing from memory
         info = lt.torrent_info(metadata)
         info_hash = str(info.info_hashes().get_best())
         self._add(info, folder, seed=True, key=info_hash)
-        return TorrentRef(name, info_hash, metadata, len(data), hashlib.sha256(data).hexdigest())
+        return TorrentRef(name, info_hash, metadata, len(data), sha256)
 
     def _add(self, info: Any, folder: Path, *, seed: bool, key: str,
              peers: Sequence[tuple[str, int]] = ()) -> Any:
