@@ -96,3 +96,31 @@ def test_the_swarm_gives_each_receiver_its_place_among_the_receivers(me, publish
     ((peers, got),) = fake.calls
     assert got == shard
     assert ("127.0.0.1", 7000 + me) not in peers and len(peers) == len(set(sources) - {me})
+
+
+@pytest.mark.parametrize("size", [1, 1000, 3 * 65536 + 5, 5 * 1024 * 1024 + 17])
+def test_a_torrent_hashed_from_memory_is_the_one_libtorrent_makes_from_the_file(tmp_path, size):
+    """Note: hashing from memory: same info-hash as ``set_piece_hashes``, same file, same SHA-256."""
+    import hashlib
+    import random
+    import warnings
+
+    lt = pytest.importorskip("libtorrent")
+    from splitnet.transport.pieces import piece_size_for
+    from splitnet.transport.torrent_ref import make_torrent
+
+    data = random.Random(size).randbytes(size)
+    metadata, sha256 = make_torrent(data, "x.bin", tmp_path, "CERT")
+    assert (tmp_path / "x.bin").read_bytes() == data
+    assert sha256 == hashlib.sha256(data).hexdigest()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        storage = lt.file_storage()
+        lt.add_files(storage, str(tmp_path / "x.bin"))
+        creator = lt.create_torrent(storage, piece_size_for(size), lt.create_torrent.v1_only)
+    creator.set_root_cert("CERT")
+    lt.set_piece_hashes(creator, str(tmp_path))
+    expected = lt.torrent_info(lt.bencode(creator.generate()))
+    made = lt.torrent_info(metadata)
+    assert made.info_hashes().get_best() == expected.info_hashes().get_best()
+    assert made.num_pieces() == expected.num_pieces() and made.ssl_cert() == "CERT"
