@@ -2,9 +2,10 @@
 # A multi-node Docker Swarm on one machine (issue 18): N "machines", each a real dockerd in its own
 # network namespace, joined to a host bridge by a veth pair with its own address.
 #
-#   scripts/swarm-lab.sh up     [--nodes N] [--rate R] [--image IMAGE]
+#   scripts/swarm-lab.sh up     [--nodes N] [--rate R] [--delay D] [--image IMAGE]
 #   scripts/swarm-lab.sh status [--nodes N]
 #   scripts/swarm-lab.sh shape K RATE|none
+#   scripts/swarm-lab.sh delay K D|none
 #   scripts/swarm-lab.sh down
 #
 # Layout (K = 1..N, N <= 9):
@@ -32,6 +33,17 @@
 # (19.1 Mbit/s). `shape K RATE` does the same to node K alone on a running lab (a weak node on a
 # slow link), `shape K none` removes node K's shaping; both print the qdiscs they leave.
 #
+# --delay D (e.g. 20ms) / `delay K D|none`: node K's packets to the other nodes wait D, one way,
+# as netem on its eth0 would make them (RTT between two delayed nodes = the sum of their delays).
+# No netem here, so the WAN emulation's relay does it (splitnet/ops/wan_relay.py, stdlib only):
+# in node K's namespace a policy rule (`iif lo to 10.78.0.0/24 lookup 100`) sends every packet
+# the node itself sends to another node -- gRPC, the direct channel, BitTorrent, and the overlay's
+# VXLAN-wrapped container traffic alike -- into tun0, where the relay holds it D and writes it
+# back; the kernel then forwards it out of eth0 (tun0 accepts the node's own source address,
+# rp_filter off, one FORWARD accept for tun0 since dockerd's FORWARD policy is DROP). Packets to
+# the host's 10.78.0.1 wait too; those between a node's own containers do not. `down` stops the
+# relays with everything else in the namespaces.
+#
 # `up` first runs `down`, so an `up` after a half-failed `up` starts clean. `down` removes exactly
 # what `up` made (engines and their containers, namespaces, veths, bridge, data/exec roots, cgroups,
 # the iptables rule) and is idempotent. The main engine (/var/run/docker.sock) is only read from.
@@ -43,12 +55,15 @@ BRIDGE=snlab0
 NET=10.78.0
 NODES=3
 RATE=""
+DELAY=""
+RELAY=$(cd "$(dirname "$0")/.." && pwd)/splitnet/ops/wan_relay.py
 IMAGE=${SPLITNET_IMAGE:-splitnet:local}
 MAIN_DOCKER=(docker -H unix:///var/run/docker.sock)
 RULE=(FORWARD -i "$BRIDGE" -o "$BRIDGE" -m comment --comment splitnet-lab -j ACCEPT)
 
 usage() {
-    echo "usage: $0 up|down|status [--nodes N] [--rate R] [--image IMAGE] | shape K RATE|none" >&2
+    echo "usage: $0 up|down|status [--nodes N] [--rate R] [--delay D] [--image IMAGE]" \
+        "| shape K RATE|none | delay K D|none" >&2
     exit 2
 }
 log() { echo "swarm-lab: $*"; }
@@ -58,18 +73,22 @@ node_docker() { docker -H "unix://$RUN_ROOT/$1.sock" "${@:2}"; }
 [ $# -ge 1 ] || usage
 CMD=$1; shift
 RATE_INPUT=--rate
-if [ "$CMD" = shape ]; then
+DELAY_INPUT=--delay
+if [ "$CMD" = shape ] || [ "$CMD" = delay ]; then
     [ $# -eq 2 ] || usage
-    SHAPE_NODE=$1; RATE=$2; RATE_INPUT="shape $1"; shift 2
+    SHAPE_NODE=$1; shift
     if ! [[ $SHAPE_NODE =~ ^[1-9]$ ]]; then
-        echo "shape $SHAPE_NODE: the node must be a whole number from 1 to 9" >&2; exit 2
+        echo "$CMD $SHAPE_NODE: the node must be a whole number from 1 to 9" >&2; exit 2
     fi
-    [ "$RATE" != none ] || RATE=""
+    if [ "$CMD" = shape ]; then RATE=$1; RATE_INPUT="shape $SHAPE_NODE"; [ "$RATE" != none ] || RATE=""
+    else DELAY=$1; DELAY_INPUT="delay $SHAPE_NODE"; [ "$DELAY" != none ] || DELAY=""; fi
+    shift
 fi
 while [ $# -gt 0 ]; do
     case $1 in
         --nodes) NODES=${2:?--nodes needs a number}; shift 2 ;;
         --rate) RATE=${2:?--rate needs a tc rate such as 20mbit}; shift 2 ;;
+        --delay) DELAY=${2:?--delay needs a one-way delay such as 20ms}; shift 2 ;;
         --image) IMAGE=${2:?--image needs an image name}; shift 2 ;;
         *) usage ;;
     esac
@@ -79,6 +98,11 @@ if ! [[ $NODES =~ ^[1-9]$ ]]; then
 fi
 if [ -n "$RATE" ] && ! [[ $RATE =~ ^[0-9]+(\.[0-9]+)?([kmg]?bit|[kmg]?bps)$ ]]; then
     echo "$RATE_INPUT $RATE: must be a tc rate such as 20mbit, 512kbit or 1gbit" >&2; exit 2
+fi
+
+if [ -n "$DELAY" ] && ! [[ $DELAY =~ ^[0-9]+(\.[0-9]+)?ms$ && ! $DELAY =~ ^0+(\.0+)?ms$ ]]; then
+    echo "$DELAY_INPUT $DELAY: must be a one-way delay in ms above 0, such as 20ms or 2.5ms" >&2
+    exit 2
 fi
 
 lab_down() {
@@ -198,17 +222,14 @@ lab_up() {
         log "loaded $IMAGE into node $k in $(since $t) s"
     done
     rm -f "$image_tar"
+    if [ -n "$DELAY" ]; then for k in $(seq 1 "$NODES"); do delay_node "$k"; done; fi
     lab_status
     log "lab up: $(since $t0) s"
 }
 
 shape_node() {  # shape_node K: tbf at RATE on both directions of node K's link ("" removes it)
     local k=$1 ns=snlab-$1
-    if ! ip netns list | awk '{print $1}' | grep -qx "$ns" || ! ip link show "snlab-h$k" >/dev/null 2>&1; then
-        echo "shape $k: node $k is not up (no namespace $ns or link snlab-h$k); bring the lab up" \
-            "first: $0 up" >&2
-        exit 2
-    fi
+    node_up "$k" shape
     if [ -n "$RATE" ]; then
         shape "snlab-h$k"; shape eth0 "$ns"
         log "node $k: tbf $RATE on both directions of its link (snlab-h$k egress to the node, eth0 egress in $ns)"
@@ -219,6 +240,45 @@ shape_node() {  # shape_node K: tbf at RATE on both directions of node K's link 
     fi
     echo "host snlab-h$k: $(tc qdisc show dev "snlab-h$k" | head -1)"
     echo "$ns eth0: $(ip netns exec "$ns" tc qdisc show dev eth0 | head -1)"
+}
+
+node_up() {  # node_up K WHAT: exit 2 naming WHAT unless node K's namespace and link exist
+    if ! ip netns list | awk '{print $1}' | grep -qx "snlab-$1" || ! ip link show "snlab-h$1" >/dev/null 2>&1; then
+        echo "$2 $1: node $1 is not up (no namespace snlab-$1 or link snlab-h$1); bring the lab" \
+            "up first: $0 up" >&2
+        exit 2
+    fi
+}
+
+delay_node() {  # delay_node K: node K's packets to the other nodes wait DELAY in a relay ("" removes it)
+    local k=$1 ns=snlab-$1 pidfile=$RUN_ROOT/relay-$1.pid seconds line
+    local accept=(FORWARD -i tun0 -m comment --comment splitnet-lab -j ACCEPT)
+    node_up "$k" delay
+    if [ -f "$pidfile" ]; then kill -KILL "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi
+    ip netns exec "$ns" ip rule del priority 100 2>/dev/null || true
+    ip netns exec "$ns" ip link del tun0 2>/dev/null || true  # takes table 100's route with it
+    while ip netns exec "$ns" iptables -C "${accept[@]}" 2>/dev/null; do
+        ip netns exec "$ns" iptables -D "${accept[@]}"
+    done
+    if [ -z "$DELAY" ]; then log "node $k: no added delay"; return 0; fi
+    seconds=$(awk -v d="${DELAY%ms}" 'BEGIN {printf "%.6f", d / 1000}')
+    ip netns exec "$ns" ip tuntap add dev tun0 mode tun
+    ip netns exec "$ns" ip link set tun0 mtu 1500 txqueuelen 10000 up
+    ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
+        net.ipv4.conf.tun0.rp_filter=0 net.ipv4.conf.tun0.accept_local=1
+    ip netns exec "$ns" ip route add default dev tun0 table 100
+    ip netns exec "$ns" iptables -I "${accept[@]}"
+    rm -f "$RUN_ROOT/relay-$k.out"
+    mkfifo "$RUN_ROOT/relay-$k.out"
+    ip netns exec "$ns" python3 "$RELAY" --tun tun0 --link "*:$seconds:0:0" \
+        > "$RUN_ROOT/relay-$k.out" 2>"$RUN_ROOT/relay-$k.log" < /dev/null &
+    echo $! > "$pidfile"
+    read -r -t 10 line < "$RUN_ROOT/relay-$k.out" || line=""
+    if [ "$line" != ready ]; then
+        echo "delay $k: the relay did not start: $(cat "$RUN_ROOT/relay-$k.log")" >&2; exit 1
+    fi
+    ip netns exec "$ns" ip rule add iif lo to "$NET.0/24" lookup 100 priority 100
+    log "node $k: its packets to the other nodes wait $DELAY (relay pid $(cat "$pidfile") on tun0 in $ns)"
 }
 
 lab_status() {
@@ -245,5 +305,6 @@ case $CMD in
         log "lab down: $(since $t0) s" ;;
     status) lab_status ;;
     shape) shape_node "$SHAPE_NODE" ;;
+    delay) delay_node "$SHAPE_NODE" ;;
     *) usage ;;
 esac

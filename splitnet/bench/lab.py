@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from splitnet.errors import RuntimeFailure
 from splitnet.ops.lab import deployed, node_socket, read_results, wait_complete
 from splitnet.telemetry.runs import run_folder_of
 
@@ -34,7 +35,7 @@ def lab_image(manager: Any) -> str:
         return image
     tags = sorted(t for i in manager.images.list() for t in i.tags if t.startswith("splitnet:"))
     if not tags:
-        raise RuntimeError("--lab: node 1 has no splitnet: image; bring the lab up with "
+        raise RuntimeFailure("--lab: node 1 has no splitnet: image; bring the lab up with "
                            "`scripts/swarm-lab.sh up --image IMAGE` or set SPLITNET_IMAGE")
     return "splitnet:local" if "splitnet:local" in tags else tags[0]
 

@@ -49,9 +49,13 @@ class RelayLink:
 
     @classmethod
     def parse(cls, text: str) -> tuple[int, RelayLink]:
-        """Parse ``K:DELAY_S:JITTER_S:LOSS`` as written by :func:`relay_args`."""
+        """Parse ``K:DELAY_S:JITTER_S:LOSS`` as written by :func:`relay_args`.
+
+        ``K`` = ``*`` is every source outside 10.77.0.0/16 (key -1): the Swarm lab's nodes
+        (``scripts/swarm-lab.sh delay``) relay their own packets, whatever their address.
+        """
         k, delay, jitter, loss = text.split(":")
-        return int(k), cls(float(delay), float(jitter), float(loss))
+        return (-1 if k == "*" else int(k)), cls(float(delay), float(jitter), float(loss))
 
     def format(self, k: int) -> str:
         """Return the ``--link`` argument for endpoint ``k``."""
@@ -92,7 +96,7 @@ class Relay:
                 return
             now = time.monotonic()
             src = packet[12:16] if len(packet) >= 20 and packet[0] >> 4 == 4 else b""
-            k = src[2] if src[:2] == b"\x0a\x4d" else -1  # 10.77.K.x
+            k = src[2] if src[:2] == b"\x0a\x4d" else -1  # 10.77.K.x, else '*'
             link = self.links.get(k, none)
             if link.loss and self.rng.random() < link.loss:
                 continue

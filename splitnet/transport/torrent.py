@@ -190,7 +190,8 @@ class TorrentSession:
 
         Note: verified is not written. ``is_seeding`` means every piece passed its hash check,
         but the last writes may still be queued: flush, wait for the flush alert, then read
-        (on a thread: several fetches of one process read at once).
+        (on a thread: several fetches of one process read at once). Without the alert nothing
+        is read: a file of the right length may still hold holes where writes are queued.
 
         Note: no second hash. The payload is not hashed again with SHA-256 (64 MiB: 0.045 s of
         0.25 s a fetch, and the aggregator pays it for every state). It is still safe: the
@@ -208,6 +209,8 @@ class TorrentSession:
             while ref.info_hash not in self._flushed and time.monotonic() < deadline:
                 await asyncio.sleep(0.002)
                 self._drain_alerts()
+            if ref.info_hash not in self._flushed:
+                continue  # no flush alert: the file may still lack queued writes; ask again
             data = await asyncio.to_thread(path.read_bytes)
             if len(data) == ref.size:
                 return data

@@ -3,7 +3,8 @@ dockerd, each in its own network namespace on a host bridge, clients pinned to d
 label, finding each other over the overlay network (VXLAN) by service name, TLS material from
 Docker secrets (checked in each client's container on its node); the run ends with exactly
 ``splitnet local``'s metrics and weights on the same .env. A lost node's client is rescheduled; a
-node shaped with ``swarm-lab.sh shape`` slows every round as its link's bytes predict.
+node shaped with ``swarm-lab.sh shape`` slows every round as its link's bytes predict; a node
+delayed with ``swarm-lab.sh delay`` adds its delay to every RTT, the overlay's too.
 
 Needs root (namespaces, a bridge, iptables) and the main Docker engine (the image is saved from
 it). The lab is brought up once for the module and always taken down.
@@ -287,6 +288,90 @@ def test_a_shaped_node_slows_each_round_as_its_link_predicts(lab, tmp_path):
     assert predicted > 2 * spread or predicted > 4  # the test is meaningful: growth >> noise
     assert growth > 0.25 * predicted
     assert 0.5 * predicted - spread <= growth <= 2 * predicted + spread
+
+
+DELAYED_NODE = 2
+DELAY_MS = 30.0
+_SERVER = ("import socket\ns = socket.create_server(('', 7777), backlog=64)\n"
+           "while True:\n    s.accept()[0].close()\n")
+_CONNECT = ("import socket, time\nbest = 9.0\nend = time.monotonic() + 60\nwhile True:\n"
+            "    try:\n        socket.create_connection(('lab-delay-server', 7777), 5).close()\n"
+            "        break\n    except OSError:\n        assert time.monotonic() < end\n"
+            "        time.sleep(0.5)\n"
+            "for _ in range(15):\n    t = time.perf_counter()\n"
+            "    socket.create_connection(('lab-delay-server', 7777), 5).close()\n"
+            "    best = min(best, time.perf_counter() - t)\n    time.sleep(0.05)\n"
+            "print(best * 1000)\n")
+
+
+def _lab(*args):
+    return subprocess.run([str(LAB), *args], capture_output=True, text=True, timeout=60)
+
+
+def _ping_ms(k_from, k_to):
+    """The fastest of 8 pings from node ``k_from`` to node ``k_to`` (ms)."""
+    out = subprocess.run(["ip", "netns", "exec", f"snlab-{k_from}", "ping", "-c", "8", "-i",
+                          "0.2", f"10.78.0.1{k_to}"], capture_output=True, text=True,
+                         timeout=60).stdout
+    return float(re.search(r"= ([0-9.]+)/", out).group(1))
+
+
+def _overlay_connect_ms(lab, network):
+    """The fastest TCP connect (one RTT) from a container on node 1 to one on node 2 (ms),
+    over the overlay network ``network`` (VXLAN between the nodes)."""
+    import docker
+
+    node = docker.DockerClient(base_url=_socket(1))
+    try:
+        out = node.containers.run(IMAGE, ["-c", _CONNECT], entrypoint="python3",
+                                  network=network, remove=True)
+    finally:
+        node.close()
+    return float(out.decode().split()[-1])
+
+
+def test_a_delayed_node_s_packets_wait_across_the_node_link_and_the_overlay(lab):
+    """``swarm-lab.sh delay 2 30ms``: node 2's packets to other nodes wait 30 ms (no netem here:
+    the WAN emulation's relay on a TUN in node 2's namespace). A ping from node 1 and a TCP
+    connect from a container on node 1 to one on node 2 over the overlay (VXLAN) each pay one
+    RTT, so both grow by the delay; ``delay 2 none`` removes it and its relay. Bad input: exit 2,
+    one line naming it."""
+    import docker
+
+    bad = _lab("delay", "2", "soon")
+    assert bad.returncode == 2 and "delay 2 soon" in bad.stderr and "ms" in bad.stderr
+    absent = _lab("delay", "7", "20ms")
+    assert absent.returncode == 2 and "node 7 is not up" in absent.stderr
+    network = lab.networks.create("lab-delay", driver="overlay", attachable=True)
+    worker = docker.DockerClient(base_url=_socket(DELAYED_NODE))
+    server = worker.containers.run(IMAGE, ["-c", _SERVER], entrypoint="python3",
+                                   network="lab-delay", name="lab-delay-server", detach=True)
+    try:
+        plain = (_ping_ms(1, DELAYED_NODE), _overlay_connect_ms(lab, "lab-delay"))
+        done = _lab("delay", str(DELAYED_NODE), f"{DELAY_MS:g}ms")
+        assert done.returncode == 0, done.stdout + done.stderr
+        try:
+            delayed = (_ping_ms(1, DELAYED_NODE), _overlay_connect_ms(lab, "lab-delay"))
+        finally:
+            undone = _lab("delay", str(DELAYED_NODE), "none")
+        assert undone.returncode == 0, undone.stdout + undone.stderr
+        after = _ping_ms(1, DELAYED_NODE)
+    finally:
+        server.remove(force=True)
+        worker.close()
+        network.remove()
+    print(f"node {DELAYED_NODE} delayed {DELAY_MS:g} ms: ping node 1 -> {DELAYED_NODE} "
+          f"{plain[0]:.2f} -> {delayed[0]:.2f} ms (after removal {after:.2f}); overlay TCP "
+          f"connect {plain[1]:.2f} -> {delayed[1]:.2f} ms")
+    for before, with_delay in zip(plain, delayed, strict=True):
+        assert before < DELAY_MS / 3
+        assert DELAY_MS <= with_delay - before + 1 <= DELAY_MS + 15
+    assert after < DELAY_MS / 3
+    ns = f"snlab-{DELAYED_NODE}"
+    assert "tun0" not in subprocess.run(["ip", "-n", ns, "link"], capture_output=True,
+                                        text=True).stdout
+    assert "lookup 100" not in subprocess.run(["ip", "-n", ns, "rule"], capture_output=True,
+                                              text=True).stdout
 
 
 def _kill_node(k):

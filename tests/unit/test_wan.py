@@ -121,6 +121,19 @@ def test_the_relay_holds_each_packet_for_its_sources_delay():
     assert min(held[2]) >= 0.002 and statistics.median(held[2]) < 0.003
 
 
+def test_a_star_link_holds_every_source_outside_the_emulation_s_addresses():
+    """``*`` (the Swarm lab's nodes relay their own packets, from 10.78.0.1K)."""
+    k, link = RelayLink.parse("*:0.004:0:0")
+    assert k == -1 and link == RelayLink(0.004, 0, 0)
+    lab = [bytes([0x45]) + bytes(11) + bytes([10, 78, 0, 12]) + bytes(4) + struct.pack("!I", n)
+           for n in range(20)]
+    got = _relay({k: link, 1: RelayLink(0.010, 0, 0)}, [*lab, _packet(3, 99)])
+    held = {p[12:16]: t for t, p in got}
+    assert len(got) == 21
+    assert min(t for t, p in got if p[13] == 78) >= 0.004
+    assert held[bytes([10, 77, 3, 2])] < 0.004  # an emulated endpoint without a link: no delay
+
+
 def test_jitter_spreads_delays_but_keeps_each_sources_order():
     got = _relay({1: RelayLink(0.005, 0.004, 0)}, [_packet(1, n) for n in range(200)])
     order = [struct.unpack("!I", p[20:24])[0] for _, p in got]
