@@ -22,8 +22,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from splitnet.errors import RuntimeFailure
 from splitnet.ops.certs import make_certs
-from splitnet.ops.compose import render_swarm
+from splitnet.ops.compose import render_swarm, tls_secrets
 
 __all__ = ["LAB_UP", "create_secrets", "deployed", "lab_nodes", "node_socket", "read_results",
            "lab_problem", "slow_machine", "wait_complete"]
@@ -85,9 +86,7 @@ def create_secrets(manager: Any, folder: Path, clients: int, token: bytes) -> li
     The token, the CA and each client's certificate and key (made under ``folder``).
     """
     make_certs(folder, list(range(1, clients + 1)))
-    files = {"splitnet_ca": "ca.crt", **{f"splitnet_client{k}_{kind}": f"client{k}.{suffix}"
-                                         for k in range(1, clients + 1)
-                                         for kind, suffix in (("cert", "crt"), ("key", "key"))}}
+    files = dict(secret for k in range(1, clients + 1) for secret in tls_secrets(k))
     made = [manager.secrets.create(name="splitnet_token", data=token)]
     made += [manager.secrets.create(name=name, data=(folder / file).read_bytes())
              for name, file in files.items()]
@@ -114,7 +113,7 @@ def deployed(manager: Any, folder: Path, env_text: str, clients: int, image: str
                                  "docker-compose-swarm.yml", "-c", "slow-machine.yml", stack],
                                 cwd=folder, env=env, capture_output=True, text=True, timeout=120)
         if deploy.returncode != 0:
-            raise RuntimeError(f"docker stack deploy {stack}: {deploy.stderr.strip()}")
+            raise RuntimeFailure(f"docker stack deploy {stack}: {deploy.stderr.strip()}")
         yield stack, deployed_at
     finally:
         subprocess.run(["docker", "stack", "rm", stack], env=env, capture_output=True,
@@ -135,7 +134,7 @@ def wait_complete(manager: Any, stack: str, clients: int, timeout: float = 420,
                   attempts: int = 3) -> dict[str, list[dict[str, Any]]]:
     """Wait until every client's service of ``stack`` has a complete task; return the tasks.
 
-    Raise RuntimeError (with the services' logs) when a service failed more than ``attempts``
+    Raise RuntimeFailure (with the services' logs) when a service failed more than ``attempts``
     times (the stack's restart policy) or after ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
@@ -149,10 +148,10 @@ def wait_complete(manager: Any, stack: str, clients: int, timeout: float = 420,
             return tasks
         worst = max([sum(n == name for n, _ in failures) for name in services] or [0])
         if worst > attempts:
-            raise RuntimeError(f"stack {stack}: a client failed {worst} times: {failures}; "
+            raise RuntimeFailure(f"stack {stack}: a client failed {worst} times: {failures}; "
                                f"logs: {_logs(services)}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"stack {stack}: not complete in {timeout:.0f} s: {states}; "
+            raise RuntimeFailure(f"stack {stack}: not complete in {timeout:.0f} s: {states}; "
                                f"logs: {_logs(services)}")
         time.sleep(2)
 
@@ -180,7 +179,7 @@ def read_results(k: int, volume: str, image: str, folder: str = "runs") -> dict[
         members = [m for m in tar.getmembers() if m.isfile()]
         runs = {m.name.split("/")[1] for m in members}
         if len(runs) != 1:
-            raise RuntimeError(f"volume {volume} on node {k}: expected one run, found {runs}")
+            raise RuntimeFailure(f"volume {volume} on node {k}: expected one run, found {runs}")
         out = {}
         for m in members:
             data = tar.extractfile(m)

@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from splitnet.ops.certs import make_certs
-from splitnet.ops.compose import render_compose, render_swarm
+from splitnet.ops.compose import render_compose, render_swarm, tls_secrets
 from splitnet.ops.status import cluster_status
 
 from .conftest import IMAGE
@@ -180,7 +180,7 @@ def test_swarm_stack_deploys_trains_and_is_removed(engine, tmp_path):
     was_active = engine.info()["Swarm"]["LocalNodeState"] == "active"
     stack = f"e2e{uuid.uuid4().hex[:6]}"
     secret = None
-    tls_secrets = []
+    made_secrets = []
     env = {**os.environ, "SPLITNET_IMAGE": IMAGE}
     (tmp_path / "docker-compose-swarm.yml").write_text(render_swarm(3))
     (tmp_path / ".env").write_text(env_text())
@@ -195,13 +195,11 @@ def test_swarm_stack_deploys_trains_and_is_removed(engine, tmp_path):
             secret = engine.secrets.create(name="splitnet_token",
                                            data=b"swarm-e2e-token-0123456789")
         make_certs(tmp_path / "certs", [1, 2, 3])
-        files = {"splitnet_ca": "ca.crt", **{f"splitnet_client{k}_{kind}": f"client{k}.{suffix}"
-                                             for k in (1, 2, 3)
-                                             for kind, suffix in (("cert", "crt"), ("key", "key"))}}
+        files = dict(secret for k in (1, 2, 3) for secret in tls_secrets(k))
         for name, file in files.items():
             for old in engine.secrets.list(filters={"name": name}):
                 old.remove()  # another run's: its CA is not this one's
-            tls_secrets.append(engine.secrets.create(
+            made_secrets.append(engine.secrets.create(
                 name=name, data=(tmp_path / "certs" / file).read_bytes()))
         deploy = subprocess.run(["docker", "stack", "deploy", "-c", "docker-compose-swarm.yml",
                                  stack], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -240,7 +238,7 @@ def test_swarm_stack_deploys_trains_and_is_removed(engine, tmp_path):
             volume.remove(force=True)
         if secret is not None:
             secret.remove()
-        for tls_secret in tls_secrets:
+        for tls_secret in made_secrets:
             tls_secret.remove()
         if not was_active:
             engine.swarm.leave(force=True)

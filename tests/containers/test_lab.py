@@ -28,6 +28,7 @@ import pytest
 import torch
 from safetensors.torch import load
 
+from splitnet.errors import RuntimeFailure
 from splitnet.ops.compose import render_swarm
 from splitnet.ops.lab import deployed, node_socket, read_results, wait_complete
 from splitnet.ops.status import cluster_status
@@ -91,7 +92,7 @@ def _wait_complete(manager, stack, timeout=420):
     the stack's restart policy's 3 attempts) or after ``timeout``."""
     try:
         tasks = wait_complete(manager, stack, NODES, timeout)
-    except RuntimeError as exc:
+    except RuntimeFailure as exc:
         pytest.fail(str(exc))
     print("task failures before completion (the restart policy's):",
           [(n, t["Status"].get("Err", "")) for n, ts in tasks.items() for t in ts
