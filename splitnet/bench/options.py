@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,19 +127,27 @@ class TransferOptions:
     payload: int
     cap: float
     resnet: bool = False
+    exchange: int = 45
+    """Round-end exchange state size, MiB (0: skip that pattern)."""
 
 
 def transfer_options(sizes: str, receivers: str, payload: int, cap: float,
-                     resnet: bool = False) -> TransferOptions:
+                     resnet: bool = False, exchange: int = 45) -> TransferOptions:
     """Parse the comma lists and check the numbers; raise every problem at once."""
     problems: list[Violation] = []
     size_list = _int_list(sizes, "--sizes", problems)
     receiver_list = _int_list(receivers, "--receivers", problems)
-    if payload < 1 or cap <= 0:
-        problems.append(Violation("usage", "--payload and --cap must be positive"))
+    if payload < 1:
+        problems.append(Violation("usage", f"--payload {payload}: expected a whole number of "
+                                           "MiB ≥ 1"))
+    if not 0 < cap < math.inf:  # nan fails too
+        problems.append(Violation("usage", f"--cap {cap:g}: expected a finite positive MiB/s"))
+    if exchange < 0:
+        problems.append(Violation("usage", f"--exchange {exchange}: expected MiB ≥ 0 "
+                                           "(0: skip the exchange pattern)"))
     if problems:
         raise ConfigError(problems, COMMAND_LINE)
-    return TransferOptions(size_list, receiver_list, payload, cap, resnet)
+    return TransferOptions(size_list, receiver_list, payload, cap, resnet, exchange)
 
 
 def _int_list(text: str, option: str, problems: list[Violation]) -> list[int]:

@@ -1,14 +1,18 @@
 """``splitnet bench placement``: predicted vs measured round time, and what --auto buys.
 
-One bench, one machine. The partitions are profiled here; five CNN clients train with real
-``splitnet local`` runs; the slow ones are made slow with the test-only
-``SPLITNET_TEST_SLOWDOWN`` (:mod:`splitnet.learning.slowdown`: a step sleeps (k-1) x its CPU
-time) and declared with ``CLIENT_SPEED`` = 1 / slowdown. Order:
+One bench, one machine. The partitions are profiled here; five clients train with real
+``splitnet local`` runs of one of :data:`MODELS` (``--model``: the CNN on DIGITS, or BERT tiny on
+SYNTHETIC text, whose endpoints are light and whose two encoder layers are ~95 % of a batch);
+the slow ones are made slow with the test-only ``SPLITNET_TEST_SLOWDOWN``
+(:mod:`splitnet.learning.slowdown`: a step sleeps (k-1) x its CPU time) and declared with
+``CLIENT_SPEED`` = 1 / slowdown. Order:
 
 1. calibration, every client at full speed: all-local and the seed example
    (``example_configurations/cnn_cross_offload.env``'s lists) run, and the prediction's free
    constants are fitted to those two rounds (:func:`calibrate`): all-local sends no message,
-   so it fixes the compute scale; the seed example then fixes the CPU a message costs;
+   so it fixes the compute scale; the seed example then fixes the CPU a message costs; and
+   all-local's step CPU (the timeline's ``cpu`` column) fixes what a slowed client sleeps
+   (:mod:`splitnet.bench.placement_fit`);
 2. with the slowdown: ``plan --auto`` searches with the calibrated costs, then all-local, the
    seed example and the --auto choice run; none of these three was used to calibrate.
 
@@ -24,9 +28,10 @@ import io
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
+from splitnet.bench.placement_fit import Offload, calibrate, step_cpu
 from splitnet.config import load
 from splitnet.learning.profile import profile_partitions
 from splitnet.learning.slowdown import ENV_KEY
@@ -34,18 +39,45 @@ from splitnet.ops.autoplan import Overheads, auto_plan
 from splitnet.ops.local import run_local
 from splitnet.ops.prepare import prepare
 from splitnet.plan.search import evaluate
-from splitnet.plan.simulate import Costs
 
-__all__ = ["SEED_EXAMPLE", "PlacementRow", "calibrate", "placement_table", "run_placement_bench"]
+__all__ = ["MODELS", "SEED_EXAMPLE", "PlacementRow", "all_local", "calibrate", "placement_table",
+           "run_placement_bench"]
 
 SEED_EXAMPLE = [["1_1", "1_2", "4_3", "1_4", "1_5", "4_6", "1_7", "1_8"],
                 ["2_1", "2_2", "1_3", "2_4", "2_5", "1_6", "2_7", "2_8"],
                 ["3_1", "5_2", "5_3", "3_4", "3_5", "5_6", "5_7", "3_8"],
                 ["4_1", "4_2", "3_3", "4_4", "4_5", "3_6", "4_7", "4_8"],
                 ["5_1", "3_2", "2_3", "5_4", "5_5", "2_6", "3_7", "5_8"]]
-"""``example_configurations/cnn_cross_offload.env``'s lists (the seed example placement)."""
-ALL_LOCAL = [[f"{o}_{s}" for s in range(1, 9)] for o in range(1, 6)]
-Offload = dict[tuple[int, int], int]
+"""``example_configurations/cnn_cross_offload.env``'s lists (the seed example placement, P = 4)."""
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """A model the bench trains: its settings, and the batch size and epochs it defaults to."""
+
+    model: str
+    dataset: str
+    batch_size: int
+    epochs: int
+
+
+MODELS = {"cnn": BenchModel("CNN", "DIGITS", 128, 4),
+          "bert": BenchModel("BERT", "SYNTHETIC", 32, 4)}
+"""``--model``: both have P = 4, so the seed example's lists apply to either.
+
+Note: heavy middle. The CNN's partition 1 is half a batch's compute and stays on its owner, so a
+slowed CNN owner keeps half its work wherever its middle runs; BERT tiny's embeddings and
+pooler+classifier are ~5 % of a batch (``splitnet profile``), the case offloading is for: a weak
+machine keeps its data and its endpoints, and a strong one runs the encoder layers.
+"""
+
+
+def all_local(n: int, p: int) -> list[list[str]]:
+    """Return the lists where every one of ``n`` owners runs its own ``2 p`` stages."""
+    return [[f"{o}_{s}" for s in range(1, 2 * p + 1)] for o in range(1, n + 1)]
+
+
+ALL_LOCAL = all_local(5, 4)
 
 
 @dataclass(frozen=True)
@@ -65,10 +97,11 @@ class PlacementRow:
 
 
 def _env_text(lists: list[list[str]], slowdown: list[float], rounds: int, epochs: int,
-              batch_size: int, depth: int = 1) -> str:
+              batch_size: int, depth: int = 1, model: BenchModel = MODELS["cnn"]) -> str:
     speeds = ",".join(f"{1 / k:.6g}" for k in slowdown)
     return "\n".join([
-        f"NUM_CLIENTS={len(lists)}", "CURRENT_MODEL=CNN", "CURRENT_DATASET=DIGITS",
+        f"NUM_CLIENTS={len(lists)}", f"CURRENT_MODEL={model.model}",
+        f"CURRENT_DATASET={model.dataset}",
         f"BATCH_SIZE={batch_size}", f"TRAINING_NUM_ROUNDS={rounds}",
         f"TRAINING_NUM_EPOCHS={epochs}", f"PIPELINE_DEPTH={depth}", "LEARNING_RATE=0.05",
         "SEED=42", "SERVER_NUMBER=1",
@@ -88,74 +121,23 @@ def _measured(folder: Path) -> float:
     return min(seconds[1:] if len(seconds) > 1 else seconds)
 
 
-def _offload(lists: list[list[str]]) -> Offload:
+def _offload(lists: list[list[str]], p: int = 4) -> Offload:
     """Return (owner, partition) → runner of the forward tasks run away from their owner."""
     moved: Offload = {}
     for client, tasks in enumerate(lists, 1):
         for text in tasks:
             owner, stage = map(int, text.split("_"))
-            if stage <= 4 and client != owner:
+            if stage <= p and client != owner:
                 moved[(owner, stage)] = client
     return moved
 
 
-def _solve(predicted: Callable[[float], float], target: float, low: float,
-           high: float) -> float:
-    """Return x in [low, high] where the increasing ``predicted(x)`` meets ``target``.
-
-    Bisection; the nearer end when it does not meet it.
-    """
-    if predicted(low) >= target:
-        return low
-    if predicted(high) <= target:
-        return high
-    for _ in range(40):
-        middle = (low + high) / 2
-        low, high = (middle, high) if predicted(middle) < target else (low, middle)
-    return (low + high) / 2
-
-
-def calibrate(costs: Costs, owners: tuple[int, ...], batches: dict[int, int],
-              measured: list[tuple[Offload, float]],
-              base: Overheads | None = None, depth: int = 1) -> tuple[Overheads, float]:
-    """Fit the compute scale, then the message CPU, to measured rounds.
-
-    Returns the overheads and the worst relative error over ``measured``.
-
-    ``measured[0]`` must be all-local: it sends no message, so it alone fixes the compute scale
-    (the runtime's compute over the profile's). ``measured[1]`` (placements with messages) then
-    fixes the CPU a message costs. Two one-number fits, each as close as it can be: the two
-    constants are no longer traded against each other. ``costs`` are those of ``base`` (default
-    ``Overheads()``), whose latency, step cost, round end and cores are kept.
-    """
-    base = base or Overheads()
-    (local, local_seconds), (other, other_seconds) = measured[0], measured[1]
-    if local:
-        raise ValueError("calibrate: the first measured round must be all-local")
-    n = len(costs.speed)
-
-    def scaled(scale: float, cpu: float) -> Costs:
-        return replace(costs, forward=tuple(t * scale for t in costs.forward),
-                       backward=tuple(t * scale for t in costs.backward), message_cpu=cpu)
-
-    def seconds(offload: Offload, trial: Costs) -> float:
-        return evaluate(n, 4, owners, offload, trial, batches, depth).seconds
-
-    scale = round(_solve(lambda x: seconds(local, scaled(x, 0.0)), local_seconds, 0.01, 20.0), 6)
-    # Note: scan, not bisect. The round is not monotone in the message CPU (a slower message can
-    # reorder two ready steps for the better), so the fit scans 0..10 ms in 20 us steps.
-    cpu = min((i * 2e-5 for i in range(501)),
-              key=lambda x: abs(seconds(other, scaled(scale, x)) - other_seconds))
-    fitted = scaled(scale, cpu)
-    worst = max(abs(seconds(o, fitted) - t) / t for o, t in measured)
-    return replace(base, message_cpu=cpu, scale=scale), worst
-
-
 def _run(out: Path, name: str, lists: list[list[str]], slowdown: list[float],
-         shape: tuple[int, int, int, int]) -> float:
-    """Train ``lists`` with ``splitnet local``; return the measured round seconds."""
+         shape: tuple[int, int, int, int], model: BenchModel) -> tuple[
+             float, tuple[float, float]]:
+    """Train ``lists`` with ``splitnet local``; return the round seconds and its steps' CPU."""
     env = out / f"{name}.env"
-    env.write_text(_env_text(lists, slowdown, *shape))
+    env.write_text(_env_text(lists, slowdown, *shape, model=model))
     _, plan = prepare(env, env_file_required=True)
     log = io.StringIO()
     try:
@@ -163,65 +145,76 @@ def _run(out: Path, name: str, lists: list[list[str]], slowdown: list[float],
                               extra_env={ENV_KEY: ",".join(f"{k:g}" for k in slowdown)}, out=log)
     finally:
         (out / f"{name}.log").write_text(log.getvalue())
-    return _measured(folder)
+    return _measured(folder), step_cpu(folder)
 
 
 def _interleaved(out: Path, cases: list[tuple[str, list[list[str]]]], slowdown: list[float],
-                 shape: tuple[int, int, int, int], repeat: int,
-                 progress: Callable[[str], None]) -> list[float]:
-    """Run every case ``repeat`` times, interleaved (ABCABC); return each one's fastest round."""
-    best = [float("inf")] * len(cases)
+                 shape: tuple[int, int, int, int], model: BenchModel, repeat: int,
+                 progress: Callable[[str], None]) -> list[tuple[float, tuple[float, float]]]:
+    """Run every case ``repeat`` times, interleaved (ABCABC).
+
+    Returns each case's fastest round and the (CPU, steps) a round of the run with the least
+    step CPU.
+    """
+    best: list[tuple[float, tuple[float, float]]] = [
+        (float("inf"), (float("inf"), 0.0))] * len(cases)
     for attempt in range(repeat):
         for index, (name, lists) in enumerate(cases):
-            seconds = _run(out, f"{name}_{attempt + 1}", lists, slowdown, shape)
-            best[index] = min(best[index], seconds)
-            progress(f"{name} (run {attempt + 1}): {seconds:.3f} s a round")
+            seconds, cpu = _run(out, f"{name}_{attempt + 1}", lists, slowdown, shape, model)
+            best[index] = (min(best[index][0], seconds), min(best[index][1], cpu))
+            progress(f"{name} (run {attempt + 1}): {seconds:.3f} s a round, steps' CPU "
+                     f"{cpu[0]:.3f} s in {cpu[1]:.0f} steps")
     return best
 
 
-def run_placement_bench(out: Path, slowdown: list[float], rounds: int = 3, epochs: int = 4,
-                        batch_size: int = 32, budget: float = 10.0, repeat: int = 1,
-                        progress: Callable[[str], None] = print,
-                        depth: int = 1) -> list[PlacementRow]:
+def run_placement_bench(out: Path, slowdown: list[float], rounds: int = 3,
+                        epochs: int | None = None, batch_size: int | None = None,
+                        budget: float = 10.0, repeat: int = 1,
+                        progress: Callable[[str], None] = print, depth: int = 1,
+                        model: str = "cnn") -> list[PlacementRow]:
     """Calibrate on equal clients, then predict and run three placements with slowed ones.
 
     ``repeat`` runs each placement that many times, interleaved, and keeps its fastest round
-    (Note: fastest round).
+    (Note: fastest round). ``model`` is a key of :data:`MODELS`; ``epochs`` and ``batch_size``
+    default to its own.
     """
+    chosen = MODELS[model]
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]  # other work on the host slows every round
-    shape = (rounds, epochs, batch_size, depth)
+    shape = (rounds, epochs or chosen.epochs, batch_size or chosen.batch_size, depth)
     even = [1.0] * len(slowdown)
     base = out / "calibration.env"
-    base.write_text(_env_text(ALL_LOCAL, even, *shape))
+    base.write_text(_env_text(ALL_LOCAL, even, *shape, model=chosen))
     settings = load(base, environ={}, env_file_required=True)
     _, plan = prepare(base, env_file_required=True)
+    p = plan.num_partitions  # 4 for every model of MODELS, as the seed example needs
     profile = profile_partitions(settings.training, iterations=30)
     progress(f"profile: {sum(profile.forward) + sum(profile.backward):.4f} s a batch")
     pair = [("calibrate_all_local", ALL_LOCAL), ("calibrate_seed_example", SEED_EXAMPLE)]
-    fit = [(_offload(lists), seconds) for (_, lists), seconds in zip(
-        pair, _interleaved(out, pair, even, shape, repeat, progress), strict=True)]
+    calibration = _interleaved(out, pair, even, shape, chosen, repeat, progress)
+    fit = [(_offload(lists, p), seconds)
+           for (_, lists), (seconds, _) in zip(pair, calibration, strict=True)]
     base_overheads = Overheads(cores=os.cpu_count())
     start = auto_plan(settings, plan, profile, base_overheads, budget_seconds=0)
     overheads, fit_error = calibrate(start.costs, plan.owners, start.batches, fit, base_overheads,
-                                     depth)
+                                     depth, p, cpu=calibration[0][1][0])
     progress(f"calibrated: {overheads} (worst fit error {fit_error:.1%})")
     slow_env = out / "all_local.env"
-    slow_env.write_text(_env_text(ALL_LOCAL, slowdown, *shape))
+    slow_env.write_text(_env_text(ALL_LOCAL, slowdown, *shape, model=chosen))
     slow = load(slow_env, environ={}, env_file_required=True)
     auto = auto_plan(slow, plan, profile, overheads, budget_seconds=budget)
     auto_lists = [list(x) for x in auto.search.best.lists]
     cases = [("all-local", ALL_LOCAL), ("seed example", SEED_EXAMPLE), ("--auto", auto_lists)]
     measured = _interleaved(out, [(n.strip("-").replace(" ", "_"), lists) for n, lists in cases],
-                            slowdown, shape, repeat, progress)
+                            slowdown, shape, chosen, repeat, progress)
     rows = []
-    for (name, lists), seconds in zip(cases, measured, strict=True):
-        predicted = evaluate(len(slowdown), 4, plan.owners, _offload(lists), auto.costs,
+    for (name, lists), (seconds, _) in zip(cases, measured, strict=True):
+        predicted = evaluate(len(slowdown), p, plan.owners, _offload(lists, p), auto.costs,
                              auto.batches, depth).seconds
         rows.append(PlacementRow(name, lists, predicted, seconds, "held out"))
         progress(f"{name}: predicted {predicted:.3f} s, measured {seconds:.3f} s a round")
     (out / "placement.json").write_text(json.dumps(
-        {"slowdown": slowdown, "shape": shape, "repeat": repeat,
+        {"model": model, "slowdown": slowdown, "shape": shape, "repeat": repeat,
          "load_average": [load_before, os.getloadavg()[0]], "overheads": overheads.__dict__,
          "calibration": [{"offload": str(o), "seconds": t} for o, t in fit],
          "rows": [r.__dict__ for r in rows]}, indent=2))

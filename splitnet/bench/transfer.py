@@ -7,7 +7,8 @@
    rate limiter; time until all N have the payload ÷ (S / B). The gRPC reference sends S from
    the publisher to each receiver with the publisher's uplink paced at B (ideal: N).
 4. Round-end exchange of ResNet18 with 5 clients (``--resnet``): seconds per exchange with
-   ``BULK_TRANSPORT=torrent`` and ``grpc``, from two ``splitnet local`` runs.
+   ``BULK_TRANSPORT=torrent``, ``auto`` (states inline, model by BitTorrent) and ``grpc``, from
+   three ``splitnet local`` runs.
 5. The round-end exchange pattern alone (``bench/exchange.py``), ResNet18-sized by default:
    torrent ÷ gRPC seconds, uncapped and with every uplink capped at B.
 """
@@ -197,12 +198,16 @@ def one_to_many(receivers: list[int], size: int, cap: int, workdir: Path) -> lis
 
 
 def resnet_exchange(workdir: Path) -> dict[str, Any]:
-    """Run ResNet18 with 5 clients for 1 round with each bulk transport; seconds per exchange."""
+    """Run ResNet18 with 5 clients for 2 rounds with each bulk transport; seconds per exchange.
+
+    ``auto`` (the default) sends the states inline and the model by BitTorrent (Note: one
+    receiver goes inline, in transport/bulk.py); ``torrent`` sends both by BitTorrent.
+    """
     from splitnet.plan.generate import generate_lists
 
     lists = generate_lists(5, 10, None, {})
     out: dict[str, Any] = {}
-    for bulk in ("torrent", "grpc"):
+    for bulk in ("torrent", "auto", "grpc"):
         results = workdir / f"resnet-{bulk}"
         env = workdir / f"resnet-{bulk}.env"
         env.write_text("\n".join([

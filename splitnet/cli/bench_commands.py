@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
-from splitnet.cli.commands import usage
+from splitnet.cli.commands import check_budget, usage
 from splitnet.errors import EXIT_CONFIG, EXIT_OK
 
 __all__ = [
@@ -70,9 +71,9 @@ def cmd_bench_transfer(args: argparse.Namespace) -> int:
     from splitnet.bench.options import transfer_options
     from splitnet.bench.transfer import run_transfer_bench
 
-    o = transfer_options(args.sizes, args.receivers, args.payload, args.cap, args.resnet)
-    print(run_transfer_bench(o.sizes, o.receivers, o.payload, o.cap, o.resnet,
-                             max(args.exchange, 0)))
+    o = transfer_options(args.sizes, args.receivers, args.payload, args.cap, args.resnet,
+                         args.exchange)
+    print(run_transfer_bench(o.sizes, o.receivers, o.payload, o.cap, o.resnet, o.exchange))
     return EXIT_OK
 
 
@@ -94,6 +95,16 @@ def cmd_bench_reduce(args: argparse.Namespace) -> int:
 
     if args.owners < 2 or args.rounds < 2:
         raise usage(f"--owners {args.owners} --rounds {args.rounds}: expected at least 2 of each")
+    if args.rate is not None:  # checked here, not by the first splitnet local --wan it runs
+        from splitnet.ops.wan import check_rate, wan_unavailable
+
+        try:
+            check_rate(args.rate)
+        except ValueError:
+            raise usage(f"--rate {args.rate!r}: expected a positive tc rate, e.g. 8mbit, "
+                        "5mbps") from None
+        if why := wan_unavailable():
+            raise usage(f"--rate: {why}")
     print(run_reduce_bench(args.out, args.owners, args.model, args.dataset, args.rounds,
                            args.rate, args.bulk,
                            progress=lambda line: print(line, file=sys.stderr)))
@@ -135,15 +146,22 @@ def cmd_bench_placement(args: argparse.Namespace) -> int:
         slowdown = [float(k) for k in args.slowdown.split(",")]
     except ValueError:
         slowdown = []
-    if len(slowdown) != 5 or any(not k >= 1 for k in slowdown):
-        raise usage(f"--slowdown {args.slowdown}: expected 5 factors ≥ 1, e.g. 1,1,8,8,1")
-    if min(args.rounds, args.epochs, args.batch_size, args.repeat) < 1 or args.budget <= 0:
-        raise usage("--rounds, --epochs, --batch-size, --repeat and --budget must be positive")
+    if len(slowdown) != 5 or any(not 1 <= k < math.inf for k in slowdown):
+        raise usage(f"--slowdown {args.slowdown}: expected 5 finite factors ≥ 1, e.g. 1,1,8,8,1")
+    counts = {"--rounds": args.rounds, "--repeat": args.repeat, "--epochs": args.epochs,
+              "--batch-size": args.batch_size}  # epochs, batch size None: the model's own
+    for flag, value in counts.items():
+        if value is not None and value < 1:
+            raise usage(f"{flag} {value}: expected a whole number ≥ 1")
+    if args.rounds < 2:
+        raise usage(f"--rounds {args.rounds}: expected at least 2 (the first round warms up "
+                    "and is left out of the measured round time)")
+    check_budget(args.budget)
     if not 1 <= args.depth <= 64:
         raise usage(f"--depth {args.depth}: expected a PIPELINE_DEPTH from 1 to 64")
     rows = run_placement_bench(args.out, slowdown, args.rounds, args.epochs, args.batch_size,
                                args.budget, args.repeat,
                                progress=lambda line: print(line, file=sys.stderr),
-                               depth=args.depth)
+                               depth=args.depth, model=args.model)
     print(placement_table(rows, slowdown))
     return EXIT_OK

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from splitnet.errors import EXIT_OK
+from splitnet.plan.generate import COMMAND_LINE
 
 __all__ = [
     "usage",
+    "check_budget",
+    "check_out_file",
     "cmd_validate",
     "cmd_plan",
     "cmd_run",
     "cmd_local",
+    "local_tls",
     "cmd_baseline",
     "cmd_compose",
     "cmd_report",
@@ -60,20 +65,55 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """Run ``splitnet plan``."""
     from splitnet.plan import generate, view
 
+    _check_plan_mode(args)
     if args.auto:
-        from splitnet.ops.autoplan import auto_plan, format_auto, load_profile
+        from splitnet.ops.autoplan import (
+            DEFAULT_BUDGET_SECONDS,
+            auto_plan,
+            format_auto,
+            load_profile,
+        )
 
-        if args.budget <= 0:
-            raise usage(f"--budget {args.budget}: expected a positive number of seconds")
+        budget = args.budget if args.budget is not None else DEFAULT_BUDGET_SECONDS
         settings, plan = _prepare(args)
         profile = load_profile(args.profile) if args.profile else None
-        print(format_auto(auto_plan(settings, plan, profile, budget_seconds=args.budget)))
+        print(format_auto(auto_plan(settings, plan, profile, budget_seconds=budget)))
     elif args.generate:
-        print(generate.generate(args.clients, args.partitions, args.model, args.bert_model,
-                                args.owners, args.offload, args.format))
+        print(generate.generate(args.clients, args.partitions, args.model,
+                                args.bert_model or "tiny", args.owners, args.offload,
+                                args.format))
     else:
         print(view.render(_prepare(args)[1], args.format))
     return EXIT_OK
+
+
+def _check_plan_mode(args: argparse.Namespace) -> None:
+    """Refuse every flag given that ``plan``'s mode (view, --generate, --auto) would ignore."""
+    from splitnet.errors import ConfigError, Violation
+
+    mode = "--auto" if args.auto else "--generate" if args.generate else None
+    generate_only = {"--clients": args.clients, "--partitions": args.partitions,
+                     "--model": args.model, "--bert-model": args.bert_model,
+                     "--owners": args.owners, "--offload": args.offload or None}
+    auto_only = {"--profile": args.profile, "--budget": args.budget}
+    problems = []
+    if args.auto and args.generate:
+        problems.append("--auto with --generate: pick one (--auto searches a placement for "
+                        "the configuration; --generate writes lists without one)")
+    for needs, flags in (("--generate", generate_only), ("--auto", auto_only)):
+        for flag in (f for f, value in flags.items() if value is not None):
+            if mode is None:
+                problems.append(f"{flag} without {needs}: it is read only with {needs}")
+            elif mode != needs and not (args.auto and args.generate):
+                problems.append(f"{flag} with {mode}: it is read only with {needs}")
+    if args.auto and args.format == "json":
+        problems.append("--format json with --auto: --auto prints text only")
+    if args.budget is not None and (why := budget_problem(args.budget)):
+        problems.append(why)
+    if args.generate and not args.auto and args.env_file is not None:
+        problems.append("--env-file with --generate: --generate reads no configuration")
+    if problems:
+        raise ConfigError([Violation("usage", p) for p in problems], COMMAND_LINE)
 
 
 def _setup_logging(name: str) -> None:
@@ -112,10 +152,20 @@ def cmd_local(args: argparse.Namespace) -> int:
                                 run_id=settings.output.run_id,
                                 restarts=RESTARTS if args.restart_on_failure else 0,
                                 checkpoint_dir=settings.recovery.checkpoint_dir,
-                                extra_env={"TLS": "off"} if args.tls == "off" else None,
+                                extra_env={"TLS": "off"} if local_tls(
+                                    args.tls, settings.network.tls) == "off" else None,
                                 wan=wan)
     print(summary_line(summary, folder))
     return EXIT_OK
+
+
+def local_tls(flag: str | None, configured: str) -> str:
+    """Return ``splitnet local``'s TLS: ``--tls`` if given, else the configuration's ``TLS=off``.
+
+    Local runs make their own CA, so ``TLS=on`` and ``auto`` both mean on; only an explicit
+    ``TLS=off`` in the file (or the environment) turns it off without the flag.
+    """
+    return flag or ("off" if configured == "off" else "on")
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
@@ -185,19 +235,41 @@ def usage(message: str) -> Exception:
     return ConfigError(Violation("usage", message), "the command line")
 
 
+def budget_problem(seconds: float) -> str | None:
+    """Say why a search ``--budget`` is no finite positive number of seconds, or None."""
+    if not 0 < seconds < math.inf:
+        return f"--budget {seconds:g}: expected a positive number of seconds"
+    return None
+
+
+def check_budget(seconds: float) -> None:
+    """Refuse a search ``--budget`` that is not a finite positive number of seconds."""
+    if why := budget_problem(seconds):
+        raise usage(why)
+
+
+def check_out_file(path: Path, flag: str) -> None:
+    """Refuse a file ``flag`` names that cannot be written: no folder, a folder, not writable."""
+    folder = path.parent
+    if path.is_dir():
+        raise usage(f"{flag} {path}: is a folder; expected a file to write")
+    if not folder.is_dir():
+        raise usage(f"{flag} {path}: the folder {folder} does not exist")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise usage(f"{flag} {path}: not writable")
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     """Run ``splitnet profile``."""
-    from splitnet.learning.profile import profile_partitions
-    from splitnet.learning.threads import apply_threads
-    from splitnet.ops.autoplan import format_profile, profile_text
+    from splitnet.ops.autoplan import format_profile, profile_here, profile_text
 
     if args.iterations < 1:
         raise usage(f"--iterations {args.iterations}: expected at least 1")
+    if args.out is not None:  # checked before the profiling, not after it
+        check_out_file(args.out, "--out")
     settings, _ = _prepare(args)
-    apply_threads(0, settings.output.torch_interop_threads)
-    profile = profile_partitions(settings.training, iterations=args.iterations,
-                                 threads=settings.output.torch_threads or 1)
-    print(profile_text(profile))
+    profile = profile_here(settings, iterations=args.iterations)
+    print(profile_text(profile, settings.training.num_clients))
     if args.out is not None:
         args.out.write_text(format_profile(profile) + "\n")
         print(f"wrote {args.out}")

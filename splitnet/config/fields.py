@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from splitnet.config import catalog
-from splitnet.config.costs import bandwidth_list, rtt_seconds, speed_list
+from splitnet.config.costs import bandwidth_list, client_rtt, speed_list
 from splitnet.config.parsing import (
     bandwidth,
     boolean,
@@ -31,8 +31,8 @@ from splitnet.config.parsing import (
     time_value,
 )
 
-__all__ = ["DEFAULT_CHECKPOINT_DIR", "FIELDS", "GROUPS", "KNOWN_KEYS", "STAGES_ALIAS", "STAGES_KEY",
-           "Field"]
+__all__ = ["DEFAULT_BULK_TORRENT_MIN_MIB", "DEFAULT_CHECKPOINT_DIR", "FIELDS", "GROUPS",
+           "KNOWN_KEYS", "STAGES_ALIAS", "STAGES_KEY", "Field"]
 
 STAGES_KEY = "SIMULATION_STAGES_CLIENTS"
 STAGES_ALIAS = "STAGES_CLIENTS"
@@ -56,6 +56,9 @@ class Field:
 
 DEFAULT_CHECKPOINT_DIR = "./checkpoints"
 """Where checkpoints go unless set (``splitnet local`` then uses the run's own folder)."""
+DEFAULT_BULK_TORRENT_MIN_MIB = 4.0
+"""``BULK_TORRENT_MIN_MIB`` unless set; also :class:`~splitnet.transport.network.NetworkOptions`'
+default, so the two cannot disagree."""
 
 FIELDS: tuple[Field, ...] = (
     # training: facts that must match on every client (the plan's fingerprint covers them)
@@ -142,10 +145,12 @@ FIELDS: tuple[Field, ...] = (
           "direct tensor channel listen port (0: any free port, announced at join)"),
     # transport: how tensors and model states travel
     Field("BULK_TRANSPORT", "transport", "bulk_transport", choice("auto", "torrent", "grpc"),
-          "auto", "how model states and partitions travel (auto: BitTorrent from "
-          "BULK_TORRENT_MIN_MIB up, gRPC below)"),
-    Field("BULK_TORRENT_MIN_MIB", "transport", "bulk_torrent_min_mib", positive_float, 4.0,
-          "with BULK_TRANSPORT=auto, the smallest object that goes over BitTorrent (4: the "
+          "auto", "how model states and partitions travel (auto: BitTorrent for models "
+          "every client receives from BULK_TORRENT_MIN_MIB up, gRPC for the rest)"),
+    Field("BULK_TORRENT_MIN_MIB", "transport", "bulk_torrent_min_mib", number(1e-6, 1e6, "4"),
+          DEFAULT_BULK_TORRENT_MIN_MIB,
+          "with BULK_TRANSPORT=auto, the smallest object that goes over BitTorrent "
+          f"({DEFAULT_BULK_TORRENT_MIN_MIB:g}: the "
           "exchange is faster by torrent from 2-4 MiB at 8 MiB/s uplinks; BENCHMARKS.md)"),
     Field("ACTIVATION_TRANSPORT", "transport", "activation_transport",
           choice("direct", "grpc", "torrent"), "direct", "how activations and gradients travel"),
@@ -201,8 +206,8 @@ FIELDS: tuple[Field, ...] = (
           "fast), one number or one per client, e.g. [1,1,0.5,0.5,1]"),
     Field("CLIENT_BANDWIDTH", "placement", "client_bandwidth", bandwidth_list, None,
           "each client's link, a tc rate or one per client, e.g. 100mbit (default unlimited)"),
-    Field("CLIENT_RTT", "placement", "client_rtt", rtt_seconds, 0.0,
-          "round-trip time between two clients, e.g. 20ms (default 0)"),
+    Field("CLIENT_RTT", "placement", "client_rtt", client_rtt, None,
+          "round-trip time between two clients, e.g. 20ms (default 2 x NETWORK_DELAY, or 0)"),
     # loading only
     Field("CONFIG_FILE", None, "config_file", text, None,
           "file holding SIMULATION_STAGES_CLIENTS as data (JSON or a Python literal)"),

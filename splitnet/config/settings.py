@@ -149,7 +149,7 @@ class PlacementSettings:
 
     client_speed: tuple[float, ...] | None = None
     client_bandwidth: tuple[float, ...] | None = None
-    client_rtt: float = 0.0
+    client_rtt: float | None = None  # None: 2 x NETWORK_DELAY, or 0 (an explicit 0 stays 0)
 
 
 @dataclass(frozen=True)

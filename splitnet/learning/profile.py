@@ -46,20 +46,56 @@ class Profile:
     def from_json(cls, data: dict[str, Any]) -> Profile:
         """Read :meth:`as_json`'s output; raise ValueError naming a missing or bad field."""
         try:
-            profile = cls(str(data["model"]), int(data["batch_size"]), int(data["threads"]),
-                          tuple(float(x) for x in data["forward"]),
-                          tuple(float(x) for x in data["backward"]),
-                          tuple(int(x) for x in data["activation_bytes"]),
-                          int(data["model_bytes"]))
-        except (KeyError, TypeError, ValueError) as exc:
+            fields = {key: data[key] for key in ("model", "batch_size", "threads", "forward",
+                                                 "backward", "activation_bytes", "model_bytes")}
+            lists = [list(fields[key]) for key in ("forward", "backward", "activation_bytes")]
+        except (KeyError, TypeError) as exc:
             raise ValueError(f"not a splitnet profile ({type(exc).__name__}: {exc}); expected "
                              "the JSON `splitnet profile --out` writes") from None
-        sizes = {len(profile.forward), len(profile.backward), len(profile.activation_bytes)}
-        if len(sizes) != 1 or any(not (t >= 0 and math.isfinite(t))
-                                  for t in profile.forward + profile.backward):
-            raise ValueError("a profile needs one finite, non-negative time per partition in "
-                             "forward and backward, and one size in activation_bytes")
-        return profile
+        problems: list[str] = []
+        counts = {key: _check(problems, key, fields[key], _count, minimum)
+                  for key, minimum in (("batch_size", 1), ("threads", 1), ("model_bytes", 0))}
+        forward, backward = ([_check(problems, f"{key}[{i}]", x, _seconds)
+                              for i, x in enumerate(values)]
+                             for key, values in zip(("forward", "backward"), lists[:2],
+                                                    strict=True))
+        sizes = [_check(problems, f"activation_bytes[{i}]", x, _count, 0)
+                 for i, x in enumerate(lists[2])]
+        if len({len(values) for values in lists}) != 1:
+            problems.append("forward, backward and activation_bytes need one entry per "
+                            "partition each")
+        if problems:
+            raise ValueError("bad values in the profile: " + "; ".join(problems))
+        return cls(str(fields["model"]), counts["batch_size"], counts["threads"],
+                   tuple(forward), tuple(backward), tuple(sizes), counts["model_bytes"])
+
+
+MAX_STEP_SECONDS = 3600.0
+"""The longest partition step a profile may claim: an hour (a larger time is no measurement)."""
+
+
+def _check(problems: list[str], name: str, value: Any, parse: Any, *args: Any) -> Any:
+    """Return ``parse(value, *args)``, or 0 with ``name: why`` added to ``problems``."""
+    try:
+        return parse(value, *args)
+    except ValueError as exc:
+        problems.append(f"{name} {exc}")
+        return 0
+
+
+def _count(value: Any, minimum: int) -> int:
+    """Return a JSON whole number ≥ ``minimum`` (not a bool, not 32.5)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{value!r}: expected a whole number ≥ {minimum}")
+    return value
+
+
+def _seconds(value: Any) -> float:
+    """Return a JSON time in seconds from 0 to :data:`MAX_STEP_SECONDS`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            0 <= value <= MAX_STEP_SECONDS):
+        raise ValueError(f"{value!r}: expected a time from 0 to {MAX_STEP_SECONDS:g} s")
+    return float(value)
 
 
 def _batch(training: TrainingSettings, generator: torch.Generator) -> tuple[torch.Tensor,

@@ -14,10 +14,11 @@ from splitnet.config.settings import Settings
 from splitnet.errors import ConfigError, Violation
 from splitnet.learning.sizes import wire_limits
 from splitnet.learning.slowdown import slowdown_factor
-from splitnet.learning.threads import apply_threads
+from splitnet.learning.threads import apply_client_threads
 from splitnet.node.node import Node
 from splitnet.node.rejoin import run_rejoining
 from splitnet.plan.plan import Plan
+from splitnet.transport.bulk import uses_swarm
 from splitnet.transport.network import GrpcNetwork, NetworkOptions
 from splitnet.transport.tls import Identity, TlsFiles, load_identity, tls_wanted
 
@@ -80,9 +81,8 @@ def _identity(settings: Settings, me: int) -> Identity | None:
 def _bulk(settings: Settings, identity: Identity | None) -> str:
     """Return BULK_TRANSPORT, once TLS=on certificates are known to suit SSL torrents."""
     transport = settings.transport
-    uses_torrent = (transport.bulk_transport in ("auto", "torrent")
-                    or transport.activation_transport == "torrent")
-    if identity is not None and uses_torrent and not identity.covers_torrents:
+    if (identity is not None and not identity.covers_torrents
+            and uses_swarm(transport.bulk_transport, transport.activation_transport)):
         raise ConfigError(Violation(
             "setting", f"TLS=on with BULK_TRANSPORT={transport.bulk_transport} / "
                        f"ACTIVATION_TRANSPORT={transport.activation_transport}: certificate "
@@ -106,7 +106,7 @@ def run_client(plan: Plan, settings: Settings) -> dict[str, Any]:
     SIGTERM stops the client like a failure: its peers are told and its results written.
     """
     options = network_options(settings, plan)  # a missing CLIENT_NUMBER fails before any node
-    apply_threads(settings.output.torch_threads, settings.output.torch_interop_threads)
+    apply_client_threads(settings.output)
     slowdown_factor()  # test-only SPLITNET_TEST_SLOWDOWN: a bad value stops the client here
 
     def started(node: Node) -> None:

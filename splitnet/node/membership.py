@@ -2,11 +2,11 @@
 
 A client joins every peer (retrying with backoff until ``JOIN_TIMEOUT``): both sides compare
 plan fingerprints and a difference is named key by key; each side learns the ports the other
-announced, the run id (``splitnet.node.run``) and its verified checkpoint rounds
-(``splitnet.node.resume``). A join with a different plan, or from a
-number outside the plan, is refused (the joiner stops); it never stops the members: at start-up
-a member that was refused this way fails its own join to that peer with the same difference
-(Note: a refused joiner is not fatal).
+announced, the run id (``splitnet.node.run``), its verified checkpoint rounds
+(``splitnet.node.resume``) and its transports (Note: same transports). A join with a different
+plan or transports, or from a number outside the plan, is refused (the joiner stops); it never
+stops the members: at start-up a member that was refused this way fails its own join to that
+peer with the same difference (Note: a refused joiner is not fatal).
 Note: second join. With ``FAILURE_POLICY=wait`` a peer joins a client once per incarnation: a
 second join means the peer restarted. The client refuses it as retryable (the joiner backs off
 and tries again) and restarts itself (:mod:`splitnet.node.rejoin`), so that every client meets
@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from splitnet.errors import (
@@ -38,6 +38,7 @@ from splitnet.errors import (
     RuntimeFailure,
     SplitnetError,
 )
+from splitnet.node.join_facts import TRANSPORTS_FACT, JoinFacts
 from splitnet.node.resume import ROUNDS_FACT, Resume
 from splitnet.node.run import RunId
 from splitnet.node.secagg import SecureAggregation
@@ -63,31 +64,16 @@ class _Silent(Exception):
         self.number = number
 
 
-class _JoinFacts:
-    """What a join announces besides the plan: checkpoint rounds, a secure-aggregation key."""
-
-    def __init__(self, plan: Plan, resume: Resume, secagg: SecureAggregation | None) -> None:
-        self._plan, self._resume, self._secagg = plan, resume, secagg
-
-    def announce(self) -> dict[str, Any]:
-        facts = self._resume.announce(self._plan.facts())
-        return self._secagg.announce(facts) if self._secagg is not None else facts
-
-    def learn(self, peer: int, facts: dict[str, Any]) -> None:
-        self._resume.learn(peer, facts)  # ProtocolError if malformed: the join is refused
-        if self._secagg is not None:
-            self._secagg.learn(peer, facts)
-
-
 class Membership:
     """Joins the peers, answers their joins, and tells them when this client ends."""
 
     def __init__(self, plan: Plan, network: Network, failure: Failure, run: RunId,
                  resume: Resume, *, join_timeout: float,
-                 secagg: SecureAggregation | None = None) -> None:
+                 secagg: SecureAggregation | None = None,
+                 transports: Mapping[str, str] | None = None) -> None:
         self._plan = plan
         self._resume = resume  # checkpoint rounds travel in the join facts
-        self._facts = _JoinFacts(plan, resume, secagg)
+        self._facts = JoinFacts(plan, resume, secagg, transports)
         self._run = run
         self._network = network
         self._failure = failure
@@ -158,6 +144,8 @@ class Membership:
                 delay = min(delay * 2, 1.0)
         if fingerprint != self._plan.fingerprint:
             raise PlanMismatch(self._mismatch(peer.number, facts))
+        if (why := self._facts.transport_mismatch(self.me, peer.number, facts)) is not None:
+            raise PlanMismatch(why)
         self._run.learn(peer.number, run_id)
         self._facts.learn(peer.number, facts)
         self._network.learn(peer.number, torrent_port, tensor_port)
@@ -184,8 +172,10 @@ class Membership:
             raise error
         if fingerprint != self._plan.fingerprint and self._sibling(facts, fingerprint):
             self._refuse_sibling(client, facts)
-        if fingerprint != self._plan.fingerprint:
-            mismatch = PlanMismatch(self._mismatch(client, facts))
+        why = (self._mismatch(client, facts) if fingerprint != self._plan.fingerprint
+               else self._facts.transport_mismatch(self.me, client, facts))
+        if why is not None:
+            mismatch = PlanMismatch(why)
             self._refused[client] = mismatch
             self._log_refusal(client, fingerprint, mismatch)
             raise mismatch
@@ -242,7 +232,8 @@ class Membership:
         log.warning("client %d refused a join from client %d: %s", self.me, client, error)
 
     def _mismatch(self, other: int, facts: dict[str, Any]) -> str:
-        facts = {key: value for key, value in facts.items() if key != ROUNDS_FACT}
+        facts = {key: value for key, value in facts.items()
+                 if key not in (ROUNDS_FACT, TRANSPORTS_FACT)}
         difference = describe_difference(self._plan.facts(), facts, self.me, other)
         if len(difference) > DIFFERENCE_CHARS:
             difference = difference[:DIFFERENCE_CHARS] + " ..."

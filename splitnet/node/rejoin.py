@@ -89,7 +89,10 @@ async def run_rejoining(plan: Plan, settings: Settings, make_node: MakeNode,
             if node.joined or lost_since is None:  # a new loss (the last rejoin succeeded)
                 lost_since, first_loss = now, str(exc).splitlines()[0]
             left = lost_since + r.rejoin_timeout - now
-            if left <= 0 or (not node.joined and "JOIN_TIMEOUT" in str(exc)):
+            joined_none = not node.joined and "JOIN_TIMEOUT" in str(exc)
+            if previous is None and joined_none:
+                raise RuntimeFailure(_never_joined(node.me, settings, exc)) from None
+            if left <= 0 or joined_none:
                 raise RuntimeFailure(
                     f"client {node.me}: the run stopped ({first_loss}) and no rejoin happened "
                     f"within REJOIN_TIMEOUT={r.rejoin_timeout:g}s ({str(exc).splitlines()[0]}). "
@@ -99,6 +102,19 @@ async def run_rejoining(plan: Plan, settings: Settings, make_node: MakeNode,
             log.warning("client %d: %s; restarting from its checkpoint, waiting up to %.0fs for "
                         "every peer to rejoin", node.me, str(exc).splitlines()[0], left)
             current, previous = _next_settings(settings, node, left), node
+
+
+def _never_joined(me: int, settings: Settings, exc: BaseException) -> str:
+    """Return the stop message of a process that joined none of its peers.
+
+    Note: start is not a rejoin. This process's first join is bounded by ``JOIN_TIMEOUT``; when
+    it expires this process has lost nothing, so ``REJOIN_TIMEOUT`` never started: the message
+    names the timeout that did expire (a restarted client's peers may have stopped meanwhile).
+    """
+    return (f"client {me}: this process joined no peer within JOIN_TIMEOUT="
+            f"{settings.network.join_timeout:g}s ({str(exc).splitlines()[0]}). Start (or "
+            "restart) every client with the same plan, check PEERS and that each peer is "
+            "reachable, or raise JOIN_TIMEOUT")
 
 
 def _drop(node: Node, plan: Plan, lost: PeersLost) -> Plan:

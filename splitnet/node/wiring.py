@@ -125,7 +125,9 @@ def build_parts(plan: Plan, settings: Settings, network: Network, metrics: Metri
     run = RunId(results, me, s.server_number, settings.output.run_id)
     secagg = SecureAggregation(plan, me) if s.secure_aggregation else None
     membership = Membership(plan, network, failure, run, resume,
-                            join_timeout=settings.network.join_timeout, secagg=secagg)
+                            join_timeout=settings.network.join_timeout, secagg=secagg,
+                            transports={"bulk": settings.transport.bulk_transport,
+                                        "activations": settings.transport.activation_transport})
     background = Background(failure)
     aggregator: Aggregator | None = None
 

@@ -18,12 +18,16 @@ from splitnet.config.costs import bytes_per_second, rtt_seconds
 from splitnet.config.settings import Settings
 from splitnet.errors import ConfigError, Violation
 from splitnet.learning.profile import Profile, batches_per_round, profile_partitions
+from splitnet.learning.threads import apply_client_threads
 from splitnet.plan.plan import Plan
 from splitnet.plan.search import Candidate, Search, evaluate, search
 from splitnet.plan.simulate import Costs
 
 __all__ = ["Overheads", "AutoResult", "auto_plan", "costs_for", "format_auto", "format_profile",
-           "load_profile", "profile_text"]
+           "load_profile", "profile_here", "profile_text", "speed_example"]
+
+DEFAULT_BUDGET_SECONDS = 10.0
+"""How long ``plan --auto``'s search for moves may take unless ``--budget`` says."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Overheads:
     cores: int | None = None  # clients sharing one host's cores (splitnet local): how many
     message_cpu: float = 0.0016  # CPU a message costs each end (serialise, TLS, gRPC), seconds
     scale: float = 1.0  # the runtime's compute time over the profile's
+    compute_cpu: float = 1.0  # CPU seconds in a second of that compute (Note: slept CPU)
 
 
 @dataclass(frozen=True)
@@ -72,38 +77,47 @@ def costs_for(settings: Settings, profile: Profile, overheads: Overheads) -> Cos
             "usage", f"the profile is of {profile.model} with {len(profile.forward)} partitions "
                      f"but CURRENT_MODEL={settings.training.model} has {p}; run `splitnet "
                      "profile` with this .env"), "the command line")
-    # Note: linear in the batch. A profile taken at another batch size is scaled linearly.
-    scale = overheads.scale * settings.training.batch_size / profile.batch_size
+    # Note: linear in the batch. A profile taken at another batch size is scaled linearly (its
+    # times also by the calibrated compute scale, its bytes not).
+    batch = settings.training.batch_size / profile.batch_size
+    scale = overheads.scale * batch
     s, shaping = settings.placement, settings.shaping
     # Note: shaped defaults. Unset, the links are UPLOAD_BANDWIDTH (every client's egress cap)
     # and the RTT twice NETWORK_DELAY (added each way), as the containers shape them.
     bandwidth = s.client_bandwidth or (
         (bytes_per_second(shaping.upload_bandwidth),) if shaping.upload_bandwidth else None)
-    rtt = s.client_rtt or (2 * rtt_seconds(shaping.network_delay)
-                           if shaping.network_delay else 0.0)
+    rtt = s.client_rtt if s.client_rtt is not None else (
+        2 * rtt_seconds(shaping.network_delay) if shaping.network_delay else 0.0)
     links = _per_client(bandwidth, n, math.inf)
     # Note: round-end exchange. Central averaging moves every owner's replica to the aggregator
     # and the averaged model back: 2 x owners x the model over the aggregator's link, the same
-    # for every placement (it shifts the predictions, never the choice).
-    owners = len({task.split("_")[0] for tasks in settings.training.stages_clients
-                  for task in tasks})
-    exchange = 2 * owners * profile.model_bytes / links[settings.training.server_number - 1]
+    # for every placement (it shifts the predictions, never the choice). AGGREGATION=reduce
+    # moves about 2 x the model through each client (reduce-scatter, then all-gather): the
+    # slowest link bounds it. An approximation: a holder of k replicas sends k chunks (never
+    # pre-summed), which this fixed cost does not see.
+    if settings.training.aggregation == "reduce":
+        exchange = 2 * profile.model_bytes / min(links)
+    else:
+        owners = len({task.split("_")[0] for tasks in settings.training.stages_clients
+                      for task in tasks})
+        exchange = 2 * owners * profile.model_bytes / links[settings.training.server_number - 1]
     return Costs(tuple(t * scale for t in profile.forward),
                  tuple(t * scale for t in profile.backward),
-                 tuple(int(b * scale) for b in profile.activation_bytes),
+                 tuple(int(b * batch) for b in profile.activation_bytes),
                  _per_client(s.client_speed, n, 1.0), links,
                  rtt, overheads.message, overheads.step, overheads.round + exchange,
-                 overheads.cores, overheads.message_cpu)
+                 overheads.cores, overheads.message_cpu, overheads.compute_cpu)
 
 
 def auto_plan(settings: Settings, plan: Plan, profile: Profile | None = None,
-              overheads: Overheads | None = None, budget_seconds: float = 10.0) -> AutoResult:
+              overheads: Overheads | None = None,
+              budget_seconds: float = DEFAULT_BUDGET_SECONDS) -> AutoResult:
     """Profile (unless given), predict the current placement and search for the best one."""
     t = settings.training
     shard_order = plan.shard_owners or plan.owners  # the data first: a missing set fails fast
     all_batches = batches_per_round(t, settings.data, tuple(shard_order), plan.num_shards)
     batches = {o: all_batches[o] for o in plan.owners}
-    profile = profile or profile_partitions(t, threads=settings.output.torch_threads or 1)
+    profile = profile or profile_here(settings)
     costs = costs_for(settings, profile, overheads or Overheads())
     p = plan.num_partitions
     current_offload = {(o, q): r for (o, q), r in plan.runners.items()
@@ -132,8 +146,27 @@ def format_auto(result: AutoResult) -> str:
     return "\n".join(lines)
 
 
-def profile_text(profile: Profile) -> str:
-    """Return the table ``splitnet profile`` prints and the lines to paste into .env."""
+def profile_here(settings: Settings, iterations: int = 10) -> Profile:
+    """Profile the configured model on this machine at the threads a client computes with.
+
+    The thread counts are set by the client's own function (``apply_client_threads``): with
+    ``TORCH_THREADS`` unset, torch's default, as ``splitnet run`` keeps it.
+    """
+    threads = apply_client_threads(settings.output)
+    return profile_partitions(settings.training, iterations=iterations, threads=threads)
+
+
+def speed_example(num_clients: int) -> str:
+    """Return an example ``CLIENT_SPEED`` list for ``num_clients`` clients (half of them at 0.5)."""
+    fast = (num_clients + 1) // 2
+    return "[" + ",".join(["1"] * fast + ["0.5"] * (num_clients - fast)) + "]"
+
+
+def profile_text(profile: Profile, num_clients: int) -> str:
+    """Return the table ``splitnet profile`` prints and the lines to paste into .env.
+
+    The ``CLIENT_SPEED`` example has one speed per configured client (``NUM_CLIENTS``).
+    """
     rows = [f"{profile.model}, batch {profile.batch_size}, {profile.threads} thread(s); "
             "median seconds per batch on this machine:",
             "partition  forward_ms  backward_ms  hands_on_bytes"]
@@ -143,8 +176,8 @@ def profile_text(profile: Profile) -> str:
     total = sum(profile.forward) + sum(profile.backward)
     rows += [f"total {total * 1e3:.3f} ms a batch; model {profile.model_bytes} bytes.",
              "This machine is speed 1: give each client its speed relative to it, e.g.",
-             "CLIENT_SPEED=[1,1,0.5,0.5,1]   # run `splitnet profile` on each and divide "
-             "this total by its total"]
+             f"CLIENT_SPEED={speed_example(num_clients)}   # run `splitnet profile` on each "
+             "and divide this total by its total"]
     return "\n".join(rows)
 
 

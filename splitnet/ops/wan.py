@@ -31,7 +31,7 @@ from types import TracebackType
 from splitnet.errors import ConfigError, RuntimeFailure, Violation
 from splitnet.ops.wan_relay import RelayLink
 
-__all__ = ["Link", "Wan", "parse_links", "rtt_links", "wan_unavailable"]
+__all__ = ["Link", "Wan", "check_rate", "parse_links", "rtt_links", "wan_unavailable"]
 
 MTU = 65000
 TUN_QUEUE = 10000  # packets the kernel queues for the relay (default 500) before dropping
@@ -67,6 +67,14 @@ _TO_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 _FORM = "expected 'delay=10ms,jitter=1ms,loss=0.5%,rate=100mbit' or 'K:delay=40ms'"
 
 
+def check_rate(text: str) -> str:
+    """Return the tc rate ``text`` in lower case; raise ValueError if it is not a positive one."""
+    m = _RATE.fullmatch(text.lower())
+    if not m or float(m["n"]) <= 0:
+        raise ValueError(f"rate '{text}': expected a positive tc rate, e.g. 100mbit, 5mbps")
+    return text.lower()
+
+
 def _value(spec: str, key: str, text: str) -> float | str:
     """One ``key=text`` of ``spec``, checked; raises ValueError with the rule broken."""
     if key in ("delay", "jitter"):
@@ -84,12 +92,12 @@ def _value(spec: str, key: str, text: str) -> float | str:
         loss = float(m["n"]) / (100 if m["pct"] else 1)
         if not 0 <= loss <= 1:
             raise ValueError(f"loss '{text}': must be between 0 and 100%")
+        if not m["pct"] and loss >= 1:  # NETWORK_LOSS=1 is one percent: never read 1 as all
+            raise ValueError(f"loss '{text}': a fraction must be below 1; write {text}% for "
+                             f"{text} percent, or 100% to drop every packet")
         return loss
     if key == "rate":
-        m = _RATE.fullmatch(text.lower())
-        if not m or float(m["n"]) <= 0:
-            raise ValueError(f"rate '{text}': expected a positive tc rate, e.g. 100mbit, 5mbps")
-        return text.lower()
+        return check_rate(text)
     raise ValueError(f"unknown key '{key}': expected delay, jitter, loss or rate")
 
 
@@ -105,6 +113,7 @@ def parse_links(specs: list[str], endpoints: int) -> dict[int, Link]:
     common: dict[str, float | str] = {}
     own: dict[int, dict[str, float | str]] = {}
     problems = []
+    seen: set[tuple[int | None, str]] = set()  # (endpoint or None for all, key)
     for spec in specs:
         m = _SPEC.fullmatch(spec.strip())
         assert m is not None  # the body matches anything
@@ -114,12 +123,17 @@ def parse_links(specs: list[str], endpoints: int) -> dict[int, Link]:
             problems.append(Violation("wan", f"--wan '{spec}': endpoint {k} does not exist "
                                              f"(0..{endpoints})"))
         for item in filter(None, m["body"].split(",")):
-            key, sep, text = item.partition("=")
+            raw_key, sep, text = item.partition("=")
+            key = raw_key.strip()
             try:
                 if not sep:
                     raise ValueError(f"'{item}': {_FORM}")
-                target[names.get(key.strip(), key.strip())] = _value(spec, key.strip(),
-                                                                     text.strip())
+                if (k, key) in seen:
+                    raise ValueError(f"{key} is given twice for "
+                                     f"{'every endpoint' if k is None else f'endpoint {k}'}; "
+                                     "give each key once")
+                seen.add((k, key))
+                target[names.get(key, key)] = _value(spec, key, text.strip())
             except ValueError as exc:
                 problems.append(Violation("wan", f"--wan '{spec}': {exc}"))
     if problems:

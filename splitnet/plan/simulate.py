@@ -16,7 +16,10 @@ Pure (no torch, no I/O). The simulation follows the interpreter (``splitnet.runt
   ``batches`` batches a round;
 * ``cores`` (optional) caps the CPU the running steps use at once across all clients, for
   clients that share one host (``splitnet local``); a step of a client of speed s < 1 uses s of
-  a core (Note: slowed share); None means every client has its own machine.
+  a core (Note: slowed share); None means every client has its own machine;
+* ``compute_cpu``: the CPU seconds in a second of the costs' compute (1 on an idle host). A
+  client of speed s < 1 is emulated by sleeping (1/s - 1) x its step's *CPU*, which other work
+  on a shared host does not stretch, while the compute itself is stretched (Note: slept CPU).
 
 The round ends when every owner's last batch is done, plus ``round_overhead`` (aggregation and
 evaluation, calibrated from measured runs).
@@ -58,6 +61,7 @@ class Costs:
     round_overhead: float = 0.0
     cores: int | None = None
     message_cpu: float = 0.0
+    compute_cpu: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -145,7 +149,11 @@ class _Simulation:
             size = (c.activation_bytes[run.last - 1] if nxt.stage <= p
                     else c.activation_bytes[run.first - 2])
         messages = (task.stage != 1) + (nxt is not None)  # stage 1 is fed at home
-        seconds = (seconds + c.step_overhead) / c.speed[client - 1] + messages * c.message_cpu
+        # Note: slept CPU. A step of speed s takes its compute plus (1/s - 1) x its CPU: at
+        # compute_cpu = 1 that is (compute) / s, as on a machine s times as fast.
+        work = seconds + c.step_overhead
+        slowed = work * (1 / c.speed[client - 1] - 1) * c.compute_cpu
+        seconds = work + slowed + messages * c.message_cpu
         return seconds, size, nxt
 
     def _push(self, at: float, kind: str, client: int, task: Task, batch: int) -> None:

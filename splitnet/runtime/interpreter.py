@@ -197,7 +197,7 @@ class Interpreter:
             m.task_seconds.labels(m.client, str(task.owner), str(partition_of(task.stage, p)),
                                   "forward" if task.stage <= p else "backward").observe(end - start)
             self.timeline.append(TimelineRow(self.me, task.owner, task.stage, item.batch,
-                                             item.round, start, end, "compute", None, 0))
+                                             item.round, start, end, "compute", None, 0, cpu))
             self._admission.ran(task, item.batch)
             self._hand_on(task, item, result)
             if inline:

@@ -23,7 +23,7 @@ __all__ = ["METRIC_COLUMNS", "TIMELINE_COLUMNS", "Exchange", "OwnerStats", "Pipe
 METRIC_COLUMNS = ("round", "test_accuracy", "f1_macro", "test_loss", "train_loss",
                   "round_seconds", "bytes_sent", "bytes_received", "samples")
 TIMELINE_COLUMNS = ("client", "owner", "stage", "batch", "round", "start", "end", "kind", "peer",
-                    "bytes")
+                    "bytes", "cpu")
 
 
 @dataclass
@@ -96,7 +96,15 @@ class RoundReport:
 
 @dataclass(frozen=True)
 class TimelineRow:
-    """One executed task (``kind="compute"``) or sent tensor (``"transfer"``, to ``peer``)."""
+    """One compute step (``kind="compute"``) or sent tensor (``"transfer"``, to ``peer``).
+
+    A step runs one batch (or micro-batch unit) through a whole run of an owner's partitions;
+    ``stage`` is the task it starts at. ``round`` counts from 0 (``metrics.csv`` from 1).
+
+    ``cpu``: a compute step's thread CPU seconds (what other work on the host does not inflate,
+    unlike ``end - start``; ``bench placement`` calibrates on it), k times that for a client
+    slowed k times by the test-only ``SPLITNET_TEST_SLOWDOWN``; 0 for a transfer.
+    """
 
     client: int
     owner: int
@@ -108,12 +116,14 @@ class TimelineRow:
     kind: str
     peer: int | None
     nbytes: int
+    cpu: float = 0.0
 
     def as_csv(self) -> list[str]:
         """Return the row's cells in :data:`TIMELINE_COLUMNS` order (times to microseconds)."""
         return [str(self.client), str(self.owner), str(self.stage), str(self.batch),
                 str(self.round), f"{self.start:.6f}", f"{self.end:.6f}", self.kind,
-                "" if self.peer is None else str(self.peer), str(self.nbytes)]
+                "" if self.peer is None else str(self.peer), str(self.nbytes),
+                f"{self.cpu:.6f}"]
 
 
 @dataclass(frozen=True)

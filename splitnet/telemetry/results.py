@@ -2,9 +2,9 @@
 
 Each run writes into its own folder ``RESULTS_DIR/runs/<run id>/`` (Note: a run owns its folder,
 in :mod:`splitnet.telemetry.runs`). Layout of a run folder: ``metrics.csv``, ``summary.json``,
-``timeline.csv`` (one row per executed task of every client; each client writes
-``timeline-client{n}.csv`` and ``splitnet local`` merges them), ``client-{n}.json``,
-``models/round{r}.safetensors`` (the averaged model after round r). The
+``timeline.csv`` (one row per compute step or sent tensor of every client, rounds from 0; each
+client writes ``timeline-client{n}.csv`` and ``splitnet local`` merges them), ``client-{n}.json``,
+``models/round{r}.safetensors`` (the averaged model after round r, from 1 as ``metrics.csv``). The
 rows' formats are :class:`splitnet.telemetry.records.RoundRow` and ``TimelineRow``.
 """
 
@@ -129,10 +129,11 @@ class ResultsWriter:
         path = self.root / f"timeline-client{client}.csv"
         kept: list[list[str]] = []
         if kept_through is not None and path.is_file():
-            with path.open(newline="") as handle:
-                kept = [row for row in list(csv.reader(handle))[1:]
-                        if len(row) == len(TIMELINE_COLUMNS) and row[4].isdigit()
-                        and int(row[4]) <= kept_through]
+            with path.open(newline="") as handle:  # a row without the last column (cpu):
+                old = [row + [""] * (len(row) == len(TIMELINE_COLUMNS) - 1)  # written before it
+                       for row in list(csv.reader(handle))[1:]]
+            kept = [row for row in old if len(row) == len(TIMELINE_COLUMNS)
+                    and row[4].isdigit() and int(row[4]) <= kept_through]
 
         def write(handle: TextIO) -> None:
             writer = csv.writer(handle)

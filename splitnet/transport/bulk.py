@@ -4,7 +4,8 @@ The two :class:`~splitnet.transport.base.BulkTransport` implementations.
 
 ``BULK_TRANSPORT`` picks it for round-end replica states, averaged partitions and the initial
 model: ``torrent``, ``grpc``, or ``auto`` (the default: BitTorrent for objects of at least
-``BULK_TORRENT_MIN_MIB``, inline below; Note: auto bulk). With BitTorrent, a :class:`Blob`
+``BULK_TORRENT_MIN_MIB`` that several clients receive, inline otherwise; Note: auto bulk,
+Note: one receiver goes inline). With BitTorrent, a :class:`Blob`
 carries only the torrent reference (metadata, size, SHA-256) in its JSON metadata; the receiver
 fetches from every peer listed as a source, so a one-to-many publication swarms.
 
@@ -29,7 +30,15 @@ from splitnet.transport.serde import MAX_BLOB_BYTES
 from splitnet.transport.swarm import Swarm
 from splitnet.transport.torrent import TorrentRef
 
-__all__ = ["InlineBulk", "TorrentBulk", "bulk_min_bytes"]
+__all__ = ["InlineBulk", "TorrentBulk", "broadcast_only", "bulk_min_bytes", "uses_swarm"]
+
+
+def uses_swarm(bulk_mode: str, activation_mode: str) -> bool:
+    """Return whether a client with these modes runs a BitTorrent swarm (and fetches torrents).
+
+    ``BULK_TRANSPORT=grpc`` needs none, unless ``ACTIVATION_TRANSPORT=torrent`` does.
+    """
+    return bulk_mode in ("auto", "torrent") or activation_mode == "torrent"
 
 
 def bulk_min_bytes(mode: str, torrent_min_bytes: int) -> float:
@@ -42,6 +51,22 @@ def bulk_min_bytes(mode: str, torrent_min_bytes: int) -> float:
     ``torrent`` sends everything over BitTorrent.
     """
     return {"auto": float(torrent_min_bytes), "torrent": 0.0}.get(mode, math.inf)
+
+
+def broadcast_only(mode: str) -> bool:
+    """Return whether ``mode`` sends an object with one receiver inline whatever its size.
+
+    Note: one receiver goes inline. A torrent pays off when its receivers seed to each other
+    (the averaged model, the initial model: every client is a source). An object with a single
+    receiver - a client's replica states for the aggregator, a reduce's part for one peer -
+    has nobody to swarm with, and with TLS libtorrent's SSL torrents move it at about 0.4 x the
+    rate of a plain torrent, where gRPC's TLS costs little (gather 4 x 45 MiB into one session:
+    1.38 s SSL against 0.54 s plain; inside a ResNet18 run the states took 2.3 s by SSL
+    torrent against 1.1 s by gRPC; BENCHMARKS.md, "Issue 17, session 8"). ``auto`` therefore
+    sends it inline over the authenticated control channel (same TLS, same checks);
+    ``torrent`` still sends everything over BitTorrent.
+    """
+    return mode == "auto"
 
 
 class InlineBulk(AsyncClosing):
@@ -64,7 +89,12 @@ class InlineBulk(AsyncClosing):
         return Blob(kind, round_, self.me, data, dict(meta or {}))
 
     async def into(self, blob: Blob) -> bytes:
-        """Return the blob's payload."""
+        """Return the blob's payload (ProtocolError for a torrent reference: none is fetched)."""
+        if "torrent" in blob.meta:
+            raise ProtocolError(f"client {self.me} got a torrent reference for a {blob.kind} "
+                                f"object of round {blob.round} from client {blob.sender}, but "
+                                "fetches no torrents (BULK_TRANSPORT=grpc); set the same "
+                                "BULK_TRANSPORT on every client")
         return blob.data
 
     def model_applied(self, round_: int) -> None:
@@ -82,16 +112,20 @@ class InlineBulk(AsyncClosing):
 class TorrentBulk(AsyncClosing):
     """Objects of at least ``min_bytes`` are published on the swarm; smaller ones go inline.
 
+    With ``broadcast_only``, an object whose only source is this client (one receiver) goes
+    inline whatever its size (Note: one receiver goes inline).
+
     The network opens and closes the swarm (it may carry activations too). A reference that
     claims more than ``max_bytes`` (the node can pass its model's size) is refused before
     anything is fetched.
     """
 
     def __init__(self, swarm: Swarm, min_bytes: float = 0.0,
-                 max_bytes: int = MAX_BLOB_BYTES) -> None:
+                 max_bytes: int = MAX_BLOB_BYTES, *, broadcast_only: bool = False) -> None:
         self.me = swarm.me
         self.swarm = swarm
         self.min_bytes = min_bytes
+        self.broadcast_only = broadcast_only  # Note: one receiver goes inline
         self.max_bytes = max_bytes
         self._rounds: dict[str, tuple[int, str]] = {}  # info-hash -> (round, kind)
 
@@ -108,11 +142,12 @@ class TorrentBulk(AsyncClosing):
             sources: Iterable[int] = ()) -> Blob:
         """Return a blob carrying ``data`` inline or a torrent reference (Note: auto bulk)."""
         meta = dict(meta or {})
-        if len(data) < self.min_bytes:
+        sources = sorted({self.me, *sources})
+        if len(data) < self.min_bytes or (self.broadcast_only and sources == [self.me]):
             return Blob(kind, round_, self.me, data, meta)
         ref = self.swarm.session.publish(f"{kind}-r{round_}-c{self.me}.safetensors", data)
         self._rounds[ref.info_hash] = (_tag(kind, round_), kind)
-        meta.update(torrent=ref.to_json(), sources=sorted({self.me, *sources}))
+        meta.update(torrent=ref.to_json(), sources=sources)
         return Blob(kind, round_, self.me, b"", meta)
 
     async def into(self, blob: Blob) -> bytes:

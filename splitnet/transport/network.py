@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from splitnet.config.fields import DEFAULT_BULK_TORRENT_MIN_MIB
 from splitnet.errors import RuntimeFailure
 from splitnet.transport.base import (
     AsyncClosing,
@@ -29,7 +30,13 @@ from splitnet.transport.base import (
     Reject,
     TensorTransport,
 )
-from splitnet.transport.bulk import InlineBulk, TorrentBulk, bulk_min_bytes
+from splitnet.transport.bulk import (
+    InlineBulk,
+    TorrentBulk,
+    broadcast_only,
+    bulk_min_bytes,
+    uses_swarm,
+)
 from splitnet.transport.channel import ChannelLimits, TensorChannel
 from splitnet.transport.client import PeerClient
 from splitnet.transport.codec import MAX_TENSOR_BYTES
@@ -54,7 +61,7 @@ class NetworkOptions:
     listen_host: str = "0.0.0.0"
     activation_transport: str = "direct"  # direct | grpc | torrent
     bulk_transport: str = "auto"  # auto | torrent | grpc
-    torrent_min_bytes: int = 16 * 1024 * 1024
+    torrent_min_bytes: int = int(DEFAULT_BULK_TORRENT_MIN_MIB * 1024 * 1024)  # as the setting's
     torrent_port: int = 0
     torrent_timeout: float = 120.0
     torrent_utp: bool = False
@@ -84,13 +91,12 @@ class GrpcNetwork(AsyncClosing):
                          for k, address in enumerate(o.addresses, 1)
                          if k != o.me and k not in o.left}
         self.peers: Mapping[int, PeerControl] = self._clients
-        use_torrent = (o.bulk_transport in ("auto", "torrent")
-                       or o.activation_transport == "torrent")
         self._swarm = Swarm(o.me, o.torrent_timeout, host=o.listen_host, port=o.torrent_port,
-                            utp=o.torrent_utp, workdir=o.workdir,
-                            identity=o.identity) if use_torrent else None
+                            utp=o.torrent_utp, workdir=o.workdir, identity=o.identity
+                            ) if uses_swarm(o.bulk_transport, o.activation_transport) else None
         self.bulk: BulkTransport = InlineBulk(o.me) if self._swarm is None else TorrentBulk(
-            self._swarm, bulk_min_bytes(o.bulk_transport, o.torrent_min_bytes), o.max_bulk_bytes)
+            self._swarm, bulk_min_bytes(o.bulk_transport, o.torrent_min_bytes), o.max_bulk_bytes,
+            broadcast_only=broadcast_only(o.bulk_transport))
         self._channel: TensorChannel | None = None
         self._others: StreamTransport | TorrentTensors | None = None
         self.tensors: TensorTransport

@@ -102,7 +102,9 @@ def test_a_lost_aggregator_hands_over_to_the_lowest_survivor(tmp_path):
 
 
 def test_a_frozen_client_is_dropped_and_refused_when_it_wakes(tmp_path):
-    clients = start_three(tmp_path, rounds=8)  # it wakes while the others still train
+    # it must wake while the others still train: 7 rounds of 10 epochs after the drop are
+    # seconds, where 7 of 1 epoch took under one on a quiet machine (the survivors had finished)
+    clients = start_three(tmp_path, rounds=8, TRAINING_NUM_EPOCHS="10")
     frozen = clients[3][0]
     frozen.send_signal(signal.SIGSTOP)
     deadline = time.monotonic() + 120

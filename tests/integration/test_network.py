@@ -132,7 +132,7 @@ def test_a_grpc_port_in_use_closes_the_swarm_and_the_tensor_listener():
     assert _bindable(tensor_port) and _bindable(torrent_port)
 
 
-def test_auto_bulk_sends_small_objects_inline_and_large_ones_over_bittorrent():
+def test_auto_bulk_sends_small_objects_inline_and_large_broadcasts_over_bittorrent():
     async def scenario():
         first, second = _options("direct", bulk_transport="auto", torrent_min_bytes=4096)
         async with GrpcNetwork(first) as one, GrpcNetwork(second) as two:
@@ -142,13 +142,35 @@ def test_auto_bulk_sends_small_objects_inline_and_large_ones_over_bittorrent():
             small, large = b"s" * 100, bytes(range(256)) * 64
             inline = one.bulk.out("states", 0, small)
             assert inline.data == small and "torrent" not in inline.meta
-            reference = one.bulk.out("states", 0, large, {"sent": 3})
+            # Note: one receiver goes inline: states (no other source) travel in the call
+            unicast = one.bulk.out("states", 0, large, {"sent": 3})
+            assert unicast.data == large and "torrent" not in unicast.meta
+            assert unicast.meta["sent"] == 3 and one.bulk.disk_bytes() == 0
+            alone = one.bulk.out("part", 0, large, sources=[1])
+            assert alone.data == large and "torrent" not in alone.meta
+            reference = one.bulk.out("model", 0, large, {"sent": 3}, sources=[1, 2])
             assert reference.data == b"" and reference.meta["sent"] == 3
+            assert reference.meta["sources"] == [1, 2]
             assert await two.bulk.into(inline) == small
             assert await two.bulk.into(reference) == large
             assert one.bulk.disk_bytes() >= len(large) and two.bulk.disk_bytes() >= len(large)
-            one.bulk.model_applied(0)  # Note: torrent housekeeping
-            two.bulk.model_applied(0)
+            one.bulk.model_applied(1)  # Note: torrent housekeeping (round 0's model goes)
+            two.bulk.model_applied(1)
             assert one.bulk.disk_bytes() == 0 and two.bulk.disk_bytes() == 0
+
+    asyncio.run(scenario())
+
+
+def test_torrent_bulk_sends_an_object_for_one_receiver_over_bittorrent_too():
+    async def scenario():
+        first, second = _options("direct", bulk_transport="torrent")
+        async with GrpcNetwork(first) as one, GrpcNetwork(second) as two:
+            await one.serve(RecordingHandler(), [].append)
+            await two.serve(RecordingHandler(), [].append)
+            two.learn(1, one.bulk.port, one.tensor_port)
+            large = bytes(range(256)) * 64
+            reference = one.bulk.out("states", 0, large)
+            assert reference.data == b"" and reference.meta["sources"] == [1]
+            assert await two.bulk.into(reference) == large
 
     asyncio.run(scenario())

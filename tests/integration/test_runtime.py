@@ -139,6 +139,15 @@ def test_mismatched_plan_is_refused_at_join_and_both_sides_say_why(tmp_path):
         assert "seed (client" in str(r) and "42" in str(r) and "7" in str(r)
 
 
+def test_a_grpc_only_client_among_torrent_ones_is_refused_at_join_naming_bulk_transport(
+        tmp_path):
+    values = example("owner_and_helper.env", BULK_TRANSPORT="torrent")
+    results = run_cluster(values, tmp_path, per_client={2: {"BULK_TRANSPORT": "grpc"}})
+    assert all(isinstance(r, PlanMismatch) for r in results), results
+    for r in results:  # not the 'bytes are not safetensors' of a torrent reference read inline
+        assert "BULK_TRANSPORT (client 1: torrent, client 2: grpc)" in str(r), r
+
+
 @pytest.mark.parametrize("model, lists", [
     ("BERT", '[["1_1","1_4","1_5","1_8"],["1_2","1_3","1_6","1_7"]]'),
     ("RESNET18", '[["1_1","1_10","1_11","1_20"],["1_2","1_3","1_4","1_5","1_6","1_7","1_8","1_9","1_12","1_13","1_14","1_15","1_16","1_17","1_18","1_19"]]'),

@@ -128,6 +128,24 @@ def test_torrent_and_grpc_bulk_give_the_same_averaged_weights(tmp_path):
         assert torch.equal(value, results["torrent"][key]), key
 
 
+def test_auto_bulk_with_states_inline_and_models_by_torrent_trains_like_torrent(tmp_path):
+    # Note: one receiver goes inline (transport/bulk.py): with a threshold below the model's
+    # size, auto sends the models by BitTorrent (every client seeds one: disk in use) but each
+    # client's states inline (which object goes which way: test_network.py); the mixed
+    # exchange gives exactly the weights of an all-BitTorrent one
+    disk, models = {}, {}
+    for bulk in ("torrent", "auto"):
+        values = example("owner_and_helper.env", TRAINING_NUM_ROUNDS="2", BULK_TRANSPORT=bulk,
+                         BULK_TORRENT_MIN_MIB="0.01")
+        outcome = run_cluster(values, tmp_path / bulk)
+        assert not [r for r in outcome if isinstance(r, BaseException)], outcome
+        disk[bulk] = outcome[0]["torrent_disk_bytes"]
+        models[bulk] = final_model(tmp_path / bulk)
+    assert len(disk["auto"]) == 2 and min(disk["auto"].values()) > 0, disk
+    for key, value in models["torrent"].items():
+        assert torch.equal(value, models["auto"][key]), key
+
+
 def test_disk_use_stays_flat_across_rounds(tmp_path):
     values = example("cnn_cross_offload.env", TRAINING_NUM_ROUNDS="5", TRAINING_NUM_EPOCHS="1",
                      BULK_TRANSPORT="torrent")

@@ -109,7 +109,11 @@ def test_module_entry_point_runs_without_traceback_on_garbage(tmp_path):
      ["--clients 1: expected a whole number of at least 2", "--shaped 'fast'",
       "--batch-size and --lr must be positive"]),
     (["bench", "transfer", "--sizes", "a", "--receivers", "0", "--cap", "0"],
-     ["--sizes 'a'", "--receivers '0'", "--payload and --cap must be positive"]),
+     ["--sizes 'a'", "--receivers '0'", "--cap 0: expected a finite positive MiB/s"]),
+    (["bench", "transfer", "--payload", "0", "--cap", "nan", "--exchange", "-5"],
+     ["--payload 0: expected a whole number of MiB ≥ 1", "--cap nan: expected",
+      "--exchange -5: expected MiB ≥ 0"]),
+    (["bench", "transfer", "--cap", "inf"], ["--cap inf: expected a finite positive MiB/s"]),
     (["compose", "--clients", "0"], ["--clients 0: expected 1..1024"]),
 ])
 def test_bad_command_lines_exit_2_naming_every_problem(args, messages, capsys):
@@ -139,3 +143,154 @@ def test_certs_makes_a_cluster_and_refuses_to_overwrite_it(tmp_path, capsys):
     assert main(["certs", "--out", str(folder)]) == 2
     assert "certs needs --clients N" in capsys.readouterr().err
     assert main(["certs", "--clients", "1", "--days", "0", "--out", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--epochs", "0"], "--epochs 0: expected a whole number ≥ 1"),
+    (["--batch-size", "0"], "--batch-size 0: expected"),
+    (["--repeat", "0"], "--repeat 0: expected"),
+    (["--model", "bert", "--epochs", "-1"], "--epochs -1: expected"),
+    (["--rounds", "0"], "--rounds 0: expected"),
+    (["--rounds", "1"], "--rounds 1: expected at least 2 (the first round warms up"),
+    (["--slowdown", "1,1,8,8,inf"], "--slowdown 1,1,8,8,inf: expected 5 finite factors"),
+    (["--slowdown", "1,1,nan,8,1"], "--slowdown 1,1,nan,8,1: expected"),
+    (["--budget", "inf"], "--budget inf: expected a positive number"),
+    (["--budget", "nan"], "--budget nan: expected a positive number")])
+def test_bench_placement_refuses_a_bad_count_before_running_anything(args, message, tmp_path,
+                                                                    capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "placement", "--out", str(out), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_an_out_folder_that_cannot_be_made_is_one_clean_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    assert main(["bench", "placement", "--rounds", "2", "--out", str(blocker / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(blocker) in err and "internal error" not in err
+
+
+@pytest.mark.parametrize(("flag", "configured", "expected"), [
+    (None, "auto", "on"), (None, "on", "on"), (None, "off", "off"),
+    ("on", "off", "on"), ("off", "auto", "off")])
+def test_splitnet_local_follows_the_flag_then_the_configurations_tls_off(flag, configured,
+                                                                         expected):
+    from splitnet.cli.commands import local_tls
+
+    assert local_tls(flag, configured) == expected
+
+
+@pytest.mark.parametrize(("args", "field", "value"), [
+    (["bench", "reduce", "--model", "cnn", "--dataset", "digits"], "model", "CNN"),
+    (["bench", "reduce", "--model", "Bert"], "model", "BERT"),
+    (["bench", "reduce", "--dataset", "synthetic"], "dataset", "SYNTHETIC"),
+    (["bench", "--model", "resnet18"], "model", "RESNET18"),
+    (["bench", "placement", "--model", "BERT"], "model", "bert"),
+    (["bench", "placement"], "model", "cnn")])
+def test_bench_models_and_datasets_are_taken_in_any_case(args, field, value):
+    from splitnet.cli import build_parser
+
+    assert getattr(build_parser().parse_args(args), field) == value
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["bench", "reduce", "--model", "foo"], "argument --model: invalid choice: 'FOO'"),
+    (["bench", "reduce", "--dataset", "foo"], "argument --dataset: invalid choice: 'FOO'"),
+    (["bench", "placement", "--model", "resnet18"], "argument --model: invalid choice"),
+    (["bench", "--model", "foo"], "argument --model: invalid choice")])
+def test_bench_refuses_an_unknown_model_naming_the_flag(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_reduce_checks_rate_before_running(monkeypatch, tmp_path, capsys):
+    from splitnet.bench import reduce_cost
+
+    monkeypatch.setattr(reduce_cost, "run_reduce_bench", lambda *a, **k: pytest.fail("ran"))
+    assert main(["bench", "reduce", "--rate", "abc", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--rate 'abc': expected a positive tc rate" in err and "--wan" not in err
+
+
+def test_bench_reduce_rate_says_why_this_machine_cannot_emulate_a_wan(monkeypatch, tmp_path,
+                                                                      capsys):
+    from splitnet.bench import reduce_cost
+    from splitnet.ops import wan
+
+    monkeypatch.setattr(reduce_cost, "run_reduce_bench", lambda *a, **k: pytest.fail("ran"))
+    monkeypatch.setattr(wan, "wan_unavailable", lambda: "WAN emulation needs root")
+    assert main(["bench", "reduce", "--rate", "8mbit", "--out", str(tmp_path)]) == 2
+    assert "--rate: WAN emulation needs root" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["missing/x.json", "folder"])
+def test_profile_refuses_an_out_file_it_cannot_write_before_profiling(name, tmp_path,
+                                                                      monkeypatch, capsys):
+    from splitnet.ops import autoplan
+
+    monkeypatch.setattr(autoplan, "profile_here", lambda *a, **k: pytest.fail("profiled"))
+    (tmp_path / "folder").mkdir()
+    out = tmp_path / name
+    assert main(["profile", "--env-file", str(EXAMPLES / "cnn_all_local.env"),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: " in err, err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--auto", "--generate"], "--auto with --generate: pick one"),
+    (["--auto", "--clients", "5"], "--clients with --auto: it is read only with --generate"),
+    (["--auto", "--model", "CNN"], "--model with --auto: it is read only with --generate"),
+    (["--auto", "--offload", "1:2=3"], "--offload with --auto: it is read only with --generate"),
+    (["--auto", "--format", "json"], "--format json with --auto: --auto prints text only"),
+    (["--profile", "p.json"], "--profile without --auto: it is read only with --auto"),
+    (["--budget", "5"], "--budget without --auto: it is read only with --auto"),
+    (["--generate", "--clients", "3", "--model", "CNN", "--budget", "5"],
+     "--budget with --generate: it is read only with --auto"),
+    (["--clients", "3"], "--clients without --generate: it is read only with --generate"),
+    (["--generate", "--clients", "3", "--model", "CNN", "--env-file", "x.env"],
+     "--env-file with --generate: --generate reads no configuration")])
+def test_plan_refuses_a_flag_its_mode_would_ignore(args, message, monkeypatch, capsys):
+    from splitnet.cli import commands
+
+    monkeypatch.setattr(commands, "_prepare", lambda *a: pytest.fail("prepared"))
+    assert main(["plan", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_plan_generate_still_takes_its_own_flags(capsys):
+    assert main(["plan", "--generate", "--clients", "3", "--model", "BERT", "--bert-model",
+                 "mini", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(("args", "flags"), [
+    (["bench", "--rounds", "5", "--out", "X", "placement"], "--rounds, --out before 'placement'"),
+    (["bench", "--model", "BERT", "placement"], "--model before 'placement'"),
+    (["bench", "--quick", "checkpoints"], "--quick before 'checkpoints'"),
+    (["bench", "--out=placement", "placement"], "--out before 'placement'")])
+def test_bench_options_before_a_subcommand_are_refused_not_dropped(args, flags, monkeypatch,
+                                                                   capsys):
+    from splitnet.bench import checkpoint_cost, placement
+
+    monkeypatch.setattr(placement, "run_placement_bench", lambda *a, **k: pytest.fail("ran"))
+    monkeypatch.setattr(checkpoint_cost, "run_checkpoint_bench",
+                        lambda *a, **k: pytest.fail("ran"))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert flags in err and "put them after the subcommand" in err, err
+
+
+def test_bench_options_after_the_subcommand_reach_it(monkeypatch, capsys):
+    from splitnet.bench import placement
+
+    seen = {}
+    monkeypatch.setattr(placement, "run_placement_bench",
+                        lambda out, slowdown, rounds, *a, **k: seen.update(rounds=rounds) or [])
+    monkeypatch.setattr(placement, "placement_table", lambda *a: "table")
+    assert main(["bench", "placement", "--rounds", "5", "--model", "BERT"]) == 0
+    assert seen == {"rounds": 5}

@@ -47,6 +47,21 @@ def test_misspelt_key_gets_a_suggestion(write_env):
     assert any("OPTIMZER" in w and "did you mean OPTIMIZER" in w for w in s.warnings)
 
 
+def test_a_key_set_twice_is_warned_of_with_the_value_used(tmp_path):
+    env = tmp_path / "twice.env"
+    env.write_text(f"SIMULATION_STAGES_CLIENTS={TWO}\nAGGREGATION=reduce\nSEED=3\n"
+                   "AGGREGATION=central\n")
+    s = load(env, environ={})
+    assert s.training.aggregation == "central"
+    assert [w for w in s.warnings if "AGGREGATION" in w] == [
+        f"{env}: AGGREGATION is set on lines 2, 4; the file's last value ('central') counts"]
+    assert not [w for w in s.warnings if "SEED" in w]
+    env.write_text(f"SIMULATION_STAGES_CLIENTS={TWO}\nSEED=3\nSEED\n")
+    s = load(env, environ={})
+    assert s.training.seed == 42 and [w for w in s.warnings if "SEED" in w] == [
+        f"{env}: SEED is set on lines 2, 3; the last line unsets it (the default counts)"]
+
+
 def test_stage_lists_are_data_never_code(write_env, tmp_path):
     marker = tmp_path / "pwned"
     code = f'__import__("pathlib").Path("{marker}").touch()'
@@ -208,3 +223,11 @@ def test_the_old_readme_pairing_block_loads_from_an_env_file(write_env):
     settings, _ = prepare(write_env(SIMULATION_STAGES_CLIENTS=TWO,
                                     FORWARD_BACKWARD_PAIR_STAGES=block), environ={})
     assert settings.training.pair_stages == {1: 8, 2: 7, 3: 6, 4: 5, 5: 4, 6: 3, 7: 2, 8: 1}
+
+
+def test_network_options_default_torrent_threshold_is_the_settings_default(write_env):
+    from splitnet.transport.network import NetworkOptions
+
+    s = load(write_env(SIMULATION_STAGES_CLIENTS=TWO), environ={})
+    default = NetworkOptions(me=1, addresses=["127.0.0.1:1"], token="t" * 16)
+    assert default.torrent_min_bytes == int(s.transport.bulk_torrent_min_mib * 1024 * 1024)

@@ -17,6 +17,7 @@ TWO = '[["1_1","1_2","1_3","1_4","1_5","1_6","1_7","1_8"],["2_1","2_2","2_3","2_
     ("PEER_TIMEOUT", "1e-320", "expected a number from 0.1 to 1e+07"),
     ("JOIN_TIMEOUT", "0.01", "expected a number from 0.1 to 1e+07"),
     ("TORRENT_TIMEOUT", "inf", "expected a number from 0.1 to 1e+07"),
+    ("BULK_TORRENT_MIN_MIB", "1e303", "expected a number from 1e-06 to 1e+06"),
     ("LISTEN_HOST", "not a host!", "expected an IPv4 address, a bracketed IPv6 address or a host"),
     ("LISTEN_HOST", "999.1.1.1", "'999.1.1.1' is not an IPv4 address"),
     ("LISTEN_HOST", "::zz", "is not an IPv6 address"),

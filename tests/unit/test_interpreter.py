@@ -258,5 +258,6 @@ def test_ready_tasks_run_in_the_order_of_the_clients_list(first):
     ran = [str(Task(row.owner, row.stage)) for row in client.timeline]
     expected = ["1_1", "2_2"] if first == "1_1" else ["2_2", "1_1"]
     assert ran == expected
+    assert all(0 < row.cpu <= row.end - row.start + 1e-3 for row in client.timeline)
     hand_ons = {"1_1": (2, "1_2"), "2_2": (2, "2_3")}
     assert sent == [hand_ons[t] for t in expected]

@@ -62,18 +62,30 @@ def test_a_bad_round_report_is_a_protocol_error_naming_the_field(text, message):
 
 
 def test_timeline_rows_are_written_in_todays_csv_format(tmp_path):
-    rows = [TimelineRow(2, 1, 3, 0, 0, 5.25, 5.5, "compute", None, 0),
+    rows = [TimelineRow(2, 1, 3, 0, 0, 5.25, 5.5, "compute", None, 0, 0.1234567),
             TimelineRow(2, 1, 4, 0, 0, 1.0, 2.0000004, "transfer", 3, 4096)]
-    assert rows[0].as_csv() == ["2", "1", "3", "0", "0", "5.250000", "5.500000", "compute", "", "0"]
+    assert rows[0].as_csv() == ["2", "1", "3", "0", "0", "5.250000", "5.500000", "compute", "", "0",
+                                "0.123457"]
     ResultsWriter.into(tmp_path).write_timeline(2, rows)
     text = (tmp_path / "timeline-client2.csv").read_bytes().decode()
-    assert text == ("client,owner,stage,batch,round,start,end,kind,peer,bytes\r\n"
-                    "2,1,3,0,0,5.250000,5.500000,compute,,0\r\n"
-                    "2,1,4,0,0,1.000000,2.000000,transfer,3,4096\r\n")
+    assert text == ("client,owner,stage,batch,round,start,end,kind,peer,bytes,cpu\r\n"
+                    "2,1,3,0,0,5.250000,5.500000,compute,,0,0.123457\r\n"
+                    "2,1,4,0,0,1.000000,2.000000,transfer,3,4096,0.000000\r\n")
     merged = merge_timelines(tmp_path).read_text().splitlines()
     assert merged[0].split(",") == list(TIMELINE_COLUMNS)
     assert [line.split(",")[5] for line in merged[1:]] == ["1.000000", "5.250000"]
 
+
+
+def test_a_resumed_run_keeps_timeline_rows_written_before_the_cpu_column(tmp_path):
+    old = "client,owner,stage,batch,round,start,end,kind,peer,bytes\r\n"
+    old += "2,1,3,0,0,5.250000,5.500000,compute,,0\r\n2,1,3,0,1,6.0,6.5,compute,,0\r\n"
+    (tmp_path / "timeline-client2.csv").write_text(old, newline="")
+    new = [TimelineRow(2, 1, 3, 0, 1, 7.0, 7.5, "compute", None, 0, 0.25)]
+    ResultsWriter.into(tmp_path).write_timeline(2, new, kept_through=0)
+    lines = (tmp_path / "timeline-client2.csv").read_text().splitlines()
+    assert lines[1:] == ["2,1,3,0,0,5.250000,5.500000,compute,,0,",
+                         "2,1,3,0,1,7.000000,7.500000,compute,,0,0.250000"]
 
 def _row(round_, seconds, samples=100, sent=10):
     metrics = {"accuracy": 0.91234567, "f1_macro": 0.9, "loss": 0.3333333333}

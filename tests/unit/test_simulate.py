@@ -152,3 +152,15 @@ def test_a_slowed_client_uses_its_share_of_a_core_on_a_shared_host():
     # full-speed clients still take a whole core each
     full = _costs(3, cores=2)
     assert predict(_tasks(lists), 4, full, 1).seconds == pytest.approx(2 * work)
+
+
+@pytest.mark.parametrize("compute_cpu", [1.0, 0.5, 1.5])
+def test_a_slowed_step_waits_out_its_cpu_not_its_stretched_compute(compute_cpu):
+    # Note: slept CPU. One client at speed 0.25: each batch is its compute plus 3x its CPU.
+    lists = generate_lists(1, 4)
+    work = sum(FWD) + sum(BWD)
+    prediction = predict(_tasks(lists), 4, _costs(1, speed=[0.25], compute_cpu=compute_cpu), 2)
+    assert prediction.seconds == pytest.approx(2 * work * (1 + 3 * compute_cpu))
+    # at full speed compute_cpu changes nothing
+    assert predict(_tasks(lists), 4, _costs(1, compute_cpu=compute_cpu), 2).seconds == \
+        pytest.approx(2 * work)

@@ -36,6 +36,8 @@ def test_units_and_fractions():
     ("rate=fast", ["rate 'fast'", "expected a positive tc rate"]),
     ("delay", ["'delay'", "expected 'delay=10ms"]),
     ("9:delay=1ms", ["endpoint 9 does not exist"]),
+    ("loss=1", ["loss '1': a fraction must be below 1", "write 1% for 1 percent"]),
+    ("delay=5ms,delay=7ms", ["delay is given twice"]),
 ])
 def test_bad_values_are_named_config_errors(spec, words):
     with pytest.raises(ConfigError) as caught:
@@ -44,6 +46,14 @@ def test_bad_values_are_named_config_errors(spec, words):
     assert "[wan]" in text and f"--wan '{spec}'" in text
     for word in words:
         assert word in text
+
+
+def test_a_key_given_twice_for_one_endpoint_is_refused_across_specs():
+    with pytest.raises(ConfigError, match="delay is given twice for every endpoint"):
+        parse_links(["delay=5ms", "delay=7ms"], 2)
+    with pytest.raises(ConfigError, match="delay is given twice for endpoint 1"):
+        parse_links(["1:delay=5ms", "1:delay=7ms"], 2)
+    assert parse_links(["delay=5ms", "1:delay=7ms"], 2)[1].delay_ms == 7.0  # K: overrides
 
 
 def test_every_bad_value_is_reported_at_once():
@@ -117,21 +127,26 @@ def test_the_relay_holds_each_packet_for_its_sources_delay():
                  [_packet(k, n) for n in range(20) for k in (1, 2)])
     held = {k: [t for t, p in got if p[14] == k] for k in (1, 2)}
     assert len(held[1]) == len(held[2]) == 20
-    assert min(held[1]) >= 0.010 and statistics.median(held[1]) < 0.011
-    assert min(held[2]) >= 0.002 and statistics.median(held[2]) < 0.003
+    assert min(held[1]) >= 0.010 and min(held[2]) >= 0.002  # never early
+    # Note: shared machine. A busy one adds the same wait to both sources' interleaved packets
+    # (a CI run saw medians of 13 ms for the 10 ms link): their difference is the delays'.
+    gap = statistics.median(held[1]) - statistics.median(held[2])
+    assert abs(gap - 0.008) < 0.002, (held[1], held[2])
 
 
 def test_a_star_link_holds_every_source_outside_the_emulation_s_addresses():
     """``*`` (the Swarm lab's nodes relay their own packets, from 10.78.0.1K)."""
-    k, link = RelayLink.parse("*:0.004:0:0")
-    assert k == -1 and link == RelayLink(0.004, 0, 0)
+    k, link = RelayLink.parse("*:0.05:0:0")
+    assert k == -1 and link == RelayLink(0.05, 0, 0)
     lab = [bytes([0x45]) + bytes(11) + bytes([10, 78, 0, 12]) + bytes(4) + struct.pack("!I", n)
            for n in range(20)]
     got = _relay({k: link, 1: RelayLink(0.010, 0, 0)}, [*lab, _packet(3, 99)])
     held = {p[12:16]: t for t, p in got}
     assert len(got) == 21
-    assert min(t for t, p in got if p[13] == 78) >= 0.004
-    assert held[bytes([10, 77, 3, 2])] < 0.004  # an emulated endpoint without a link: no delay
+    assert min(t for t, p in got if p[13] == 78) >= 0.05
+    # an emulated endpoint without a link: no delay. Sent last, it still comes out first (an
+    # order, not a time: a busy machine delays every packet)
+    assert got[0][1] == _packet(3, 99) and held[bytes([10, 77, 3, 2])] < 0.05
 
 
 def test_jitter_spreads_delays_but_keeps_each_sources_order():
@@ -161,3 +176,44 @@ def test_local_says_why_when_this_machine_cannot_emulate_a_wan(monkeypatch, tmp_
 def test_a_link_says_what_it_applies():
     assert str(Link(5, 1, 0.005, "100mbit")) == "delay 5 ms ± 1 ms, loss 0.50%, rate 100mbit"
     assert str(Link()) == "delay 0 ms"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--wan", "delay=abc"], "--wan 'delay=abc': delay 'abc': expected a time with a unit"),
+    (["--wan", "delay=-5ms"], "--wan 'delay=-5ms': delay '-5ms': must not be negative"),
+    (["--wan", "loss=150%"], "--wan 'loss=150%': loss '150%': must be between 0 and 100%"),
+    (["--wan", "3:delay=5ms"], "--wan '3:delay=5ms': endpoint 3 does not exist"),
+    (["--wan", "rate=0mbit"], "--wan 'rate=0mbit': rate '0mbit': expected a positive tc rate"),
+    (["--wan", "foo=1"], "--wan 'foo=1': unknown key 'foo'"),
+    (["--wan", "delay"], "--wan 'delay': 'delay': expected"),
+    (["--pings", "0"], "--pings 0: expected at least 1"),
+    (["--pings", "-3"], "--pings -3: expected at least 1"),
+    (["--size", "-1"], "--size -1: expected a number of bytes from 0"),
+    (["--datagrams", "-5"], "--datagrams -5: expected a number ≥ 0")])
+def test_wan_probe_refuses_a_bad_flag_in_one_message_before_setting_up(args, message,
+                                                                       monkeypatch, capsys):
+    from splitnet.ops import wan_probe
+
+    monkeypatch.setattr(wan_probe, "measure", lambda *a, **k: pytest.fail("it measured"))
+    assert wan_probe.main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_wan_probe_says_why_this_machine_cannot_emulate_a_wan(monkeypatch, capsys):
+    from splitnet.ops import wan_probe
+
+    monkeypatch.setattr(wan_probe, "wan_unavailable", lambda: "WAN emulation needs root")
+    monkeypatch.setattr(wan_probe, "measure", lambda *a, **k: pytest.fail("it measured"))
+    assert wan_probe.main(["--wan", "delay=5ms"]) == 2
+    assert capsys.readouterr().err == "python -m splitnet.ops.wan_probe: WAN emulation needs root\n"
+
+
+def test_wan_probe_help_gives_each_flag_and_its_default(capsys):
+    from splitnet.ops import wan_probe
+
+    with pytest.raises(SystemExit):
+        wan_probe.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--wan SPEC" in out and "(default 30)" in out and "(default 2000; 0: none)" in out
+    assert "200 MB without one" in out
