@@ -140,15 +140,40 @@ class _Processes:
             time.sleep(0.2)
 
     def close(self) -> None:
+        """Stop every process the row started, its own groups and any that left them.
+
+        flwr's SuperLink starts its SuperExec in a new session (out of ``killpg``'s reach) and
+        waits only 1 s for it on SIGTERM; every process inherits the row's folder as working
+        directory, so those left are found by it and stopped by pid.
+        """
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for proc in self.procs:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, sig)
+            for pid in _working_in(self.folder):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
             deadline = time.time() + 5
-            while time.time() < deadline and any(p.poll() is None for p in self.procs):
+            while time.time() < deadline and (any(p.poll() is None for p in self.procs)
+                                              or _working_in(self.folder)):
                 time.sleep(0.1)
         for log in self.logs:
             log.close()
+
+
+def _working_in(folder: Path) -> list[int]:
+    """Return the live processes (not zombies) whose working directory is ``folder``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if (Path(os.readlink(entry / "cwd")) == folder
+                    and ") Z" not in (entry / "stat").read_text()):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
 
 
 def run_flower(opts: BenchOptions, folder: Path, wan: Wan | None = None,
