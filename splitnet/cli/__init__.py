@@ -117,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="figures and a markdown summary of a run")
     report.add_argument("results", nargs="?", type=Path, default=None,
                         help="a results directory (its latest run) or a run folder "
-                             "RESULTS/runs/ID (default: RESULTS_DIR or ./results)")
+                             "RESULTS/runs/ID (default: RESULTS_DIR from the environment or "
+                             "the env file, else ./results)")
+    _add_env_file(report)
     report.add_argument("--baseline", type=Path, default=None,
                         help="a baseline results directory (default: RESULTS/baseline if present)")
     report.set_defaults(handler=commands.cmd_report)

@@ -191,8 +191,10 @@ def cmd_compose(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """Run ``splitnet report``."""
     from splitnet.telemetry.report import write_report
+    from splitnet.telemetry.report_input import results_dir_setting
 
-    results = args.results or Path(os.environ.get("RESULTS_DIR", "results"))
+    path, required = _env_path(args)
+    results = args.results or results_dir_setting(path, required=required)
     print(f"wrote {write_report(results, args.baseline)}")
     return EXIT_OK
 
