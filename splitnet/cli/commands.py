@@ -218,10 +218,11 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def cmd_certs(args: argparse.Namespace) -> int:
     """Run ``splitnet certs``."""
-    from splitnet.ops.certs import make_certs
+    from splitnet.ops.certs import check_certs_options, make_certs
 
     if (args.clients is None) == (not args.add):
         raise usage("certs needs --clients N (a new CA) or --add K (with the CA in --out)")
+    check_certs_options(args.clients, args.add, args.days, args.host)
     clients = args.add or range(1, (args.clients or 0) + 1)
     written = make_certs(args.out, clients, hosts=args.host, days=args.days, add=bool(args.add))
     print("\n".join(f"wrote {path}" for path in written))
