@@ -184,7 +184,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
     """Run ``splitnet compose``."""
     from splitnet.ops.compose import write_compose
 
-    print(write_compose(args.clients, args.swarm, args.output), end="")
+    print(write_compose(args.clients, args.swarm, args.output, args.server), end="")
     return EXIT_OK
 
 
