@@ -50,7 +50,3 @@ def test_bad_compose_flags_exit_2_naming_the_flag(args, message, tmp_path, capsy
     assert message.replace("{tmp}", str(tmp_path)) in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
 
-
-def test_one_client_is_one_client(tmp_path, capsys):
-    assert main(["compose", "--clients", "1", "--output", str(tmp_path / "c.yml")]) == 0
-    assert "for 1 client;" in capsys.readouterr().out
