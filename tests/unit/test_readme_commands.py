@@ -43,7 +43,7 @@ def _documented() -> dict[tuple[str, ...], str]:
         if line.startswith("splitnet "):
             parsers, paths = [root], [()]
             for word in usage.split()[1:]:
-                step = [(p + (n,), _subparsers(q)[n]) for p, q in zip(paths, parsers, strict=True)
+                step = [((*p, n), _subparsers(q)[n]) for p, q in zip(paths, parsers, strict=True)
                         for n in word.split("|") if n in _subparsers(q)]
                 if not step:
                     break
