@@ -139,6 +139,10 @@ def write_report(given: Path, baseline: Path | None = None) -> Path:
                                              "expected the folder `splitnet baseline` writes "
                                              "(RESULTS_DIR/baseline)"), "the command line")
     baseline = baseline or baseline_of(given)
+    if baseline is not None and not (baseline / "metrics.csv").is_file():
+        raise ConfigError(Violation("results", f"{baseline} holds no metrics.csv (a baseline "
+                                               "that did not finish a round?): run `splitnet "
+                                               "baseline` again, or remove the folder"))
     base_rows = read_metrics(baseline / "metrics.csv") if baseline else None
     metrics, timeline = read_metrics(metrics_path), read_timeline(timeline_path)
     summary = read_summary(results / "summary.json")

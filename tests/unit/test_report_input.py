@@ -106,6 +106,10 @@ def test_a_baseline_without_metrics_names_the_flag(tmp_path, capsys):
     _run(tmp_path / "base", metrics=[*METRICS, "3,1.5,0.7,0.9,1.1,0.7,1000,1000,640"])
     err = _refused(folder, capsys, "--baseline", str(tmp_path / "base"))
     assert "base/metrics.csv line 4: test_accuracy='1.5'" in err
+    (tmp_path / "results" / "baseline").mkdir(parents=True)  # the default: RESULTS_DIR/baseline
+    _run(tmp_path / "results" / "runs" / "r1")
+    err = _refused(tmp_path / "results" / "runs" / "r1", capsys)
+    assert "baseline holds no metrics.csv (a baseline that did not finish a round?)" in err
 
 
 def test_results_dir_is_read_from_the_env_file_and_the_environment_wins(tmp_path, monkeypatch,
