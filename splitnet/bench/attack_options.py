@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from splitnet.bench.options import MAX_SEED
 from splitnet.errors import ConfigError, Violation
 
 __all__ = ["ATTACKS", "DEFAULT_CLIPS", "AttackOptions", "attack_options"]
@@ -19,6 +20,7 @@ _DEFAULT_SIGMAS = {"label-leak": "0,0.5,1,2", "invert": "0,0.1,0.5,1"}
 # 0.01 the noiseless model still learns. For activations, 10 is just below their norms.
 DEFAULT_CLIPS = {"label-leak": 0.01, "invert": 10.0}
 COMMAND_LINE = "the command line"
+MAX_SIGMA = 1e6  # DP_NOISE_MULTIPLIER's bound; far above it the accountant overflows
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,9 @@ def attack_options(attack: str, out: Path, *, sigmas: str | None = None,
     if not (math.isfinite(clip) and clip > 0):
         problems.append(Violation("usage", f"--clip {clip:g}: expected a positive number "
                                            "(the per-sample L2 bound, as DP_CLIP)"))
-    if seed < 0:
-        problems.append(Violation("usage", f"--seed {seed}: expected a whole number >= 0"))
+    if not 0 <= seed <= MAX_SEED:
+        problems.append(Violation("usage", f"--seed {seed}: expected a whole number from 0 to "
+                                           f"{MAX_SEED} (as SEED)"))
     if problems:
         raise ConfigError(problems, COMMAND_LINE)
     sizes = {"epochs": 5, "decoder_epochs": 30} if quick else {}
@@ -73,9 +76,10 @@ def _sigma_list(text: str, problems: list[Violation]) -> tuple[float, ...]:
         values = tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
         values = ()
-    if not values or any(not math.isfinite(v) or v < 0 for v in values):
+    if not values or any(not 0 <= v <= MAX_SIGMA for v in values):  # nan fails too
         problems.append(Violation("usage", f"--sigmas {text!r}: expected noise multipliers "
-                                           ">= 0 separated by commas, e.g. 0,0.5,1,2"))
+                                           f"from 0 to {MAX_SIGMA:g} (as DP_NOISE_MULTIPLIER) "
+                                           "separated by commas, e.g. 0,0.5,1,2"))
         return ()
     if len(set(values)) != len(values):
         problems.append(Violation("usage", f"--sigmas {text!r}: a noise multiplier is "

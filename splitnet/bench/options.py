@@ -18,6 +18,7 @@ RATE_FORM = re.compile(r"\d+(\.\d+)?(bit|kbit|mbit|gbit)")
 SHAPED_FORM = re.compile(r"\d+(\.\d+)?(bit|kbit|mbit|gbit)(,\d+(\.\d+)?(us|ms|s))?")
 _SIZES = {"clients": 5, "rounds": 10, "epochs": 3}
 COMMAND_LINE = "the command line"
+MAX_SEED = 2**32 - 1  # SEED's bound
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,11 @@ def bench_options(out: Path, *, quick: bool = False, model: str = "CNN",
     if shaped is not None and not SHAPED_FORM.fullmatch(shaped):
         problems.append(Violation("usage", f"--shaped {shaped!r}: expected RATE[,DELAY], "
                                            "e.g. 100mbit or 100mbit,5ms"))
-    if batch_size < 1 or learning_rate <= 0:
+    if batch_size < 1 or not 0 < learning_rate < math.inf:  # nan fails too
         problems.append(Violation("usage", "--batch-size and --lr must be positive"))
+    if not 0 <= seed <= MAX_SEED:
+        problems.append(Violation("usage", f"--seed {seed}: expected a whole number from 0 to "
+                                           f"{MAX_SEED} (as SEED)"))
     rtts = _number_list(rtt, "--rtt", problems) if rtt is not None else []
     if rate is not None and not RATE_FORM.fullmatch(rate):
         problems.append(Violation("usage", f"--rate {rate!r}: expected a rate such as 100mbit"))

@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     compose = sub.add_parser("compose", help="write docker-compose files for N clients")
     compose.add_argument("--clients", type=int, required=True, metavar="N")
     compose.add_argument("--swarm", action="store_true", help="write the Swarm stack file")
+    compose.add_argument("--server", type=int, default=None, metavar="K",
+                         help="with --swarm: the aggregator's client number (SERVER_NUMBER), "
+                              "whose service gets the large resources (default 1)")
     compose.add_argument("--output", type=Path, default=None,
                          help="file to write (default: docker-compose.yml or "
                               "docker-compose-swarm.yml; '-' for stdout)")
@@ -117,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="figures and a markdown summary of a run")
     report.add_argument("results", nargs="?", type=Path, default=None,
                         help="a results directory (its latest run) or a run folder "
-                             "RESULTS/runs/ID (default: RESULTS_DIR or ./results)")
+                             "RESULTS/runs/ID (default: RESULTS_DIR from the environment or "
+                             "the env file, else ./results)")
+    _add_env_file(report)
     report.add_argument("--baseline", type=Path, default=None,
                         help="a baseline results directory (default: RESULTS/baseline if present)")
     report.set_defaults(handler=commands.cmd_report)

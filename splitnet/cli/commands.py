@@ -184,15 +184,17 @@ def cmd_compose(args: argparse.Namespace) -> int:
     """Run ``splitnet compose``."""
     from splitnet.ops.compose import write_compose
 
-    print(write_compose(args.clients, args.swarm, args.output), end="")
+    print(write_compose(args.clients, args.swarm, args.output, args.server), end="")
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Run ``splitnet report``."""
     from splitnet.telemetry.report import write_report
+    from splitnet.telemetry.report_input import results_dir_setting
 
-    results = args.results or Path(os.environ.get("RESULTS_DIR", "results"))
+    path, required = _env_path(args)
+    results = args.results or results_dir_setting(path, required=required)
     print(f"wrote {write_report(results, args.baseline)}")
     return EXIT_OK
 
@@ -216,10 +218,11 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def cmd_certs(args: argparse.Namespace) -> int:
     """Run ``splitnet certs``."""
-    from splitnet.ops.certs import make_certs
+    from splitnet.ops.certs import check_certs_options, make_certs
 
     if (args.clients is None) == (not args.add):
         raise usage("certs needs --clients N (a new CA) or --add K (with the CA in --out)")
+    check_certs_options(args.clients, args.add, args.days, args.host)
     clients = args.add or range(1, (args.clients or 0) + 1)
     written = make_certs(args.out, clients, hosts=args.host, days=args.days, add=bool(args.add))
     print("\n".join(f"wrote {path}" for path in written))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -24,10 +25,43 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from splitnet.errors import ConfigError, Violation
 from splitnet.transport.tls import ANY_TORRENT, client_name
 
-__all__ = ["DEFAULT_DAYS", "make_certs"]
+__all__ = ["DEFAULT_DAYS", "MAX_DAYS", "check_certs_options", "make_certs"]
 
 DEFAULT_DAYS = 365
+MAX_DAYS = 36_500  # 100 years; a certificate cannot end after 9999 (x509's GeneralizedTime)
+MAX_CLIENT = 1024  # NUM_CLIENTS' limit
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_DNS_NAME = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*\.?")
+COMMAND_LINE = "the command line"
 _SKEW = dt.timedelta(minutes=5)  # clocks of the cluster's hosts differ a little
+
+
+def _host_problem(host: str) -> str | None:
+    """Say why ``--host`` cannot go into a certificate (an IP address or an ASCII DNS name)."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if len(host) <= 253 and _DNS_NAME.fullmatch(host):
+        return None
+    return (f"--host {host!r}: expected a DNS name (ASCII letters, digits, '-', '_', dots "
+            "between labels) or an IP address, e.g. node1.example or 10.0.0.9")
+
+
+def check_certs_options(clients: int | None, add: Sequence[int], days: int,
+                        hosts: Sequence[str]) -> None:
+    """Refuse every flag of ``splitnet certs`` out of its range at once, naming the flag."""
+    problems = []
+    if clients is not None and not 1 <= clients <= MAX_CLIENT:
+        problems.append(f"--clients {clients}: expected 1 to {MAX_CLIENT}")
+    problems += [f"--add {k}: expected a client number from 1 to {MAX_CLIENT}"
+                 for k in add if not 1 <= k <= MAX_CLIENT]
+    if not 1 <= days <= MAX_DAYS:
+        problems.append(f"--days {days}: expected 1 to {MAX_DAYS} (100 years)")
+    problems += [why for host in hosts if (why := _host_problem(host))]
+    if problems:
+        raise ConfigError([Violation("usage", p) for p in problems], COMMAND_LINE)
 
 
 def _name(common: str) -> x509.Name:
@@ -107,9 +141,10 @@ def make_certs(folder: Path, clients: Iterable[int], *, hosts: Sequence[str] = (
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     numbers = sorted(set(clients))
-    if days < 1 or not numbers or numbers[0] < 1:
-        raise ConfigError(Violation("usage", "certs: expected --days >= 1 and client numbers "
-                                             ">= 1"), "the command line")
+    if not numbers:
+        raise ConfigError(Violation("usage", "certs: expected at least one client number"),
+                          COMMAND_LINE)
+    check_certs_options(None, numbers, days, hosts)
     ca_cert_path, ca_key_path = folder / "ca.crt", folder / "ca.key"
     targets = [folder / f"{client_name(k)}{suffix}" for k in numbers for suffix in (".crt",
                                                                                        ".key")]
@@ -118,7 +153,7 @@ def make_certs(folder: Path, clients: Iterable[int], *, hosts: Sequence[str] = (
     if existing:
         raise ConfigError(Violation("usage", f"certs: {existing[0]} exists; certificates and "
                                              "keys are never overwritten (remove it first)"),
-                          "the command line")
+                          COMMAND_LINE)
     written: list[Path] = []
     folder.mkdir(parents=True, exist_ok=True)
     if add:
@@ -128,10 +163,10 @@ def make_certs(folder: Path, clients: Iterable[int], *, hosts: Sequence[str] = (
         except (OSError, ValueError) as exc:
             raise ConfigError(Violation("usage", f"certs --add: no usable CA in {folder} "
                                                  f"(ca.crt and ca.key): {exc}"),
-                              "the command line") from None
+                              COMMAND_LINE) from None
         if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
             raise ConfigError(Violation("usage", f"certs --add: {ca_key_path} is not an EC "
-                                                 "key made by splitnet certs"), "the command line")
+                                                 "key made by splitnet certs"), COMMAND_LINE)
     else:
         ca_key, ca = _ca(days, now)
         _write(ca_key_path, _key_pem(ca_key), secret=True)

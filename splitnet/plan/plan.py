@@ -156,7 +156,8 @@ class Plan:
         helpers = ", ".join(map(str, self.helpers)) or "none"
         s = self.training
         return (
-            f"Valid plan: {self.num_clients} clients; data owners "
+            f"Valid plan: {self.num_clients} client{'' if self.num_clients == 1 else 's'}; "
+            f"data owners "
             f"{', '.join(map(str, self.owners))}; data-less helpers {helpers}. Model {s.model} "
             f"in {p} partitions ({2 * p} stages) on {s.dataset}, {s.num_rounds} round(s) of "
             f"{s.num_epochs} epoch(s), batch {s.batch_size}, aggregator client "

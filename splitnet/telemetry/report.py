@@ -11,8 +11,6 @@ heatmap (from ``timeline.csv``).
 
 from __future__ import annotations
 
-import csv
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -23,32 +21,36 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from splitnet.errors import ConfigError, Violation
+from splitnet.telemetry.report_input import (
+    MetricsPoint,
+    Span,
+    read_metrics,
+    read_summary,
+    read_timeline,
+)
 from splitnet.telemetry.runs import baseline_of, run_folder_of
 
 __all__ = ["write_report"]
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _metrics_figure(metrics: list[dict[str, str]], baseline: list[dict[str, str]] | None,
+def _metrics_figure(metrics: list[MetricsPoint], baseline: list[MetricsPoint] | None,
                     target: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    rounds = [int(r["round"]) for r in metrics]
+    rounds = [r.round for r in metrics]
     for key, label in (("test_accuracy", "test accuracy"), ("f1_macro", "macro F1")):
-        left.plot(rounds, [float(r[key]) for r in metrics], marker="o", label=f"split: {label}")
+        left.plot(rounds, [getattr(r, key) for r in metrics], marker="o",
+                  label=f"split: {label}")
         if baseline:
-            left.plot([int(r["round"]) for r in baseline], [float(r[key]) for r in baseline],
+            left.plot([r.round for r in baseline], [getattr(r, key) for r in baseline],
                       linestyle="--", label=f"baseline: {label}")
     left.set(xlabel="round", ylabel="score", title="Accuracy and macro F1 per round",
              ylim=(0, 1.02))
     left.legend(loc="lower right")
     for key, label in (("train_loss", "train loss"), ("test_loss", "test loss")):
-        right.plot(rounds, [float(r[key]) for r in metrics], marker="o", label=f"split: {label}")
+        right.plot(rounds, [getattr(r, key) for r in metrics], marker="o",
+                   label=f"split: {label}")
         if baseline:
-            right.plot([int(r["round"]) for r in baseline], [float(r[key]) for r in baseline],
+            right.plot([r.round for r in baseline], [getattr(r, key) for r in baseline],
                        linestyle="--", label=f"baseline: {label}")
     right.set(xlabel="round", ylabel="cross-entropy", title="Loss per round")
     right.legend(loc="upper right")
@@ -56,19 +58,19 @@ def _metrics_figure(metrics: list[dict[str, str]], baseline: list[dict[str, str]
     plt.close(fig)
 
 
-def _gantt_figure(timeline: list[dict[str, str]], target: Path) -> None:
-    origin = min(float(r["start"]) for r in timeline)
-    clients = sorted({int(r["client"]) for r in timeline})
-    owners = sorted({int(r["owner"]) for r in timeline})
+def _gantt_figure(timeline: list[Span], target: Path) -> None:
+    origin = min(r.start for r in timeline)
+    clients = sorted({r.client for r in timeline})
+    owners = sorted({r.owner for r in timeline})
     colours = {o: plt.get_cmap("tab10")(i % 10) for i, o in enumerate(owners)}
     fig, ax = plt.subplots(figsize=(12, 1.6 + 0.6 * len(clients)), constrained_layout=True)
     for row in timeline:
-        start, end = float(row["start"]) - origin, float(row["end"]) - origin
-        y = clients.index(int(row["client"]))
-        transfer = row["kind"] == "transfer"
+        start, end = row.start - origin, row.end - origin
+        y = clients.index(row.client)
+        transfer = row.kind == "transfer"
         ax.barh(y + (0.25 if transfer else 0), max(end - start, 1e-4),
                 left=start, height=0.3 if transfer else 0.5,
-                color=colours[int(row["owner"])], alpha=0.45 if transfer else 0.95)
+                color=colours[row.owner], alpha=0.45 if transfer else 0.95)
     ax.set_yticks(range(len(clients)), [f"client {c}" for c in clients])
     ax.set(xlabel="seconds since the first task", title="Task timeline per client "
            "(colour = owner; thin bars = transfers)")
@@ -79,10 +81,10 @@ def _gantt_figure(timeline: list[dict[str, str]], target: Path) -> None:
     plt.close(fig)
 
 
-def _compute_transfer_figure(timeline: list[dict[str, str]], target: Path) -> dict[str, Any]:
+def _compute_transfer_figure(timeline: list[Span], target: Path) -> dict[str, Any]:
     seconds: dict[int, dict[str, float]] = defaultdict(lambda: {"compute": 0.0, "transfer": 0.0})
     for row in timeline:
-        seconds[int(row["client"])][row["kind"]] += float(row["end"]) - float(row["start"])
+        seconds[row.client][row.kind] += row.end - row.start
     clients = sorted(seconds)
     fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
     compute = [seconds[c]["compute"] for c in clients]
@@ -96,11 +98,11 @@ def _compute_transfer_figure(timeline: list[dict[str, str]], target: Path) -> di
     return {str(c): seconds[c] for c in clients}
 
 
-def _links_figure(timeline: list[dict[str, str]], target: Path) -> dict[str, int]:
+def _links_figure(timeline: list[Span], target: Path) -> dict[str, int]:
     links: dict[tuple[int, int], int] = defaultdict(int)
     for row in timeline:
-        if row["kind"] == "transfer" and row.get("peer"):
-            links[(int(row["client"]), int(row["peer"]))] += int(row.get("bytes") or 0)
+        if row.kind == "transfer" and row.peer is not None:
+            links[(row.client, row.peer)] += row.nbytes
     clients = sorted({c for link in links for c in link} or {1})
     grid = [[links.get((a, b), 0) / 1e6 for b in clients] for a in clients]
     fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
@@ -132,31 +134,39 @@ def write_report(given: Path, baseline: Path | None = None) -> Path:
     if missing:
         raise ConfigError(Violation("report", f"{', '.join(map(str, missing))} not found: "
                                               "run `splitnet local` (or the containers) first"))
+    if baseline is not None and not (baseline / "metrics.csv").is_file():
+        raise ConfigError(Violation("usage", f"--baseline {baseline}: no metrics.csv in it; "
+                                             "expected the folder `splitnet baseline` writes "
+                                             "(RESULTS_DIR/baseline)"), "the command line")
     baseline = baseline or baseline_of(given)
-    base_rows = _rows(baseline / "metrics.csv") if baseline else None
-    out = results / "report"
-    out.mkdir(exist_ok=True)
-    metrics, timeline = _rows(metrics_path), _rows(timeline_path)
+    if baseline is not None and not (baseline / "metrics.csv").is_file():
+        raise ConfigError(Violation("results", f"{baseline} holds no metrics.csv (a baseline "
+                                               "that did not finish a round?): run `splitnet "
+                                               "baseline` again, or remove the folder"))
+    base_rows = read_metrics(baseline / "metrics.csv") if baseline else None
+    metrics, timeline = read_metrics(metrics_path), read_timeline(timeline_path)
+    summary = read_summary(results / "summary.json")
     if not metrics or not timeline:
         raise ConfigError(Violation("report", f"{results} has no rounds or no tasks yet"))
+    out = results / "report"
+    out.mkdir(exist_ok=True)
     _metrics_figure(metrics, base_rows, out / "metrics.png")
     _gantt_figure(timeline, out / "timeline.png")
     split = _compute_transfer_figure(timeline, out / "compute_transfer.png")
     links = _links_figure(timeline, out / "links.png")
-    summary = json.loads((results / "summary.json").read_text()) \
-        if (results / "summary.json").exists() else {}
-    last = metrics[-1]
+    last, clients = metrics[-1], summary.get("clients", "?")
     lines = [
         "# splitnet report", "",
         f"{summary.get('model', '?')} on {summary.get('dataset', '?')}, "
-        f"{summary.get('clients', '?')} clients, {len(metrics)} rounds.", "",
-        f"- final test accuracy {float(last['test_accuracy']):.4f}, macro F1 "
-        f"{float(last['f1_macro']):.4f}, test loss {float(last['test_loss']):.4f}",
+        f"{clients} client{'' if clients == 1 else 's'}, {len(metrics)} "
+        f"round{'' if len(metrics) == 1 else 's'}.", "",
+        f"- final test accuracy {last.test_accuracy:.4f}, macro F1 "
+        f"{last.f1_macro:.4f}, test loss {last.test_loss:.4f}",
     ]
     if base_rows:
         best = base_rows[-1]
-        lines.append(f"- baseline (centralized): accuracy {float(best['test_accuracy']):.4f}, "
-                     f"macro F1 {float(best['f1_macro']):.4f}")
+        lines.append(f"- baseline (centralized): accuracy {best.test_accuracy:.4f}, "
+                     f"macro F1 {best.f1_macro:.4f}")
     lines += [f"- client {c}: {v['compute']:.2f} s compute, {v['transfer']:.2f} s transfer"
               for c, v in split.items()]
     lines += ["", "![metrics](metrics.png)", "", "![timeline](timeline.png)", "",
