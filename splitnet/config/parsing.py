@@ -3,6 +3,14 @@
 The ``ValueError`` message states the rule (``"expected a positive integer"``); the caller adds
 the key and the value. ``parse_literal`` reads JSON or a Python literal as data: nothing is ever
 imported, evaluated or executed.
+
+Note: plain numbers. Python's ``int`` and ``float`` read more than a person means in a settings
+file: ``3_2`` is 32 and ``0_1`` is 1.0 (digit grouping), 32 written in Arabic-Indic or
+full-width digits is 32 (any Unicode digit), and ``float`` takes ``inf`` and ``nan``. A value
+that looks wrong must be refused, never read as some other number, and the same text is read by
+other programs too (the entrypoint's shell and ``tc``, Compose), so settings and ``PEERS`` ports
+take only plain ASCII spellings (:func:`plain_int`, :func:`plain_float`): an optional sign, the
+digits 0-9, a decimal point and an exponent (``1e-5``).
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ __all__ = [
     "open_fraction",
     "parse_literal",
     "percent",
+    "plain_float",
+    "plain_int",
     "positive_float",
     "run_id",
     "show",
@@ -42,6 +52,9 @@ _TIME_RE = re.compile(r"[0-9]+(\.[0-9]+)?(us|ms|s)")
 _LABEL_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _HOST_RULE = "expected an IPv4 address, a bracketed IPv6 address or a host name"
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_DIGITS_RE = re.compile(r"[0-9]+")
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_FLOAT_RE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -50,6 +63,30 @@ def show(value: str, limit: int = 60) -> str:
     """Return ``value`` quoted and shortened for an error message."""
     shown = value if len(value) <= limit else value[: limit - 3] + "..."
     return repr(shown)
+
+
+def plain_int(value: str) -> int:
+    """Return the integer ``value`` spells in plain ASCII digits; else ``ValueError``.
+
+    Surrounding whitespace is ignored; ``3_2``, ``0x20`` or non-ASCII digits are refused
+    (Note: plain numbers).
+    """
+    cleaned = value.strip()
+    if not _INT_RE.fullmatch(cleaned):
+        raise ValueError(f"{show(cleaned)} is not a plain integer (ASCII digits 0-9)")
+    return int(cleaned)
+
+
+def plain_float(value: str) -> float:
+    """Return the number ``value`` spells in plain ASCII (``0.5``, ``1e-5``); else ``ValueError``.
+
+    Surrounding whitespace is ignored; ``0_1``, ``inf``, ``nan`` or non-ASCII digits are
+    refused (Note: plain numbers).
+    """
+    cleaned = value.strip()
+    if not _FLOAT_RE.fullmatch(cleaned):
+        raise ValueError(f"{show(cleaned)} is not a plain number (ASCII digits 0-9, '.', e)")
+    return float(cleaned)
 
 
 def text(value: str) -> str:
@@ -68,7 +105,7 @@ def integer(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int
 
     def parse(value: str) -> int:
         try:
-            number = int(value.strip())
+            number = plain_int(value)
         except ValueError:
             raise ValueError(rule) from None
         if number < minimum or (maximum is not None and number > maximum):
@@ -81,7 +118,7 @@ def integer(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int
 def positive_float(value: str) -> float:
     """Parse a finite number greater than zero."""
     try:
-        number = float(value.strip())
+        number = plain_float(value)
     except ValueError:
         raise ValueError("expected a positive number, e.g. 0.01") from None
     if not (number > 0 and number != float("inf")):
@@ -97,7 +134,7 @@ def number(minimum: float, maximum: float | None = None,
 
     def parse(value: str) -> float:
         try:
-            parsed = float(value.strip())
+            parsed = plain_float(value)
         except ValueError:
             raise ValueError(rule) from None
         if not math.isfinite(parsed) or parsed < minimum or (
@@ -112,7 +149,7 @@ def open_fraction(value: str) -> float:
     """Parse a number strictly between 0 and 1, e.g. ``1e-5``."""
     rule = "expected a number strictly between 0 and 1, e.g. 1e-5"
     try:
-        parsed = float(value.strip())
+        parsed = plain_float(value)
     except ValueError:
         raise ValueError(rule) from None
     if not 0 < parsed < 1:  # NaN fails too
@@ -151,7 +188,7 @@ def host_port_list(value: str) -> str:
     for entry in (part.strip() for part in value.split(",")):
         name, sep, port = entry.rpartition(":")
         try:
-            if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+            if not sep or not _DIGITS_RE.fullmatch(port) or not 1 <= int(port) <= 65535:
                 raise ValueError("expected host:port with a port from 1 to 65535")
             host(name, bracketed_ipv6=True)
         except ValueError as exc:
