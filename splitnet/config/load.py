@@ -24,6 +24,7 @@ from splitnet.config import catalog
 from splitnet.config.costs import cost_violations
 from splitnet.config.envfile import read_env_file
 from splitnet.config.fields import FIELDS, KNOWN_KEYS, STAGES_KEY
+from splitnet.config.listeners import listener_violations
 from splitnet.config.network import token_violation, token_warnings
 from splitnet.config.parsing import show
 from splitnet.config.settings import (
@@ -143,6 +144,8 @@ def _validate(values: Mapping[str, str], violations: list[Violation], base_dir: 
     violations += cost_violations(placement["client_speed"], placement["client_bandwidth"],
                                   training["num_clients"])
     built = {name: cls(**groups[name]) for name, cls in _GROUPS.items()}
+    violations += listener_violations(built["network"], built["transport"], built["output"],
+                                      training["num_clients"], bad_keys)
     return Settings(**built, source=source, warnings=warnings), bad_keys
 
 
