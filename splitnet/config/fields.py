@@ -14,22 +14,21 @@ from typing import Any
 from splitnet.config import catalog
 from splitnet.config.costs import bandwidth_list, client_rtt, speed_list
 from splitnet.config.parsing import (
-    bandwidth,
     boolean,
     choice,
     directory,
+    folder,
     host,
     host_port_list,
     integer,
     number,
     open_fraction,
     parse_literal,
-    percent,
     positive_float,
     run_id,
     text,
-    time_value,
 )
+from splitnet.config.shaping import bandwidth, percent, time_value
 
 __all__ = ["DEFAULT_BULK_TORRENT_MIN_MIB", "DEFAULT_CHECKPOINT_DIR", "FIELDS", "GROUPS",
            "KNOWN_KEYS", "STAGES_ALIAS", "STAGES_KEY", "Field"]
@@ -116,7 +115,8 @@ FIELDS: tuple[Field, ...] = (
     Field("DP_DELTA", "training", "dp_delta", open_fraction, 1e-5,
           "δ at which the privacy spent ε is reported"),
     # data: where this client reads datasets and weights from
-    Field("DATA_DIR", "data", "data_dir", text, "./data", "where datasets are read from"),
+    Field("DATA_DIR", "data", "data_dir", folder, "./data",
+          "where datasets are read from (a folder, or one that can be created)"),
     Field("DATASET_DOWNLOAD", "data", "dataset_download", boolean, False,
           "download missing datasets"),
     Field("BERT_PRETRAINED", "data", "bert_pretrained", text, None,

@@ -26,29 +26,25 @@ from typing import Any
 
 __all__ = [
     "MAX_LITERAL_CHARS",
-    "bandwidth",
     "boolean",
     "choice",
     "directory",
+    "folder",
     "host",
     "host_port_list",
     "integer",
     "number",
     "open_fraction",
     "parse_literal",
-    "percent",
     "plain_float",
     "plain_int",
     "positive_float",
     "run_id",
     "show",
     "text",
-    "time_value",
 ]
 
 MAX_LITERAL_CHARS = 1_000_000
-_BANDWIDTH_RE = re.compile(r"[0-9]+(\.[0-9]+)?(bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps|tbps)")
-_TIME_RE = re.compile(r"[0-9]+(\.[0-9]+)?(us|ms|s)")
 _LABEL_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _HOST_RULE = "expected an IPv4 address, a bracketed IPv6 address or a host name"
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -198,9 +194,14 @@ def host_port_list(value: str) -> str:
     return value.strip()
 
 
-def directory(value: str) -> str:
-    """Parse a folder that exists or can be created: not a file or device, and writable."""
-    cleaned = value.strip()
+def folder(value: str) -> str:
+    """Parse a folder that exists or may be created: not a file or device, nor under one."""
+    _nearest_folder(value.strip())
+    return value.strip()
+
+
+def _nearest_folder(cleaned: str) -> str:
+    """Return the nearest existing path of ``cleaned`` or above; ``ValueError`` if no folder."""
     path = os.path.abspath(cleaned)
     while not os.path.lexists(path):
         path = os.path.dirname(path)
@@ -208,6 +209,13 @@ def directory(value: str) -> str:
         what = "" if path == os.path.abspath(cleaned) else f" ({path} is in the way)"
         raise ValueError(f"expected a folder that exists or can be created; it is a file or "
                          f"device{what}")
+    return path
+
+
+def directory(value: str) -> str:
+    """Parse a folder that exists or can be created: not a file or device, and writable."""
+    cleaned = value.strip()
+    path = _nearest_folder(cleaned)
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"expected a folder this process can write; {path} is not writable")
     return cleaned
@@ -242,34 +250,6 @@ def choice(*options: str) -> Callable[[str], str]:
         return found
 
     return parse
-
-
-def bandwidth(value: str) -> str:
-    """Parse a tc rate such as ``100mbit`` or ``12.5mbps``."""
-    cleaned = value.strip().lower()
-    if not _BANDWIDTH_RE.fullmatch(cleaned):
-        raise ValueError("expected a rate with a tc unit, e.g. 100mbit, 512kbit or 10mbps")
-    return cleaned
-
-
-def time_value(value: str) -> str:
-    """Parse a tc time such as ``20ms``."""
-    cleaned = value.strip().lower()
-    if not _TIME_RE.fullmatch(cleaned):
-        raise ValueError("expected a time with a unit, e.g. 20ms, 500us or 1s")
-    return cleaned
-
-
-def percent(value: str) -> str:
-    """Parse a percentage such as ``0.5%`` (0 to 100)."""
-    cleaned = value.strip().rstrip("%")
-    try:
-        number = float(cleaned)
-    except ValueError:
-        raise ValueError("expected a percentage from 0 to 100, e.g. 0.5%") from None
-    if not 0 <= number <= 100:
-        raise ValueError("expected a percentage from 0 to 100, e.g. 0.5%")
-    return f"{cleaned}%"
 
 
 def parse_literal(value: str) -> Any:
