@@ -52,11 +52,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Settings, Plan]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Run ``splitnet validate``."""
-    from splitnet.config import resolve_token
-
-    settings, plan = _prepare(args)
-    if settings.network.token_file and not settings.network.token:
-        resolve_token(settings)  # the file it names is read and checked, as at start
+    _, plan = _prepare(args)  # SPLITNET_TOKEN_FILE is read and checked there, with the rest
     print(plan.summary())
     return EXIT_OK
 

@@ -25,7 +25,7 @@ from splitnet.config.costs import cost_violations
 from splitnet.config.envfile import read_env_file
 from splitnet.config.fields import FIELDS, KNOWN_KEYS, STAGES_KEY
 from splitnet.config.listeners import listener_violations
-from splitnet.config.network import token_violation, token_warnings
+from splitnet.config.network import token_file_findings, token_violation, token_warnings
 from splitnet.config.parsing import show
 from splitnet.config.settings import (
     DataSettings,
@@ -140,6 +140,9 @@ def _validate(values: Mapping[str, str], violations: list[Violation], base_dir: 
         if weak is not None:
             violations.append(weak)
             bad_keys.add("SPLITNET_TOKEN")
+    file_problems, file_warnings = token_file_findings(network["token"], network["token_file"])
+    violations += file_problems
+    warnings += tuple(file_warnings)
     placement = groups["placement"]
     violations += cost_violations(placement["client_speed"], placement["client_bandwidth"],
                                   training["num_clients"])
