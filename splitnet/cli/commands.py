@@ -75,9 +75,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         profile = load_profile(args.profile) if args.profile else None
         print(format_auto(auto_plan(settings, plan, profile, budget_seconds=budget)))
     elif args.generate:
-        print(generate.generate(args.clients, args.partitions, args.model,
-                                args.bert_model or "tiny", args.owners, args.offload,
-                                args.format))
+        print(generate.generate(args.clients, args.partitions, args.model, args.bert_model,
+                                args.owners, args.offload, args.format))
     else:
         print(view.render(_prepare(args)[1], args.format))
     return EXIT_OK

@@ -31,7 +31,7 @@ from splitnet.config.parsing import (
 from splitnet.config.shaping import bandwidth, percent, time_value
 
 __all__ = ["DEFAULT_BULK_TORRENT_MIN_MIB", "DEFAULT_CHECKPOINT_DIR", "FIELDS", "GROUPS",
-           "KNOWN_KEYS", "STAGES_ALIAS", "STAGES_KEY", "Field"]
+           "KNOWN_KEYS", "MAX_CLIENTS", "STAGES_ALIAS", "STAGES_KEY", "Field"]
 
 STAGES_KEY = "SIMULATION_STAGES_CLIENTS"
 STAGES_ALIAS = "STAGES_CLIENTS"
@@ -53,6 +53,8 @@ class Field:
     help: str = ""
 
 
+MAX_CLIENTS = 1024
+"""The most clients a cluster may have (``NUM_CLIENTS``, ``plan --generate --clients``)."""
 DEFAULT_CHECKPOINT_DIR = "./checkpoints"
 """Where checkpoints go unless set (``splitnet local`` then uses the run's own folder)."""
 DEFAULT_BULK_TORRENT_MIN_MIB = 4.0
@@ -61,7 +63,7 @@ default, so the two cannot disagree."""
 
 FIELDS: tuple[Field, ...] = (
     # training: facts that must match on every client (the plan's fingerprint covers them)
-    Field("NUM_CLIENTS", "training", "num_clients", integer(1, 1024), None,
+    Field("NUM_CLIENTS", "training", "num_clients", integer(1, MAX_CLIENTS), None,
           "number of clients (default: the number of lists in SIMULATION_STAGES_CLIENTS)"),
     Field("SERVER_NUMBER", "training", "server_number", integer(1), 1,
           "the client that aggregates"),
