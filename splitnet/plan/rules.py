@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from splitnet.config.parsing import show
+from splitnet.config.parsing import plain_int, show
 from splitnet.errors import Violation
 from splitnet.plan.task import Task, TaskSyntaxError, pair_stage, partition_of
 
@@ -231,7 +231,14 @@ def _as_pairs(given: Any) -> list[tuple[int, int]] | None:
         if not (isinstance(item, (list, tuple)) and len(item) == 2):
             return None
         try:
-            pairs.append((int(item[0]), int(item[1])))
+            pairs.append((_stage_number(item[0]), _stage_number(item[1])))
         except (TypeError, ValueError):
             return None
     return pairs
+
+
+def _stage_number(value: Any) -> int:
+    """Return a stage given as an int or a plain ASCII number string (Note: plain numbers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"{value!r} is not a stage number")
+    return value if isinstance(value, int) else plain_int(value)

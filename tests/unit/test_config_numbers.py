@@ -5,6 +5,8 @@ import pytest
 from splitnet.cli import main
 from splitnet.config import load
 from splitnet.config.parsing import plain_float, plain_int
+from splitnet.errors import ConfigError
+from splitnet.ops.prepare import prepare
 
 TWO = '[["1_1","1_2","1_3","1_4","1_5","1_6","1_7","1_8"],["2_1","2_2","2_3","2_4","2_5","2_6","2_7","2_8"]]'
 
@@ -61,3 +63,18 @@ def test_plain_int_refuses_what_python_int_would_stretch(text):
 def test_plain_float_refuses_what_python_float_would_stretch(text):
     with pytest.raises(ValueError, match="is not a plain number"):
         plain_float(text)
+
+
+@pytest.mark.parametrize("pairs", ["[['1','8'],['2','7'],['3','6'],['4','\u0665']]",
+                                   "[[1,8],[2,7],[3,6],[4,'5_0']]", "[[1,8],[2,7],[3,6],[4,5.0]]",
+                                   "[[1,8],[2,7],[3,6],[True,5]]"])
+def test_explicit_pairing_takes_plain_stage_numbers_only(write_env, pairs):
+    with pytest.raises(ConfigError, match="FORWARD_BACKWARD_PAIR_STAGES=.*is not the pairing"):
+        prepare(write_env(SIMULATION_STAGES_CLIENTS=TWO, FORWARD_BACKWARD_PAIR_STAGES=pairs),
+                environ={})
+
+
+def test_explicit_pairing_as_plain_strings_still_reads(write_env):
+    prepare(write_env(SIMULATION_STAGES_CLIENTS=TWO,
+                      FORWARD_BACKWARD_PAIR_STAGES="[['1','8'],['2','7'],['3','6'],['4','5']]"),
+            environ={})
