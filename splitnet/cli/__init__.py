@@ -57,10 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write a valid SIMULATION_STAGES_CLIENTS instead of reading one")
     plan.add_argument("--clients", type=int, metavar="N", help="with --generate: clients")
     plan.add_argument("--partitions", type=int, metavar="P", help="with --generate: partitions")
-    plan.add_argument("--model", choices=catalog.model_names(),
-                      help="with --generate: take P from this model")
-    plan.add_argument("--bert-model", choices=sorted(catalog.BERT_LAYERS), default=None,
-                      help="with --generate --model BERT: its size (default tiny)")
+    plan.add_argument("--model", type=str.upper, choices=catalog.model_names(),
+                      help="with --generate: take P from this model (any case, as in .env)")
+    plan.add_argument("--bert-model", type=str.lower, choices=sorted(catalog.BERT_LAYERS),
+                      default=None, help="with --generate --model BERT: its size (default tiny)")
     plan.add_argument("--owners", metavar="LIST",
                       help="with --generate: data owners, e.g. 1,2,3 (default: every client)")
     plan.add_argument("--offload", action="append", default=[], metavar="SPEC",

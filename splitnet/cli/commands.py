@@ -52,11 +52,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Settings, Plan]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Run ``splitnet validate``."""
-    from splitnet.config import resolve_token
-
-    settings, plan = _prepare(args)
-    if settings.network.token_file and not settings.network.token:
-        resolve_token(settings)  # the file it names is read and checked, as at start
+    _, plan = _prepare(args)  # SPLITNET_TOKEN_FILE is read and checked there, with the rest
     print(plan.summary())
     return EXIT_OK
 
@@ -79,9 +75,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         profile = load_profile(args.profile) if args.profile else None
         print(format_auto(auto_plan(settings, plan, profile, budget_seconds=budget)))
     elif args.generate:
-        print(generate.generate(args.clients, args.partitions, args.model,
-                                args.bert_model or "tiny", args.owners, args.offload,
-                                args.format))
+        print(generate.generate(args.clients, args.partitions, args.model, args.bert_model,
+                                args.owners, args.offload, args.format))
     else:
         print(view.render(_prepare(args)[1], args.format))
     return EXIT_OK

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 
+from splitnet.config.parsing import plain_float
 from splitnet.errors import Violation
 
 __all__ = ["bandwidth_list", "bytes_per_second", "client_rtt", "cost_violations", "rtt_seconds",
@@ -46,7 +47,7 @@ def speed_list(value: str) -> tuple[float, ...]:
     speeds = []
     for item in _items(value):
         try:
-            speed = float(item)
+            speed = plain_float(item)
         except ValueError:
             raise ValueError(f"{item!r} is not a number; {_SPEED_RULE}") from None
         if not (speed > 0 and math.isfinite(speed)):

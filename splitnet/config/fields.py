@@ -14,25 +14,24 @@ from typing import Any
 from splitnet.config import catalog
 from splitnet.config.costs import bandwidth_list, client_rtt, speed_list
 from splitnet.config.parsing import (
-    bandwidth,
     boolean,
     choice,
     directory,
+    folder,
     host,
     host_port_list,
     integer,
     number,
     open_fraction,
     parse_literal,
-    percent,
     positive_float,
     run_id,
     text,
-    time_value,
 )
+from splitnet.config.shaping import bandwidth, percent, time_value
 
 __all__ = ["DEFAULT_BULK_TORRENT_MIN_MIB", "DEFAULT_CHECKPOINT_DIR", "FIELDS", "GROUPS",
-           "KNOWN_KEYS", "STAGES_ALIAS", "STAGES_KEY", "Field"]
+           "KNOWN_KEYS", "MAX_CLIENTS", "STAGES_ALIAS", "STAGES_KEY", "Field"]
 
 STAGES_KEY = "SIMULATION_STAGES_CLIENTS"
 STAGES_ALIAS = "STAGES_CLIENTS"
@@ -54,6 +53,8 @@ class Field:
     help: str = ""
 
 
+MAX_CLIENTS = 1024
+"""The most clients a cluster may have (``NUM_CLIENTS``, ``plan --generate --clients``)."""
 DEFAULT_CHECKPOINT_DIR = "./checkpoints"
 """Where checkpoints go unless set (``splitnet local`` then uses the run's own folder)."""
 DEFAULT_BULK_TORRENT_MIN_MIB = 4.0
@@ -62,7 +63,7 @@ default, so the two cannot disagree."""
 
 FIELDS: tuple[Field, ...] = (
     # training: facts that must match on every client (the plan's fingerprint covers them)
-    Field("NUM_CLIENTS", "training", "num_clients", integer(1, 1024), None,
+    Field("NUM_CLIENTS", "training", "num_clients", integer(1, MAX_CLIENTS), None,
           "number of clients (default: the number of lists in SIMULATION_STAGES_CLIENTS)"),
     Field("SERVER_NUMBER", "training", "server_number", integer(1), 1,
           "the client that aggregates"),
@@ -116,7 +117,8 @@ FIELDS: tuple[Field, ...] = (
     Field("DP_DELTA", "training", "dp_delta", open_fraction, 1e-5,
           "δ at which the privacy spent ε is reported"),
     # data: where this client reads datasets and weights from
-    Field("DATA_DIR", "data", "data_dir", text, "./data", "where datasets are read from"),
+    Field("DATA_DIR", "data", "data_dir", folder, "./data",
+          "where datasets are read from (a folder, or one that can be created)"),
     Field("DATASET_DOWNLOAD", "data", "dataset_download", boolean, False,
           "download missing datasets"),
     Field("BERT_PRETRAINED", "data", "bert_pretrained", text, None,

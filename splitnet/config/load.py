@@ -1,9 +1,16 @@
 """The one way in: read the env file and the environment, validate, and return :class:`Settings`.
 
-The environment wins over the env file, as in Docker. Every violation (key, value, rule) is
-collected and raised at once as one :class:`~splitnet.errors.ConfigError`; an unknown key close
-to a known one gets a warning suggesting it. A caller that checks more (the plan's placement
-rules) passes ``check`` so that its violations are listed together with the settings' own.
+The environment wins over the env file, as in Docker (:func:`merged_values`). Every violation
+(key, value, rule) is collected and raised at once as one :class:`~splitnet.errors.ConfigError`;
+an unknown key close to a known one gets a warning suggesting it. A caller that checks more
+(the plan's placement rules) passes ``check`` so that its violations are listed together with
+the settings' own.
+
+Note: empty means unset. Compose writes ``BATCH_SIZE=${BATCH_SIZE:-}`` into a container's
+environment, which sets the key to an empty string when the host has no value: an empty (or
+blank) value in the environment therefore counts as unset, and the env file's value stands. An
+empty value in the file itself means the default. ``splitnet local`` reads what its clients will
+read through the same :func:`merged_values`.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from splitnet.config import catalog
 from splitnet.config.costs import cost_violations
 from splitnet.config.envfile import read_env_file
 from splitnet.config.fields import FIELDS, KNOWN_KEYS, STAGES_KEY
-from splitnet.config.network import token_violation, token_warnings
+from splitnet.config.listeners import listener_violations
+from splitnet.config.network import token_file_findings, token_violation, token_warnings
 from splitnet.config.parsing import show
 from splitnet.config.settings import (
     DataSettings,
@@ -33,7 +41,7 @@ from splitnet.config.settings import (
 from splitnet.config.stages import read_stages
 from splitnet.errors import ConfigError, Violation
 
-__all__ = ["SHAPE_KEYS", "Check", "load"]
+__all__ = ["SHAPE_KEYS", "Check", "load", "merged_values"]
 
 Check = Callable[[TrainingSettings], list[Violation]]
 """A further check of sound training settings, returning every violation it finds."""
@@ -76,14 +84,24 @@ def load(
             raw, violations, warnings = read_env_file(env_file)
             source = str(env_file)
             base_dir = env_file.parent
-        raw.update({key: environ[key] for key in KNOWN_KEYS if key in environ})
-        values = raw
+        values = merged_values(raw, environ)
     settings, bad_keys = _validate(values, violations, base_dir, source, tuple(warnings))
     if check is not None and not bad_keys & SHAPE_KEYS:
         violations += check(settings.training)
     if violations:
         raise ConfigError(violations, source, tuple(warnings))
     return settings
+
+
+def merged_values(file_values: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
+    """Return the env file's values with the environment's non-empty settings over them.
+
+    Only known keys are taken from the environment; an empty or blank one counts as unset
+    (Note: empty means unset).
+    """
+    merged = dict(file_values)
+    merged.update({key: environ[key] for key in KNOWN_KEYS if environ.get(key, "").strip()})
+    return merged
 
 
 def _validate(values: Mapping[str, str], violations: list[Violation], base_dir: Path,
@@ -122,10 +140,15 @@ def _validate(values: Mapping[str, str], violations: list[Violation], base_dir: 
         if weak is not None:
             violations.append(weak)
             bad_keys.add("SPLITNET_TOKEN")
+    file_problems, file_warnings = token_file_findings(network["token"], network["token_file"])
+    violations += file_problems
+    warnings += tuple(file_warnings)
     placement = groups["placement"]
     violations += cost_violations(placement["client_speed"], placement["client_bandwidth"],
                                   training["num_clients"])
     built = {name: cls(**groups[name]) for name, cls in _GROUPS.items()}
+    violations += listener_violations(built["network"], built["transport"], built["output"],
+                                      training["num_clients"], bad_keys)
     return Settings(**built, source=source, warnings=warnings), bad_keys
 
 

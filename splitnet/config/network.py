@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from splitnet.config.files import read_text_file
@@ -15,11 +14,10 @@ __all__ = [
     "PLACEHOLDER_TOKEN",
     "peer_addresses",
     "resolve_token",
+    "token_file_findings",
     "token_violation",
     "token_warnings",
 ]
-
-_log = logging.getLogger(__name__)
 
 MAX_TOKEN_FILE_BYTES = 64 * 1024
 MIN_TOKEN_CHARS = 16
@@ -68,33 +66,54 @@ def token_violation(token: str, key: str) -> Violation | None:
                                 f"at least {MIN_TOKEN_CHARS} (e.g. `openssl rand -hex 16`)")
 
 
-def _checked(token: str, key: str) -> str:
-    violation = token_violation(token, key)
-    if violation is not None:
-        raise ConfigError(violation)
+def _read_token_file(token_file: str) -> str:
+    """Return the token in ``token_file``; ``ValueError`` naming the rule (unreadable, empty)."""
+    token = read_text_file(Path(token_file), MAX_TOKEN_FILE_BYTES).strip()
+    if not token:
+        raise ValueError("is empty; expected the cluster token")
     return token
+
+
+def token_file_findings(token: str | None, token_file: str | None) -> tuple[
+        list[Violation], list[str]]:
+    """Read and check ``SPLITNET_TOKEN_FILE`` as a client will; return violations and warnings.
+
+    The file is ignored (a warning says so) when ``SPLITNET_TOKEN`` is set too; its token is
+    checked as ``SPLITNET_TOKEN``'s is (Note: token strength). Never raises.
+    """
+    if not token_file:
+        return [], []
+    if token:
+        return [], [f"SPLITNET_TOKEN_FILE={token_file} is ignored: SPLITNET_TOKEN is set too, "
+                    "and wins; set only one"]
+    try:
+        from_file = _read_token_file(token_file)
+    except ValueError as exc:
+        return [Violation("setting", f"SPLITNET_TOKEN_FILE={token_file}: {exc}")], []
+    weak = token_violation(from_file, "SPLITNET_TOKEN_FILE")
+    return [weak] if weak else [], token_warnings(from_file, "SPLITNET_TOKEN_FILE")
 
 
 def resolve_token(settings: Settings) -> str:
     """Return the cluster credential from ``SPLITNET_TOKEN`` or ``SPLITNET_TOKEN_FILE``.
 
     ConfigError when neither is set, the file cannot be read, or the token is too short
-    (Note: token strength).
+    (Note: token strength). :func:`~splitnet.config.load` has checked both already (and
+    warned of a placeholder): the file is read again here, as it may have changed.
     """
     network = settings.network
-    if network.token:
-        return _checked(network.token, "SPLITNET_TOKEN")
-    if network.token_file:
+    token, key = network.token, "SPLITNET_TOKEN"
+    if not token and network.token_file:
+        key = "SPLITNET_TOKEN_FILE"
         try:
-            token = read_text_file(Path(network.token_file), MAX_TOKEN_FILE_BYTES).strip()
+            token = _read_token_file(network.token_file)
         except ValueError as exc:
-            raise ConfigError(Violation("setting", f"SPLITNET_TOKEN_FILE={network.token_file}: "
-                                                   f"{exc}")) from None
-        if token:
-            for warning in token_warnings(token, "SPLITNET_TOKEN_FILE"):
-                _log.warning("%s", warning)
-            return _checked(token, "SPLITNET_TOKEN_FILE")
-        raise ConfigError(Violation("setting", f"SPLITNET_TOKEN_FILE={network.token_file} is "
-                                               "empty"))
-    raise ConfigError(Violation("setting", "no cluster token: set SPLITNET_TOKEN (the same "
-                                           "secret on every client) or SPLITNET_TOKEN_FILE"))
+            raise ConfigError(Violation("setting", f"{key}={network.token_file}: {exc}"),
+                              settings.source) from None
+    if not token:
+        raise ConfigError(Violation("setting", "no cluster token: set SPLITNET_TOKEN (the same "
+                                               "secret on every client) or SPLITNET_TOKEN_FILE"))
+    violation = token_violation(token, key)
+    if violation is not None:
+        raise ConfigError(violation, settings.source)
+    return token

@@ -3,6 +3,14 @@
 The ``ValueError`` message states the rule (``"expected a positive integer"``); the caller adds
 the key and the value. ``parse_literal`` reads JSON or a Python literal as data: nothing is ever
 imported, evaluated or executed.
+
+Note: plain numbers. Python's ``int`` and ``float`` read more than a person means in a settings
+file: ``3_2`` is 32 and ``0_1`` is 1.0 (digit grouping), 32 written in Arabic-Indic or
+full-width digits is 32 (any Unicode digit), and ``float`` takes ``inf`` and ``nan``. A value
+that looks wrong must be refused, never read as some other number, and the same text is read by
+other programs too (the entrypoint's shell and ``tc``, Compose), so settings and ``PEERS`` ports
+take only plain ASCII spellings (:func:`plain_int`, :func:`plain_float`): an optional sign, the
+digits 0-9, a decimal point and an exponent (``1e-5``).
 """
 
 from __future__ import annotations
@@ -18,30 +26,31 @@ from typing import Any
 
 __all__ = [
     "MAX_LITERAL_CHARS",
-    "bandwidth",
     "boolean",
     "choice",
     "directory",
+    "folder",
     "host",
     "host_port_list",
     "integer",
     "number",
     "open_fraction",
     "parse_literal",
-    "percent",
+    "plain_float",
+    "plain_int",
     "positive_float",
     "run_id",
     "show",
     "text",
-    "time_value",
 ]
 
 MAX_LITERAL_CHARS = 1_000_000
-_BANDWIDTH_RE = re.compile(r"[0-9]+(\.[0-9]+)?(bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps|tbps)")
-_TIME_RE = re.compile(r"[0-9]+(\.[0-9]+)?(us|ms|s)")
 _LABEL_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _HOST_RULE = "expected an IPv4 address, a bracketed IPv6 address or a host name"
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_DIGITS_RE = re.compile(r"[0-9]+")
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_FLOAT_RE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -50,6 +59,30 @@ def show(value: str, limit: int = 60) -> str:
     """Return ``value`` quoted and shortened for an error message."""
     shown = value if len(value) <= limit else value[: limit - 3] + "..."
     return repr(shown)
+
+
+def plain_int(value: str) -> int:
+    """Return the integer ``value`` spells in plain ASCII digits; else ``ValueError``.
+
+    Surrounding whitespace is ignored; ``3_2``, ``0x20`` or non-ASCII digits are refused
+    (Note: plain numbers).
+    """
+    cleaned = value.strip()
+    if not _INT_RE.fullmatch(cleaned):
+        raise ValueError(f"{show(cleaned)} is not a plain integer (ASCII digits 0-9)")
+    return int(cleaned)
+
+
+def plain_float(value: str) -> float:
+    """Return the number ``value`` spells in plain ASCII (``0.5``, ``1e-5``); else ``ValueError``.
+
+    Surrounding whitespace is ignored; ``0_1``, ``inf``, ``nan`` or non-ASCII digits are
+    refused (Note: plain numbers).
+    """
+    cleaned = value.strip()
+    if not _FLOAT_RE.fullmatch(cleaned):
+        raise ValueError(f"{show(cleaned)} is not a plain number (ASCII digits 0-9, '.', e)")
+    return float(cleaned)
 
 
 def text(value: str) -> str:
@@ -68,7 +101,7 @@ def integer(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int
 
     def parse(value: str) -> int:
         try:
-            number = int(value.strip())
+            number = plain_int(value)
         except ValueError:
             raise ValueError(rule) from None
         if number < minimum or (maximum is not None and number > maximum):
@@ -81,7 +114,7 @@ def integer(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int
 def positive_float(value: str) -> float:
     """Parse a finite number greater than zero."""
     try:
-        number = float(value.strip())
+        number = plain_float(value)
     except ValueError:
         raise ValueError("expected a positive number, e.g. 0.01") from None
     if not (number > 0 and number != float("inf")):
@@ -97,7 +130,7 @@ def number(minimum: float, maximum: float | None = None,
 
     def parse(value: str) -> float:
         try:
-            parsed = float(value.strip())
+            parsed = plain_float(value)
         except ValueError:
             raise ValueError(rule) from None
         if not math.isfinite(parsed) or parsed < minimum or (
@@ -112,7 +145,7 @@ def open_fraction(value: str) -> float:
     """Parse a number strictly between 0 and 1, e.g. ``1e-5``."""
     rule = "expected a number strictly between 0 and 1, e.g. 1e-5"
     try:
-        parsed = float(value.strip())
+        parsed = plain_float(value)
     except ValueError:
         raise ValueError(rule) from None
     if not 0 < parsed < 1:  # NaN fails too
@@ -151,7 +184,7 @@ def host_port_list(value: str) -> str:
     for entry in (part.strip() for part in value.split(",")):
         name, sep, port = entry.rpartition(":")
         try:
-            if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+            if not sep or not _DIGITS_RE.fullmatch(port) or not 1 <= int(port) <= 65535:
                 raise ValueError("expected host:port with a port from 1 to 65535")
             host(name, bracketed_ipv6=True)
         except ValueError as exc:
@@ -161,9 +194,14 @@ def host_port_list(value: str) -> str:
     return value.strip()
 
 
-def directory(value: str) -> str:
-    """Parse a folder that exists or can be created: not a file or device, and writable."""
-    cleaned = value.strip()
+def folder(value: str) -> str:
+    """Parse a folder that exists or may be created: not a file or device, nor under one."""
+    _nearest_folder(value.strip())
+    return value.strip()
+
+
+def _nearest_folder(cleaned: str) -> str:
+    """Return the nearest existing path of ``cleaned`` or above; ``ValueError`` if no folder."""
     path = os.path.abspath(cleaned)
     while not os.path.lexists(path):
         path = os.path.dirname(path)
@@ -171,6 +209,13 @@ def directory(value: str) -> str:
         what = "" if path == os.path.abspath(cleaned) else f" ({path} is in the way)"
         raise ValueError(f"expected a folder that exists or can be created; it is a file or "
                          f"device{what}")
+    return path
+
+
+def directory(value: str) -> str:
+    """Parse a folder that exists or can be created: not a file or device, and writable."""
+    cleaned = value.strip()
+    path = _nearest_folder(cleaned)
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"expected a folder this process can write; {path} is not writable")
     return cleaned
@@ -205,34 +250,6 @@ def choice(*options: str) -> Callable[[str], str]:
         return found
 
     return parse
-
-
-def bandwidth(value: str) -> str:
-    """Parse a tc rate such as ``100mbit`` or ``12.5mbps``."""
-    cleaned = value.strip().lower()
-    if not _BANDWIDTH_RE.fullmatch(cleaned):
-        raise ValueError("expected a rate with a tc unit, e.g. 100mbit, 512kbit or 10mbps")
-    return cleaned
-
-
-def time_value(value: str) -> str:
-    """Parse a tc time such as ``20ms``."""
-    cleaned = value.strip().lower()
-    if not _TIME_RE.fullmatch(cleaned):
-        raise ValueError("expected a time with a unit, e.g. 20ms, 500us or 1s")
-    return cleaned
-
-
-def percent(value: str) -> str:
-    """Parse a percentage such as ``0.5%`` (0 to 100)."""
-    cleaned = value.strip().rstrip("%")
-    try:
-        number = float(cleaned)
-    except ValueError:
-        raise ValueError("expected a percentage from 0 to 100, e.g. 0.5%") from None
-    if not 0 <= number <= 100:
-        raise ValueError("expected a percentage from 0 to 100, e.g. 0.5%")
-    return f"{cleaned}%"
 
 
 def parse_literal(value: str) -> Any:

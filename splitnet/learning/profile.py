@@ -37,6 +37,7 @@ class Profile:
     backward: tuple[float, ...]
     activation_bytes: tuple[int, ...]
     model_bytes: int
+    dataset: str | None = None  # CURRENT_DATASET measured on (None: a profile from before)
 
     def as_json(self) -> dict[str, Any]:
         """Return the profile as plain JSON data."""
@@ -61,13 +62,17 @@ class Profile:
                                                     strict=True))
         sizes = [_check(problems, f"activation_bytes[{i}]", x, _count, 0)
                  for i, x in enumerate(lists[2])]
+        dataset = data.get("dataset")  # absent from profiles written before it was recorded
+        if dataset is not None and not isinstance(dataset, str):
+            problems.append(f"dataset {dataset!r}: expected a dataset name")
         if len({len(values) for values in lists}) != 1:
             problems.append("forward, backward and activation_bytes need one entry per "
                             "partition each")
         if problems:
             raise ValueError("bad values in the profile: " + "; ".join(problems))
         return cls(str(fields["model"]), counts["batch_size"], counts["threads"],
-                   tuple(forward), tuple(backward), tuple(sizes), counts["model_bytes"])
+                   tuple(forward), tuple(backward), tuple(sizes), counts["model_bytes"],
+                   dataset)
 
 
 MAX_STEP_SECONDS = 3600.0
@@ -184,7 +189,7 @@ def _profile(training: TrainingSettings, warmup: int, iterations: int,
     backward = tuple(statistics.median(r[1][i] for r in runs) for i in range(len(parts)))
     model_bytes = sum(p.numel() * p.element_size() for part in parts for p in part.parameters())
     return Profile(training.model, training.batch_size, torch.get_num_threads(), forward,
-                   backward, tuple(runs[0][2]), model_bytes)
+                   backward, tuple(runs[0][2]), model_bytes, training.dataset)
 
 
 def batches_per_round(training: TrainingSettings, data: DataSettings,

@@ -23,8 +23,8 @@ from splitnet.plan.plan import Plan
 from splitnet.plan.search import Candidate, Search, evaluate, search
 from splitnet.plan.simulate import Costs
 
-__all__ = ["Overheads", "AutoResult", "auto_plan", "costs_for", "format_auto", "format_profile",
-           "load_profile", "profile_here", "profile_text", "speed_example"]
+__all__ = ["Overheads", "AutoResult", "auto_plan", "check_profile", "costs_for", "format_auto",
+           "format_profile", "load_profile", "profile_here", "profile_text", "speed_example"]
 
 DEFAULT_BUDGET_SECONDS = 10.0
 """How long ``plan --auto``'s search for moves may take unless ``--budget`` says."""
@@ -69,14 +69,29 @@ def _per_client(values: tuple[float, ...] | None, n: int, default: float) -> tup
     return values * n if len(values) == 1 else values
 
 
-def costs_for(settings: Settings, profile: Profile, overheads: Overheads) -> Costs:
-    """Return the simulator's costs from the settings, a profile and the overheads."""
-    n, p = settings.training.num_clients, settings.training.num_partitions
-    if len(profile.forward) != p or profile.model != settings.training.model:
+def check_profile(settings: Settings, profile: Profile) -> None:
+    """Refuse a profile of another model, partition count or dataset (ConfigError).
+
+    A profile written before profiles recorded their dataset is taken for any dataset.
+    """
+    training = settings.training
+    p = training.num_partitions
+    if len(profile.forward) != p or profile.model != training.model:
         raise ConfigError(Violation(
             "usage", f"the profile is of {profile.model} with {len(profile.forward)} partitions "
-                     f"but CURRENT_MODEL={settings.training.model} has {p}; run `splitnet "
+                     f"but CURRENT_MODEL={training.model} has {p}; run `splitnet "
                      "profile` with this .env"), "the command line")
+    if profile.dataset is not None and profile.dataset != training.dataset:
+        raise ConfigError(Violation(
+            "usage", f"the profile was measured on CURRENT_DATASET={profile.dataset} but this "
+                     f".env has CURRENT_DATASET={training.dataset} (other inputs, other times "
+                     "and sizes); run `splitnet profile` with this .env"), "the command line")
+
+
+def costs_for(settings: Settings, profile: Profile, overheads: Overheads) -> Costs:
+    """Return the simulator's costs from the settings, a profile and the overheads."""
+    n = settings.training.num_clients
+    check_profile(settings, profile)
     # Note: linear in the batch. A profile taken at another batch size is scaled linearly (its
     # times also by the calibrated compute scale, its bytes not).
     batch = settings.training.batch_size / profile.batch_size
@@ -114,6 +129,8 @@ def auto_plan(settings: Settings, plan: Plan, profile: Profile | None = None,
               budget_seconds: float = DEFAULT_BUDGET_SECONDS) -> AutoResult:
     """Profile (unless given), predict the current placement and search for the best one."""
     t = settings.training
+    if profile is not None:
+        check_profile(settings, profile)  # before the data is read
     shard_order = plan.shard_owners or plan.owners  # the data first: a missing set fails fast
     all_batches = batches_per_round(t, settings.data, tuple(shard_order), plan.num_shards)
     batches = {o: all_batches[o] for o in plan.owners}

@@ -19,10 +19,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from splitnet.config.envfile import read_env_file
 from splitnet.config.fields import DEFAULT_CHECKPOINT_DIR
+from splitnet.config.load import merged_values
 from splitnet.errors import ConfigError, RuntimeFailure, Violation
 from splitnet.ops.certs import make_certs
 from splitnet.ops.wan import Link, Wan, wan_unavailable
@@ -32,7 +35,7 @@ from splitnet.telemetry.results import merge_timelines
 from splitnet.telemetry.runs import check_unfinished, new_run_id, run_folder
 from splitnet.transport.ports import free_ports
 
-__all__ = ["RESTARTS", "run_local"]
+__all__ = ["RESTARTS", "configured", "run_local"]
 
 RESTARTS = 3
 """How many times ``--restart-on-failure`` starts one client again."""
@@ -51,6 +54,16 @@ def _pump(stream: IO[str], prefix: str, out: IO[str], lock: threading.Lock) -> N
             else:
                 out.write(f"{CLEAR if live else ''}{prefix} {line}")
             out.flush()
+
+
+def configured(env_file: Path | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return the raw settings the clients will read: ``env_file``'s, ``environ``'s over them.
+
+    An empty value in the environment counts as unset, as in ``load`` (Note: empty means unset,
+    ``splitnet.config.load``); ``environ`` defaults to ``os.environ``.
+    """
+    file_values = read_env_file(env_file)[0] if env_file is not None else {}
+    return merged_values(file_values, os.environ if environ is None else environ)
 
 
 def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
@@ -106,7 +119,7 @@ def _run(plan: Plan, env_file: Path | None, results_dir: Path, extra_env: dict[s
         "RUN_ID": run_id,
         "CHECKPOINT_DIR": str(results_dir / "runs" / run_id / "checkpoints")
         if checkpoint_dir == DEFAULT_CHECKPOINT_DIR else checkpoint_dir,
-        "TORCH_THREADS": env.get("TORCH_THREADS", "1"),
+        "TORCH_THREADS": configured(env_file, env).get("TORCH_THREADS", "1"),
         "PYTHONUNBUFFERED": "1",
     })
     env.update(extra_env or {})

@@ -59,10 +59,10 @@ class Link:
         return ", ".join(parts)
 
 
-_SPEC = re.compile(r"(?:(?P<k>\d+):)?(?P<body>.*)")
-_TIME = re.compile(r"(?P<n>-?\d+(?:\.\d+)?)(?P<unit>us|ms|s)")
-_LOSS = re.compile(r"(?P<n>-?\d+(?:\.\d+)?)(?P<pct>%?)")
-_RATE = re.compile(r"(?P<n>\d+(?:\.\d+)?)(?P<unit>[kmgt]?(?:bit|bps))")
+_SPEC = re.compile(r"(?:(?P<k>[0-9]+):)?(?P<body>.*)", re.DOTALL)  # ASCII digits only
+_TIME = re.compile(r"(?P<n>-?[0-9]+(?:\.[0-9]+)?)(?P<unit>us|ms|s)")
+_LOSS = re.compile(r"(?P<n>-?[0-9]+(?:\.[0-9]+)?)(?P<pct>%?)")
+_RATE = re.compile(r"(?P<n>[0-9]+(?:\.[0-9]+)?)(?P<unit>[kmgt]?(?:bit|bps))")
 _TO_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 _FORM = "expected 'delay=10ms,jitter=1ms,loss=0.5%,rate=100mbit' or 'K:delay=40ms'"
 
@@ -106,8 +106,8 @@ def parse_links(specs: list[str], endpoints: int) -> dict[int, Link]:
 
     A spec without ``K:`` applies to every endpoint; ``K:...`` to endpoint K only, overriding
     the keys it names, whatever the order of the specs. Endpoint 0 is a server's (free in
-    ``splitnet local``, whose clients are 1..N). Every bad value is reported at once
-    (ConfigError naming the spec and the rule).
+    ``splitnet local``, whose clients are 1..N). A spec naming no setting (``0:``), and every bad
+    value, is reported at once (ConfigError naming the spec and the rule).
     """
     names = {"delay": "delay_ms", "jitter": "jitter_ms", "loss": "loss", "rate": "rate"}
     common: dict[str, float | str] = {}
@@ -122,12 +122,12 @@ def parse_links(specs: list[str], endpoints: int) -> dict[int, Link]:
         if k is not None and k > endpoints:
             problems.append(Violation("wan", f"--wan '{spec}': endpoint {k} does not exist "
                                              f"(0..{endpoints})"))
-        for item in filter(None, m["body"].split(",")):
+        for item in [x for x in m["body"].split(",") if x.strip()] or [""]:  # '' if none
             raw_key, sep, text = item.partition("=")
             key = raw_key.strip()
             try:
                 if not sep:
-                    raise ValueError(f"'{item}': {_FORM}")
+                    raise ValueError(f"'{item}': {_FORM}" if item else f"no setting; {_FORM}")
                 if (k, key) in seen:
                     raise ValueError(f"{key} is given twice for "
                                      f"{'every endpoint' if k is None else f'endpoint {k}'}; "

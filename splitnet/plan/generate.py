@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from splitnet.config import catalog
+from splitnet.config.fields import MAX_CLIENTS
+from splitnet.config.parsing import plain_int
 from splitnet.errors import ConfigError, Violation
 from splitnet.plan.rules import check_placement
 from splitnet.plan.task import Task, stage_of
@@ -38,6 +40,37 @@ def parse_offload(text: str) -> dict[tuple[int, int], int]:
         for partition in range(first, last + 1):
             moved[(owner, partition)] = runner
     return moved
+
+
+def _request_problems(clients: int | None, partitions: int | None, model: str | None,
+                      bert_model: str | None) -> list[str]:
+    """Return what is wrong with ``--clients``, ``--partitions``, ``--model``, ``--bert-model``."""
+    problems = []
+    if clients is None or not 1 <= clients <= MAX_CLIENTS:
+        problems.append(f"--generate needs --clients N, from 1 to {MAX_CLIENTS} (NUM_CLIENTS's "
+                        "limit)" + ("" if clients is None else f"; got {clients}"))
+    if (partitions is None) == (model is None):
+        problems.append("--generate needs exactly one of --partitions P or --model NAME")
+    elif partitions is not None and partitions < 1:
+        problems.append("--partitions must be a positive integer")
+    if bert_model is not None and model != "BERT":
+        problems.append(f"--bert-model {bert_model} with "
+                        + (f"--model {model}" if model else "no --model")
+                        + ": it sizes --model BERT only")
+    return problems
+
+
+def _parse_owners(text: str) -> list[int]:
+    """Parse ``--owners``: client numbers separated by commas, each once."""
+    rule = f"--owners {text!r}: expected client numbers separated by commas, each once, e.g. 1,2,3"
+    try:
+        owners = [plain_int(item) for item in text.split(",")]
+    except ValueError:
+        raise ValueError(rule) from None
+    if len(set(owners)) != len(owners):
+        twice = sorted({o for o in owners if owners.count(o) > 1})
+        raise ValueError(f"{rule} (names {', '.join(map(str, twice))} more than once)")
+    return owners
 
 
 def generate_lists(
@@ -74,7 +107,7 @@ def generate(
     clients: int | None,
     partitions: int | None,
     model: str | None,
-    bert_model: str = "tiny",
+    bert_model: str | None = None,
     owners: str | None = None,
     offload: Sequence[str] = (),
     fmt: str = "text",
@@ -84,30 +117,29 @@ def generate(
     Every problem with the request is raised at once as a ConfigError; the generated lists are
     checked against every placement rule before they are returned.
     """
-    usage: list[Violation] = []
-    if clients is None or clients < 1:
-        usage.append(Violation("usage", "--generate needs --clients N (a positive integer)"))
-    if (partitions is None) == (model is None):
-        usage.append(Violation("usage", "--generate needs exactly one of --partitions P or "
-                                        "--model NAME"))
-    elif partitions is not None and partitions < 1:
-        usage.append(Violation("usage", "--partitions must be a positive integer"))
+    usage = [Violation("usage", problem) for problem in _request_problems(
+        clients, partitions, model, bert_model)]
     owner_list = None
-    if owners:
+    if owners is not None:
         try:
-            owner_list = [int(x) for x in owners.split(",") if x.strip()]
-        except ValueError:
-            usage.append(Violation("usage", f"--owners {owners!r}: expected client numbers "
-                                            "separated by commas, e.g. 1,2,3"))
+            owner_list = _parse_owners(owners)
+        except ValueError as exc:
+            usage.append(Violation("usage", str(exc)))
     moved: dict[tuple[int, int], int] = {}
     for spec in offload:
         try:
-            moved.update(parse_offload(spec))
+            more = parse_offload(spec)
         except ValueError as exc:
             usage.append(Violation("usage", str(exc)))
+            continue
+        usage += [Violation("usage", f"--offload {spec!r} names owner {o}'s partition {part} "
+                                     f"again (to client {moved[o, part]} before): each "
+                                     "partition may be moved once")
+                  for (o, part) in sorted(more.keys() & moved.keys())]
+        moved.update(more)
     if usage or clients is None:
         raise ConfigError(usage, COMMAND_LINE)
-    p = partitions or catalog.num_partitions(model or "CNN", bert_model)
+    p = partitions or catalog.num_partitions(model or "CNN", bert_model or "tiny")
     if owner_list is not None and any(not 1 <= o <= clients for o in owner_list):
         raise ConfigError(Violation("usage", f"--owners {owners}: expected clients 1.."
                                              f"{clients}"), COMMAND_LINE)

@@ -11,10 +11,12 @@ Rules, by the name a violation carries:
    ``FORWARD_BACKWARD_PAIR_STAGES`` must equal that canonical pairing (each pair named in
    one direction or in both, as a list of pairs or a mapping);
 6. ``co-location``   stages 1, P, P+1 and 2P of owner o run on client o;
-7. ``data-shards``   ``DATASET_N_SPLITS`` gives every owner a shard.
+7. ``data-shards``   ``DATASET_N_SPLITS`` gives every owner a shard;
+8. ``data-owners``   at least one client owns data (runs its own stages): a plan of helpers
+   alone has nothing to train, shard or average.
 
-Rule 7 of the README (no configuration may hang) is kept by the runtime, which never waits on list
-order; see ``splitnet.plan.schedule`` and the note "Note: readiness scheduling".
+The README's "No configuration hangs" is kept by the runtime, which never waits on list order;
+see ``splitnet.plan.schedule`` and the note "Note: readiness scheduling".
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from splitnet.config.parsing import show
+from splitnet.config.parsing import plain_int, show
 from splitnet.errors import Violation
 from splitnet.plan.task import Task, TaskSyntaxError, pair_stage, partition_of
 
@@ -80,6 +82,11 @@ def check_placement(
         violations.append(Violation(
             "data-shards", f"DATASET_N_SPLITS={dataset_n_splits} but there are {len(owners)} "
             f"data owners ({', '.join(map(str, owners))}); expected at least one shard each"))
+    if not owners:
+        violations.append(Violation(
+            "data-owners", f"no task in SIMULATION_STAGES_CLIENTS is a stage of a client "
+            f"1..{n}, so the plan has no data owner; expected at least one, e.g. client 1 "
+            f"running '1_1' to '1_{2 * p}' ('splitnet plan --generate' writes such lists)"))
     return Placement(client_tasks, runner_of_task, owners), violations
 
 
@@ -224,7 +231,14 @@ def _as_pairs(given: Any) -> list[tuple[int, int]] | None:
         if not (isinstance(item, (list, tuple)) and len(item) == 2):
             return None
         try:
-            pairs.append((int(item[0]), int(item[1])))
+            pairs.append((_stage_number(item[0]), _stage_number(item[1])))
         except (TypeError, ValueError):
             return None
     return pairs
+
+
+def _stage_number(value: Any) -> int:
+    """Return a stage given as an int or a plain ASCII number string (Note: plain numbers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"{value!r} is not a stage number")
+    return value if isinstance(value, int) else plain_int(value)

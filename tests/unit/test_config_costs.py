@@ -31,7 +31,7 @@ def test_defaults_mean_equal_speeds_unlimited_links_and_no_rtt():
 
 @pytest.mark.parametrize(("key", "value", "says"), [
     ("CLIENT_SPEED", "[1,1,0,1,1]", "CLIENT_SPEED='[1,1,0,1,1]': 0 is not a positive finite"),
-    ("CLIENT_SPEED", "[1,inf]", "inf is not a positive finite number"),
+    ("CLIENT_SPEED", "[1,inf]", "'inf' is not a number; expected a positive finite number"),
     ("CLIENT_SPEED", "[1,fast]", "'fast' is not a number"),
     ("CLIENT_SPEED", "[1,1,1]", "CLIENT_SPEED lists 3 values but NUM_CLIENTS=5"),
     ("CLIENT_BANDWIDTH", "100", "'100' is not a tc rate"),

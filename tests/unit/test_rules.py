@@ -100,3 +100,9 @@ def test_colocation_rule(partition, stages):
 def test_data_shards_rule():
     (v,) = rules_of([P4_OWNER1, P4_OWNER2], dataset_n_splits=1)
     assert v.rule == "data-shards"
+
+
+@pytest.mark.parametrize("lists", [[[]], [[], []]])
+def test_a_plan_without_a_data_owner_is_refused(lists):
+    (v,) = rules_of(lists)
+    assert v.rule == "data-owners" and "no data owner" in v.message and "'1_8'" in v.message
