@@ -28,6 +28,7 @@ from typing import Any
 
 from splitnet.config.envfile import read_env_file
 from splitnet.config.files import read_text_file
+from splitnet.config.load import merged_values
 from splitnet.errors import ConfigError, Violation
 
 __all__ = ["MetricsPoint", "Span", "read_metrics", "read_summary", "read_timeline",
@@ -184,11 +185,10 @@ def results_dir_setting(env_file: Path | None, *, required: bool = False,
 
     Else ``./results``. The env file is read when it exists (always, with ``required``).
     """
-    environ = os.environ if environ is None else environ
-    value = environ.get("RESULTS_DIR", "").strip()
-    if not value and env_file is not None and (required or env_file.exists()):
-        values, violations, _ = read_env_file(env_file)
+    file_values: dict[str, str] = {}
+    if env_file is not None and (required or env_file.exists()):
+        file_values, violations, _ = read_env_file(env_file)
         if violations:
             raise ConfigError(violations, str(env_file))
-        value = values.get("RESULTS_DIR", "").strip()
-    return Path(value or "results")
+    values = merged_values(file_values, os.environ if environ is None else environ)
+    return Path(values.get("RESULTS_DIR", "").strip() or "results")
