@@ -20,6 +20,7 @@ Each drop is logged and goes into the summary (``dropped``).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -27,17 +28,26 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from splitnet.config.settings import Settings
-from splitnet.errors import ConfigError, PeersLost, PlanMismatch, ProtocolError, RuntimeFailure
+from splitnet.errors import (
+    BindFailed,
+    ConfigError,
+    PeersLost,
+    PlanMismatch,
+    ProtocolError,
+    RuntimeFailure,
+)
 from splitnet.node.node import Node
 from splitnet.plan.drop import has_quorum, moved_tasks, without
 from splitnet.plan.plan import Plan
 
-__all__ = ["MIN_DROP_WINDOW", "drop_window", "run_rejoining"]
+__all__ = ["BIND_RETRY_SECONDS", "MIN_DROP_WINDOW", "drop_window", "run_rejoining"]
 
 log = logging.getLogger("splitnet.node")
 
 MakeNode = Callable[[Plan, Settings], Node]
 """Builds a node (and its network) for the plan and settings of one incarnation."""
+BIND_RETRY_SECONDS = 1.0
+"""How long a restarted incarnation waits before binding a port in use again."""
 MIN_DROP_WINDOW = 10.0
 """Seconds a restarted survivor waits at least for its peers to answer before dropping them."""
 
@@ -82,6 +92,17 @@ async def run_rejoining(plan: Plan, settings: Settings, make_node: MakeNode,
             since = time.monotonic() if lost_since is None else lost_since
             left = since + r.rejoin_timeout - time.monotonic()
             current, previous = _next_settings(settings, node, left), node
+        except BindFailed as exc:  # Note: bind failures (transport/listen.py)
+            if previous is None:  # another process holds the port: a configuration error
+                raise exc.as_config_error() from None
+            if not node.restarts or node.stopped:
+                raise
+            left = current.network.join_timeout - BIND_RETRY_SECONDS  # what the rejoin has left
+            if left <= 0:
+                raise
+            log.warning("client %d: %s; trying again in %gs", node.me, exc, BIND_RETRY_SECONDS)
+            await asyncio.sleep(BIND_RETRY_SECONDS)  # its predecessor may hold it a moment
+            current = _next_settings(settings, node, left)
         except RuntimeFailure as exc:
             if not node.restarts or not _retryable(node, exc):
                 raise

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from splitnet.errors import PeerUnavailable, RuntimeFailure
+from splitnet.transport.listen import listen_failure
 from splitnet.transport.tls import Identity
 from splitnet.transport.torrent import TorrentRef, TorrentSession
 
@@ -98,8 +99,12 @@ class Swarm:
             self._tmp = tempfile.TemporaryDirectory(
                 prefix=f"splitnet-torrents-{self.me}-{os.getpid()}-")
             workdir = Path(self._tmp.name)
-        self._session = TorrentSession(workdir, self._host, self._port, utp=self._utp,
-                                       identity=self.identity)
+        try:
+            self._session = TorrentSession(workdir, self._host, self._port, utp=self._utp,
+                                           identity=self.identity)
+        except OSError as exc:  # Note: bind failures (transport/listen.py)
+            raise listen_failure(self.me, "BitTorrent peers", "TORRENT_PORT", self._host,
+                                 self._port, exc) from None
 
     def learn(self, peer: int, host: str, port: int) -> None:
         """Record where ``peer``'s session listens (libtorrent needs an IP address)."""
