@@ -210,6 +210,8 @@ def cmd_health(args: argparse.Namespace) -> int:
     """Run ``splitnet health``."""
     from splitnet.ops.health import check_health
 
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise usage(f"--port {args.port}: expected a port from 1 to 65535")
     code, line = check_health(args.port)
     print(line, file=sys.stdout if code == EXIT_OK else sys.stderr)
     return code
