@@ -103,6 +103,8 @@ class TorrentSession:
             raise _listen_error(self.session, where)
         everyone = lt.ip_filter()  # Note: everyone is rate-limited
         everyone.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+        everyone.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                          1 << lt.session.global_peer_class_id)
         self.session.set_peer_class_filter(everyone)
         self._tracker = Tracker()  # Note: connection tick (tracker.py)
         self._handles: dict[str, Any] = {}

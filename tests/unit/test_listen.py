@@ -159,3 +159,25 @@ def test_a_restarted_incarnation_stops_retrying_when_the_rejoin_time_is_up(monke
     with pytest.raises(RuntimeFailure, match="the port is in use"):
         _run([(PeerUnavailable("client 1 was silent for PEER_TIMEOUT=60s"), True),
               (_busy(), False), (_busy(), False)])
+
+
+def test_the_swarm_dials_a_names_ipv4_address_first(monkeypatch):
+    from splitnet.transport import swarm
+
+    both = [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", 0, 0, 0)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
+    monkeypatch.setattr(swarm.socket, "getaddrinfo", lambda *a, **k: both)
+    assert swarm.dial_address(1, "localhost") == "127.0.0.1"
+    monkeypatch.setattr(swarm.socket, "getaddrinfo", lambda *a, **k: both[:1])
+    assert swarm.dial_address(1, "::1") == "::1"
+
+
+def test_grpc_listens_on_a_bare_ipv6_address_in_brackets(monkeypatch):
+    seen = []
+    monkeypatch.setattr(server, "_add_port", lambda srv, address, identity: seen.append(address)
+                        or 0)
+    monkeypatch.setattr(server, "bind_problem", lambda host, port: _in_use())
+    monkeypatch.setattr(server.Registry, "add_to", lambda self, srv: None)
+    with pytest.raises(OSError):
+        asyncio.run(server.start_server(SimpleNamespace(tensor=None), "::1", 7001, "t" * 32))
+    assert seen == ["[::1]:7001"]
