@@ -8,7 +8,8 @@ peer again, for at most ``REJOIN_TIMEOUT`` seconds since the loss. Every client 
 new incarnation and all resume from the same round. Past the timeout this client fails with a
 message naming the loss and saying how to resume. A plan mismatch, a configuration error, a
 refused join and a stop by signal are never retried; ``FAILURE_POLICY=abort`` runs one node, as
-before.
+before. A listener port in use is a configuration error at start and retried, once a second,
+only by a restarted incarnation (Note: bind failures, :mod:`splitnet.transport.listen`).
 
 ``FAILURE_POLICY=drop`` restarts the same way, but the new incarnation joins with a drop window
 (Note: drop window, :mod:`splitnet.node.membership`): the peers that give no answer within it
@@ -69,19 +70,22 @@ async def run_rejoining(plan: Plan, settings: Settings, make_node: MakeNode,
     current, lost_since, first_loss = settings, None, ""
     previous: Node | None = None
     drops: list[dict[str, Any]] = []
+    binding_again = False
     while True:
         node = make_node(plan, current)
         node.restarts = r.failure_policy in ("wait", "drop")
         node.drops = drops
         if previous is not None:  # one registry for the whole process: counters go on
             node.metrics = previous.metrics
-            node.metrics.rejoins.labels(node.metrics.client).inc()
+            if not binding_again:  # a rejoin, not another try at a port in use
+                node.metrics.rejoins.labels(node.metrics.client).inc()
             node.lost_since = lost_since
             if r.failure_policy == "drop":
                 node.drop_window = drop_window(settings)
         if started is not None:
             started(node)
         run: Awaitable[dict[str, Any]] = node.run()
+        binding_again = False
         try:
             return await run
         except (ConfigError, PlanMismatch, ProtocolError):
@@ -102,7 +106,7 @@ async def run_rejoining(plan: Plan, settings: Settings, make_node: MakeNode,
                 raise
             log.warning("client %d: %s; trying again in %gs", node.me, exc, BIND_RETRY_SECONDS)
             await asyncio.sleep(BIND_RETRY_SECONDS)  # its predecessor may hold it a moment
-            current = _next_settings(settings, node, left)
+            current, binding_again = _next_settings(settings, node, left), True
         except RuntimeFailure as exc:
             if not node.restarts or not _retryable(node, exc):
                 raise
