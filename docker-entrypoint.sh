@@ -63,8 +63,18 @@ private_tls_copy() {
     export TLS_DIR="$dst"
 }
 
+# The client's rule (transport/tls.py tls_wanted): TLS=on, or auto (the default; empty is unset)
+# with the cluster CA in TLS_DIR.
+tls_wanted() {
+    case "$(echo "${TLS:-}" | tr '[:upper:]' '[:lower:]' | tr -d '[:space:]')" in
+        on) return 0;;
+        ""|auto) [ -f "${TLS_DIR:-./certs}/ca.crt" ];;
+        *) return 1;;
+    esac
+}
+
 if [ "$(id -u)" = "0" ] && id splitnet >/dev/null 2>&1; then
-    if is_true "${TLS:-}"; then
+    if tls_wanted; then
         private_tls_copy
     fi
     chown splitnet:splitnet "${RESULTS_DIR:-/results}" 2>/dev/null || true

@@ -10,6 +10,8 @@
         ├── PlanMismatch          a peer's plan fingerprint differs (gRPC FAILED_PRECONDITION)
         ├── PeerUnavailable       a peer stopped answering or cannot be reached (gRPC
         │                         UNAVAILABLE, DEADLINE_EXCEEDED)
+        ├── BindFailed            a listener's port is in use (names its key); a ConfigError
+        │                         at start, retried only by a restarted incarnation
         └── TransferFailed        a transfer could not complete (refused, ended, timed out, or
                                   a payload that does not verify); the one error a tensor or
                                   bulk transport reports through its ``on_failure`` callback,
@@ -29,6 +31,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_RUNTIME",
+    "BindFailed",
     "ConfigError",
     "PeerUnavailable",
     "PeersLost",
@@ -99,6 +102,21 @@ class PlanMismatch(RuntimeFailure):
 
 class PeerUnavailable(RuntimeFailure):
     """A peer could not be reached, or stopped answering for longer than ``PEER_TIMEOUT``."""
+
+
+class BindFailed(RuntimeFailure):
+    """A listener could not bind its port (in use); ``key`` is the setting that gave the port.
+
+    Note: bind failures (:mod:`splitnet.transport.listen`).
+    """
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+    def as_config_error(self) -> ConfigError:
+        """Return this failure as the configuration error it is at a client's start (exit 2)."""
+        return ConfigError(Violation("setting", str(self)))
 
 
 class PeersLost(PeerUnavailable):

@@ -143,13 +143,14 @@ def cmd_local(args: argparse.Namespace) -> int:
     path, _ = _env_path(args)
     results = Path(settings.output.results_dir)
     print(plan.summary(), flush=True)
+    tls = local_tls(args.tls, settings.network.tls)
+    if tls == "off" and settings.output.metrics_tls == "on" and settings.output.metrics_port:
+        raise usage(f"{'--tls off' if args.tls else 'TLS=off'} with METRICS_TLS=on: the "
+                    "metrics endpoint's TLS needs the run's CA; drop one of them")
     summary, folder = run_local(plan, path if path.exists() else None, results,
                                 run_id=settings.output.run_id,
                                 restarts=RESTARTS if args.restart_on_failure else 0,
-                                checkpoint_dir=settings.recovery.checkpoint_dir,
-                                extra_env={"TLS": "off"} if local_tls(
-                                    args.tls, settings.network.tls) == "off" else None,
-                                wan=wan)
+                                tls=tls, wan=wan)
     print(summary_line(summary, folder))
     return EXIT_OK
 
@@ -206,6 +207,8 @@ def cmd_health(args: argparse.Namespace) -> int:
     """Run ``splitnet health``."""
     from splitnet.ops.health import check_health
 
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise usage(f"--port {args.port}: expected a port from 1 to 65535")
     code, line = check_health(args.port)
     print(line, file=sys.stdout if code == EXIT_OK else sys.stderr)
     return code

@@ -49,7 +49,9 @@ def network_options(settings: Settings, plan: Plan) -> NetworkOptions:
         torrent_port=transport.torrent_port, torrent_timeout=transport.torrent_timeout,
         torrent_utp=transport.torrent_utp, tensor_port=network.tensor_port,
         peer_timeout=network.peer_timeout, max_tensor_bytes=limits.tensor_bytes,
-        max_bulk_bytes=limits.bulk_bytes, identity=identity)
+        max_bulk_bytes=limits.bulk_bytes, identity=identity,
+        port_key=f"the port of PEERS' entry {network.client_number}" if network.peers
+        else "GRPC_PORT")
 
 
 def _identity(settings: Settings, me: int) -> Identity | None:

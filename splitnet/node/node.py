@@ -43,6 +43,7 @@ from splitnet.telemetry.metrics import Metrics
 from splitnet.telemetry.records import RoundRow, peak_rss_kib
 from splitnet.telemetry.results import ResultsWriter
 from splitnet.transport.base import Network
+from splitnet.transport.listen import check_listen_host, listen_failure
 
 __all__ = ["Node"]
 
@@ -111,12 +112,11 @@ class Node:
         port, host = self.settings.output.metrics_port, self.settings.network.listen_host
         if not port:
             return
+        check_listen_host(host)  # Note: bind failures (transport/listen.py)
         try:
             server, thread = self.metrics.serve(port, host, endpoint_security(self.settings))
-        except OSError as exc:
-            raise RuntimeFailure(f"client {self.me} cannot serve metrics on "
-                                 f"{host}:{port} ({exc}); set METRICS_PORT "
-                                 "to a free port, or 0 to turn metrics off") from None
+        except OSError as exc:  # Note: bind failures (transport/listen.py)
+            raise listen_failure(self.me, "metrics", "METRICS_PORT", host, port, exc) from None
         stack.callback(thread.join, 5.0)
         stack.callback(server.server_close)
         stack.callback(server.shutdown)

@@ -8,7 +8,8 @@ peer again, for at most ``REJOIN_TIMEOUT`` seconds since the loss. Every client 
 new incarnation and all resume from the same round. Past the timeout this client fails with a
 message naming the loss and saying how to resume. A plan mismatch, a configuration error, a
 refused join and a stop by signal are never retried; ``FAILURE_POLICY=abort`` runs one node, as
-before.
+before. A listener port in use is a configuration error at start and retried, once a second,
+only by a restarted incarnation (Note: bind failures, :mod:`splitnet.transport.listen`).
 
 ``FAILURE_POLICY=drop`` restarts the same way, but the new incarnation joins with a drop window
 (Note: drop window, :mod:`splitnet.node.membership`): the peers that give no answer within it
@@ -20,6 +21,7 @@ Each drop is logged and goes into the summary (``dropped``).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -27,17 +29,26 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from splitnet.config.settings import Settings
-from splitnet.errors import ConfigError, PeersLost, PlanMismatch, ProtocolError, RuntimeFailure
+from splitnet.errors import (
+    BindFailed,
+    ConfigError,
+    PeersLost,
+    PlanMismatch,
+    ProtocolError,
+    RuntimeFailure,
+)
 from splitnet.node.node import Node
 from splitnet.plan.drop import has_quorum, moved_tasks, without
 from splitnet.plan.plan import Plan
 
-__all__ = ["MIN_DROP_WINDOW", "drop_window", "run_rejoining"]
+__all__ = ["BIND_RETRY_SECONDS", "MIN_DROP_WINDOW", "drop_window", "run_rejoining"]
 
 log = logging.getLogger("splitnet.node")
 
 MakeNode = Callable[[Plan, Settings], Node]
 """Builds a node (and its network) for the plan and settings of one incarnation."""
+BIND_RETRY_SECONDS = 1.0
+"""How long a restarted incarnation waits before binding a port in use again."""
 MIN_DROP_WINDOW = 10.0
 """Seconds a restarted survivor waits at least for its peers to answer before dropping them."""
 
@@ -59,19 +70,22 @@ async def run_rejoining(plan: Plan, settings: Settings, make_node: MakeNode,
     current, lost_since, first_loss = settings, None, ""
     previous: Node | None = None
     drops: list[dict[str, Any]] = []
+    binding_again = False
     while True:
         node = make_node(plan, current)
         node.restarts = r.failure_policy in ("wait", "drop")
         node.drops = drops
         if previous is not None:  # one registry for the whole process: counters go on
             node.metrics = previous.metrics
-            node.metrics.rejoins.labels(node.metrics.client).inc()
+            if not binding_again:  # a rejoin, not another try at a port in use
+                node.metrics.rejoins.labels(node.metrics.client).inc()
             node.lost_since = lost_since
             if r.failure_policy == "drop":
                 node.drop_window = drop_window(settings)
         if started is not None:
             started(node)
         run: Awaitable[dict[str, Any]] = node.run()
+        binding_again = False
         try:
             return await run
         except (ConfigError, PlanMismatch, ProtocolError):
@@ -82,6 +96,17 @@ async def run_rejoining(plan: Plan, settings: Settings, make_node: MakeNode,
             since = time.monotonic() if lost_since is None else lost_since
             left = since + r.rejoin_timeout - time.monotonic()
             current, previous = _next_settings(settings, node, left), node
+        except BindFailed as exc:  # Note: bind failures (transport/listen.py)
+            if previous is None:  # another process holds the port: a configuration error
+                raise exc.as_config_error() from None
+            if not node.restarts or node.stopped:
+                raise
+            left = current.network.join_timeout - BIND_RETRY_SECONDS  # what the rejoin has left
+            if left <= 0:
+                raise
+            log.warning("client %d: %s; trying again in %gs", node.me, exc, BIND_RETRY_SECONDS)
+            await asyncio.sleep(BIND_RETRY_SECONDS)  # its predecessor may hold it a moment
+            current, binding_again = _next_settings(settings, node, left), True
         except RuntimeFailure as exc:
             if not node.restarts or not _retryable(node, exc):
                 raise

@@ -5,8 +5,9 @@ stopped and the run fails; at the end the timelines are merged and the summary r
 client is given the run id (``RUN_ID``: the one set, or a fresh one), so the run's folder
 ``RESULTS_DIR/runs/<run id>`` is the one this command ran, whatever ``latest`` says later.
 Every run gets a throw-away cluster CA and certificates in its folder (``certs``), and its
-clients talk mutual TLS, as a deployment does. With ``wan`` (``--wan``), client k runs in endpoint
-k of an emulated WAN (:mod:`splitnet.ops.wan`) and its peers reach it at that endpoint's address.
+clients talk mutual TLS, as a deployment does (``--tls off``: no CA, no TLS). With ``wan``
+(``--wan``), client k runs in endpoint k of an emulated WAN (:mod:`splitnet.ops.wan`) and its
+peers reach it at that endpoint's address.
 """
 
 from __future__ import annotations
@@ -19,23 +20,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from splitnet.config.envfile import read_env_file
-from splitnet.config.fields import DEFAULT_CHECKPOINT_DIR
-from splitnet.config.load import merged_values
 from splitnet.errors import ConfigError, RuntimeFailure, Violation
 from splitnet.ops.certs import make_certs
+from splitnet.ops.local_env import LocalPorts, client_env, defaults_env, given_values, metrics_on
 from splitnet.ops.wan import Link, Wan, wan_unavailable
 from splitnet.plan.plan import Plan
 from splitnet.telemetry.progress import is_progress
 from splitnet.telemetry.results import merge_timelines
-from splitnet.telemetry.runs import check_unfinished, new_run_id, run_folder
+from splitnet.telemetry.runs import LOCAL_CA, check_unfinished, new_run_id, run_folder
 from splitnet.transport.ports import free_ports
 
-__all__ = ["RESTARTS", "configured", "run_local"]
+__all__ = ["RESTARTS", "run_local"]
 
 RESTARTS = 3
 """How many times ``--restart-on-failure`` starts one client again."""
@@ -56,27 +54,17 @@ def _pump(stream: IO[str], prefix: str, out: IO[str], lock: threading.Lock) -> N
             out.flush()
 
 
-def configured(env_file: Path | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Return the raw settings the clients will read: ``env_file``'s, ``environ``'s over them.
-
-    An empty value in the environment counts as unset, as in ``load`` (Note: empty means unset,
-    ``splitnet.config.load``); ``environ`` defaults to ``os.environ``.
-    """
-    file_values = read_env_file(env_file)[0] if env_file is not None else {}
-    return merged_values(file_values, os.environ if environ is None else environ)
-
-
 def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
               extra_env: dict[str, str] | None = None, out: IO[str] = sys.stdout,
-              run_id: str | None = None, restarts: int = 0,
-              checkpoint_dir: str = DEFAULT_CHECKPOINT_DIR,
+              run_id: str | None = None, restarts: int = 0, tls: str = "on",
               wan: dict[int, Link] | None = None) -> tuple[dict[str, Any], Path]:
     """Run every client of ``plan`` as a process; return the run's summary and its folder.
 
     ``run_id`` names the run (default: a fresh id); a finished run's is refused (ConfigError).
-    ``checkpoint_dir`` is ``CHECKPOINT_DIR``; left at its default, each run keeps its checkpoints
-    in its own folder (``checkpoints`` there), so that runs of other plans never meet and the same
-    ``run_id`` finds them again to resume.
+    Unless ``CHECKPOINT_DIR`` is given (the env file, the environment), each run keeps its
+    checkpoints in its own folder (``checkpoints`` there), so that runs of other plans never meet
+    and the same ``run_id`` finds them again to resume (Note: local environment).
+    ``tls="off"`` runs without TLS, and makes no CA.
     A client that exits non-zero is started again, at most ``restarts`` times (what a
     container's restart policy does: ``--restart-on-failure``); past that the run fails.
     ``wan`` (links by client number, e.g. from ``parse_links``) runs the clients in an emulated
@@ -85,59 +73,57 @@ def run_local(plan: Plan, env_file: Path | None, results_dir: Path,
     if wan is not None and (why := wan_unavailable()):
         raise ConfigError(Violation("wan", f"--wan: {why}"), "the command line")
     if wan is None:
-        return _run(plan, env_file, results_dir, extra_env, out, run_id, restarts,
-                    checkpoint_dir, None)
+        return _run(plan, env_file, results_dir, extra_env, out, run_id, restarts, tls, None)
     with Wan(wan, range(1, plan.num_clients + 1)) as net:
         out.write("".join(f"[local] client {k} at {net.address(k)} in an emulated WAN: "
                           f"{net.links[k]}\n" for k in net.endpoints))
-        return _run(plan, env_file, results_dir, extra_env, out, run_id, restarts,
-                    checkpoint_dir, net)
+        return _run(plan, env_file, results_dir, extra_env, out, run_id, restarts, tls, net)
 
 
 def _run(plan: Plan, env_file: Path | None, results_dir: Path, extra_env: dict[str, str] | None,
-         out: IO[str], run_id: str | None, restarts: int, checkpoint_dir: str,
+         out: IO[str], run_id: str | None, restarts: int, tls: str,
          wan: Wan | None) -> tuple[dict[str, Any], Path]:
     run_id = run_id or new_run_id()
     check_unfinished(results_dir, run_id)
     n = plan.num_clients
-    ports = free_ports(3 * n)  # gRPC, libtorrent, metrics
+    ports = LocalPorts(free_ports(4 * n))  # Note: local environment
     env = dict(os.environ)
+    given = given_values(env_file, env)
 
     def host(k: int) -> str:
         return wan.address(k) if wan else "127.0.0.1"
 
-    certs = run_folder(results_dir, run_id) / "certs"
-    if not (certs / "ca.crt").exists():  # a resumed run keeps its CA
-        make_certs(certs, range(1, n + 1))
+    folder = run_folder(results_dir, run_id)
     env.update({
-        "PEERS": ",".join(f"{host(k)}:{p}" for k, p in enumerate(ports[:n], 1)),
+        "PEERS": ",".join(f"{host(k)}:{ports.grpc(k)}" for k in range(1, n + 1)),
         "SPLITNET_TOKEN": secrets.token_hex(16),
-        "TLS": "on",
-        "TLS_DIR": str(certs),
+        "TLS": tls,
         "LISTEN_HOST": "0.0.0.0" if wan else "127.0.0.1",
         "RESULTS_DIR": str(results_dir),
         "RUN_ID": run_id,
-        "CHECKPOINT_DIR": str(results_dir / "runs" / run_id / "checkpoints")
-        if checkpoint_dir == DEFAULT_CHECKPOINT_DIR else checkpoint_dir,
-        "TORCH_THREADS": configured(env_file, env).get("TORCH_THREADS", "1"),
         "PYTHONUNBUFFERED": "1",
+        **defaults_env(given, folder / "checkpoints"),
     })
+    if tls == "on":
+        certs = folder / LOCAL_CA
+        if not (certs / "ca.crt").exists():  # a resumed run keeps its CA
+            make_certs(certs, range(1, n + 1))
+        env["TLS_DIR"] = str(certs)
     env.update(extra_env or {})
     args = [sys.executable, "-m", "splitnet", "run"]
     if env_file is not None:
         args += ["--env-file", str(env_file)]
     # Note: targets file. Prometheus can follow a local run with file_sd_configs on this file.
     results_dir.mkdir(parents=True, exist_ok=True)
-    targets = [{"targets": [f"{host(k)}:{p}" for k, p in enumerate(ports[2 * n:], 1)],
-                "labels": {"job": "splitnet"}}]
+    targets = [{"targets": [f"{host(k)}:{ports.of(k)['METRICS_PORT']}" for k in range(1, n + 1)]
+                if metrics_on(given) else [], "labels": {"job": "splitnet"}}]
     (results_dir / "prometheus-targets.json").write_text(json.dumps(targets))
     lock = threading.Lock()
     procs: list[subprocess.Popen[str]] = []
     pumps = []
 
     def start(k: int) -> subprocess.Popen[str]:
-        own = {"CLIENT_NUMBER": str(k), "TORRENT_PORT": str(ports[n + k - 1]),
-               "METRICS_PORT": str(ports[2 * n + k - 1])}
+        own = client_env(k, ports, given)
         proc = subprocess.Popen([*(wan.prefix(k) if wan else []), *args], env={**env, **own},
                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
@@ -169,7 +155,6 @@ def _run(plan: Plan, env_file: Path | None, results_dir: Path, extra_env: dict[s
     finally:
         for pump in pumps:
             pump.join(timeout=5)
-    folder = run_folder(results_dir, run_id)
     merge_timelines(folder)
     summary: dict[str, Any] = json.loads((folder / "summary.json").read_text())
     return summary, folder

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterable
@@ -57,6 +58,12 @@ def _guarded(app: Callable[..., Iterable[bytes]], credentials: str) -> Callable[
     return guarded
 
 
+class _IPv6Server(ThreadingWSGIServer):
+    """The metrics server on an IPv6 ``LISTEN_HOST`` (``::``, ``::1``)."""
+
+    address_family = socket.AF_INET6
+
+
 def serve_metrics(registry: CollectorRegistry, port: int, host: str,
                   security: EndpointSecurity | None = None) -> tuple[Any, threading.Thread]:
     """Serve ``registry`` on ``host:port`` from a daemon thread; return the server and thread."""
@@ -64,7 +71,8 @@ def serve_metrics(registry: CollectorRegistry, port: int, host: str,
     app: Callable[..., Any] = make_wsgi_app(registry)
     if security.credentials is not None:
         app = _guarded(app, security.credentials)
-    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Handler)
+    server = make_server(host, port, app, _IPv6Server if ":" in host else ThreadingWSGIServer,
+                         handler_class=_Handler)
     if security.certfile is not None and security.keyfile is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2

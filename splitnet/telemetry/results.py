@@ -21,7 +21,13 @@ import torch
 from safetensors.torch import save_file
 
 from splitnet.telemetry.records import METRIC_COLUMNS, TIMELINE_COLUMNS, RoundRow, TimelineRow
-from splitnet.telemetry.runs import check_unfinished, new_run_id, point_latest, run_folder
+from splitnet.telemetry.runs import (
+    began,
+    check_unfinished,
+    new_run_id,
+    point_latest,
+    run_folder,
+)
 
 __all__ = ["ResultsWriter", "merge_timelines"]
 
@@ -68,7 +74,7 @@ class ResultsWriter:
         if run_id is not None:
             check_unfinished(self.results_dir, run_id)
             folder = run_folder(self.results_dir, run_id)
-            if folder.exists():  # an unfinished run of this id (stopped, restarted): go on
+            if began(folder):  # an unfinished run of this id (stopped, restarted): go on
                 log.info("RUN_ID=%s: going on in %s (a run of this id that did not finish)",
                          run_id, folder)
             folder.mkdir(exist_ok=True)

@@ -20,12 +20,14 @@ from splitnet.config.parsing import run_id as parse_run_id
 from splitnet.config.parsing import show
 from splitnet.errors import ConfigError, Violation
 
-__all__ = ["LATEST", "RUNS", "SUMMARY", "baseline_of", "check_unfinished", "new_run_id",
-           "point_latest", "run_folder", "run_folder_of"]
+__all__ = ["LATEST", "LOCAL_CA", "RUNS", "SUMMARY", "baseline_of", "began", "check_unfinished",
+           "new_run_id", "point_latest", "run_folder", "run_folder_of"]
 
 RUNS = "runs"
 LATEST = "latest"
 SUMMARY = "summary.json"
+LOCAL_CA = "certs"
+"""Where ``splitnet local`` writes its run's CA, in the run's folder, before any client starts."""
 
 
 def new_run_id() -> str:
@@ -45,6 +47,11 @@ def check_unfinished(results_dir: Path, run_id: str) -> None:
         raise ConfigError(Violation(
             "RUN_ID", f"{show(run_id)} names a finished run ({folder} holds its {SUMMARY}); "
             "choose another RUN_ID, or leave it unset for a fresh one"))
+
+
+def began(folder: Path) -> bool:
+    """Return whether a run's clients wrote into ``folder`` (not only ``splitnet local``'s CA)."""
+    return folder.is_dir() and any(path.name != LOCAL_CA for path in folder.iterdir())
 
 
 def point_latest(results_dir: Path, run_id: str) -> Path:

@@ -36,13 +36,13 @@ import ssl
 
 from splitnet.errors import (
     PeerUnavailable,
-    RuntimeFailure,
     SplitnetError,
     TransferFailed,
 )
 from splitnet.transport.base import AsyncClosing, Fail, Receive, Reject
 from splitnet.transport.codec import tensor_view
 from splitnet.transport.inbound import HELLO, MAGIC, U32, VERSION, ChannelLimits, Inbound, proof
+from splitnet.transport.listen import listen_failure
 from splitnet.transport.messages import TaskMessage
 from splitnet.transport.serde import task_header
 from splitnet.transport.status import refused, reported, task_label, transfer_failed
@@ -163,9 +163,8 @@ class TensorChannel(AsyncClosing):
             self._server = await asyncio.start_server(
                 self._inbound.serve, host, port, ssl=context,
                 ssl_handshake_timeout=self.limits.hello_seconds if context else None)
-        except OSError as exc:
-            raise RuntimeFailure(f"client {self.me} cannot listen for tensors on {host}:{port} "
-                                 f"({exc}); set TENSOR_PORT to a free port, or 0") from None
+        except OSError as exc:  # Note: bind failures (transport/listen.py)
+            raise listen_failure(self.me, "tensors", "TENSOR_PORT", host, port, exc) from None
         return self.port
 
     @property

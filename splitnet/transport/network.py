@@ -40,6 +40,7 @@ from splitnet.transport.bulk import (
 from splitnet.transport.channel import ChannelLimits, TensorChannel
 from splitnet.transport.client import PeerClient
 from splitnet.transport.codec import MAX_TENSOR_BYTES
+from splitnet.transport.listen import check_listen_host, listen_failure
 from splitnet.transport.messages import TaskMessage
 from splitnet.transport.serde import MAX_BLOB_BYTES
 from splitnet.transport.server import start_server
@@ -72,6 +73,7 @@ class NetworkOptions:
     max_bulk_bytes: int = MAX_BLOB_BYTES  # the largest bulk object (gRPC or BitTorrent)
     left: frozenset[int] = frozenset()  # clients dropped from the run: never dialled
     identity: Identity | None = None  # mutual TLS (transport/tls.py); None: the token alone
+    port_key: str = "GRPC_PORT"  # the setting that gave this client's own address's port
 
 
 def host_of(address: str) -> str:
@@ -131,6 +133,7 @@ class GrpcNetwork(AsyncClosing):
         if self._closed or self._stack is not None:
             raise RuntimeFailure(f"client {self.me}'s network is already serving or closed")
         o = self.options
+        check_listen_host(o.listen_host)  # Note: bind failures (transport/listen.py)
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self._close_clients)
             if self._swarm is not None:
@@ -149,10 +152,9 @@ class GrpcNetwork(AsyncClosing):
                 server, _ = await start_server(handler, o.listen_host, port, o.token,
                                                on_reject, receive, o.max_tensor_bytes,
                                                o.max_bulk_bytes, o.identity)
-            except OSError as exc:
-                raise RuntimeFailure(f"client {self.me} cannot listen for peers on "
-                                     f"{o.listen_host}:{port} ({exc}); is GRPC_PORT free?"
-                                     ) from None
+            except OSError as exc:  # Note: bind failures (transport/listen.py)
+                raise listen_failure(self.me, "peers", o.port_key, o.listen_host, port,
+                                     exc) from None
             stack.push_async_callback(server.stop, 0.5)
             self._stack = stack.pop_all()
 

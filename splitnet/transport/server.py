@@ -30,6 +30,7 @@ from splitnet.transport.base import PeerHandler, Receive, Reject
 from splitnet.transport.codec import MAX_TENSOR_BYTES
 from splitnet.transport.generated import splitnet_pb2 as pb
 from splitnet.transport.generated import splitnet_pb2_grpc as pb_grpc
+from splitnet.transport.listen import bind_problem
 from splitnet.transport.serde import (
     MAX_BLOB_BYTES,
     MAX_FRAME_BYTES,
@@ -247,6 +248,18 @@ async def _weights(text: str) -> dict[int, int] | None:
         raise ProtocolError(f"a states pull's weights_json is malformed: {exc}") from None
 
 
+def _add_port(server: grpc.aio.Server, address: str, identity: Identity | None) -> int:
+    """Bind ``address``; return the port, or 0 when it cannot be bound."""
+    try:
+        if identity is None:
+            return int(server.add_insecure_port(address))
+        return int(server.add_secure_port(address, grpc.ssl_server_credentials(
+            [(identity.key_pem, identity.cert_pem)], root_certificates=identity.ca_pem,
+            require_client_auth=True)))
+    except RuntimeError:  # newer grpc raises instead of returning 0
+        return 0
+
+
 async def start_server(handler: PeerHandler, host: str, port: int, token: str,
                        on_reject: Reject | None = None, receive: Receive | None = None,
                        max_tensor_bytes: int = MAX_TENSOR_BYTES,
@@ -257,7 +270,8 @@ async def start_server(handler: PeerHandler, host: str, port: int, token: str,
     A tensor (SendTensor, TensorStream) of more than ``max_tensor_bytes`` or a model (PutModel)
     of more than ``max_blob_bytes`` is refused from its header, before its data is kept.
     With ``identity``: mutual TLS, callers known by their certificates (Note: identity from the
-    certificate); without: the token. Raises OSError when the address cannot be bound.
+    certificate); without: the token. Raises OSError, saying why, when the address cannot be
+    bound (Note: bind failures).
     """
     interceptors = [] if identity is not None else [_TokenInterceptor(token, on_reject)]
     server = grpc.aio.server(interceptors=interceptors, options=GRPC_OPTIONS)
@@ -266,15 +280,11 @@ async def start_server(handler: PeerHandler, host: str, port: int, token: str,
     registry = Registry(_log_refusal)  # Note: undecodable
     pb_grpc.add_PeerServicer_to_server(servicer, registry)
     registry.add_to(server)
-    try:
-        if identity is None:
-            bound = server.add_insecure_port(f"{host}:{port}")
-        else:
-            bound = server.add_secure_port(f"{host}:{port}", grpc.ssl_server_credentials(
-                [(identity.key_pem, identity.cert_pem)], root_certificates=identity.ca_pem,
-                require_client_auth=True))
-    except RuntimeError as exc:  # newer grpc raises instead of returning 0
-        raise OSError(f"cannot listen on {host}:{port}: {exc}") from None
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = _add_port(server, address, identity)
+    if bound == 0 and (problem := bind_problem(host, port)) is not None:
+        raise problem  # Note: bind failures (transport/listen.py): why, or bound at a retry
+    bound = bound or _add_port(server, address, identity)
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")
     await server.start()

@@ -18,10 +18,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from splitnet.errors import PeerUnavailable, RuntimeFailure
+from splitnet.transport.listen import listen_failure
 from splitnet.transport.tls import Identity
 from splitnet.transport.torrent import TorrentRef, TorrentSession
 
-__all__ = ["Swarm", "remove_stale_workdirs"]
+__all__ = ["Swarm", "dial_address", "remove_stale_workdirs"]
 
 _log = logging.getLogger(__name__)
 _WORKDIR_RE = re.compile(r"splitnet-torrents-(?P<me>[0-9]+)-(?P<pid>[0-9]+)-.*")
@@ -64,6 +65,21 @@ def _running(pid: int) -> bool:
     return True
 
 
+def dial_address(peer: int, host: str) -> str:
+    """Return the IP address to dial ``peer``'s session at ``host``: its IPv4 address first.
+
+    Note: IPv4 first. A name with both (``localhost``: 127.0.0.1 and ::1) is dialled on IPv4,
+    where a session listening on ``0.0.0.0`` takes it; an IPv6 address (``::1``) or a name with
+    IPv6 alone is dialled on IPv6.
+    """
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise PeerUnavailable(f"client {peer}'s host {host!r} does not resolve: {exc}") from exc
+    ipv4 = [info for info in infos if info[0] == socket.AF_INET]
+    return str((ipv4 or infos)[0][4][0])
+
+
 class Swarm:
     """A libtorrent session (opened on demand) plus the cluster's peer table."""
 
@@ -98,18 +114,17 @@ class Swarm:
             self._tmp = tempfile.TemporaryDirectory(
                 prefix=f"splitnet-torrents-{self.me}-{os.getpid()}-")
             workdir = Path(self._tmp.name)
-        self._session = TorrentSession(workdir, self._host, self._port, utp=self._utp,
-                                       identity=self.identity)
+        try:
+            self._session = TorrentSession(workdir, self._host, self._port, utp=self._utp,
+                                           identity=self.identity)
+        except OSError as exc:  # Note: bind failures (transport/listen.py)
+            raise listen_failure(self.me, "BitTorrent peers", "TORRENT_PORT", self._host,
+                                 self._port, exc) from None
 
     def learn(self, peer: int, host: str, port: int) -> None:
         """Record where ``peer``'s session listens (libtorrent needs an IP address)."""
         if port:
-            try:
-                address = socket.gethostbyname(host)
-            except OSError as exc:
-                raise PeerUnavailable(f"client {peer}'s host {host!r} does not resolve: "
-                                      f"{exc}") from exc
-            self.addresses[peer] = (address, port)
+            self.addresses[peer] = (dial_address(peer, host), port)
 
     async def fetch(self, ref: TorrentRef, sources: Iterable[int],
                     publisher: int | None = None) -> bytes:

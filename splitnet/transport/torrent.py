@@ -78,6 +78,15 @@ def _settings(listen: str, utp: bool, upload_limit: int, download_limit: int) ->
     }
 
 
+def _listen_error(session: Any, where: str) -> OSError:
+    """Return why ``session`` listens nowhere, from its listen_failed alert (errno if known)."""
+    for alert in session.pop_alerts():
+        if isinstance(alert, lt.listen_failed_alert):
+            code = alert.error.value() if alert.error.category().name() == "system" else None
+            return OSError(code, alert.error.message()) if code else OSError(alert.message())
+    return OSError(f"libtorrent listens on none of {where}")
+
+
 class TorrentSession:
     """One client's libtorrent session: publish, fetch, remove."""
 
@@ -87,10 +96,15 @@ class TorrentSession:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.identity = identity  # Note: SSL torrents
-        self.session = lt.session(_settings(f"{host}:{port}{'s' if identity else ''}", utp,
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
+        self.session = lt.session(_settings(f"{where}{'s' if identity else ''}", utp,
                                             upload_limit, download_limit))
+        if self.port == 0:  # Note: bind failures (transport/listen.py)
+            raise _listen_error(self.session, where)
         everyone = lt.ip_filter()  # Note: everyone is rate-limited
         everyone.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+        everyone.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                          1 << lt.session.global_peer_class_id)
         self.session.set_peer_class_filter(everyone)
         self._tracker = Tracker()  # Note: connection tick (tracker.py)
         self._handles: dict[str, Any] = {}

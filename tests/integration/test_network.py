@@ -174,3 +174,27 @@ def test_torrent_bulk_sends_an_object_for_one_receiver_over_bittorrent_too():
             assert await two.bulk.into(reference) == large
 
     asyncio.run(scenario())
+
+
+def test_a_tensor_port_in_use_names_tensor_port_and_a_missing_address_listen_host():
+    from splitnet.errors import BindFailed, ConfigError
+
+    grpc_port, tensor_port = free_ports(2)
+    common = dict(addresses=[f"127.0.0.1:{grpc_port}", "127.0.0.1:1"],
+                  token="test-token-0123456789", tensor_port=tensor_port)
+
+    async def serve(options):
+        network = GrpcNetwork(options)
+        try:
+            await network.serve(RecordingHandler(), [].append)
+        finally:
+            await network.aclose()
+
+    with socket.socket() as taken:  # Note: bind failures
+        taken.bind(("127.0.0.1", tensor_port))
+        taken.listen(1)
+        with pytest.raises(BindFailed, match="set TENSOR_PORT to a free port"):
+            asyncio.run(serve(NetworkOptions(me=1, listen_host="127.0.0.1", **common)))
+    with pytest.raises(ConfigError, match="LISTEN_HOST='192.0.2.7': is not an address"):
+        asyncio.run(serve(NetworkOptions(me=1, listen_host="192.0.2.7", **common)))
+    assert _bindable(grpc_port) and _bindable(tensor_port)

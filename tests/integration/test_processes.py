@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from splitnet.transport.ports import free_ports
+
 from .procs import start_clients, stop
 
 pytestmark = pytest.mark.integration
@@ -71,3 +73,26 @@ def test_a_killed_peer_makes_the_others_stop_with_an_error_naming_it(tmp_path):
         text = "".join(output[k])
         assert "client 3" in text.splitlines()[-1], text[-2000:]
         assert "Traceback" not in text
+
+
+@pytest.mark.parametrize(("extra", "named"), [
+    ({"LISTEN_HOST": "192.0.2.7"}, "LISTEN_HOST='192.0.2.7'"),
+    ({"LISTEN_HOST": "[::]"}, "LISTEN_HOST='[::]'"),
+    ({}, "the port of PEERS' entry 1")])
+def test_a_client_that_cannot_listen_stops_at_once_naming_the_setting(tmp_path, extra, named):
+    import socket
+
+    from .procs import spawn
+
+    ports = free_ports(3)
+    with socket.socket() as taken:  # Note: bind failures: the gRPC port is in use
+        taken.bind(("127.0.0.1", ports[0]))
+        taken.listen(1)
+        start = time.monotonic()
+        proc, lines, reader = spawn(env_file(tmp_path, FAILURE_POLICY="wait"), ports, 1, **extra)
+        try:
+            assert proc.wait(timeout=60) == 2, "".join(lines)
+        finally:
+            stop({1: proc}, [reader])
+    assert time.monotonic() - start < 60
+    assert named in "".join(lines) and "Traceback" not in "".join(lines), "".join(lines)

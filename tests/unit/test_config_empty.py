@@ -9,6 +9,7 @@ import pytest
 from splitnet.config import load
 from splitnet.config.load import merged_values
 from splitnet.ops import local
+from splitnet.ops.local_env import given_values
 from splitnet.plan.plan import build_plan
 
 TWO = '[["1_1","1_2","1_3","1_4","1_5","1_6","1_7","1_8"],["2_1","2_2","2_3","2_4","2_5","2_6","2_7","2_8"]]'
@@ -36,9 +37,9 @@ def test_merged_values_takes_only_known_non_empty_keys_from_the_environment():
 
 def test_local_reads_settings_as_its_clients_do(write_env):
     path = write_env(SIMULATION_STAGES_CLIENTS=TWO, TORCH_THREADS="4")
-    assert local.configured(path, {"TORCH_THREADS": ""})["TORCH_THREADS"] == "4"
-    assert local.configured(path, {"TORCH_THREADS": "2"})["TORCH_THREADS"] == "2"
-    assert "TORCH_THREADS" not in local.configured(None, {"TORCH_THREADS": ""})
+    assert given_values(path, {"TORCH_THREADS": ""})["TORCH_THREADS"] == "4"
+    assert given_values(path, {"TORCH_THREADS": "2"})["TORCH_THREADS"] == "2"
+    assert "TORCH_THREADS" not in given_values(None, {"TORCH_THREADS": ""})
 
 
 class _Exited:

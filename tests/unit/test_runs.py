@@ -138,6 +138,7 @@ def test_a_malformed_run_id_from_the_aggregator_is_a_refused_join_naming_it(tmp_
 
 def test_a_run_id_of_an_unfinished_run_goes_on_in_its_folder(tmp_path, caplog):
     (tmp_path / "runs" / "again").mkdir(parents=True)
+    (tmp_path / "runs" / "again" / "metrics.csv").write_text("round\n")  # what the run wrote
     with caplog.at_level("INFO", logger="splitnet.telemetry"):
         assert ResultsWriter(tmp_path).start("again") == tmp_path / "runs" / "again"
     assert "RUN_ID=again: going on in" in caplog.text
