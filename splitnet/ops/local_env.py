@@ -68,10 +68,9 @@ def client_env(k: int, ports: LocalPorts, given: Mapping[str, str]) -> dict[str,
 
 
 def defaults_env(given: Mapping[str, str], checkpoints: Path) -> dict[str, str]:
-    """Return the keys ``local`` sets only when not given: checkpoints, torch threads."""
-    env = {}
-    if "CHECKPOINT_DIR" not in given:
-        env["CHECKPOINT_DIR"] = str(checkpoints)
-    if "TORCH_THREADS" not in given:
-        env["TORCH_THREADS"] = "1"
-    return env
+    """Return checkpoints and torch threads: the given values, else ``local``'s own.
+
+    Written out either way, so an empty environment value (unset) cannot shadow the file's.
+    """
+    return {"CHECKPOINT_DIR": given.get("CHECKPOINT_DIR", str(checkpoints)),
+            "TORCH_THREADS": given.get("TORCH_THREADS", "1")}

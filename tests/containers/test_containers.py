@@ -141,14 +141,24 @@ def _measure(engine, network, suffix, environment):
         sender.remove(force=True)
 
 
+LISTENING = ("import socket,time\nend=time.monotonic()+30\n"
+             "while True:\n try:\n  socket.create_connection(('127.0.0.1',9000),timeout=1).close()"
+             "\n  break\n except OSError:\n  assert time.monotonic()<end,'nothing listens on 9000'"
+             "\n  time.sleep(0.1)")
+
+
 @pytest.fixture
 def sink(engine):
     network = engine.networks.create(f"splitnet-e2e-{uuid.uuid4().hex[:8]}", internal=True)
     container = _run_in_image(engine, network, "sink", ["python3", "-c", SINK], {"NO_TC": "true"})
-    time.sleep(1)
-    yield network
-    container.remove(force=True)
-    network.remove()
+    try:
+        # the sink listens (connect-poll from inside it, up to 30 s), rather than sleep and hope
+        code, output = container.exec_run(["python3", "-c", LISTENING])
+        assert code == 0, (output.decode()[-1500:], container.logs().decode()[-1500:])
+        yield network
+    finally:
+        container.remove(force=True)
+        network.remove()
 
 
 def test_network_delay_raises_round_trip_time(engine, sink):

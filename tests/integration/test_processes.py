@@ -2,15 +2,13 @@
 
 import json
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from splitnet.transport.ports import free_ports
 
-from .procs import start_clients, stop
+from .procs import assert_running, run_local, running, spawn, stop
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +32,7 @@ def env_file(tmp_path, **extra):
 
 def test_three_clients_train_digits_well_above_chance(tmp_path):
     path = env_file(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "splitnet", "local", "--env-file", str(path)],
-                          capture_output=True, text=True, timeout=300)
+    done = run_local("--env-file", path, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[client 2]" in done.stdout and "test accuracy" in done.stdout.splitlines()[-1]
     results = tmp_path / "results" / "latest"
@@ -54,23 +51,21 @@ def test_three_clients_train_digits_well_above_chance(tmp_path):
 def test_a_killed_peer_makes_the_others_stop_with_an_error_naming_it(tmp_path):
     path = env_file(tmp_path, TRAINING_NUM_ROUNDS="1000", PEER_TIMEOUT="3", JOIN_TIMEOUT="60",
                     FAILURE_POLICY="abort")
-    procs, output, readers = start_clients(path)
-    try:
+    with running(path) as clients:
         deadline = time.monotonic() + 120
-        while not any("round 1/1000" in line for line in output[1]):
-            assert time.monotonic() < deadline, output
-            assert all(p.poll() is None for p in procs.values()), output
+        while not any("round 1/1000" in line for line in clients[1].lines):
+            assert time.monotonic() < deadline, clients[1].text()[-3000:]
+            assert_running(clients)
             time.sleep(0.1)
-        procs[3].send_signal(signal.SIGKILL)
+        clients[3].proc.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         for k in (1, 2):
-            assert procs[k].wait(timeout=30) != 0
+            assert clients[k].proc.wait(timeout=30) != 0
         elapsed = time.monotonic() - killed
-    finally:
-        stop(procs, readers)
+        output = stop(clients)
     assert elapsed < 3 + 15, elapsed  # PEER_TIMEOUT plus slack
     for k in (1, 2):
-        text = "".join(output[k])
+        text = output[k]
         assert "client 3" in text.splitlines()[-1], text[-2000:]
         assert "Traceback" not in text
 
@@ -82,17 +77,16 @@ def test_a_killed_peer_makes_the_others_stop_with_an_error_naming_it(tmp_path):
 def test_a_client_that_cannot_listen_stops_at_once_naming_the_setting(tmp_path, extra, named):
     import socket
 
-    from .procs import spawn
-
     ports = free_ports(3)
     with socket.socket() as taken:  # Note: bind failures: the gRPC port is in use
         taken.bind(("127.0.0.1", ports[0]))
         taken.listen(1)
         start = time.monotonic()
-        proc, lines, reader = spawn(env_file(tmp_path, FAILURE_POLICY="wait"), ports, 1, **extra)
+        client = spawn(env_file(tmp_path, FAILURE_POLICY="wait"), ports, 1, **extra)
         try:
-            assert proc.wait(timeout=60) == 2, "".join(lines)
+            code = client.proc.wait(timeout=60)
         finally:
-            stop({1: proc}, [reader])
+            text = stop({1: client})[1]
+    assert code == 2, text
     assert time.monotonic() - start < 60
-    assert named in "".join(lines) and "Traceback" not in "".join(lines), "".join(lines)
+    assert named in text and "Traceback" not in text, text

@@ -22,6 +22,7 @@ from splitnet.telemetry.metrics import Metrics
 from splitnet.transport.ports import free_ports
 
 from ..conftest import ROOT
+from .procs import local
 
 pytestmark = pytest.mark.integration
 DASHBOARD = ROOT / "monitoring" / "grafana" / "dashboards" / "splitnet.json"
@@ -94,27 +95,32 @@ def test_every_dashboard_panel_query_returns_series(prometheus, tmp_path):
         "CURRENT_MODEL=CNN", "CURRENT_DATASET=DIGITS", "BATCH_SIZE=32", "LEARNING_RATE=0.1",
         "TRAINING_NUM_ROUNDS=4", "TRAINING_NUM_EPOCHS=1", f"SIMULATION_STAGES_CLIENTS={THREE}",
         f"RESULTS_DIR={results}", "METRICS_HOLD=25"]) + "\n")
-    run = subprocess.Popen([sys.executable, "-m", "splitnet", "local", "--env-file", str(env_file)],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    with local("--env-file", env_file) as run:  # Note: nothing left behind (procs.py)
         deadline = time.monotonic() + 180
         while not (results / "latest" / "summary.json").exists():
-            assert run.poll() is None, run.stdout.read()[-3000:]
+            assert run.proc.poll() is None, run.text()[-3000:]
             assert time.monotonic() < deadline
             time.sleep(0.5)
-        time.sleep(5)  # a few scrapes of the final values while the clients hold
-        empty = []
-        for title, expr in dashboard_queries():
-            answer = query(port, expr)
-            assert answer["status"] == "success", (title, expr, answer)
-            if not answer["data"]["result"]:
-                empty.append(f"{title}: {expr}")
-        assert not empty, "panels with no data:\n" + "\n".join(empty)
+        # every panel's data comes with a scrape (every second) while the clients hold their
+        # final values (METRICS_HOLD): poll until none is empty, rather than sleep and hope
+        deadline = time.monotonic() + 20
+        while empty := empty_panels(port):
+            assert time.monotonic() < deadline, "panels with no data:\n" + "\n".join(empty)
+            time.sleep(0.5)
         up = query(port, "up")["data"]["result"]
         assert len(up) == 3 and all(r["value"][1] == "1" for r in up)
-    finally:
-        output = run.communicate(timeout=120)[0]
-    assert run.returncode == 0, output[-3000:]
+        assert run.proc.wait(timeout=120) == 0, run.text()[-3000:]
+
+
+def empty_panels(port):
+    """Return the dashboard's queries that Prometheus answers with no series, by panel."""
+    empty = []
+    for title, expr in dashboard_queries():
+        answer = query(port, expr)
+        assert answer["status"] == "success", (title, expr, answer)
+        if not answer["data"]["result"]:
+            empty.append(f"{title}: {expr}")
+    return empty
 
 
 def test_prometheus_scrapes_a_tls_endpoint_with_basic_auth_and_nothing_else(tmp_path):

@@ -3,13 +3,11 @@
 import hashlib
 import json
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-from .procs import start_clients, stop
+from .procs import assert_running, run_local, running, stop
 from .test_processes import env_file
 
 pytestmark = pytest.mark.integration
@@ -27,8 +25,7 @@ def digest(folder):
 def test_a_killed_second_run_leaves_the_first_runs_folder_as_it_was(tmp_path):
     results = tmp_path / "results"
     first_env = env_file(tmp_path, TRAINING_NUM_ROUNDS="2", TRAINING_NUM_EPOCHS="1")
-    done = subprocess.run([sys.executable, "-m", "splitnet", "local", "--env-file",
-                           str(first_env)], capture_output=True, text=True, timeout=300)
+    done = run_local("--env-file", first_env, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (first,) = (results / "runs").iterdir()
     assert (results / "latest").readlink() == first.relative_to(results)
@@ -39,18 +36,16 @@ def test_a_killed_second_run_leaves_the_first_runs_folder_as_it_was(tmp_path):
     second_env = env_file(tmp_path, TRAINING_NUM_ROUNDS="1000", TRAINING_NUM_EPOCHS="1",
                           PEER_TIMEOUT="3", JOIN_TIMEOUT="60", RESUME="never",
                           FAILURE_POLICY="abort")
-    procs, output, readers = start_clients(second_env)
-    try:
+    with running(second_env) as clients:
         deadline = time.monotonic() + 120
-        while not any("round 2/1000: test accuracy" in line for line in output[1]):
-            assert time.monotonic() < deadline, output
-            assert all(p.poll() is None for p in procs.values()), output
+        while not any("round 2/1000: test accuracy" in line for line in clients[1].lines):
+            assert time.monotonic() < deadline, clients[1].text()[-3000:]
+            assert_running(clients)
             time.sleep(0.1)
-        procs[3].send_signal(signal.SIGKILL)  # killed midway: the others stop with an error
+        clients[3].proc.send_signal(signal.SIGKILL)  # killed midway: the others stop with an error
         for k in (1, 2):
-            assert procs[k].wait(timeout=60) != 0
-    finally:
-        stop(procs, readers)
+            assert clients[k].proc.wait(timeout=60) != 0
+        output = stop(clients)
 
     assert digest(first) == before  # byte for byte
     (second,) = [p for p in (results / "runs").iterdir() if p != first]
@@ -60,8 +55,8 @@ def test_a_killed_second_run_leaves_the_first_runs_folder_as_it_was(tmp_path):
             "client-2.json", "models/round2.safetensors"} <= written, sorted(written)
     assert "summary.json" not in written
     for k in (1, 2):
-        assert f"run {second.name}, results in" in "".join(output[k])
-        assert "Traceback" not in "".join(output[k])
+        assert f"run {second.name}, results in" in output[k]
+        assert "Traceback" not in output[k]
 
 
 def test_run_id_of_a_finished_run_is_refused_at_start_naming_its_folder(tmp_path):
@@ -69,8 +64,7 @@ def test_run_id_of_a_finished_run_is_refused_at_start_naming_its_folder(tmp_path
     folder = tmp_path / "results" / "runs" / "fixed"
     folder.mkdir(parents=True)
     (folder / "summary.json").write_text("{}")
-    done = subprocess.run([sys.executable, "-m", "splitnet", "local", "--env-file", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    done = run_local("--env-file", path, timeout=120)
     assert done.returncode != 0
     assert f"'fixed' names a finished run ({folder} holds its summary.json)" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr

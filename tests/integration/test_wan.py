@@ -8,13 +8,14 @@ import csv
 import os
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from splitnet.ops.wan import Link, Wan, parse_links, rtt_links, wan_unavailable
 from splitnet.ops.wan_probe import measure
+
+from .procs import run_local
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
@@ -121,14 +122,10 @@ def _local(tmp_path: Path, name: str, *wan: str) -> tuple[str, list[float]]:
         "CURRENT_MODEL=CNN", "CURRENT_DATASET=DIGITS", "BATCH_SIZE=32", "LEARNING_RATE=0.1",
         "TRAINING_NUM_ROUNDS=1", "TRAINING_NUM_EPOCHS=1", f"SIMULATION_STAGES_CLIENTS={THREE}",
         f"RESULTS_DIR={results}"]) + "\n")
-    args = [f"--wan={spec}" for spec in wan]
-    with subprocess.Popen([sys.executable, "-m", "splitnet", "local", "--env-file", str(env),
-                           *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as proc:
-        out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out[-3000:] + err[-3000:]
-    assert _namespaces(proc.pid) == set()
-    last = out.splitlines()[-1]
+    done = run_local("--env-file", env, *[f"--wan={spec}" for spec in wan], timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert _namespaces(done.pid) == set()
+    last = done.stdout.splitlines()[-1]
     return last.split(";")[0], _hops_ms(results / "latest" / "timeline.csv")
 
 
@@ -137,16 +134,17 @@ def test_a_local_run_over_the_emulated_wan_completes_with_slower_hops(tmp_path):
     wan_accuracy, delayed = _local(tmp_path, "wan", "delay=2ms")  # TLS on, default transports
     assert wan_accuracy == accuracy and "test accuracy" in accuracy  # same math, other network
     assert len(delayed) == len(plain) > 20
+    # Note: shared machine. Load only ever adds to a hop: the quietest hop of each run is its
+    # network's own figure, where two runs' medians are as far apart as the load made them.
     assert min(delayed) >= 2.0  # no hop beats the sender's one-way delay
-    assert statistics.median(delayed) > statistics.median(plain) + 1.0
+    assert min(delayed) > min(plain) + 1.0, (sorted(plain)[:5], sorted(delayed)[:5])
 
 
 def test_bad_wan_values_stop_splitnet_local_before_anything_starts(tmp_path):
     env = tmp_path / "bad.env"
     env.write_text(f"SIMULATION_STAGES_CLIENTS={THREE}\nRESULTS_DIR={tmp_path}\n")
-    done = subprocess.run([sys.executable, "-m", "splitnet", "local", "--env-file", str(env),
-                           "--wan", "delay=-1ms", "--wan", "2:loss=150%"],
-                          capture_output=True, text=True, timeout=120)
+    done = run_local("--env-file", env, "--wan", "delay=-1ms", "--wan", "2:loss=150%",
+                     timeout=120)
     assert done.returncode == 2
     assert "delay '-1ms': must not be negative" in done.stderr
     assert "loss '150%': must be between 0 and 100%" in done.stderr
