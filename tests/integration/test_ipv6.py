@@ -3,6 +3,7 @@ and metrics all listen on ``::1``, with mutual TLS."""
 
 import json
 import socket
+import time
 import urllib.request
 
 import pytest
@@ -44,7 +45,7 @@ def test_two_clients_train_on_ipv6_loopback_with_tls_direct_channel_and_bittorre
     started = {k: spawn(path, grpc, k, PEERS=peers, LISTEN_HOST="::1", TLS="on",
                         TLS_DIR=str(tmp_path / "certs"), METRICS_PORT=str(metrics[k - 1]))
                for k in (1, 2)}
-    procs = {k: s[0] for k, s in started.items()}
+    procs = {k: client.proc for k, client in started.items()}
     try:
         seen = ""
         for _ in range(300):  # metrics answer on [::1] while the clients run (METRICS_HOLD)
@@ -55,15 +56,15 @@ def test_two_clients_train_on_ipv6_loopback_with_tls_direct_channel_and_bittorre
             except OSError:
                 if procs[2].poll() is not None:
                     break
-                __import__("time").sleep(0.2)
+                time.sleep(0.2)
         for k, proc in procs.items():
-            assert proc.wait(timeout=240) == 0, "".join(started[k][1])
+            assert proc.wait(timeout=240) == 0, started[k].text()
     finally:
-        stop(procs, [s[2] for s in started.values()])
+        stop(started)
     assert "splitnet" in seen
     summary = json.loads((tmp_path / "results" / "latest" / "summary.json").read_text())
     assert summary["test_accuracy"] > 0.3
-    log = "".join(started[1][1]) + "".join(started[2][1])
+    log = started[1].text() + started[2].text()
     assert "Traceback" not in log
 
 
