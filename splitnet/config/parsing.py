@@ -160,6 +160,9 @@ def host(value: str, *, bracketed_ipv6: bool = False) -> str:
         bracketed = cleaned.startswith("[") and cleaned.endswith("]")
         if bracketed_ipv6 and not bracketed:
             raise ValueError(f"{_HOST_RULE} (an IPv6 address goes in brackets, e.g. [::1])")
+        if not bracketed_ipv6 and cleaned.startswith("["):
+            raise ValueError("expected an IPv4 address, an IPv6 address written bare (e.g. :: "
+                             "or ::1, no brackets) or a host name")
         try:
             ipaddress.IPv6Address(cleaned[1:-1] if bracketed else cleaned)
         except ValueError:
@@ -174,7 +177,7 @@ def host(value: str, *, bracketed_ipv6: bool = False) -> str:
     labels = cleaned.rstrip(".").split(".")
     if not cleaned or len(cleaned) > 253 or not all(_LABEL_RE.fullmatch(x) for x in labels):
         raise ValueError(f"{_HOST_RULE} (labels of letters, digits and '-', at most 63 "
-                         "characters each), e.g. 0.0.0.0, [::] or client1")
+                         "characters each), e.g. 0.0.0.0, :: or client1")
     return cleaned
 
 

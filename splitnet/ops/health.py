@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
+from splitnet.config.fields import MAX_CLIENTS
 from splitnet.config.parsing import host_port_list, integer, show
 from splitnet.errors import (
     EXIT_OK,
@@ -81,8 +82,8 @@ def check_health(port: int | None = None,
 
     me, identity = 0, None
     folder = Path(environ.get("TLS_DIR", "./certs"))
-    if tls_wanted(environ.get("TLS", "auto").lower(), folder):
-        me = int(environ.get("CLIENT_NUMBER", "0") or 0)
+    if tls_wanted(environ.get("TLS", "auto").strip().lower(), folder):
+        me = _read("CLIENT_NUMBER", environ, integer(1, MAX_CLIENTS))
         try:
             identity = load_identity(TlsFiles.in_folder(folder, me), me)
         except ValueError as exc:

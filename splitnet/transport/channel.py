@@ -42,7 +42,7 @@ from splitnet.errors import (
 from splitnet.transport.base import AsyncClosing, Fail, Receive, Reject
 from splitnet.transport.codec import tensor_view
 from splitnet.transport.inbound import HELLO, MAGIC, U32, VERSION, ChannelLimits, Inbound, proof
-from splitnet.transport.listen import listen_failure
+from splitnet.transport.listen import listen_failure, listen_socket
 from splitnet.transport.messages import TaskMessage
 from splitnet.transport.serde import task_header
 from splitnet.transport.status import refused, reported, task_label, transfer_failed
@@ -160,9 +160,11 @@ class TensorChannel(AsyncClosing):
         self._inbound = Inbound(self.me, self.token, self.limits, receive, on_reject,
                                 tls=context is not None)
         try:
+            sock = listen_socket(host, port)  # Note: every interface (transport/listen.py)
+            where = {"sock": sock} if sock is not None else {"host": host, "port": port}
             self._server = await asyncio.start_server(
-                self._inbound.serve, host, port, ssl=context,
-                ssl_handshake_timeout=self.limits.hello_seconds if context else None)
+                self._inbound.serve, ssl=context,
+                ssl_handshake_timeout=self.limits.hello_seconds if context else None, **where)
         except OSError as exc:  # Note: bind failures (transport/listen.py)
             raise listen_failure(self.me, "tensors", "TENSOR_PORT", host, port, exc) from None
         return self.port

@@ -14,6 +14,11 @@ Note: bind failures. A client opens up to four listeners on ``LISTEN_HOST`` (gRP
 - A port this process may not bind (below 1024 without the privilege) is a ConfigError naming
   the key.
 
+Note: every interface. ``LISTEN_HOST=::`` means every interface, IPv4 and IPv6, as gRPC and the
+metrics server read it; asyncio and libtorrent would listen on IPv6 alone, so the direct channel
+gets a dual-stack socket (:func:`listen_socket`) and libtorrent both ``0.0.0.0`` and ``[::]`` on
+one port (:func:`torrent_interfaces`).
+
 gRPC reports a failed bind without the reason; :func:`bind_problem` binds a plain socket to the
 same address to learn it, and a port that is free by then is bound again by gRPC
 (``transport/server.py``), never reported as a configuration error.
@@ -26,7 +31,8 @@ import socket
 
 from splitnet.errors import BindFailed, ConfigError, SplitnetError, Violation
 
-__all__ = ["bind_problem", "check_listen_host", "listen_failure"]
+__all__ = ["bind_problem", "check_listen_host", "listen_failure", "listen_socket",
+           "torrent_interfaces"]
 
 _ZERO = {"METRICS_PORT": ", or 0 to turn metrics off", "TENSOR_PORT": ", or 0 for any free port",
          "TORRENT_PORT": ", or 0 for any free port"}
@@ -97,3 +103,30 @@ def listen_failure(me: int, what: str, key: str, host: str, port: int,
     busy = "the port is in use" if exc.errno == errno.EADDRINUSE else reason
     return BindFailed(f"client {me} cannot listen for {what} on {where}: {busy}; set {key} "
                       f"to a free port{zero}", key)
+
+
+def listen_socket(host: str, port: int) -> socket.socket | None:
+    """Return a bound, listening dual-stack socket for ``::`` (Note: every interface), else None.
+
+    Raises OSError as a bind does.
+    """
+    if host != "::":
+        return None
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("::", port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def torrent_interfaces(host: str, port: int) -> str:
+    """Return libtorrent's ``listen_interfaces`` for ``host:port`` (Note: every interface)."""
+    if host == "::":
+        return f"0.0.0.0:{port},[::]:{port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -32,6 +32,8 @@ This module does not import torch: benchmark receivers start fast.
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -41,7 +43,9 @@ from typing import Any
 import libtorrent as lt
 
 from splitnet.errors import ProtocolError, TransferFailed
+from splitnet.transport.listen import torrent_interfaces
 from splitnet.transport.pieces import ShardFirst, piece_size_for
+from splitnet.transport.ports import free_ports
 from splitnet.transport.tls import Identity
 from splitnet.transport.torrent_ref import TorrentRef, make_torrent
 from splitnet.transport.tracker import Tracker, tracker_keys
@@ -96,11 +100,17 @@ class TorrentSession:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.identity = identity  # Note: SSL torrents
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
-        self.session = lt.session(_settings(f"{where}{'s' if identity else ''}", utp,
-                                            upload_limit, download_limit))
+        if host == "::" and port == 0:  # both families on one port (Note: every interface)
+            port = free_ports(1)[0]
+        where = torrent_interfaces(host, port)
+        ssl = "s" if identity else ""
+        self.session = lt.session(_settings(",".join(f"{w}{ssl}" for w in where.split(",")),
+                                            utp, upload_limit, download_limit))
         if self.port == 0:  # Note: bind failures (transport/listen.py)
             raise _listen_error(self.session, where)
+        if port and self.port != port:  # libtorrent moved on to another port: this one is taken
+            self.session.pause()
+            raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
         everyone = lt.ip_filter()  # Note: everyone is rate-limited
         everyone.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
         everyone.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",

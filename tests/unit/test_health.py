@@ -48,7 +48,9 @@ def test_a_client_with_peers_is_pinged_on_its_own_entrys_port(monkeypatch):
     ({"GRPC_PORT": "abc"}, "GRPC_PORT='abc': expected an integer from 1 to 65535"),
     ({"GRPC_PORT": "70000"}, "GRPC_PORT='70000'"),
     ({"PEERS": "a:7001,b:x", "CLIENT_NUMBER": "1"}, "PEERS='a:7001,b:x'"),
-    ({"PEERS": "a:7001,b:7002", "CLIENT_NUMBER": "3"}, "CLIENT_NUMBER='3'")])
+    ({"PEERS": "a:7001,b:7002", "CLIENT_NUMBER": "3"}, "CLIENT_NUMBER='3'"),
+    ({"TLS": "on ", "CLIENT_NUMBER": "x"}, "CLIENT_NUMBER='x'"),  # read with TLS too
+    ({"TLS": "on", "CLIENT_NUMBER": chr(0x661)}, "CLIENT_NUMBER=")])
 def test_a_bad_setting_is_a_clean_error_naming_it(environ, named):
     with pytest.raises(ConfigError, match=named.replace("[", r"\[")):
         check_health(environ=environ)

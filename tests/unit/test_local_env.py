@@ -71,9 +71,10 @@ def test_metrics_port_zero_stays_off(monkeypatch, tmp_path):
 
 def test_an_explicit_checkpoint_dir_and_torch_threads_are_kept(monkeypatch, tmp_path):
     monkeypatch.delenv("TORCH_THREADS", raising=False)
+    monkeypatch.delenv("CHECKPOINT_DIR", raising=False)
     envs = _envs(monkeypatch, tmp_path, "CHECKPOINT_DIR=./mine\nTORCH_THREADS=3")
-    assert all("CHECKPOINT_DIR" not in env or env["CHECKPOINT_DIR"] == "./mine" for env in envs)
-    assert all(env.get("TORCH_THREADS", "3") == "3" for env in envs)
+    assert all(env["CHECKPOINT_DIR"] == "./mine" for env in envs)
+    assert all(env["TORCH_THREADS"] == "3" for env in envs)
 
 
 def test_the_defaults_are_the_runs_own_checkpoints_and_one_thread(monkeypatch, tmp_path):
