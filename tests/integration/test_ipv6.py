@@ -2,7 +2,6 @@
 and metrics all listen on ``::1``, with mutual TLS."""
 
 import json
-import socket
 import time
 import urllib.request
 
@@ -12,6 +11,7 @@ from splitnet.ops.certs import make_certs
 from splitnet.transport.ports import free_ports
 from splitnet.transport.swarm import dial_address
 
+from .net import ipv6_loopback
 from .procs import spawn, stop
 
 pytestmark = pytest.mark.integration
@@ -20,16 +20,7 @@ TWO = ('[["1_1","1_2","2_2","1_3","1_4","1_5","1_6","1_7","2_7","1_8"],'
        '["2_1","2_3","2_4","2_5","2_6","2_8"]]')
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback")
 def test_two_clients_train_on_ipv6_loopback_with_tls_direct_channel_and_bittorrent(tmp_path):
     make_certs(tmp_path / "certs", range(1, 3))
     values = {"NUM_CLIENTS": "2", "CURRENT_MODEL": "CNN", "CURRENT_DATASET": "DIGITS",

@@ -11,16 +11,9 @@ from splitnet.transport.listen import listen_socket
 from splitnet.transport.ports import free_ports
 from splitnet.transport.torrent import TorrentSession
 
+from .net import ipv6_loopback
+
 pytestmark = pytest.mark.integration
-
-
-def _ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def _connects(address: str, port: int) -> bool:
@@ -30,7 +23,7 @@ def _connects(address: str, port: int) -> bool:
         return sock.connect_ex((address, port)) == 0
 
 
-@pytest.mark.skipif(not _ipv6(), reason="this machine has no IPv6 loopback")
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback")
 def test_the_direct_channel_socket_for_every_interface_takes_both_families():
     async def main() -> list[bytes]:
         got: list[bytes] = []
@@ -58,7 +51,7 @@ def test_the_direct_channel_socket_for_every_interface_takes_both_families():
     assert asyncio.run(main()) == [b"hello", b"hello"]
 
 
-@pytest.mark.skipif(not _ipv6(), reason="this machine has no IPv6 loopback")
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback")
 def test_libtorrent_for_every_interface_takes_both_families(tmp_path):
     session = TorrentSession(tmp_path, host="::", port=0)
     assert _connects("127.0.0.1", session.port) and _connects("::1", session.port)

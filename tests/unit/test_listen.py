@@ -16,6 +16,7 @@ from splitnet.transport import listen, server
 from splitnet.transport.listen import check_listen_host, listen_failure
 
 from ..conftest import plan_of, settings_of
+from .rejoin_fakes import FakeNode
 
 
 def _in_use() -> OSError:
@@ -99,22 +100,6 @@ def test_a_grpc_bind_that_fails_says_why(monkeypatch):
     with pytest.raises(OSError) as caught:
         asyncio.run(server.start_server(SimpleNamespace(tensor=None), "127.0.0.1", 50077, "t" * 32))
     assert caught.value.errno == errno.EADDRINUSE
-
-
-class FakeNode:
-    """Just what run_rejoining reads of a node; ``run`` raises ``error``."""
-
-    def __init__(self, plan, error: Exception, joined: bool) -> None:
-        self.me, self.plan, self.joined, self.stopped = 2, plan, joined, False
-        self.results = SimpleNamespace(run_id=None)
-        self.metrics = SimpleNamespace(client="2", rejoins=SimpleNamespace(
-            labels=lambda *_: SimpleNamespace(inc=lambda: None)))
-        self.error = error
-
-    async def run(self):
-        if self.error is None:
-            return {"done": True}
-        raise self.error
 
 
 def _run(errors, policy="wait"):

@@ -1,7 +1,6 @@
 """run_rejoining's stop message names the timeout that really expired (fake nodes, no network)."""
 
 import asyncio
-from types import SimpleNamespace
 
 import pytest
 
@@ -9,20 +8,7 @@ from splitnet.errors import PeerUnavailable, RuntimeFailure
 from splitnet.node.rejoin import run_rejoining
 
 from ..conftest import plan_of, settings_of
-
-
-class FakeNode:
-    """Just what run_rejoining reads of a node; ``run`` raises ``error``."""
-
-    def __init__(self, plan, error: Exception, joined: bool) -> None:
-        self.me, self.plan, self.joined, self.stopped = 2, plan, joined, False
-        self.results = SimpleNamespace(run_id=None)
-        self.metrics = SimpleNamespace(client="2", rejoins=SimpleNamespace(
-            labels=lambda *_: SimpleNamespace(inc=lambda: None)))
-        self.error = error
-
-    async def run(self):
-        raise self.error
+from .rejoin_fakes import FakeNode
 
 
 def _stop_message(errors: list[tuple[Exception, bool]]) -> str:
