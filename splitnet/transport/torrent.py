@@ -32,8 +32,6 @@ This module does not import torch: benchmark receivers start fast.
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -43,53 +41,13 @@ from typing import Any
 import libtorrent as lt
 
 from splitnet.errors import ProtocolError, TransferFailed
-from splitnet.transport.listen import torrent_interfaces
 from splitnet.transport.pieces import ShardFirst, piece_size_for
-from splitnet.transport.ports import free_ports
 from splitnet.transport.tls import Identity
+from splitnet.transport.torrent_open import open_session
 from splitnet.transport.torrent_ref import TorrentRef, make_torrent
 from splitnet.transport.tracker import Tracker, tracker_keys
 
 __all__ = ["TorrentRef", "TorrentSession", "piece_size_for"]
-
-def _settings(listen: str, utp: bool, upload_limit: int, download_limit: int) -> lt.settings_pack:
-    """Return the session's settings: no discovery, TCP unless ``utp``, tuned for a LAN."""
-    return {
-        "listen_interfaces": listen,
-        "enable_dht": False, "enable_lsd": False, "enable_upnp": False,
-        "enable_natpmp": False,
-        "enable_incoming_utp": utp, "enable_outgoing_utp": utp,
-        "enable_incoming_tcp": True, "enable_outgoing_tcp": True,
-        "allow_multiple_connections_per_ip": True,
-        "upload_rate_limit": upload_limit, "download_rate_limit": download_limit,
-        "alert_mask": int(lt.alert.category_t.error_notification
-                          | lt.alert.category_t.status_notification
-                          | lt.alert.category_t.storage_notification),
-        "send_buffer_watermark": 4 * 1024 * 1024,
-        "send_buffer_low_watermark": 1024 * 1024,
-        "max_out_request_queue": 1500,
-        "request_queue_time": 1,
-        "connection_speed": 200,
-        "min_reconnect_time": 1,
-        "peer_connect_timeout": 3,
-        "close_redundant_connections": False,
-        "tick_interval": 20,
-        "unchoke_slots_limit": -1,
-        "torrent_connect_boost": 100,
-        # received blocks are written with pwrite, not through a memory map: 64 MiB fetch, min
-        # of 3-6 in five interleaved runs, 0.18-0.39 s against 0.30-0.53 s (BENCHMARKS.md)
-        "disk_write_mode": int(lt.mmap_write_mode_t.always_pwrite),
-    }
-
-
-def _listen_error(session: Any, where: str) -> OSError:
-    """Return why ``session`` listens nowhere, from its listen_failed alert (errno if known)."""
-    for alert in session.pop_alerts():
-        if isinstance(alert, lt.listen_failed_alert):
-            code = alert.error.value() if alert.error.category().name() == "system" else None
-            return OSError(code, alert.error.message()) if code else OSError(alert.message())
-    return OSError(f"libtorrent listens on none of {where}")
-
 
 class TorrentSession:
     """One client's libtorrent session: publish, fetch, remove."""
@@ -100,17 +58,8 @@ class TorrentSession:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.identity = identity  # Note: SSL torrents
-        if host == "::" and port == 0:  # both families on one port (Note: every interface)
-            port = free_ports(1)[0]
-        where = torrent_interfaces(host, port)
-        ssl = "s" if identity else ""
-        self.session = lt.session(_settings(",".join(f"{w}{ssl}" for w in where.split(",")),
-                                            utp, upload_limit, download_limit))
-        if self.port == 0:  # Note: bind failures (transport/listen.py)
-            raise _listen_error(self.session, where)
-        if port and self.port != port:  # libtorrent moved on to another port: this one is taken
-            self.session.pause()
-            raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+        self.session = open_session(host, port, identity is not None, utp=utp,
+                                    upload_limit=upload_limit, download_limit=download_limit)
         everyone = lt.ip_filter()  # Note: everyone is rate-limited
         everyone.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
         everyone.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",

@@ -70,7 +70,7 @@ def test_results_dir_under_a_file_is_refused(tmp_path, write_env):
 
 
 @pytest.mark.parametrize("key, value", [
-    ("LISTEN_HOST", "0.0.0.0"), ("LISTEN_HOST", "::"), ("LISTEN_HOST", "[::1]"),
+    ("LISTEN_HOST", "0.0.0.0"), ("LISTEN_HOST", "::"), ("LISTEN_HOST", "::1"),
     ("LISTEN_HOST", "client1"), ("LISTEN_HOST", "splitnet_client1.example.org"),
     ("PEERS", "client1:50051,[::1]:7002"), ("PEERS", "127.0.0.1:7001, node-2.lan:7002"),
     ("LEARNING_RATE", "10"), ("PEER_TIMEOUT", "0.1"), ("RESULTS_DIR", "new/sub/dir"),
