@@ -17,6 +17,7 @@ from pathlib import Path
 
 from splitnet.config.envfile import read_env_file
 from splitnet.config.load import merged_values
+from splitnet.config.parsing import plain_int
 
 __all__ = ["LocalPorts", "client_env", "defaults_env", "given_values", "metrics_on"]
 
@@ -32,8 +33,10 @@ def given_values(env_file: Path | None, environ: Mapping[str, str]) -> dict[str,
 
 def metrics_on(given: Mapping[str, str]) -> bool:
     """Return whether the clients serve metrics (``METRICS_PORT=0`` turns them off)."""
-    raw = given.get("METRICS_PORT", "").strip()
-    return not (raw.isascii() and raw.isdigit() and int(raw) == 0)
+    try:
+        return plain_int(given.get("METRICS_PORT", "")) != 0
+    except ValueError:
+        return True  # not a port: validate refuses it before any client starts
 
 
 @dataclass(frozen=True)
