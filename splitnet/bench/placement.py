@@ -8,11 +8,11 @@ the slow ones are made slow with the test-only ``SPLITNET_TEST_SLOWDOWN``
 ``CLIENT_SPEED`` = 1 / slowdown. Order:
 
 1. calibration, every client at full speed: all-local and the seed example
-   (``example_configurations/cnn_cross_offload.env``'s lists) run, and the prediction's free
-   constants are fitted to those two rounds (:func:`calibrate`): all-local sends no message,
-   so it fixes the compute scale; the seed example then fixes the CPU a message costs; and
-   all-local's step CPU (the timeline's ``cpu`` column) fixes what a slowed client sleeps
-   (:mod:`splitnet.bench.placement_fit`);
+   (``example_configurations/cnn_cross_offload.env``'s lists) run, and the prediction's
+   constants are read from what their processes recorded (:func:`measure`, Note: measured, not
+   fitted, in :mod:`splitnet.bench.placement_fit`): the compute scale from all-local's step
+   CPU, each client's CPU beside its steps, and the CPU a message costs; both calibration
+   rounds are then predicted as a check;
 2. with the slowdown: ``plan --auto`` searches with the calibrated costs, then all-local, the
    seed example and the --auto choice run; none of these three was used to calibrate.
 
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from splitnet.bench.placement_fit import Offload, calibrate, step_cpu
+from splitnet.bench.placement_fit import Offload, measure, step_cpu
 from splitnet.config import load
 from splitnet.learning.profile import profile_partitions
 from splitnet.learning.slowdown import ENV_KEY
@@ -40,7 +40,7 @@ from splitnet.ops.local import run_local
 from splitnet.ops.prepare import prepare
 from splitnet.plan.search import evaluate
 
-__all__ = ["MODELS", "SEED_EXAMPLE", "PlacementRow", "all_local", "calibrate", "placement_table",
+__all__ = ["MODELS", "SEED_EXAMPLE", "PlacementRow", "all_local", "placement_table",
            "run_placement_bench"]
 
 SEED_EXAMPLE = [["1_1", "1_2", "4_3", "1_4", "1_5", "4_6", "1_7", "1_8"],
@@ -133,9 +133,8 @@ def _offload(lists: list[list[str]], p: int = 4) -> Offload:
 
 
 def _run(out: Path, name: str, lists: list[list[str]], slowdown: list[float],
-         shape: tuple[int, int, int, int], model: BenchModel) -> tuple[
-             float, tuple[float, float]]:
-    """Train ``lists`` with ``splitnet local``; return the round seconds and its steps' CPU."""
+         shape: tuple[int, int, int, int], model: BenchModel) -> tuple[float, Path]:
+    """Train ``lists`` with ``splitnet local``; return the round seconds and the run's folder."""
     env = out / f"{name}.env"
     env.write_text(_env_text(lists, slowdown, *shape, model=model))
     _, plan = prepare(env, env_file_required=True)
@@ -145,23 +144,22 @@ def _run(out: Path, name: str, lists: list[list[str]], slowdown: list[float],
                               extra_env={ENV_KEY: ",".join(f"{k:g}" for k in slowdown)}, out=log)
     finally:
         (out / f"{name}.log").write_text(log.getvalue())
-    return _measured(folder), step_cpu(folder)
+    return _measured(folder), folder
 
 
 def _interleaved(out: Path, cases: list[tuple[str, list[list[str]]]], slowdown: list[float],
                  shape: tuple[int, int, int, int], model: BenchModel, repeat: int,
-                 progress: Callable[[str], None]) -> list[tuple[float, tuple[float, float]]]:
+                 progress: Callable[[str], None]) -> list[tuple[float, list[Path]]]:
     """Run every case ``repeat`` times, interleaved (ABCABC).
 
-    Returns each case's fastest round and the (CPU, steps) a round of the run with the least
-    step CPU.
+    Returns each case's fastest round and its runs' folders.
     """
-    best: list[tuple[float, tuple[float, float]]] = [
-        (float("inf"), (float("inf"), 0.0))] * len(cases)
+    best: list[tuple[float, list[Path]]] = [(float("inf"), []) for _ in cases]
     for attempt in range(repeat):
         for index, (name, lists) in enumerate(cases):
-            seconds, cpu = _run(out, f"{name}_{attempt + 1}", lists, slowdown, shape, model)
-            best[index] = (min(best[index][0], seconds), min(best[index][1], cpu))
+            seconds, folder = _run(out, f"{name}_{attempt + 1}", lists, slowdown, shape, model)
+            best[index] = (min(best[index][0], seconds), [*best[index][1], folder])
+            cpu = step_cpu(folder)
             progress(f"{name} (run {attempt + 1}): {seconds:.3f} s a round, steps' CPU "
                      f"{cpu[0]:.3f} s in {cpu[1]:.0f} steps")
     return best
@@ -192,13 +190,17 @@ def run_placement_bench(out: Path, slowdown: list[float], rounds: int = 3,
     progress(f"profile: {sum(profile.forward) + sum(profile.backward):.4f} s a batch")
     pair = [("calibrate_all_local", ALL_LOCAL), ("calibrate_seed_example", SEED_EXAMPLE)]
     calibration = _interleaved(out, pair, even, shape, chosen, repeat, progress)
-    fit = [(_offload(lists, p), seconds)
-           for (_, lists), (seconds, _) in zip(pair, calibration, strict=True)]
     base_overheads = Overheads(cores=os.cpu_count())
     start = auto_plan(settings, plan, profile, base_overheads, budget_seconds=0)
-    overheads, fit_error = calibrate(start.costs, plan.owners, start.batches, fit, base_overheads,
-                                     depth, p, cpu=calibration[0][1][0])
-    progress(f"calibrated: {overheads} (worst fit error {fit_error:.1%})")
+    overheads = measure(start.costs, plan.owners, start.batches, calibration[0][1],
+                        (_offload(SEED_EXAMPLE, p), calibration[1][1]), base_overheads, depth, p)
+    measured_calibration = auto_plan(settings, plan, profile, overheads, budget_seconds=0)
+    fit = [(_offload(lists, p), seconds, evaluate(
+        len(slowdown), p, plan.owners, _offload(lists, p), measured_calibration.costs,
+        measured_calibration.batches, depth).seconds)
+           for (_, lists), (seconds, _) in zip(pair, calibration, strict=True)]
+    progress(f"measured: {overheads}; calibration rounds predicted / measured: "
+             + ", ".join(f"{t:.3f} / {m:.3f} s ({(t - m) / m:+.0%})" for _, m, t in fit))
     slow_env = out / "all_local.env"
     slow_env.write_text(_env_text(ALL_LOCAL, slowdown, *shape, model=chosen))
     slow = load(slow_env, environ={}, env_file_required=True)
@@ -216,7 +218,7 @@ def run_placement_bench(out: Path, slowdown: list[float], rounds: int = 3,
     (out / "placement.json").write_text(json.dumps(
         {"model": model, "slowdown": slowdown, "shape": shape, "repeat": repeat,
          "load_average": [load_before, os.getloadavg()[0]], "overheads": overheads.__dict__,
-         "calibration": [{"offload": str(o), "seconds": t} for o, t in fit],
+         "calibration": [{"offload": str(o), "seconds": m, "predicted": t} for o, m, t in fit],
          "rows": [r.__dict__ for r in rows]}, indent=2))
     return rows
 

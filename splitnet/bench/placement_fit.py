@@ -1,32 +1,41 @@
-"""Fit the prediction's free constants to measured ``splitnet local`` rounds (bench placement).
+"""Measure the prediction's constants in ``splitnet local`` runs with equal clients.
 
-Two measured rounds with equal clients: all-local (no message) and a placement with messages.
-Their wall times give the compute scale (the runtime's compute time over the profile's) and the
-CPU a message costs. All-local's timeline also gives the CPU its steps used (:func:`step_cpu`,
-the ``cpu`` column): ``compute_cpu`` is that CPU over the fitted compute seconds (Note: slept CPU
-in :mod:`splitnet.plan.simulate`), what a slowed client of the test hook waits out per second of
-compute. Other work on the host stretches the wall times, not the CPU.
+Note: measured, not fitted. Two calibration placements run first: all-local (no message) and
+one with messages (the seed example). Every constant of the prediction is read from what their
+processes recorded, none fitted to their wall times (which other work on the host stretches):
 
-Note: no step-CPU split. Fitting a CPU cost per step from the two runs' step CPU (the seed
-example runs 5.4 times as many steps) was tried and dropped: the same run's step CPU moves by
-~15 % from round to round on a loaded host, as much as the split's whole signal, and the fitted
-3 ms a step tripled the predicted cost of a slowed owner's small endpoint steps (BENCHMARKS.md,
-Session 8).
+* the compute scale: all-local's step CPU (the timeline's ``cpu`` column, :func:`step_cpu`)
+  over the profile's compute for the same batches: the runtime's CPU per profiled second;
+* each client's CPU a round beside its steps (Note: round CPU, :func:`beside_steps`): its
+  process CPU (every thread, ``client-*.json``) less its steps', in all-local: reports,
+  states, loading the model, and on the aggregator averaging and evaluating (0.3 s a round
+  against 0.06 s elsewhere for BERT tiny);
+* the CPU a message costs each end: what the placement with messages spends beside its steps
+  more than all-local, over twice its messages.
+
+With these the simulator (``cores``: the clients share the host's cores as its scheduler
+shares them, Note: shared cores) predicts both calibration rounds; their errors are reported as
+a check, not minimised. Before (session 8) the scale and message CPU were fitted to the two
+rounds' wall times: the fit absorbed the aggregator's work and the host's load into the compute
+scale, under-predicted every placement whose busiest client is the aggregator by ~20 %, and the
+search loaded the aggregator with the slow owners' middles (BENCHMARKS.md, Session 12).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
 from splitnet.ops.autoplan import Overheads
-from splitnet.plan.search import evaluate
-from splitnet.plan.simulate import Costs
+from splitnet.plan.generate import generate_lists
+from splitnet.plan.simulate import Costs, predict
+from splitnet.plan.task import Task
 
-__all__ = ["Offload", "calibrate", "compute_seconds", "step_cpu"]
+__all__ = ["Offload", "beside_steps", "compute_seconds", "measure", "step_cpu"]
 
 Offload = dict[tuple[int, int], int]
 
@@ -50,65 +59,60 @@ def step_cpu(folder: Path) -> tuple[float, float]:
             statistics.median(float(len(r)) for r in rounds))
 
 
+def beside_steps(folder: Path, clients: int) -> tuple[float, ...]:
+    """Return each client's CPU seconds a round beside its compute steps (Note: round CPU).
+
+    Its process CPU (``client-*.json``'s ``process_cpu_seconds``, every thread) less its
+    steps' CPU (the timeline's ``cpu`` column), the median over the rounds after the first; ()
+    when a client did not record its process CPU.
+    """
+    result = []
+    for client in range(1, clients + 1):
+        facts = folder / f"client-{client}.json"
+        recorded = json.loads(facts.read_text()).get("process_cpu_seconds") \
+            if facts.is_file() else None
+        if not recorded:
+            return ()
+        steps: dict[int, float] = {}
+        timeline = folder / f"timeline-client{client}.csv"
+        with timeline.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row["kind"] == "compute" and row.get("cpu"):
+                    steps[int(row["round"])] = steps.get(int(row["round"]), 0.0) + float(
+                        row["cpu"])
+        rounds = sorted(int(r) for r in recorded)
+        result.append(statistics.median(max(0.0, float(recorded[str(r)]) - steps.get(r, 0.0))
+                                        for r in rounds[1:] or rounds))
+    return tuple(result)
+
+
 def compute_seconds(costs: Costs, batches: Mapping[int, int]) -> float:
     """Return the compute seconds of one round at ``costs`` (every owner's batches, speed 1)."""
     return (sum(costs.forward) + sum(costs.backward)) * sum(batches.values())
 
 
-def _solve(predicted: Callable[[float], float], target: float, low: float,
-           high: float) -> float:
-    """Return x in [low, high] where the increasing ``predicted(x)`` meets ``target``.
+def _median_each(rows: list[tuple[float, ...]]) -> tuple[float, ...]:
+    """Return the median of each column of equal-length rows; () when any row is empty."""
+    if not rows or not all(rows):
+        return ()
+    return tuple(statistics.median(column) for column in zip(*rows, strict=True))
 
-    Bisection; the nearer end when it does not meet it.
+
+def measure(costs: Costs, owners: tuple[int, ...], batches: dict[int, int],
+            local: list[Path], other: tuple[Offload, list[Path]], base: Overheads,
+            depth: int = 1, p: int = 4) -> Overheads:
+    """Return ``base`` with the constants measured in the calibration runs (the docstring).
+
+    ``costs`` are those of ``base`` at scale 1; ``local``: all-local's run folders; ``other``:
+    the placement with messages and its run folders. A run without process CPU (written before
+    it was recorded) gives no round CPU and no message CPU.
     """
-    if predicted(low) >= target:
-        return low
-    if predicted(high) <= target:
-        return high
-    for _ in range(40):
-        middle = (low + high) / 2
-        low, high = (middle, high) if predicted(middle) < target else (low, middle)
-    return (low + high) / 2
-
-
-def calibrate(costs: Costs, owners: tuple[int, ...], batches: dict[int, int],
-              measured: list[tuple[Offload, float]], base: Overheads | None = None,
-              depth: int = 1, p: int = 4, cpu: float | None = None) -> tuple[Overheads, float]:
-    """Fit the compute scale, then the message CPU, to measured rounds.
-
-    Returns the overheads and the worst relative error over ``measured``.
-
-    ``measured[0]`` must be all-local: it sends no message, so it alone fixes the compute scale
-    (the runtime's compute over the profile's). ``measured[1]`` (placements with messages) then
-    fixes the CPU a message costs. Two one-number fits, each as close as it can be: the two
-    constants are no longer traded against each other. ``costs`` are those of ``base`` (default
-    ``Overheads()``), whose latency, step cost, round end and cores are kept. ``cpu``: the CPU
-    seconds all-local's round of compute steps used (:func:`step_cpu`); with it ``compute_cpu``
-    is fitted too (the module's docstring), else it stays as in ``base``.
-    """
-    base = base or Overheads()
-    (local, local_seconds), (other, other_seconds) = measured[0], measured[1]
-    if local:
-        raise ValueError("calibrate: the first measured round must be all-local")
     n = len(costs.speed)
-
-    def scaled(scale: float, message_cpu: float) -> Costs:
-        return replace(costs, forward=tuple(t * scale for t in costs.forward),
-                       backward=tuple(t * scale for t in costs.backward),
-                       message_cpu=message_cpu)
-
-    def seconds(offload: Offload, trial: Costs) -> float:
-        return evaluate(n, p, owners, offload, trial, batches, depth).seconds
-
-    scale = round(_solve(lambda x: seconds(local, scaled(x, 0.0)), local_seconds, 0.01, 20.0), 6)
-    # Note: scan, not bisect. The round is not monotone in the message CPU (a slower message can
-    # reorder two ready steps for the better), so the fit scans 0..10 ms in 20 us steps.
-    message_cpu = min((i * 2e-5 for i in range(501)),
-                      key=lambda x: abs(seconds(other, scaled(scale, x)) - other_seconds))
-    fitted = scaled(scale, message_cpu)
-    worst = max(abs(seconds(o, fitted) - t) / t for o, t in measured)
-    if not cpu:
-        return replace(base, message_cpu=message_cpu, scale=scale), worst
-    # equal clients: compute_cpu does not enter the two fitted rounds
-    return replace(base, message_cpu=message_cpu, scale=scale,
-                   compute_cpu=round(cpu / compute_seconds(fitted, batches), 6)), worst
+    scale = min(step_cpu(f)[0] for f in local) / compute_seconds(costs, batches)
+    home = _median_each([beside_steps(f, n) for f in local])
+    away = _median_each([beside_steps(f, n) for f in other[1]])
+    tasks = [[Task.parse(t) for t in x] for x in generate_lists(n, p, owners, other[0])]
+    messages = predict(tasks, p, costs, batches, depth).messages
+    message_cpu = max(0.0, sum(away) - sum(home)) / (2 * messages) if home and away else 0.0
+    return replace(base, scale=round(scale, 6), message_cpu=round(message_cpu, 7),
+                   round_cpu=tuple(round(t, 6) for t in home), compute_cpu=1.0)

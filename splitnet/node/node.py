@@ -136,6 +136,8 @@ class Node:
         self.results.write_timeline(self.me, rows, kept_through=parts.resume.round)
         self.results.write_client(self.me, {
             "client": self.me, "payload_bytes_sent": self.counters.sent,
+            "process_cpu_seconds": {str(r): round(t, 6)
+                                    for r, t in parts.rounds.process_cpu.items()},
             "peak_rss_mib": round(peak_rss_kib() / 1024, 1)})
 
     async def _supervise(self, parts: Parts) -> dict[str, Any]:

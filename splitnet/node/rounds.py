@@ -17,6 +17,7 @@ and only as safetensors bytes with exactly the model's keys, shapes and dtypes a
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -67,6 +68,7 @@ class Rounds:
         self._reducing: int | None = None  # the round whose reduce is under way
         self.loaded: defaultdict[int, asyncio.Event] = defaultdict(asyncio.Event)
         self.finished = asyncio.Event()
+        self.process_cpu: dict[int, float] = {}  # round → this process's CPU seconds in it
 
     @property
     def last_model_loaded(self) -> bool:
@@ -85,11 +87,17 @@ class Rounds:
         """
         for done in range(start):
             self.loaded[done].set()
+        cpu = time.process_time()
         for round_ in range(start, self.num_rounds):
             self._interpreter.start_round(round_)
             owners = () if feeder is None else (await feeder.train(round_),)
             await self._report(round_, RoundReport(self.me, round_, owners).to_json())
             await self.loaded[round_].wait()
+            # Note: process CPU. Every thread's (compute worker, event loop, gRPC), user + sys,
+            # from the round's start until its model is loaded; next to the steps' own CPU it
+            # shows what everything but compute costs (bench placement's calibration).
+            now = time.process_time()
+            self.process_cpu[round_], cpu = now - cpu, now
 
     @property
     def awaited(self) -> int:

@@ -3,8 +3,8 @@
 The profile comes from ``--profile F`` (what ``splitnet profile --out F`` wrote, maybe on another
 machine) or is measured here. Speeds, links and the RTT come from ``CLIENT_SPEED``,
 ``CLIENT_BANDWIDTH`` and ``CLIENT_RTT``. The prediction's overheads (per message, per step, per
-round) are calibrated from measured ``splitnet local`` runs (``splitnet bench placement``); the
-defaults below are those measured figures.
+round) are measured in ``splitnet local`` runs by ``splitnet bench placement``
+(:mod:`splitnet.bench.placement_fit`); the defaults below are figures of such runs.
 """
 
 from __future__ import annotations
@@ -32,15 +32,16 @@ DEFAULT_BUDGET_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class Overheads:
-    """Fixed costs the profile does not see, in seconds (calibrated, see BENCHMARKS.md)."""
+    """Fixed costs the profile does not see, in seconds (measured, see BENCHMARKS.md)."""
 
     message: float = 0.001  # latency a message adds (event-loop hops), seconds
     step: float = 0.0  # CPU a step adds to the profile's (optimizer, bookkeeping), seconds
-    round: float = 0.03  # aggregation and evaluation after the last batch, seconds
+    round: float = 0.03  # wall time after the last batch (the exchange's share), seconds
     cores: int | None = None  # clients sharing one host's cores (splitnet local): how many
     message_cpu: float = 0.0016  # CPU a message costs each end (serialise, TLS, gRPC), seconds
     scale: float = 1.0  # the runtime's compute time over the profile's
     compute_cpu: float = 1.0  # CPU seconds in a second of that compute (Note: slept CPU)
+    round_cpu: tuple[float, ...] = ()  # by client: CPU a round beside steps and messages
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,8 @@ def costs_for(settings: Settings, profile: Profile, overheads: Overheads) -> Cos
                  tuple(int(b * batch) for b in profile.activation_bytes),
                  _per_client(s.client_speed, n, 1.0), links,
                  rtt, overheads.message, overheads.step, overheads.round + exchange,
-                 overheads.cores, overheads.message_cpu, overheads.compute_cpu)
+                 overheads.cores, overheads.message_cpu, overheads.compute_cpu,
+                 overheads.round_cpu)
 
 
 def auto_plan(settings: Settings, plan: Plan, profile: Profile | None = None,

@@ -14,9 +14,13 @@ Pure (no torch, no I/O). The simulation follows the interpreter (``splitnet.runt
   the message arrives after ``rtt / 2`` plus a fixed per-message overhead;
 * each owner's feeder keeps at most ``depth`` batches in flight (PIPELINE_DEPTH) and feeds
   ``batches`` batches a round;
-* ``cores`` (optional) caps the CPU the running steps use at once across all clients, for
-  clients that share one host (``splitnet local``); a step of a client of speed s < 1 uses s of
-  a core (Note: slowed share); None means every client has its own machine;
+* ``cores`` (optional): the clients share that many cores of one host (``splitnet local``);
+  when the running steps demand more, each runs at ``cores`` / demand, as a host's scheduler
+  shares its cores among processes (Note: shared cores); a step of a client of speed s < 1
+  demands s of a core (Note: slowed share). None means every client has its own machine;
+* ``round_cpu[c-1]`` (optional): CPU seconds client c spends a round beside its steps and
+  messages (reports, states, loading the model; on the aggregator averaging and evaluating),
+  on threads that share its process and cores: spread evenly over its steps (Note: round CPU);
 * ``compute_cpu``: the CPU seconds in a second of the costs' compute (1 on an idle host). A
   client of speed s < 1 is emulated by sleeping (1/s - 1) x its step's *CPU*, which other work
   on a shared host does not stretch, while the compute itself is stretched (Note: slept CPU).
@@ -62,6 +66,7 @@ class Costs:
     cores: int | None = None
     message_cpu: float = 0.0
     compute_cpu: float = 1.0
+    round_cpu: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,12 +120,18 @@ class _Simulation:
         n = len(self.orders)
         self.steps: dict[Task, tuple[float, int, Task | None]] = {}
         for client in range(1, n + 1):
-            for task, _run in entries_of(self.layout, client).items():
-                self.steps[task] = self._step(task, client)
+            entries = entries_of(self.layout, client)
+            # Note: round CPU. Measured per client (bench placement), not per step: each of the
+            # client's steps carries an equal share, so it lands where that client is busy.
+            count = sum(self.batches[t.owner] for t in entries)
+            extra = costs.round_cpu[client - 1] / count if costs.round_cpu and count else 0.0
+            for task in entries:
+                seconds, size, nxt = self._step(task, client)
+                self.steps[task] = (seconds + extra, size, nxt)
         self.inbox: dict[int, dict[Task, deque[int]]] = {
             c: defaultdict(deque) for c in range(1, n + 1)}
-        self.busy_until = [0.0] * n
-        self.idle = [True] * n
+        self.active: dict[int, tuple[float, Task, int]] = {}  # client → (end, task, batch)
+        self.rate = 1.0  # how fast the running steps run (Note: shared cores)
         self.uplink = [0.0] * n
         self.busy = [0.0] * n
         self.events: list[tuple[float, int, str, int, Task, int]] = []
@@ -128,7 +139,6 @@ class _Simulation:
         self.fed = dict.fromkeys(self.owners, 0)
         self.finished = dict.fromkeys(self.owners, 0)
         self.finish = dict.fromkeys(self.owners, 0.0)
-        self.running = 0.0  # cores the running steps use
         self.messages = 0
         self.now = 0.0
 
@@ -169,27 +179,24 @@ class _Simulation:
     def run(self) -> Prediction:
         for owner in self.owners:
             self._feed(owner)
-        while self.events:
-            self.now = self.events[0][0]
+        while self.events or self.active:
+            arrival = self.events[0][0] if self.events else math.inf
+            done = min((at for at, _, _ in self.active.values()), default=math.inf)
+            self.now = min(arrival, done)
+            for client in [c for c, (at, _, _) in self.active.items() if at <= self.now]:
+                _, task, batch = self.active.pop(client)
+                self._done(client, task, batch)
             while self.events and self.events[0][0] <= self.now:
-                _, _, kind, client, task, batch = heapq.heappop(self.events)
-                if kind == "arrive":
-                    self.inbox[client][task].append(batch)
-                else:
-                    self._done(client, task, batch)
+                _, _, _, client, task, batch = heapq.heappop(self.events)
+                self.inbox[client][task].append(batch)
             self._start_idle()
-        end = max([*self.busy_until, self.now])
-        return Prediction(end + self.costs.round_overhead, tuple(self.busy), self.messages,
+        return Prediction(self.now + self.costs.round_overhead, tuple(self.busy), self.messages,
                           tuple(self.finish[o] for o in self.owners))
 
     def _start_idle(self) -> None:
+        started: dict[int, tuple[float, Task, int]] = {}
         for client in range(1, len(self.orders) + 1):
-            if not self.idle[client - 1]:
-                continue
-            # Note: slowed share. On a shared host a slower client is one that sleeps part of
-            # each step (SPLITNET_TEST_SLOWDOWN): its step takes longer but uses no more CPU.
-            share = self._share(client)
-            if self.costs.cores is not None and self.running + share > self.costs.cores + 1e-9:
+            if client in self.active:
                 continue
             ready = {t for t, q in self.inbox[client].items() if q}
             task = pick(ready, self.orders[client - 1])
@@ -197,18 +204,32 @@ class _Simulation:
                 continue
             batch = self.inbox[client][task].popleft()
             seconds = self.steps[task][0]
-            self.idle[client - 1] = False
-            self.running += share
             self.busy[client - 1] += seconds
-            self.busy_until[client - 1] = self.now + seconds
-            self._push(self.now + seconds, "done", client, task, batch)
+            started[client] = (seconds, task, batch)
+        self._share_cores({c: (self.now + seconds, task, batch)
+                           for c, (seconds, task, batch) in started.items()})
 
-    def _share(self, client: int) -> float:
-        return min(1.0, self.costs.speed[client - 1])
+    def _share_cores(self, started: dict[int, tuple[float, Task, int]]) -> None:
+        """Start ``started`` (each with its full-speed end) and re-time every running step.
+
+        Note: shared cores. With ``cores`` set, the running steps share them as a host's
+        scheduler shares them among processes: when they would use more than ``cores``, each
+        runs at ``cores`` / their demand, so every step's end moves whenever one starts or
+        ends. A step of a client of speed s < 1 demands s of a core (Note: slowed share).
+        """
+        old = self.rate
+        self.active.update(started)
+        demand = sum(min(1.0, self.costs.speed[c - 1]) for c in self.active)
+        cores = self.costs.cores
+        self.rate = 1.0 if cores is None or demand <= cores else cores / demand
+        for client, (at, task, batch) in self.active.items():
+            slowed_from = 1.0 if client in started else old
+            if slowed_from != self.rate:
+                self.active[client] = (self.now + (at - self.now) * slowed_from / self.rate,
+                                       task, batch)
 
     def _done(self, client: int, task: Task, batch: int) -> None:
-        self.idle[client - 1] = True
-        self.running -= self._share(client)
+        self._share_cores({})
         _, size, nxt = self.steps[task]
         if nxt is None:
             self.finished[task.owner] += 1

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from splitnet.bench.placement_fit import beside_steps
+
 from .procs import assert_running, run_local, running, stop
 from .test_processes import env_file
 
@@ -32,6 +34,10 @@ def test_a_killed_second_run_leaves_the_first_runs_folder_as_it_was(tmp_path):
     before = digest(first)
     assert set(before) >= CLIENT_FILES, sorted(before)  # every client wrote into one folder
     assert json.loads((first / "summary.json").read_text())["rounds"] == 2
+    for k in (1, 2, 3):  # Note: process CPU (node/rounds.py), every round
+        cpu = json.loads((first / f"client-{k}.json").read_text())["process_cpu_seconds"]
+        assert set(cpu) == {"0", "1"} and all(t > 0 for t in cpu.values()), cpu
+    assert len(beside_steps(first, 3)) == 3 and beside_steps(first, 4) == ()
 
     second_env = env_file(tmp_path, TRAINING_NUM_ROUNDS="1000", TRAINING_NUM_EPOCHS="1",
                           PEER_TIMEOUT="3", JOIN_TIMEOUT="60", RESUME="never",

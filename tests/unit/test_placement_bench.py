@@ -1,24 +1,22 @@
 """bench placement's pure parts: calibration fits measured rounds, the fastest round counts."""
 
-from dataclasses import replace
+import json
 
 import pytest
 
-from splitnet.bench.placement import (
-    MODELS,
-    SEED_EXAMPLE,
-    _env_text,
-    _measured,
-    _offload,
-    all_local,
-    calibrate,
+from splitnet.bench.placement import MODELS, SEED_EXAMPLE, _env_text, _measured, _offload, all_local
+from splitnet.bench.placement_fit import (
+    _median_each,
+    beside_steps,
+    compute_seconds,
+    measure,
+    step_cpu,
 )
-from splitnet.bench.placement_fit import compute_seconds, step_cpu
 from splitnet.config.catalog import num_partitions
 from splitnet.ops.autoplan import Overheads
 from splitnet.plan.rules import check_placement
-from splitnet.plan.search import evaluate
-from splitnet.plan.simulate import Costs
+from splitnet.plan.simulate import Costs, predict
+from splitnet.plan.task import Task
 
 COSTS = Costs((0.002, 0.002, 0.0005, 0.0001), (0.003, 0.003, 0.0006, 0.0005),
               (65536, 32768, 16384, 1280), (1.0,) * 5, (float("inf"),) * 5,
@@ -29,38 +27,6 @@ def test_the_seed_example_is_valid_and_its_offloads_are_read_back():
     assert check_placement(SEED_EXAMPLE, 5, 4, "CNN")[1] == []
     assert _offload(SEED_EXAMPLE) == {(4, 3): 1, (1, 3): 2, (5, 2): 3, (5, 3): 3, (3, 3): 4,
                                       (3, 2): 5, (2, 3): 5}
-
-
-@pytest.mark.parametrize("depth", [1, 2])
-def test_calibration_recovers_the_scale_from_all_local_then_the_message_cpu(depth):
-    truth = replace(COSTS, forward=tuple(t * 0.8 for t in COSTS.forward),
-                    backward=tuple(t * 0.8 for t in COSTS.backward), message_cpu=0.0006)
-    owners = (1, 2, 3, 4, 5)
-    measured = [(o, evaluate(5, 4, owners, o, truth, 9, depth).seconds)
-                for o in ({}, _offload(SEED_EXAMPLE))]
-    base = Overheads(message=0.001, round=0.03, cores=2)
-    overheads, worst = calibrate(COSTS, owners, dict.fromkeys(owners, 9), measured, base, depth)
-    assert worst < 0.002  # the round steps with the message CPU: the 20 us grid gets close
-    assert overheads.scale == pytest.approx(0.8, rel=1e-4)
-    assert overheads.message_cpu == pytest.approx(0.0006, abs=4e-5)
-    assert overheads.cores == 2 and overheads.round == 0.03 and overheads.message == 0.001
-
-
-def test_calibration_of_a_round_faster_than_free_messages_stays_near_zero_message_cpu():
-    owners = (1, 2, 3, 4, 5)
-    local = evaluate(5, 4, owners, {}, COSTS, 9, 1).seconds
-    seed = evaluate(5, 4, owners, _offload(SEED_EXAMPLE), COSTS, 9, 1).seconds
-    # the seed example measured 10 % faster than even free messages predict
-    overheads, worst = calibrate(COSTS, owners, dict.fromkeys(owners, 9),
-                                 [({}, local), (_offload(SEED_EXAMPLE), 0.9 * seed)])
-    assert overheads.message_cpu <= 1e-4 and overheads.scale == pytest.approx(1, rel=1e-4)
-    assert 0 < worst <= 1 / 0.9 - 1 + 1e-9  # no worse than free messages, never exact
-
-
-def test_calibration_needs_all_local_first():
-    with pytest.raises(ValueError, match="all-local"):
-        calibrate(COSTS, (1, 2, 3, 4, 5), dict.fromkeys(range(1, 6), 9),
-                  [(_offload(SEED_EXAMPLE), 1.0), ({}, 1.0)])
 
 
 def test_the_fastest_round_after_the_first_counts(tmp_path):
@@ -115,20 +81,64 @@ def test_step_cpu_is_the_median_round_of_every_clients_compute_cpu_after_the_fir
     assert step_cpu(old) == (0.0, 0.0)
 
 
-def test_calibration_turns_all_locals_step_cpu_into_the_cpu_in_a_second_of_compute():
+def test_beside_steps_is_each_clients_process_cpu_less_its_steps_median_after_round_0(tmp_path):
+    header = "client,owner,stage,batch,round,start,end,kind,peer,bytes,cpu\n"
+    (tmp_path / "timeline-client1.csv").write_text(
+        header + "1,1,1,0,0,0,1,compute,,0,0.5\n1,1,1,0,1,0,1,compute,,0,0.25\n"
+        "1,1,5,0,1,0,1,compute,,0,0.25\n1,1,1,0,2,0,1,compute,,0,0.5\n"
+        "1,1,1,0,1,0,1,transfer,2,9,0\n")
+    (tmp_path / "timeline-client2.csv").write_text(header + "2,1,2,0,1,0,1,compute,,0,2.0\n")
+    (tmp_path / "client-1.json").write_text(
+        '{"process_cpu_seconds": {"0": 9.0, "1": 0.75, "2": 1.5}}')
+    (tmp_path / "client-2.json").write_text(
+        '{"process_cpu_seconds": {"0": 1.0, "1": 1.0, "2": 0.25}}')
+    # client 1: rounds 1, 2 beside 0.25 and 1.0; client 2: 1.0 - 2.0 (clipped to 0), 0.25
+    assert beside_steps(tmp_path, 2) == (pytest.approx(0.625), pytest.approx(0.125))
+    (tmp_path / "client-2.json").write_text('{"client": 2}')  # written before the field
+    assert beside_steps(tmp_path, 2) == ()
+    assert beside_steps(tmp_path, 3) == ()
+
+
+def test_median_each_takes_each_clients_median_and_nothing_when_a_run_lacks_it():
+    assert _median_each([(1.0, 4.0), (3.0, 2.0), (2.0, 9.0)]) == (2.0, 4.0)
+    assert _median_each([(1.0, 4.0), ()]) == ()
+    assert _median_each([]) == ()
+
+
+def _run_folder(path, step, beside, rounds=3):
+    """A run folder whose client c used ``step[c-1]`` s in steps and ``beside[c-1]`` s beside."""
+    path.mkdir()
+    header = "client,owner,stage,batch,round,start,end,kind,peer,bytes,cpu\n"
+    for c, (cpu, extra) in enumerate(zip(step, beside, strict=True), 1):
+        rows = "".join(f"{c},{c},1,0,{r},0,1,compute,,0,{cpu}\n" for r in range(rounds))
+        (path / f"timeline-client{c}.csv").write_text(header + rows)
+        process = {str(r): cpu + extra + (5.0 if r == 0 else 0.0) for r in range(rounds)}
+        (path / f"client-{c}.json").write_text(json.dumps({"process_cpu_seconds": process}))
+    return path
+
+
+def test_measure_reads_the_scale_round_cpu_and_message_cpu_from_the_calibration_runs(tmp_path):
     owners = (1, 2, 3, 4, 5)
     batches = dict.fromkeys(owners, 9)
     work = compute_seconds(COSTS, batches)
-    assert work == pytest.approx(45 * (sum(COSTS.forward) + sum(COSTS.backward)))
-    # the truth: a profiled second is 0.6 s of runtime CPU, stretched to 0.9 s of wall by the host
-    truth = replace(COSTS, forward=tuple(t * 0.9 for t in COSTS.forward),
-                    backward=tuple(t * 0.9 for t in COSTS.backward), message_cpu=0.0006)
-    measured = [(o, evaluate(5, 4, owners, o, truth, 9, 1).seconds)
-                for o in ({}, _offload(SEED_EXAMPLE))]
-    overheads, worst = calibrate(COSTS, owners, batches, measured, cpu=0.6 * work)
-    assert worst < 0.002
-    assert overheads.scale == pytest.approx(0.9, rel=1e-4)
-    assert overheads.compute_cpu == pytest.approx(0.6 / 0.9, rel=1e-4)
-    assert overheads.message_cpu == pytest.approx(0.0006, abs=4e-5)
-    # without the step CPU, compute_cpu stays as given (1: a slowed step is compute / speed)
-    assert calibrate(COSTS, owners, batches, measured)[0].compute_cpu == 1.0
+    home = (0.3, 0.05, 0.05, 0.05, 0.05)
+    local = [_run_folder(tmp_path / "a", [0.2 * work] * 5, home),  # least step CPU counts
+             _run_folder(tmp_path / "b", [0.25 * work] * 5, [2 * t for t in home])]
+    offload = _offload(SEED_EXAMPLE)
+    tasks = [[Task.parse(t) for t in x] for x in SEED_EXAMPLE]
+    messages = predict(tasks, 4, COSTS, batches).messages
+    away = [t + 0.002 * messages * 2 / 5 for t in home]  # 2 ms a message each end
+    other = [_run_folder(tmp_path / "c", [0.3 * work] * 5, away)]
+    base = Overheads(cores=2, round=0.05)
+    measured = measure(COSTS, owners, batches, local, (offload, other), base)
+    assert measured.scale == pytest.approx(1.0, rel=1e-5)  # 5 clients x 0.2 x the work
+    assert measured.round_cpu == pytest.approx(tuple(1.5 * t for t in home))  # the median run
+    assert measured.message_cpu == pytest.approx(0.002 - sum(home) / 2 / (2 * messages),
+                                                  rel=1e-4)
+    assert measured.compute_cpu == 1.0 and measured.cores == 2 and measured.round == 0.05
+    # runs written before the process CPU: no round CPU, no message CPU
+    for folder in [*local, *other]:
+        for facts in folder.glob("client-*.json"):
+            facts.write_text("{}")
+    old = measure(COSTS, owners, batches, local, (offload, other), base)
+    assert old.round_cpu == () and old.message_cpu == 0.0 and old.scale == measured.scale

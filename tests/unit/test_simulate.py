@@ -142,16 +142,17 @@ def test_message_cpu_is_not_slowed_with_compute():
 def test_a_slowed_client_uses_its_share_of_a_core_on_a_shared_host():
     lists = generate_lists(3, 4)  # all local, one batch each
     work = sum(FWD) + sum(BWD)
-    # two clients at speed 0.5 use half a core each: with one core both run at once (2x work),
-    # and the fast client waits for a core until they are done (2x work + work)
+    # two clients at speed 0.5 use half a core each, the fast one a whole core: with one core
+    # all three run at half speed (demand 2) until the fast one is done (2x work), then the
+    # slowed ones alone (demand 1) finish their last work at full speed (3x work)
     costs = _costs(3, speed=[0.5, 0.5, 1.0], cores=1)
     assert predict(_tasks(lists), 4, costs, 1).seconds == pytest.approx(3 * work)
     # two cores: the fast client runs beside the two half-core ones
     two = _costs(3, speed=[0.5, 0.5, 1.0], cores=2)
     assert predict(_tasks(lists), 4, two, 1).seconds == pytest.approx(2 * work)
-    # full-speed clients still take a whole core each
+    # three full-speed clients share two cores as a host shares them: 3 x work on 2 cores
     full = _costs(3, cores=2)
-    assert predict(_tasks(lists), 4, full, 1).seconds == pytest.approx(2 * work)
+    assert predict(_tasks(lists), 4, full, 1).seconds == pytest.approx(1.5 * work)
 
 
 @pytest.mark.parametrize("compute_cpu", [1.0, 0.5, 1.5])
@@ -164,3 +165,12 @@ def test_a_slowed_step_waits_out_its_cpu_not_its_stretched_compute(compute_cpu):
     # at full speed compute_cpu changes nothing
     assert predict(_tasks(lists), 4, _costs(1, compute_cpu=compute_cpu), 2).seconds == \
         pytest.approx(2 * work)
+
+
+def test_round_cpu_is_spread_over_the_clients_steps():
+    lists = generate_lists(2, 4)  # all local: each owner runs 2 steps a batch
+    plain = predict(_tasks(lists), 4, _costs(2), batches=3)
+    loaded = predict(_tasks(lists), 4, _costs(2, round_cpu=(6.0, 0.0)), batches=3)
+    assert loaded.busy[0] == pytest.approx(plain.busy[0] + 6.0)
+    assert loaded.busy[1] == pytest.approx(plain.busy[1])
+    assert loaded.seconds == pytest.approx(plain.seconds + 6.0)
