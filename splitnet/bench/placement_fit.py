@@ -4,8 +4,11 @@ Note: measured, not fitted. Two calibration placements run first: all-local (no 
 one with messages (the seed example). Every constant of the prediction is read from what their
 processes recorded, none fitted to their wall times (which other work on the host stretches):
 
-* the compute scale: all-local's step CPU (the timeline's ``cpu`` column, :func:`step_cpu`)
-  over the profile's compute for the same batches: the runtime's CPU per profiled second;
+* the CPU a step costs beside its partitions' compute (optimizer, bookkeeping): the two
+  runs train the same batches, so their steps' CPU (the timeline's ``cpu`` column,
+  :func:`step_cpu`) differs by that cost times the difference in steps (324 against 60);
+* the compute scale: all-local's step CPU less that cost over the profile's compute for the
+  same batches: the runtime's CPU per profiled second;
 * each client's CPU a round beside its steps (Note: round CPU, :func:`beside_steps`): its
   process CPU (every thread, ``client-*.json``) less its steps', in all-local: reports,
   states, loading the model, and on the aggregator averaging and evaluating (0.3 s a round
@@ -18,7 +21,11 @@ shares them, Note: shared cores) predicts both calibration rounds; their errors 
 a check, not minimised. Before (session 8) the scale and message CPU were fitted to the two
 rounds' wall times: the fit absorbed the aggregator's work and the host's load into the compute
 scale, under-predicted every placement whose busiest client is the aggregator by ~20 %, and the
-search loaded the aggregator with the slow owners' middles (BENCHMARKS.md, Session 12).
+search loaded the aggregator with the slow owners' middles; the CNN's many-step placements were
+under-predicted by ~30 % without the step cost (BENCHMARKS.md, Session 12). The step cost was
+tried in session 8 from one run of each and dropped (a run's step CPU moved ~15 % from round to
+round on a loaded host); read from the least disturbed of each placement's runs, it kept every
+row of four runs here within 13 %.
 """
 
 from __future__ import annotations
@@ -108,11 +115,16 @@ def measure(costs: Costs, owners: tuple[int, ...], batches: dict[int, int],
     it was recorded) gives no round CPU and no message CPU.
     """
     n = len(costs.speed)
-    scale = min(step_cpu(f)[0] for f in local) / compute_seconds(costs, batches)
+    (home_cpu, home_steps), (away_cpu, away_steps) = (
+        min(step_cpu(f) for f in runs) for runs in (local, other[1]))  # the least disturbed
+    step = max(0.0, (away_cpu - home_cpu) / (away_steps - home_steps)) \
+        if away_steps > home_steps else 0.0
+    scale = (home_cpu - home_steps * step) / compute_seconds(costs, batches)
     home = _median_each([beside_steps(f, n) for f in local])
     away = _median_each([beside_steps(f, n) for f in other[1]])
     tasks = [[Task.parse(t) for t in x] for x in generate_lists(n, p, owners, other[0])]
     messages = predict(tasks, p, costs, batches, depth).messages
     message_cpu = max(0.0, sum(away) - sum(home)) / (2 * messages) if home and away else 0.0
-    return replace(base, scale=round(scale, 6), message_cpu=round(message_cpu, 7),
+    return replace(base, scale=round(scale, 6), step=round(step, 7),
+                   message_cpu=round(message_cpu, 7),
                    round_cpu=tuple(round(t, 6) for t in home), compute_cpu=1.0)

@@ -105,36 +105,41 @@ def test_median_each_takes_each_clients_median_and_nothing_when_a_run_lacks_it()
     assert _median_each([]) == ()
 
 
-def _run_folder(path, step, beside, rounds=3):
-    """A run folder whose client c used ``step[c-1]`` s in steps and ``beside[c-1]`` s beside."""
+def _run_folder(path, step, beside, steps=1, rounds=3):
+    """A run folder whose client c used ``step[c-1]`` s in ``steps`` steps a round and
+    ``beside[c-1]`` s beside them."""
     path.mkdir()
     header = "client,owner,stage,batch,round,start,end,kind,peer,bytes,cpu\n"
     for c, (cpu, extra) in enumerate(zip(step, beside, strict=True), 1):
-        rows = "".join(f"{c},{c},1,0,{r},0,1,compute,,0,{cpu}\n" for r in range(rounds))
+        rows = "".join(f"{c},{c},1,{b},{r},0,1,compute,,0,{cpu / steps}\n"
+                       for r in range(rounds) for b in range(steps))
         (path / f"timeline-client{c}.csv").write_text(header + rows)
         process = {str(r): cpu + extra + (5.0 if r == 0 else 0.0) for r in range(rounds)}
         (path / f"client-{c}.json").write_text(json.dumps({"process_cpu_seconds": process}))
     return path
 
 
-def test_measure_reads_the_scale_round_cpu_and_message_cpu_from_the_calibration_runs(tmp_path):
+def test_measure_reads_every_constant_from_the_calibration_runs(tmp_path):
     owners = (1, 2, 3, 4, 5)
     batches = dict.fromkeys(owners, 9)
     work = compute_seconds(COSTS, batches)
     home = (0.3, 0.05, 0.05, 0.05, 0.05)
-    local = [_run_folder(tmp_path / "a", [0.2 * work] * 5, home),  # least step CPU counts
+    # all-local: one step a round per client; the least step CPU counts (run a)
+    local = [_run_folder(tmp_path / "a", [0.2 * work] * 5, home),
              _run_folder(tmp_path / "b", [0.25 * work] * 5, [2 * t for t in home])]
     offload = _offload(SEED_EXAMPLE)
     tasks = [[Task.parse(t) for t in x] for x in SEED_EXAMPLE]
     messages = predict(tasks, 4, COSTS, batches).messages
     away = [t + 0.002 * messages * 2 / 5 for t in home]  # 2 ms a message each end
-    other = [_run_folder(tmp_path / "c", [0.3 * work] * 5, away)]
+    # the placement with messages: 3 steps a round per client, 1 ms more CPU for each extra one
+    other = [_run_folder(tmp_path / "c", [0.2 * work + 0.002] * 5, away, steps=3)]
     base = Overheads(cores=2, round=0.05)
     measured = measure(COSTS, owners, batches, local, (offload, other), base)
-    assert measured.scale == pytest.approx(1.0, rel=1e-5)  # 5 clients x 0.2 x the work
+    assert measured.step == pytest.approx(0.001)
+    assert measured.scale == pytest.approx((work - 5 * 0.001) / work, rel=1e-5)
     assert measured.round_cpu == pytest.approx(tuple(1.5 * t for t in home))  # the median run
     assert measured.message_cpu == pytest.approx(0.002 - sum(home) / 2 / (2 * messages),
-                                                  rel=1e-4)
+                                                 rel=1e-4)
     assert measured.compute_cpu == 1.0 and measured.cores == 2 and measured.round == 0.05
     # runs written before the process CPU: no round CPU, no message CPU
     for folder in [*local, *other]:
@@ -142,3 +147,5 @@ def test_measure_reads_the_scale_round_cpu_and_message_cpu_from_the_calibration_
             facts.write_text("{}")
     old = measure(COSTS, owners, batches, local, (offload, other), base)
     assert old.round_cpu == () and old.message_cpu == 0.0 and old.scale == measured.scale
+    # fewer steps than all-local (not the seed example): no step cost
+    assert measure(COSTS, owners, batches, other, (offload, local), base).step == 0.0
