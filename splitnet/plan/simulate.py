@@ -215,7 +215,9 @@ class _Simulation:
         Note: shared cores. With ``cores`` set, the running steps share them as a host's
         scheduler shares them among processes: when they would use more than ``cores``, each
         runs at ``cores`` / their demand, so every step's end moves whenever one starts or
-        ends. A step of a client of speed s < 1 demands s of a core (Note: slowed share).
+        ends. Note: slowed share. A step of a client of speed s < 1 demands s of a core: on a
+        shared host a slower client is one that sleeps part of each step
+        (``SPLITNET_TEST_SLOWDOWN``), so its step takes longer but uses no more CPU.
         """
         old = self.rate
         self.active.update(started)
