@@ -10,9 +10,9 @@ the slow ones are made slow with the test-only ``SPLITNET_TEST_SLOWDOWN``
 1. calibration, every client at full speed: all-local and the seed example
    (``example_configurations/cnn_cross_offload.env``'s lists) run, and the prediction's
    constants are read from what their processes recorded (:func:`measure`, Note: measured, not
-   fitted, in :mod:`splitnet.bench.placement_fit`): the compute scale from all-local's step
-   CPU, each client's CPU beside its steps, and the CPU a message costs; both calibration
-   rounds are then predicted as a check;
+   fitted, in :mod:`splitnet.bench.placement_fit`): a step's own CPU, the compute scale from
+   all-local's step CPU, each client's CPU beside its steps, and the CPU a message costs; both
+   calibration rounds are then predicted as a check;
 2. with the slowdown: ``plan --auto`` searches with the calibrated costs, then all-local, the
    seed example and the --auto choice run; none of these three was used to calibrate.
 

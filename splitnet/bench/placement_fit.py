@@ -117,14 +117,20 @@ def measure(costs: Costs, owners: tuple[int, ...], batches: dict[int, int],
     n = len(costs.speed)
     (home_cpu, home_steps), (away_cpu, away_steps) = (
         min(step_cpu(f) for f in runs) for runs in (local, other[1]))  # the least disturbed
+    if home_cpu <= 0:
+        raise ValueError("measure: the all-local runs recorded no step CPU (timeline cpu column)")
+    work = compute_seconds(costs, batches)
     step = max(0.0, (away_cpu - home_cpu) / (away_steps - home_steps)) \
         if away_steps > home_steps else 0.0
-    scale = (home_cpu - home_steps * step) / compute_seconds(costs, batches)
+    if home_cpu - home_steps * step <= 0:  # the difference is not a step cost: none
+        step = 0.0
+    scale = (home_cpu - home_steps * step) / work
     home = _median_each([beside_steps(f, n) for f in local])
     away = _median_each([beside_steps(f, n) for f in other[1]])
     tasks = [[Task.parse(t) for t in x] for x in generate_lists(n, p, owners, other[0])]
     messages = predict(tasks, p, costs, batches, depth).messages
-    message_cpu = max(0.0, sum(away) - sum(home)) / (2 * messages) if home and away else 0.0
+    message_cpu = max(0.0, sum(away) - sum(home)) / (2 * messages) \
+        if home and away and messages else 0.0
     return replace(base, scale=round(scale, 6), step=round(step, 7),
                    message_cpu=round(message_cpu, 7),
                    round_cpu=tuple(round(t, 6) for t in home), compute_cpu=1.0)

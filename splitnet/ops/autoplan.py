@@ -2,9 +2,10 @@
 
 The profile comes from ``--profile F`` (what ``splitnet profile --out F`` wrote, maybe on another
 machine) or is measured here. Speeds, links and the RTT come from ``CLIENT_SPEED``,
-``CLIENT_BANDWIDTH`` and ``CLIENT_RTT``. The prediction's overheads (per message, per step, per
-round) are measured in ``splitnet local`` runs by ``splitnet bench placement``
-(:mod:`splitnet.bench.placement_fit`); the defaults below are figures of such runs.
+``CLIENT_BANDWIDTH`` and ``CLIENT_RTT``. ``splitnet bench placement`` measures the prediction's
+overheads (per message, per step, per client and round, the compute scale) in ``splitnet local``
+runs (:mod:`splitnet.bench.placement_fit`); the defaults below, which ``plan --auto`` uses, are
+figures of earlier such runs (the message CPU), or none.
 """
 
 from __future__ import annotations

@@ -24,9 +24,11 @@ Pure (no torch, no I/O). The simulation follows the interpreter (``splitnet.runt
 * ``compute_cpu``: the CPU seconds in a second of the costs' compute (1 on an idle host). A
   client of speed s < 1 is emulated by sleeping (1/s - 1) x its step's *CPU*, which other work
   on a shared host does not stretch, while the compute itself is stretched (Note: slept CPU).
+  With ``cores`` the shared rate stretches such a step whole, sleep included: a small error,
+  as the step demands only s of a core.
 
-The round ends when every owner's last batch is done, plus ``round_overhead`` (aggregation and
-evaluation, calibrated from measured runs).
+The round ends when every owner's last batch is done, plus ``round_overhead`` (the round-end
+exchange and a fixed constant).
 """
 
 from __future__ import annotations
@@ -122,7 +124,10 @@ class _Simulation:
         for client in range(1, n + 1):
             entries = entries_of(self.layout, client)
             # Note: round CPU. Measured per client (bench placement), not per step: each of the
-            # client's steps carries an equal share, so it lands where that client is busy.
+            # client's steps carries an equal share, so it lands where that client is busy. It
+            # runs on other threads (averaging, evaluating): in series with the steps it is
+            # right where the cores are all busy (the bench: clients of one host), and an upper
+            # bound where cores are spare.
             count = sum(self.batches[t.owner] for t in entries)
             extra = costs.round_cpu[client - 1] / count if costs.round_cpu and count else 0.0
             for task in entries:
@@ -134,7 +139,7 @@ class _Simulation:
         self.rate = 1.0  # how fast the running steps run (Note: shared cores)
         self.uplink = [0.0] * n
         self.busy = [0.0] * n
-        self.events: list[tuple[float, int, str, int, Task, int]] = []
+        self.events: list[tuple[float, int, int, Task, int]] = []  # input arrivals
         self.seq = 0
         self.fed = dict.fromkeys(self.owners, 0)
         self.finished = dict.fromkeys(self.owners, 0)
@@ -166,14 +171,15 @@ class _Simulation:
         seconds = work + slowed + messages * c.message_cpu
         return seconds, size, nxt
 
-    def _push(self, at: float, kind: str, client: int, task: Task, batch: int) -> None:
+    def _push(self, at: float, client: int, task: Task, batch: int) -> None:
+        """Queue ``batch``'s input for ``task`` on ``client``, arriving at ``at``."""
         self.seq += 1
-        heapq.heappush(self.events, (at, self.seq, kind, client, task, batch))
+        heapq.heappush(self.events, (at, self.seq, client, task, batch))
 
     def _feed(self, owner: int) -> None:
         while (self.fed[owner] < self.batches[owner]
                and self.fed[owner] - self.finished[owner] < self.depth):
-            self._push(self.now, "arrive", owner, Task(owner, 1), self.fed[owner])
+            self._push(self.now, owner, Task(owner, 1), self.fed[owner])
             self.fed[owner] += 1
 
     def run(self) -> Prediction:
@@ -187,7 +193,7 @@ class _Simulation:
                 _, task, batch = self.active.pop(client)
                 self._done(client, task, batch)
             while self.events and self.events[0][0] <= self.now:
-                _, _, _, client, task, batch = heapq.heappop(self.events)
+                _, _, client, task, batch = heapq.heappop(self.events)
                 self.inbox[client][task].append(batch)
             self._start_idle()
         return Prediction(self.now + self.costs.round_overhead, tuple(self.busy), self.messages,
@@ -223,7 +229,7 @@ class _Simulation:
         self.active.update(started)
         demand = sum(min(1.0, self.costs.speed[c - 1]) for c in self.active)
         cores = self.costs.cores
-        self.rate = 1.0 if cores is None or demand <= cores else cores / demand
+        self.rate = 1.0 if cores is None or demand <= cores + 1e-9 else cores / demand
         for client, (at, task, batch) in self.active.items():
             slowed_from = 1.0 if client in started else old
             if slowed_from != self.rate:
@@ -245,4 +251,4 @@ class _Simulation:
         sent = start + (0.0 if math.isinf(rate) else size / rate)
         self.uplink[client - 1] = sent
         self.messages += 1
-        self._push(sent + c.rtt / 2 + c.message_overhead, "arrive", receiver, nxt, batch)
+        self._push(sent + c.rtt / 2 + c.message_overhead, receiver, nxt, batch)

@@ -1,4 +1,4 @@
-"""bench placement's pure parts: calibration fits measured rounds, the fastest round counts."""
+"""bench placement's pure parts: the constants measured in calibration runs, the fastest round."""
 
 import json
 
@@ -149,3 +149,22 @@ def test_measure_reads_every_constant_from_the_calibration_runs(tmp_path):
     assert old.round_cpu == () and old.message_cpu == 0.0 and old.scale == measured.scale
     # fewer steps than all-local (not the seed example): no step cost
     assert measure(COSTS, owners, batches, other, (offload, local), base).step == 0.0
+
+
+def test_measure_refuses_runs_without_step_cpu_and_never_makes_compute_free(tmp_path):
+    owners = (1, 2, 3, 4, 5)
+    batches = dict.fromkeys(owners, 9)
+    work = compute_seconds(COSTS, batches)
+    home = (0.1,) * 5
+    local = [_run_folder(tmp_path / "a", [0.2 * work] * 5, home)]
+    # the extra steps used so much more CPU that all-local's steps would be all step cost
+    other = [_run_folder(tmp_path / "b", [2 * work] * 5, home, steps=3)]
+    base = Overheads(cores=2)
+    measured = measure(COSTS, owners, batches, local, ({(3, 2): 1}, other), base)
+    assert measured.step == 0.0 and measured.scale == pytest.approx(1.0, rel=1e-5)
+    # a placement without messages: no message CPU, no division by zero
+    assert measure(COSTS, owners, batches, local, ({}, other), base).message_cpu == 0.0
+    for timeline in (tmp_path / "a").glob("timeline-client*.csv"):
+        timeline.write_text("client,owner,stage,batch,round,start,end,kind,peer,bytes\n")
+    with pytest.raises(ValueError, match="no step CPU"):
+        measure(COSTS, owners, batches, local, ({(3, 2): 1}, other), base)
