@@ -195,12 +195,13 @@ def run_placement_bench(out: Path, slowdown: list[float], rounds: int = 3,
     overheads = measure(start.costs, plan.owners, start.batches, calibration[0][1],
                         (_offload(SEED_EXAMPLE, p), calibration[1][1]), base_overheads, depth, p)
     measured_calibration = auto_plan(settings, plan, profile, overheads, budget_seconds=0)
-    fit = [(_offload(lists, p), seconds, evaluate(
-        len(slowdown), p, plan.owners, _offload(lists, p), measured_calibration.costs,
+    checks = [(offload, seconds, evaluate(
+        len(slowdown), p, plan.owners, offload, measured_calibration.costs,
         measured_calibration.batches, depth).seconds)
-           for (_, lists), (seconds, _) in zip(pair, calibration, strict=True)]
+              for offload, (seconds, _) in zip((_offload(lists, p) for _, lists in pair),
+                                               calibration, strict=True)]
     progress(f"measured: {overheads}; calibration rounds predicted / measured: "
-             + ", ".join(f"{t:.3f} / {m:.3f} s ({(t - m) / m:+.0%})" for _, m, t in fit))
+             + ", ".join(f"{t:.3f} / {m:.3f} s ({(t - m) / m:+.0%})" for _, m, t in checks))
     slow_env = out / "all_local.env"
     slow_env.write_text(_env_text(ALL_LOCAL, slowdown, *shape, model=chosen))
     slow = load(slow_env, environ={}, env_file_required=True)
@@ -218,7 +219,8 @@ def run_placement_bench(out: Path, slowdown: list[float], rounds: int = 3,
     (out / "placement.json").write_text(json.dumps(
         {"model": model, "slowdown": slowdown, "shape": shape, "repeat": repeat,
          "load_average": [load_before, os.getloadavg()[0]], "overheads": overheads.__dict__,
-         "calibration": [{"offload": str(o), "seconds": m, "predicted": t} for o, m, t in fit],
+         "calibration": [{"offload": str(o), "seconds": m, "predicted": t}
+                         for o, m, t in checks],
          "rows": [r.__dict__ for r in rows]}, indent=2))
     return rows
 

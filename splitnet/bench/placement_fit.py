@@ -47,6 +47,16 @@ __all__ = ["Offload", "beside_steps", "compute_seconds", "measure", "step_cpu"]
 Offload = dict[tuple[int, int], int]
 
 
+def _steps_by_round(timeline: Path) -> dict[int, list[float]]:
+    """Return a timeline file's compute steps' CPU seconds by round (rows with a ``cpu``)."""
+    by_round: dict[int, list[float]] = {}
+    with timeline.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["kind"] == "compute" and row.get("cpu"):
+                by_round.setdefault(int(row["round"]), []).append(float(row["cpu"]))
+    return by_round
+
+
 def step_cpu(folder: Path) -> tuple[float, float]:
     """Return the CPU seconds a round's compute steps used, all clients together, and the steps.
 
@@ -55,10 +65,8 @@ def step_cpu(folder: Path) -> tuple[float, float]:
     """
     by_round: dict[int, list[float]] = {}
     for path in sorted(folder.glob("timeline-client*.csv")):
-        with path.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                if row["kind"] == "compute" and row.get("cpu"):
-                    by_round.setdefault(int(row["round"]), []).append(float(row["cpu"]))
+        for round_, cpu in _steps_by_round(path).items():
+            by_round.setdefault(round_, []).extend(cpu)
     rounds = [by_round[r] for r in sorted(by_round)][1:] or list(by_round.values())
     if not rounds:
         return 0.0, 0.0
@@ -80,15 +88,9 @@ def beside_steps(folder: Path, clients: int) -> tuple[float, ...]:
             if facts.is_file() else None
         if not recorded:
             return ()
-        steps: dict[int, float] = {}
-        timeline = folder / f"timeline-client{client}.csv"
-        with timeline.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                if row["kind"] == "compute" and row.get("cpu"):
-                    steps[int(row["round"])] = steps.get(int(row["round"]), 0.0) + float(
-                        row["cpu"])
+        steps = _steps_by_round(folder / f"timeline-client{client}.csv")
         rounds = sorted(int(r) for r in recorded)
-        result.append(statistics.median(max(0.0, float(recorded[str(r)]) - steps.get(r, 0.0))
+        result.append(statistics.median(max(0.0, float(recorded[str(r)]) - sum(steps.get(r, ())))
                                         for r in rounds[1:] or rounds))
     return tuple(result)
 
